@@ -1,0 +1,171 @@
+"""Event names and the JSON codec.
+
+Every event class has a stable name: the one given to ``@tidings.event("user.signed_up")`` or, when
+none is given, the class name. The :class:`Registry` maps names to classes both ways, so stored and
+transported messages never carry import paths.
+
+:class:`JsonCodec` turns frozen dataclasses, msgspec Structs, pydantic models and plain dicts into
+JSON and back with msgspec: UUID, aware datetime, Decimal, enums and nested types round-trip
+exactly. Bad bytes or a payload that does not fit the type raise :class:`~tidings.DecodeError`
+naming the type and the field. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, overload
+
+import msgspec
+
+from tidings.errors import DecodeError, UnknownEventType
+
+__all__ = ["Codec", "JsonCodec", "Registry", "event", "registry"]
+
+T = TypeVar("T")
+E = TypeVar("E", bound=type)
+
+
+class Registry:
+    """Event names to classes and back. Registering the same class twice is harmless; giving one
+    name to two classes is a ``ValueError``."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, type] = {}
+        self._by_class: dict[type, str] = {}
+
+    def register(self, cls: type, name: str | None = None) -> str:
+        name = name or cls.__name__
+        known = self._by_name.get(name)
+        if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
+            raise ValueError(f"event name {name!r} is already used by {known.__qualname__}")
+        self._by_name[name] = cls
+        self._by_class[cls] = name
+        return name
+
+    def name_of(self, cls: type) -> str:
+        """The event name of ``cls``, registering it under its class name on first use."""
+        try:
+            return self._by_class[cls]
+        except KeyError:
+            return self.register(cls)
+
+    def class_of(self, name: str) -> type:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownEventType(name) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+
+registry = Registry()
+"""The process-wide registry that ``@tidings.event`` writes to."""
+
+
+@overload
+def event(name: str | None = None) -> Callable[[E], E]: ...
+@overload
+def event(name: E) -> E: ...
+def event(name: str | type | None = None) -> Any:
+    """Give an event class its stable name: ``@tidings.event("user.signed_up")``.
+
+    Used bare (``@tidings.event``) the class name is the event name.
+    """
+    if isinstance(name, type):
+        registry.register(name)
+        return name
+
+    def decorate(cls: E) -> E:
+        registry.register(cls, name)
+        return cls
+
+    return decorate
+
+
+class Codec(Protocol):
+    """Turns event objects into bytes and back. Implementations must never unpickle."""
+
+    content_type: str
+
+    def encode(self, data: Any) -> bytes: ...
+
+    def decode(self, raw: bytes | bytearray | memoryview, into: type[T]) -> T: ...
+
+    def convert(self, obj: Any, into: type[T]) -> T:
+        """Turn decoded-but-untyped data (a dict from a broker, say) into ``into``."""
+        ...
+
+
+_AT_PATH = re.compile(r" - at `([^`]*)`$")
+
+
+def _pydantic_base() -> type | None:
+    try:
+        from pydantic import BaseModel
+    except ImportError:  # pydantic is optional
+        return None
+    return BaseModel
+
+
+class JsonCodec:
+    """JSON via msgspec; decoders are built once per event type and cached."""
+
+    content_type = "application/json"
+
+    def __init__(self) -> None:
+        self._pydantic = _pydantic_base()
+        self._encoder = msgspec.json.Encoder(enc_hook=self._encode_other)
+        self._decoders: dict[type, Callable[[Any], Any]] = {}
+
+    def encode(self, data: Any) -> bytes:
+        return self._encoder.encode(data)
+
+    def decode(self, raw: bytes | bytearray | memoryview, into: type[T]) -> T:
+        try:
+            decode = self._decoders[into]
+        except KeyError:
+            decode = self._decoders[into] = self._decoder_for(into)
+        try:
+            return decode(raw)  # type: ignore[no-any-return]
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            raise self._decode_error(into, exc) from exc
+
+    def convert(self, obj: Any, into: type[T]) -> T:
+        if isinstance(obj, into):
+            return obj
+        if isinstance(obj, bytes | bytearray | memoryview):
+            return self.decode(obj, into)
+        try:
+            if self._pydantic is not None and issubclass(into, self._pydantic):
+                return into.model_validate(obj)  # type: ignore[attr-defined, no-any-return]
+            return msgspec.convert(obj, into, strict=False)
+        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+            raise self._decode_error(into, exc) from exc
+
+    def _decoder_for(self, into: type) -> Callable[[Any], Any]:
+        if self._pydantic is not None and isinstance(into, type) and issubclass(into, self._pydantic):
+            return into.model_validate_json  # type: ignore[attr-defined, no-any-return]
+        return msgspec.json.Decoder(into).decode
+
+    def _encode_other(self, obj: Any) -> Any:
+        if self._pydantic is not None and isinstance(obj, self._pydantic):
+            return obj.model_dump(mode="json")  # type: ignore[attr-defined]
+        raise NotImplementedError(f"cannot encode objects of type {type(obj).__qualname__}")
+
+    @staticmethod
+    def _decode_error(into: type, exc: Exception) -> DecodeError:
+        name = getattr(into, "__qualname__", repr(into))
+        errors = getattr(exc, "errors", None)
+        if callable(errors):  # pydantic.ValidationError
+            first = errors()[0]
+            path = "$" + "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]
+            )
+            return DecodeError(name, str(first["msg"]), path)
+        message = str(exc)
+        found = _AT_PATH.search(message)
+        if found:
+            return DecodeError(name, message[: found.start()], found.group(1))
+        return DecodeError(name, message)

@@ -1,0 +1,138 @@
+"""The message envelope and its time-ordered ids."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Headers", "Message", "new_id"]
+
+Headers = Mapping[str, str]
+_NO_HEADERS: Headers = {}
+
+_rand = random.SystemRandom().getrandbits(64)
+_random = random.Random(_rand)
+_last_ms = 0
+_sequence = 0
+
+
+def new_id(unix_ms: int | None = None) -> str:
+    """A UUIDv7 string: ids sort by creation time, and by creation order within one process.
+
+    The 12 bits after the timestamp count up within one millisecond (RFC 9562, method 1), so two ids
+    made in the same millisecond by this process still sort in the order they were made.
+    """
+    global _last_ms, _sequence
+    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    if ms > _last_ms:
+        _last_ms = ms
+        _sequence = _random.getrandbits(10)
+    else:
+        ms = _last_ms
+        _sequence += 1
+        if _sequence > 0xFFF:  # counter exhausted: borrow the next millisecond
+            _last_ms = ms = ms + 1
+            _sequence = 0
+    value = (
+        (ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | _random.getrandbits(62)
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Message:
+    """An immutable envelope around one event.
+
+    ``type`` is the stable event name (never an import path), ``data`` the event object in process
+    or its encoded bytes at a transport, ``headers`` string pairs (correlation and causation ids,
+    trace context), ``key`` the optional ordering key. ``id`` (a UUIDv7 string) and ``time`` are
+    fixed when first read, so messages that never leave the process cost no id generation.
+    """
+
+    __slots__ = ("_id", "_time", "data", "headers", "key", "type")
+
+    type: str
+    data: Any
+    headers: Headers
+    key: str | None
+
+    def __init__(
+        self,
+        type: str,
+        data: Any,
+        headers: Headers = _NO_HEADERS,
+        key: str | None = None,
+        id: str | None = None,
+        time: float | None = None,
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "type", type)
+        setattr_(self, "data", data)
+        setattr_(self, "headers", headers)
+        setattr_(self, "key", key)
+        setattr_(self, "_id", id)
+        setattr_(self, "_time", time)
+
+    @property
+    def id(self) -> str:
+        """The message id: a UUIDv7 string, generated on first use unless given."""
+        if self._id is None:
+            if self._time is None:
+                object.__setattr__(self, "_time", time.time())
+            object.__setattr__(self, "_id", new_id(int(self._time * 1000)))
+        return self._id  # type: ignore[return-value]
+
+    @property
+    def timestamp(self) -> float:
+        """Seconds since the epoch when the message was created (or first read)."""
+        if self._time is None:
+            object.__setattr__(self, "_time", time.time())
+        return self._time  # type: ignore[return-value]
+
+    @property
+    def time(self) -> datetime:
+        """Creation time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.timestamp, UTC)
+
+    def replace(self, **changes: Any) -> Message:
+        """A copy with some fields changed (``data``, ``headers``, ``key``, ``type``)."""
+        fields: dict[str, Any] = {
+            "type": self.type,
+            "data": self.data,
+            "headers": self.headers,
+            "key": self.key,
+            "id": self.id,
+            "time": self.timestamp,
+        }
+        fields.update(changes)
+        return Message(**fields)
+
+    def with_headers(self, extra: Headers) -> Message:
+        """A copy whose headers are these headers updated with ``extra``."""
+        return self.replace(headers={**self.headers, **extra})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Message is immutable; use replace() to change {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Message is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (
+            self.id == other.id
+            and self.type == other.type
+            and self.data == other.data
+            and dict(self.headers) == dict(other.headers)
+            and self.key == other.key
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"Message(type={self.type!r}, id={self.id!r}, key={self.key!r}, data={self.data!r})"
