@@ -145,7 +145,8 @@ class JsonCodec:
             raise self._decode_error(into, exc) from exc
 
     def _decoder_for(self, into: type) -> Callable[[Any], Any]:
-        if self._pydantic is not None and isinstance(into, type) and issubclass(into, self._pydantic):
+        pydantic = self._pydantic
+        if pydantic is not None and isinstance(into, type) and issubclass(into, pydantic):
             return into.model_validate_json  # type: ignore[attr-defined, no-any-return]
         return msgspec.json.Decoder(into).decode
 

@@ -36,9 +36,7 @@ def new_id(unix_ms: int | None = None) -> str:
         if _sequence > 0xFFF:  # counter exhausted: borrow the next millisecond
             _last_ms = ms = ms + 1
             _sequence = 0
-    value = (
-        (ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | _random.getrandbits(62)
-    )
+    value = (ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | _random.getrandbits(62)
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -58,6 +56,8 @@ class Message:
     data: Any
     headers: Headers
     key: str | None
+    _id: str | None
+    _time: float | None
 
     def __init__(
         self,
@@ -80,17 +80,15 @@ class Message:
     def id(self) -> str:
         """The message id: a UUIDv7 string, generated on first use unless given."""
         if self._id is None:
-            if self._time is None:
-                object.__setattr__(self, "_time", time.time())
-            object.__setattr__(self, "_id", new_id(int(self._time * 1000)))
-        return self._id  # type: ignore[return-value]
+            object.__setattr__(self, "_id", new_id(int(self.timestamp * 1000)))
+        return self._id  # type: ignore[return-value]  # set just above
 
     @property
     def timestamp(self) -> float:
         """Seconds since the epoch when the message was created (or first read)."""
         if self._time is None:
             object.__setattr__(self, "_time", time.time())
-        return self._time  # type: ignore[return-value]
+        return self._time  # type: ignore[return-value]  # set just above
 
     @property
     def time(self) -> datetime:

@@ -1,0 +1,170 @@
+"""Dead letters: messages that failed their last attempt, kept with the reason.
+
+A :class:`DeadLetterStore` is where a transport keeps them (a table, a stream, a topic on the same
+broker). :class:`DeadLetters` is what users hold (``bus.dead_letters``): list, show, replay, purge.
+Replaying publishes the message again to its original topic, addressed to the group that failed it
+(header ``tidings-replay-group``), so groups that handled it the first time do not see it twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from tidings.errors import NotFound
+from tidings.message import Message, new_id
+
+__all__ = [
+    "REPLAY_GROUP_HEADER",
+    "DeadLetter",
+    "DeadLetterStore",
+    "DeadLetters",
+    "MemoryDeadLetterStore",
+    "dead_letter_from",
+]
+
+REPLAY_GROUP_HEADER = "tidings-replay-group"
+"""A replayed message carries the group it is meant for; other groups acknowledge it unhandled."""
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A failed message and why it failed. ``data`` is the encoded payload."""
+
+    id: str
+    message_id: str
+    topic: str
+    type: str
+    group: str
+    data: bytes
+    headers: dict[str, str]
+    key: str | None
+    error_type: str
+    error_message: str
+    traceback: str
+    attempts: int
+    failed_at: float
+    published_at: float
+
+    def to_message(self) -> Message:
+        """The original message, addressed to the group that failed it."""
+        headers = {**self.headers, REPLAY_GROUP_HEADER: self.group}
+        return Message(
+            self.type, self.data, headers, self.key, id=self.message_id, time=self.published_at
+        )
+
+
+def dead_letter_from(
+    message: Message,
+    *,
+    topic: str,
+    group: str,
+    data: bytes,
+    error: BaseException,
+    attempts: int,
+    failed_at: float,
+) -> DeadLetter:
+    """Build the record for ``message`` that failed with ``error`` after ``attempts`` tries."""
+    summary = traceback.format_exception(type(error), error, error.__traceback__, limit=-5)
+    return DeadLetter(
+        id=new_id(),
+        message_id=message.id,
+        topic=topic,
+        type=message.type,
+        group=group,
+        data=data,
+        headers={k: v for k, v in message.headers.items() if k != REPLAY_GROUP_HEADER},
+        key=message.key,
+        error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+        error_message=str(error),
+        traceback="".join(summary)[-4000:],
+        attempts=attempts,
+        failed_at=failed_at,
+        published_at=message.timestamp,
+    )
+
+
+class DeadLetterStore(Protocol):
+    """Where a transport keeps dead letters. Every method is safe to call concurrently."""
+
+    async def add(self, letter: DeadLetter) -> None:
+        """Store durably (for persistent transports) before returning."""
+
+    async def list(self, *, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Oldest first."""
+        ...
+
+    async def get(self, letter_id: str) -> DeadLetter:
+        """Raises NotFound."""
+        ...
+
+    async def remove(self, letter_ids: Sequence[str]) -> int:
+        """Remove these letters; returns how many existed."""
+        ...
+
+
+class MemoryDeadLetterStore:
+    """Dead letters kept in a dict, for the in-process bus and tests."""
+
+    def __init__(self) -> None:
+        self._letters: dict[str, DeadLetter] = {}
+
+    async def add(self, letter: DeadLetter) -> None:
+        self._letters[letter.id] = letter
+
+    async def list(self, *, topic: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
+        found = (d for d in self._letters.values() if topic is None or d.topic == topic)
+        return [letter for _, letter in zip(range(limit), found, strict=False)]
+
+    async def get(self, letter_id: str) -> DeadLetter:
+        try:
+            return self._letters[letter_id]
+        except KeyError:
+            raise NotFound(f"no dead letter with id {letter_id!r}") from None
+
+    async def remove(self, letter_ids: Sequence[str]) -> int:
+        return sum(self._letters.pop(i, None) is not None for i in letter_ids)
+
+
+_ALL = 1 << 31
+
+Republish = Callable[[str, Message], Awaitable[None]]
+
+
+class DeadLetters:
+    """The dead letters of one bus: list, show, replay, purge."""
+
+    def __init__(self, store: DeadLetterStore, republish: Republish) -> None:
+        self.store = store
+        self._republish = republish
+
+    async def list(self, *, topic: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
+        return await self.store.list(topic=topic, limit=limit)
+
+    async def show(self, letter_id: str) -> DeadLetter:
+        return await self.store.get(letter_id)
+
+    async def replay(self, letter_ids: Iterable[str] | None = None) -> int:
+        """Publish these letters (all when None) again and remove them; returns how many.
+
+        Each letter is removed only after its publish returned, so a crash replays it again
+        rather than losing it.
+        """
+        letters = await self._chosen(letter_ids)
+        for letter in letters:
+            await self._republish(letter.topic, letter.to_message())
+            await self.store.remove([letter.id])
+        return len(letters)
+
+    async def purge(self, letter_ids: Iterable[str] | None = None) -> int:
+        """Delete these letters (all when None) for good; returns how many."""
+        letters = await self._chosen(letter_ids)
+        return await self.store.remove([letter.id for letter in letters])
+
+    async def _chosen(self, letter_ids: Iterable[str] | None) -> builtins.list[DeadLetter]:
+        if letter_ids is None:
+            return await self.store.list(limit=_ALL)
+        return [await self.store.get(i) for i in letter_ids]

@@ -1,0 +1,102 @@
+"""The transport protocol: the one extension point for brokers.
+
+A transport moves messages between publishers and subscribers; everything else (decoding, retry,
+dead-lettering, concurrency, ordering) happens once, in the consumer loop, for every transport.
+
+Contract
+--------
+``publish(topic, messages)``
+    Returns once the transport accepted every message durably (broker ack, row committed, or queued
+    in process for memory). Messages keep ``id``, ``headers``, ``key`` and ``time``; ``data`` is
+    bytes, except on transports whose features say ``in_process`` (objects are passed as they are).
+    Raises TransportError (ServiceUnavailable when the broker is unreachable).
+``subscribe(topic, group=…)``
+    A :class:`Subscription`: an async iterator of batches of :class:`Delivery`. Subscriptions of one
+    group share the messages (competing consumers); every group gets every message. ``topic`` may be
+    a wildcard pattern (see :mod:`tidings.topics`) when ``features.wildcards``.
+``Delivery.ack()`` / ``Delivery.nack(delay)``
+    Ack after the handler succeeded; nack makes the message come again after ``delay`` seconds
+    (approximately; natively where ``features.native_delay``), with ``attempt`` one higher. A
+    delivery neither acked nor nacked before its consumer dies comes again (persistent transports).
+``dead_letters()``
+    The dead-letter store that lives on the same broker or database.
+``aclose()``
+    Idempotent. Pending publishes finish; subscriptions end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from tidings.message import Message
+
+if TYPE_CHECKING:
+    from tidings.deadletters import DeadLetterStore
+
+__all__ = ["Delivery", "Features", "Subscription", "Transport"]
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What a transport guarantees; the conformance suite reads these to decide what to check."""
+
+    persistent: bool = False
+    """Published messages survive the process (and a broker restart)."""
+    ordered_per_key: bool = False
+    """Messages with the same key reach one group in publish order."""
+    consumer_groups: bool = True
+    """Subscriptions in one group split the messages; each group gets all of them."""
+    native_delay: bool = False
+    """``nack(delay)`` is honoured by the broker rather than timed in process."""
+    replays_history: bool = False
+    """A new group starts at the beginning of the topic's log instead of at its end."""
+    wildcards: bool = True
+    """``subscribe`` accepts ``*`` (one token) and ``>`` (one or more tokens) patterns."""
+    in_process: bool = False
+    """Messages carry event objects, never bytes; nothing leaves the process."""
+
+
+@runtime_checkable
+class Delivery(Protocol):
+    """One message handed to one subscription, to be acknowledged once."""
+
+    @property
+    def message(self) -> Message: ...
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first delivery, 2 on the first redelivery, and so on."""
+        ...
+
+    async def ack(self) -> None: ...
+
+    async def nack(self, delay: float = 0.0) -> None: ...
+
+
+class Subscription(Protocol):
+    """Batches of deliveries for one (topic, group), until ``aclose()``."""
+
+    def __aiter__(self) -> AsyncIterator[Sequence[Delivery]]: ...
+
+    async def aclose(self) -> None:
+        """Stop fetching. Deliveries handed out and not yet acked come again later."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A broker or store that carries messages. See the module docstring for the contract."""
+
+    features: Features
+
+    async def start(self) -> None:
+        """Connect. Idempotent; constructors do no I/O."""
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None: ...
+
+    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> Subscription: ...
+
+    def dead_letters(self) -> DeadLetterStore: ...
+
+    async def aclose(self) -> None: ...
