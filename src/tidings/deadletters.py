@@ -115,7 +115,9 @@ class MemoryDeadLetterStore:
     async def add(self, letter: DeadLetter) -> None:
         self._letters[letter.id] = letter
 
-    async def list(self, *, topic: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
+    async def list(
+        self, *, topic: str | None = None, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
         found = (d for d in self._letters.values() if topic is None or d.topic == topic)
         return [letter for _, letter in zip(range(limit), found, strict=False)]
 
@@ -141,7 +143,9 @@ class DeadLetters:
         self.store = store
         self._republish = republish
 
-    async def list(self, *, topic: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
+    async def list(
+        self, *, topic: str | None = None, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
         return await self.store.list(topic=topic, limit=limit)
 
     async def show(self, letter_id: str) -> DeadLetter:
