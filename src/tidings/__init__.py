@@ -1,6 +1,8 @@
 """tidings: typed, fast event-driven applications, from one process to real brokers."""
 
-from tidings.codec import JsonCodec, Registry, event, registry
+from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus, NotHandled
+from tidings.codec import Codec, JsonCodec, Registry, event, registry
+from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
 from tidings.errors import (
     ClosedError,
     ConcurrencyError,
@@ -16,23 +18,47 @@ from tidings.errors import (
     UnknownEventType,
 )
 from tidings.message import Message, new_id
+from tidings.middleware import Handler, Middleware, chain
+from tidings.middleware.retry import Retry
+from tidings.outcome import Outcome, PublishResult
+from tidings.route import Route
+from tidings.transports.base import Delivery, Features, Subscription, Transport
 
 __all__ = [
+    "CAUSATION_ID",
+    "CORRELATION_ID",
+    "Bus",
     "ClosedError",
+    "Codec",
     "ConcurrencyError",
+    "DeadLetter",
+    "DeadLetterStore",
     "DeadLettered",
+    "DeadLetters",
     "DecodeError",
+    "Delivery",
+    "Features",
+    "Handler",
     "HandlerTimeout",
     "JsonCodec",
     "Message",
+    "Middleware",
     "NotFound",
+    "NotHandled",
+    "Outcome",
+    "PublishResult",
     "QueueFull",
     "Registry",
+    "Retry",
+    "Route",
     "ServiceUnavailable",
+    "Subscription",
     "SyncInAsyncError",
     "TidingsError",
+    "Transport",
     "TransportError",
     "UnknownEventType",
+    "chain",
     "event",
     "new_id",
     "registry",

@@ -11,10 +11,11 @@ from __future__ import annotations
 import builtins
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
+from tidings.codec import Codec
 from tidings.errors import NotFound
 from tidings.message import Message, new_id
 
@@ -25,6 +26,7 @@ __all__ = [
     "DeadLetters",
     "MemoryDeadLetterStore",
     "dead_letter_from",
+    "payload_bytes",
 ]
 
 REPLAY_GROUP_HEADER = "tidings-replay-group"
@@ -85,6 +87,17 @@ def dead_letter_from(
         failed_at=failed_at,
         published_at=message.timestamp,
     )
+
+
+def payload_bytes(data: Any, codec: Codec) -> bytes:
+    """``data`` as stored bytes: as it is when already bytes, else encoded; an object the codec
+    cannot encode is kept as its JSON-encoded repr, so the reason survives even then."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    try:
+        return codec.encode(data)
+    except (TypeError, NotImplementedError, ValueError):
+        return codec.encode(repr(data))
 
 
 class DeadLetterStore(Protocol):

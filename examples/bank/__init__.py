@@ -1,0 +1,1 @@
+"""The bank account example: an event-sourced account, its repository and projections."""

@@ -1,0 +1,528 @@
+"""The Bus: what applications hold. It registers handlers, publishes, and runs the consumers.
+
+Delivery paths
+--------------
+``await bus.publish(event)``
+    Hands the message to the transport and returns once it is accepted (queued in process, or
+    acknowledged by the broker). Consumers run the handlers concurrently, bounded per route.
+``await bus.publish_and_wait(event)``
+    Runs every matching handler now and returns when all finished, with each outcome
+    (:class:`~tidings.PublishResult`). Retries happen in place; a handler that fails its last
+    attempt is dead-lettered and reported. Handlers that suspend run concurrently.
+``bus.emit(event)``
+    Synchronous: plain ``def`` handlers without middleware are called right here, in subscription
+    order; the others start as in ``publish_and_wait`` (they need a running loop).
+
+One failing handler never stops the others, on every path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from tidings import _eager
+from tidings.clock import Clock, SystemClock
+from tidings.codec import Codec, JsonCodec, Registry, registry
+from tidings.consumer import Consumer, current_message
+from tidings.deadletters import DeadLetters, DeadLetterStore, dead_letter_from, payload_bytes
+from tidings.errors import ClosedError, DeadLettered
+from tidings.handlers import UserHandler, name_of
+from tidings.message import Message
+from tidings.middleware import Middleware
+from tidings.middleware.retry import NO_RETRY, Retry
+from tidings.outcome import PublishResult
+from tidings.route import Route
+from tidings.topics import is_pattern, matches, validate_pattern
+from tidings.transports import from_url
+from tidings.transports.base import Transport
+from tidings.transports.memory import MemoryTransport
+
+__all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus", "NotHandled"]
+
+CORRELATION_ID = "correlation-id"
+"""Header: the id of the message that started the chain of events."""
+CAUSATION_ID = "causation-id"
+"""Header: the id of the message whose handler published this one."""
+
+_log = logging.getLogger("tidings.bus")
+
+F = TypeVar("F", bound=UserHandler)
+
+
+class NotHandled(Exception):
+    """Recorded in the dead-letter store for messages the bus closed before handling."""
+
+
+class Bus:
+    """Publish events and run handlers, in process or over a broker chosen by URL.
+
+    ``Bus()`` runs in memory; ``Bus("sqlite:///app.db")`` is durable; broker URLs
+    (``nats://``, ``kafka://``, ``amqp://``, ``redis://``, ``postgresql://``) move the same
+    handlers onto a broker. With ``inline=True`` (for tests) ``publish`` runs the handlers before
+    it returns, one after another in subscription order: deterministic.
+    """
+
+    def __init__(
+        self,
+        url: str | Transport | None = None,
+        *,
+        codec: Codec | None = None,
+        registry: Registry = registry,
+        dead_letters: DeadLetterStore | None = None,
+        middleware: Sequence[Middleware] = (),
+        capacity: int = 1024,
+        inline: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        if url is None or url == "memory://":
+            self.transport: Transport = MemoryTransport(capacity, self.clock)
+        elif isinstance(url, str):
+            self.transport = from_url(url)
+        else:
+            self.transport = url
+        self.codec: Codec = codec or JsonCodec()
+        self.registry = registry
+        self.middleware = tuple(middleware)
+        self.inline = inline
+        self._in_process = self.transport.features.in_process
+        self._dead_letter_store = dead_letters or self.transport.dead_letters()
+        self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
+        self._routes: list[Route] = []
+        self._by_topic: dict[str, tuple[Route, ...]] = {}
+        self._emit_calls: dict[type, tuple[tuple[Route, Callable[[Any], Any]], ...]] = {}
+        self._consumers: dict[Route, tuple[Consumer, asyncio.Task[None]]] = {}
+        self._background: set[asyncio.Future[Any]] = set()
+        self._running = False
+        self._closed = False
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    @overload
+    def subscribe(
+        self,
+        target: type | str,
+        handler: None = None,
+        *,
+        group: str | None = None,
+        name: str | None = None,
+        concurrency: int = 1,
+        ordered: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> Callable[[F], F]: ...
+    @overload
+    def subscribe(
+        self,
+        target: type | str,
+        handler: UserHandler,
+        *,
+        group: str | None = None,
+        name: str | None = None,
+        concurrency: int = 1,
+        ordered: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> Route: ...
+    def subscribe(
+        self,
+        target: type | str,
+        handler: UserHandler | None = None,
+        *,
+        group: str | None = None,
+        name: str | None = None,
+        concurrency: int = 1,
+        ordered: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> Route | Callable[[F], F]:
+        """Call ``handler`` for every event of type ``target``, or on topic ``target``.
+
+        Topics may be patterns: ``user.*`` matches one token, ``user.>`` one or more. Used
+        without ``handler`` it is a decorator returning the function unchanged. ``group`` defaults
+        to the handler's qualified name, so a restarted worker resumes its group; routes with the
+        same group share messages. ``concurrency`` bounds how many calls run at once; ``ordered``
+        keeps messages with the same key in order. ``retry`` defaults to a single attempt.
+        """
+        if handler is None:
+
+            def decorate(func: F) -> F:
+                self.subscribe(
+                    target,
+                    func,
+                    group=group,
+                    name=name,
+                    concurrency=concurrency,
+                    ordered=ordered,
+                    retry=retry,
+                    timeout=timeout,
+                    middleware=middleware,
+                )
+                return func
+
+            return decorate
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if isinstance(target, str):
+            topic = validate_pattern(target) if is_pattern(target) else target
+            event_type = None
+        else:
+            topic, event_type = self.registry.name_of(target), target
+        label = name or f"{getattr(handler, '__module__', '')}.{name_of(handler)}"
+        route = Route(
+            topic=topic,
+            group=group or label,
+            name=label,
+            handler=handler,
+            event_type=event_type,
+            concurrency=concurrency,
+            ordered=ordered,
+            retry=retry or NO_RETRY,
+            timeout=timeout,
+            codec=self.codec,
+            middleware=(*self.middleware, *middleware),
+        )
+        route.build(self.registry, self._dead_letter_store, self.clock)
+        self._routes.append(route)
+        self._routes_changed()
+        if self._running:
+            self._start_consumer(route)
+        return route
+
+    def unsubscribe(self, route: Route) -> None:
+        """Stop delivering to ``route``. Messages already queued for its group stay queued."""
+        self._routes.remove(route)
+        self._routes_changed()
+        running = self._consumers.pop(route, None)
+        if running is not None:
+            self._spawn(running[0].stop())
+
+    def _routes_changed(self) -> None:
+        self._by_topic.clear()
+        self._emit_calls.clear()
+
+    def routes_for(self, topic: str) -> tuple[Route, ...]:
+        """The routes a message on ``topic`` reaches, in subscription order."""
+        try:
+            return self._by_topic[topic]
+        except KeyError:
+            found = tuple(r for r in self._routes if matches(r.topic, topic))
+            self._by_topic[topic] = found
+            return found
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def message(
+        self,
+        event: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Message:
+        """The envelope ``publish`` would send for ``event``; a Message passes through.
+
+        Inside a handler the new message carries the handled message's correlation id and, as
+        causation id, its id.
+        """
+        if isinstance(event, Message):
+            return event
+        parent = current_message.get()
+        if parent is not None:
+            linked = dict(headers) if headers else {}
+            linked.setdefault(CORRELATION_ID, parent.headers.get(CORRELATION_ID) or parent.id)
+            linked[CAUSATION_ID] = parent.id
+            headers = linked
+        return Message(self.registry.name_of(type(event)), event, headers or {}, key)
+
+    async def publish(
+        self,
+        event: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        topic: str | None = None,
+    ) -> Message:
+        """Hand ``event`` to the transport; returns the message once it is accepted.
+
+        Waits while a subscriber's channel is full (backpressure). Raises ClosedError when the
+        bus is not running (use ``async with bus:``), TransportError when the broker fails.
+        """
+        message = self.message(event, key=key, headers=headers)
+        if self.inline:
+            for route in self.routes_for(topic or message.type):
+                await _settled(route.direct_handler(message))
+            return message
+        if not self._running:
+            raise ClosedError(
+                "the bus is not running: use `async with bus:` or `await bus.start()`"
+            )
+        await self.transport.publish(topic or message.type, [self._outgoing(message)])
+        return message
+
+    async def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> None:
+        """Publish several events of one topic in one transport call (one broker round trip)."""
+        messages = [self.message(e) for e in events]
+        if not messages:
+            return
+        if not self._running:
+            raise ClosedError(
+                "the bus is not running: use `async with bus:` or `await bus.start()`"
+            )
+        by_topic: dict[str, list[Message]] = {}
+        for message in messages:
+            by_topic.setdefault(topic or message.type, []).append(self._outgoing(message))
+        for name, batch in by_topic.items():
+            await self.transport.publish(name, batch)
+
+    def publish_nowait(
+        self,
+        event: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        topic: str | None = None,
+    ) -> Message:
+        """Queue ``event`` in process without waiting; raises QueueFull when a channel is full."""
+        if not isinstance(self.transport, MemoryTransport):
+            raise TypeError("publish_nowait needs the in-process transport; use await publish()")
+        if not self._running:
+            raise ClosedError(
+                "the bus is not running: use `async with bus:` or `await bus.start()`"
+            )
+        message = self.message(event, key=key, headers=headers)
+        self.transport.publish_nowait(topic or message.type, message)
+        return message
+
+    async def publish_and_wait(
+        self,
+        event: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        topic: str | None = None,
+    ) -> PublishResult:
+        """Run every matching handler in this process and return their outcomes.
+
+        The bus need not be running. Handlers start in subscription order; those that suspend
+        run concurrently; it returns when all have finished (retries included).
+        """
+        message = self.message(event, key=key, headers=headers)
+        routes = self.routes_for(topic or message.type)
+        if self.inline:
+            errors = {i: e for i, r in enumerate(routes) if (e := await _outcome(r, message))}
+            return PublishResult(message, routes, errors or None)
+        errors_: dict[int, BaseException] | None = None
+        pending: dict[int, asyncio.Task[None]] | None = None
+        token = current_message.set(message)
+        try:
+            for index, route in enumerate(routes):
+                try:
+                    task = _eager.start(route.direct_handler(message))
+                except Exception as error:
+                    errors_ = errors_ or {}
+                    errors_[index] = error
+                else:
+                    if task is not None:
+                        pending = pending or {}
+                        pending[index] = task
+        finally:
+            current_message.reset(token)
+        if pending:
+            await asyncio.wait(pending.values())
+            for index, task in pending.items():
+                if (failure := task.exception()) is not None:
+                    errors_ = errors_ or {}
+                    errors_[index] = failure
+        return PublishResult(message, routes, errors_)
+
+    def emit(
+        self, event: Any, *, key: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Deliver ``event`` to local handlers now, synchronously, in subscription order.
+
+        Plain ``def`` handlers without middleware or retry run right here. Other handlers start
+        as in ``publish_and_wait`` without being awaited (they need a running event loop). A
+        failing handler is logged and dead-lettered; the others still run.
+        """
+        try:
+            calls = self._emit_calls[type(event)]
+        except KeyError:
+            calls = self._compile_emit(type(event))
+        for route, call in calls:
+            try:
+                call(event)
+            except Exception as error:
+                self._emit_failed(route, self.message(event, key=key, headers=headers), error)
+
+    def _compile_emit(self, event_type: type) -> tuple[tuple[Route, Callable[[Any], Any]], ...]:
+        calls = tuple(
+            (route, route.sync_call or self._starter(route))
+            for route in self.routes_for(self.registry.name_of(event_type))
+        )
+        self._emit_calls[event_type] = calls
+        return calls
+
+    def _starter(self, route: Route) -> Callable[[Any], None]:
+        def start(event: Any) -> None:
+            message = self.message(event)
+            token = current_message.set(message)
+            try:
+                task = _eager.start(_settled(route.direct_handler(message)))
+            finally:
+                current_message.reset(token)
+            if task is not None:
+                self._track(task)
+
+        return start
+
+    def _emit_failed(self, route: Route, message: Message, error: Exception) -> None:
+        _log.warning("%s failed on %s %s: %r", route.name, message.type, message.id, error)
+        letter = dead_letter_from(
+            message,
+            topic=route.topic,
+            group=route.group,
+            data=payload_bytes(message.data, self.codec),
+            error=error,
+            attempts=1,
+            failed_at=self.clock.now(),
+        )
+        try:
+            task = _eager.start(self._dead_letter_store.add(letter))
+        except RuntimeError:  # no running loop for a store that needs one
+            _log.exception("could not dead-letter %s outside an event loop", message.id)
+        else:
+            if task is not None:
+                self._track(task)
+
+    def _outgoing(self, message: Message) -> Message:
+        """The message as the transport carries it: encoded unless the transport is in process."""
+        if self._in_process or isinstance(message.data, bytes):
+            return message
+        return message.replace(data=self.codec.encode(message.data))
+
+    async def _republish(self, topic: str, message: Message) -> None:
+        if self._in_process and not self._running:
+            for route in self.routes_for(topic):
+                await _settled(route.direct_handler(message))
+            return
+        await self.transport.publish(topic, [message])
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the transport and start a consumer per route. Idempotent."""
+        if self._closed:
+            raise ClosedError("the bus was closed")
+        if self._running:
+            return
+        await self.transport.start()
+        self._running = True
+        for route in self._routes:
+            self._start_consumer(route)
+
+    def _start_consumer(self, route: Route) -> None:
+        subscription = self.transport.subscribe(
+            route.topic, group=route.group, prefetch=max(64, route.concurrency * 2)
+        )
+        consumer = Consumer(route, subscription, self._dead_letter_store, self.clock.now)
+        task = asyncio.create_task(consumer.run(), name=f"tidings consumer {route.name}")
+        self._consumers[route] = (consumer, task)
+
+    async def drain(self) -> None:
+        """Wait until every message published so far was handled (in-process transport)."""
+        if isinstance(self.transport, MemoryTransport):
+            await self.transport.join()
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Drain, stop the consumers and close the transport. Idempotent.
+
+        In process, every accepted message is handled first; if ``timeout`` passes before, the
+        messages still queued are moved to the dead-letter store as NotHandled, never dropped.
+        On brokers, fetching stops, handlers in flight finish and are acked, the rest stays on
+        the broker.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._running:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.drain()
+            except TimeoutError:
+                await self._report_unhandled()
+            for consumer, _ in self._consumers.values():
+                await consumer.stop()
+            await asyncio.gather(*(task for _, task in self._consumers.values()))
+            self._consumers.clear()
+        self._running = False
+        await self.transport.aclose()
+
+    async def _report_unhandled(self) -> None:
+        if not isinstance(self.transport, MemoryTransport):
+            return
+        reason = NotHandled("the bus closed before this message was handled")
+        for (_, group), channel in list(self.transport._channels.items()):
+            for message in channel.pending():
+                route = next((r for r in self._routes if r.group == group), None)
+                letter = dead_letter_from(
+                    message,
+                    topic=route.topic if route else message.type,
+                    group=group,
+                    data=payload_bytes(message.data, self.codec),
+                    error=reason,
+                    attempts=0,
+                    failed_at=self.clock.now(),
+                )
+                await self._dead_letter_store.add(letter)
+            channel.close()
+
+    def _spawn(self, coro: Any) -> None:
+        self._track(asyncio.ensure_future(coro))
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def __aenter__(self) -> Bus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
+
+async def _settled(call: Any) -> None:
+    """Await a direct handler call; its failure is already dead-lettered and logged."""
+    with contextlib.suppress(DeadLettered):
+        await call
+
+
+def _not_running() -> ClosedError:
+    return ClosedError("the bus is not running: use `async with bus:` or `await bus.start()`")
+
+
+async def _outcome(route: Route, message: Message) -> BaseException | None:
+    try:
+        await route.direct_handler(message)
+    except Exception as error:
+        return error
+    return None

@@ -1,0 +1,140 @@
+"""``tidings store``: look into an event store.
+
+``streams`` lists the streams with their versions; ``read STREAM`` prints a stream's events.
+The store comes from ``--url`` (or ``TIDINGS_STORE_URL``), the embedded SQLite file
+``.tidings/events.db`` by default. ``--json`` prints one JSON array for scripts, with each
+event's payload embedded as JSON (``null`` once a deleted stream erased it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from tidings.eventsourcing.store import EventStore, RecordedEvent, StreamInfo
+
+__all__ = ["DEFAULT_URL", "app", "open_store"]
+
+DEFAULT_URL = "sqlite:///.tidings/events.db"
+
+app = typer.Typer(help="Inspect the event store.", no_args_is_help=True)
+
+Url = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar="TIDINGS_STORE_URL",
+        help="Event store: memory://, sqlite:///path or postgresql://…",
+    ),
+]
+_ERASED = Text("(erased)", style="dim")
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[EventStore]:
+    """A started store for ``url``, closed on exit."""
+    from tidings.eventsourcing.stores import event_store
+
+    store = event_store(url)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+def write_json(value: Any) -> None:
+    """Print ``value`` as one line of JSON on stdout."""
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def streams(url: Url = DEFAULT_URL, json: Json = False) -> None:
+    """List the streams with their current version."""
+
+    async def fetch() -> list[StreamInfo]:
+        async with open_store(url) as store:
+            return await store.streams()
+
+    infos = asyncio.run(fetch())
+    if json:
+        write_json([_stream_json(info) for info in infos])
+        return
+    table = Table("stream", "version", "deleted", "metadata", title=f"{len(infos)} streams")
+    for info in infos:
+        deleted = "yes" if info.deleted else ""
+        table.add_row(Text(info.name), str(info.version), deleted, Text(_short(info)))
+    Console().print(table)
+
+
+@app.command()
+def read(
+    stream: Annotated[str, typer.Argument(help="The stream to read.")],
+    url: Url = DEFAULT_URL,
+    json: Json = False,
+    from_version: Annotated[int, typer.Option("--from", help="First version to show.")] = 1,
+    limit: Annotated[int | None, typer.Option(help="Show at most this many events.")] = None,
+    backwards: Annotated[bool, typer.Option(help="Newest first.")] = False,
+) -> None:
+    """Print the events of STREAM."""
+
+    async def fetch() -> list[RecordedEvent]:
+        async with open_store(url) as store:
+            await store.stream_info(stream)  # NotFound for a stream that was never written
+            events = store.read(stream, from_version=from_version, backwards=backwards, limit=limit)
+            return [recorded async for recorded in events]
+
+    events = asyncio.run(fetch())
+    if json:
+        write_json([_event_json(recorded) for recorded in events])
+        return
+    table = Table("version", "position", "type", "recorded at", "data", title=escape(stream))
+    for recorded in events:
+        table.add_row(
+            str(recorded.version),
+            str(recorded.position),
+            recorded.type,
+            recorded.recorded_at.isoformat(timespec="seconds"),
+            Text(recorded.data.decode(errors="replace")) if recorded.data else _ERASED,
+        )
+    Console().print(table)
+
+
+def _stream_json(info: StreamInfo) -> dict[str, Any]:
+    return {
+        "stream": info.name,
+        "version": info.version,
+        "deleted": info.deleted,
+        "metadata": dict(info.metadata),
+    }
+
+
+def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
+    return {
+        "stream": recorded.stream,
+        "version": recorded.version,
+        "position": recorded.position,
+        "type": recorded.type,
+        "id": recorded.id,
+        "schema_version": recorded.schema_version,
+        "recorded_at": recorded.recorded_at,
+        "metadata": dict(recorded.metadata),
+        "data": msgspec.json.Raw(recorded.data) if recorded.data else None,
+    }
+
+
+def _short(info: StreamInfo) -> str:
+    return msgspec.json.encode(dict(info.metadata)).decode() if info.metadata else ""

@@ -1,0 +1,104 @@
+"""Turning a user's function into a Handler, and messages into the events it expects.
+
+A user's handler is ``def`` or ``async def``; its one parameter is the event (the subscribed type,
+or whatever was published for a topic subscription) or, when annotated as ``Message``, the whole
+envelope.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from tidings.codec import Codec, Registry
+from tidings.errors import UnknownEventType
+from tidings.message import Message
+from tidings.middleware import Handler
+
+__all__ = ["Decoder", "Shape", "UserHandler", "decoder_for", "describe", "name_of", "to_handler"]
+
+UserHandler = Callable[[Any], Awaitable[None] | None]
+Decoder = Callable[[Message], Message]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a user handler looks like: sync or async, taking the event or the Message."""
+
+    is_async: bool
+    takes_message: bool
+
+
+def describe(func: UserHandler) -> Shape:
+    target = func.__call__ if not inspect.isroutine(func) else func  # type: ignore[operator]
+    is_async = inspect.iscoroutinefunction(target)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: treat as a plain event handler
+        hints = {}
+    params = [p for p in inspect.signature(func).parameters.values() if p.name != "self"]
+    annotation = hints.get(params[0].name) if params else None
+    return Shape(is_async, annotation is Message)
+
+
+def name_of(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__qualname__
+
+
+def to_handler(func: UserHandler, shape: Shape) -> Handler:
+    """A Handler calling ``func`` with the event (or the Message)."""
+    if shape.is_async:
+        call = typing.cast(Callable[[Any], Coroutine[Any, Any, None]], func)
+        if shape.takes_message:
+            return call
+
+        async def with_event(message: Message) -> None:
+            await call(message.data)
+
+        return with_event
+
+    if shape.takes_message:
+
+        async def sync_with_message(message: Message) -> None:
+            func(message)
+
+        return sync_with_message
+
+    async def sync_with_event(message: Message) -> None:
+        func(message.data)
+
+    return sync_with_event
+
+
+def decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> Decoder:
+    """A function giving the message with ``data`` as the event object.
+
+    Objects of the subscribed type pass through untouched (the in-process case); bytes and dicts are
+    decoded into the type. For topic subscriptions the registry names the class by message type;
+    unknown types are decoded to plain JSON values. Raises DecodeError on bad input.
+    """
+    if event_type is not None:
+        expected = event_type
+
+        def decode_typed(message: Message) -> Message:
+            data = message.data
+            if type(data) is expected:
+                return message
+            return message.replace(data=codec.convert(data, expected))
+
+        return decode_typed
+
+    def decode_by_name(message: Message) -> Message:
+        data = message.data
+        if not isinstance(data, bytes | bytearray | memoryview):
+            return message
+        try:
+            cls: type = registry.class_of(message.type)
+        except UnknownEventType:
+            cls = object
+        return message.replace(data=codec.decode(data, cls))
+
+    return decode_by_name

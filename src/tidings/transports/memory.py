@@ -1,0 +1,252 @@
+"""The in-process transport: bounded channels, one per (pattern, group).
+
+Messages carry event objects (``features.in_process``): nothing is encoded. Each group has a
+channel holding up to ``capacity`` queued messages; a publisher waits while a channel is full
+(``publish_nowait`` raises QueueFull instead). Subscriptions of one group take from the same
+channel (competing consumers). ``nack(delay)`` puts the message back after the delay with its
+attempt counted. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from tidings.clock import Clock, SystemClock
+from tidings.deadletters import DeadLetterStore, MemoryDeadLetterStore
+from tidings.errors import ClosedError, QueueFull
+from tidings.message import Message
+from tidings.topics import is_pattern, matches, validate_pattern
+from tidings.transports.base import Features
+
+__all__ = ["MemoryTransport", "from_url"]
+
+DEFAULT_CAPACITY = 1024
+
+
+class MemoryDelivery:
+    __slots__ = ("_channel", "attempt", "message")
+
+    def __init__(self, channel: Channel, message: Message, attempt: int) -> None:
+        self._channel = channel
+        self.message = message
+        self.attempt = attempt
+
+    async def ack(self) -> None:
+        self._channel.finished()
+
+    async def nack(self, delay: float = 0.0) -> None:
+        self._channel.redeliver(self.message, self.attempt + 1, delay)
+
+
+class Channel:
+    """A bounded FIFO of deliveries for one group, counting messages not yet acknowledged."""
+
+    def __init__(self, capacity: int, clock: Clock) -> None:
+        self.capacity = capacity
+        self._clock = clock
+        self._queue: deque[tuple[Message, int]] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._idle: list[asyncio.Future[None]] = []
+        self._timers: set[asyncio.Task[None]] = set()
+        self.unfinished = 0
+        self.closed = False
+
+    def put_nowait(self, message: Message) -> None:
+        if len(self._queue) >= self.capacity:
+            raise QueueFull(f"channel is at its capacity of {self.capacity}")
+        self._queue.append((message, 1))
+        self.unfinished += 1
+        if self._getters:
+            _wake(self._getters)
+
+    async def put(self, message: Message) -> None:
+        while len(self._queue) >= self.capacity:
+            waiter = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                if not waiter.cancelled() and self._queue:
+                    _wake(self._putters)  # pass on a wake-up this cancelled publisher received
+                raise
+            if self.closed:
+                raise ClosedError("the memory transport was closed")
+        self.put_nowait(message)
+
+    async def take(self, limit: int, stopped: Callable[[], bool]) -> list[MemoryDelivery] | None:
+        """Up to ``limit`` deliveries, waiting while the channel is empty; None once the channel
+        is closed or ``stopped()`` says the taker has stopped."""
+        queue = self._queue
+        while not queue:
+            if self.closed or stopped():
+                return None
+            waiter = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                raise
+        count = min(limit, len(queue))
+        popleft = queue.popleft
+        batch = [MemoryDelivery(self, *popleft()) for _ in range(count)]
+        if self._putters:
+            for _ in range(min(count, len(self._putters))):
+                _wake(self._putters)
+        return batch
+
+    def finished(self) -> None:
+        self.unfinished -= 1
+        if self.unfinished == 0 and self._idle:
+            for waiter in self._idle:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle.clear()
+
+    def redeliver(self, message: Message, attempt: int, delay: float) -> None:
+        if delay <= 0:
+            self._requeue(message, attempt)
+            return
+        timer = asyncio.ensure_future(self._requeue_later(message, attempt, delay))
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _requeue_later(self, message: Message, attempt: int, delay: float) -> None:
+        await self._clock.sleep(delay)
+        self._requeue(message, attempt)
+
+    def _requeue(self, message: Message, attempt: int) -> None:
+        # Redeliveries may exceed the capacity: refusing them would lose an accepted message.
+        self._queue.append((message, attempt))
+        if self._getters:
+            _wake(self._getters)
+
+    async def join(self) -> None:
+        """Return once every accepted message was acknowledged."""
+        if self.unfinished:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            await waiter
+
+    def pending(self) -> list[Message]:
+        """Messages queued and not yet handed to a consumer."""
+        return [message for message, _ in self._queue]
+
+    def wake_takers(self) -> None:
+        while self._getters:
+            _wake(self._getters)
+
+    def close(self) -> None:
+        self.closed = True
+        for timer in self._timers:
+            timer.cancel()
+        self.wake_takers()
+        while self._putters:
+            _wake(self._putters)
+
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
+class MemorySubscription:
+    def __init__(self, channel: Channel, prefetch: int) -> None:
+        self._channel = channel
+        self._prefetch = prefetch
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[Sequence[MemoryDelivery]]:
+        take, prefetch, stopped = self._channel.take, self._prefetch, self._stopped
+        while not self._closed:
+            batch = await take(prefetch, stopped)
+            if batch is None:
+                return
+            yield batch
+
+    def _stopped(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._channel.wake_takers()  # the other takers of the channel wait again
+
+
+class MemoryTransport:
+    """Channels in this process. ``capacity`` bounds each group's queue."""
+
+    features = Features(in_process=True, ordered_per_key=True)
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Clock | None = None) -> None:
+        self.capacity = capacity
+        self._clock = clock or SystemClock()
+        self._channels: dict[tuple[str, str], Channel] = {}
+        self._routes: dict[str, list[Channel]] = {}
+        self._dead_letters = MemoryDeadLetterStore()
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._closed:
+            raise ClosedError("the memory transport was closed")
+
+    def channel(self, topic: str, group: str, capacity: int | None = None) -> Channel:
+        """The channel of ``group`` on ``topic``, created on first use."""
+        key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = self._channels[key] = Channel(capacity or self.capacity, self._clock)
+            self._routes.clear()
+        return channel
+
+    def route(self, topic: str) -> list[Channel]:
+        """Every channel whose pattern matches ``topic``."""
+        try:
+            return self._routes[topic]
+        except KeyError:
+            found = [c for (pattern, _), c in self._channels.items() if matches(pattern, topic)]
+            self._routes[topic] = found
+            return found
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        if self._closed:
+            raise ClosedError("the memory transport was closed")
+        for channel in self.route(topic):
+            for message in messages:
+                await channel.put(message)
+
+    def publish_nowait(self, topic: str, message: Message) -> None:
+        """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
+        if self._closed:
+            raise ClosedError("the memory transport was closed")
+        channels = self.route(topic)
+        if any(len(c._queue) >= c.capacity for c in channels):
+            raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
+        for channel in channels:
+            channel.put_nowait(message)
+
+    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> MemorySubscription:
+        return MemorySubscription(self.channel(topic, group), prefetch)
+
+    def dead_letters(self) -> DeadLetterStore:
+        return self._dead_letters
+
+    async def join(self) -> None:
+        """Return once every message accepted so far was acknowledged by its groups."""
+        for channel in list(self._channels.values()):
+            await channel.join()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for channel in self._channels.values():
+            channel.close()
+
+
+def from_url(url: str) -> MemoryTransport:
+    return MemoryTransport()

@@ -1,0 +1,238 @@
+"""One SQLite file shared by the SQLite transport and its dead-letter store.
+
+:class:`Database` owns one connection in WAL mode and runs short transactions on it. A call runs
+right on the event loop (a few microseconds to a millisecond; no thread hand-off, which would cost
+more than the work) with a zero busy timeout; when another process holds the write lock, the call
+is retried in a dedicated thread that waits up to ``busy_timeout``, so the loop never blocks on a
+lock. Calls are serialised by an asyncio lock: at most one uses the connection at a time.
+
+:class:`Doorbell` wakes subscriptions of this process when a transaction on the same file
+committed something for them, so in-process delivery needs no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from tidings.errors import ClosedError, ServiceUnavailable, TransportError
+from tidings.topics import matches
+
+__all__ = ["SCHEMA", "Database", "Doorbell", "transaction"]
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tidings_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT,
+    headers BLOB,
+    data BLOB NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tidings_log_topic ON tidings_log (topic, seq);
+CREATE TABLE IF NOT EXISTS tidings_cursors (
+    id INTEGER PRIMARY KEY,
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    UNIQUE (grp, topic)
+);
+CREATE TABLE IF NOT EXISTS tidings_pending (
+    cursor INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL DEFAULT 0,
+    lease_until REAL,
+    owner TEXT,
+    PRIMARY KEY (cursor, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tidings_pending_key
+    ON tidings_pending (cursor, key, seq) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tidings_dead_letters (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    type TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    data BLOB NOT NULL,
+    headers BLOB NOT NULL,
+    key TEXT,
+    error_type TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    traceback TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL,
+    published_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tidings_dead_letters_topic ON tidings_dead_letters (topic, n);
+"""
+
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+class transaction:  # noqa: N801  (used as a statement: ``with transaction(conn):``)
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
+
+    IMMEDIATE takes the write lock up front, so a busy database fails here, before any work,
+    and the whole call can be retried elsewhere.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+class Database:
+    """A connection to one SQLite file, opened on first use and closed by :meth:`aclose`.
+
+    ``run(fn)`` calls ``fn(connection)`` and returns its result; ``fn`` must do its writes inside
+    :class:`transaction` so that a busy retry repeats all of it. SQLite errors are raised as
+    :class:`TransportError` (:class:`ServiceUnavailable` when the file cannot be opened).
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = 5.0, synchronous: str = "NORMAL"):
+        self.path = path
+        self._busy_ms = int(busy_timeout * 1000)
+        self._synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._thread: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    @property
+    def key(self) -> str:
+        """The file's real path: what identifies it to every connection of this process."""
+        return os.path.realpath(self.path)
+
+    async def open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"sqlite database {self.path!r} is closed")
+        if self._conn is not None:
+            return
+        async with self._lock:
+            if self._conn is None:
+                self._conn = await self._off_loop(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_ms / 1000, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.create_function("tidings_match", 2, matches, deterministic=True)
+            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            conn.execute("PRAGMA busy_timeout=0")
+        except sqlite3.Error as exc:
+            raise ServiceUnavailable(f"cannot open sqlite database {self.path!r}: {exc}") from exc
+        return conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            await self.open()
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise ClosedError(f"sqlite database {self.path!r} is closed")
+            try:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in _BUSY:
+                    raise TransportError(f"sqlite {self.path!r}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise TransportError(f"sqlite {self.path!r}: {exc}") from exc
+            return await self._off_loop(lambda: self._patiently(conn, fn))
+
+    def _patiently(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the thread, waiting for other processes' write locks."""
+        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise TransportError(f"sqlite {self.path!r}: {exc}") from exc
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    async def _off_loop(self, fn: Callable[[], T]) -> T:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite")
+        # The thread finishes its call even if we are cancelled; the lock stays held until then
+        # so the connection is never used by two threads at once.
+        future = asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            raise
+
+    async def aclose(self) -> None:
+        """Close the connection once no call is running. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+
+class Doorbell:
+    """Wakes this process's waiting subscriptions on one file after a commit.
+
+    Rings may come from any thread; each waiter is an :class:`asyncio.Event` on its own loop.
+    """
+
+    _waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+    @classmethod
+    def add(cls, key: str, event: asyncio.Event) -> None:
+        cls._waiters.setdefault(key, set()).add((asyncio.get_running_loop(), event))
+
+    @classmethod
+    def discard(cls, key: str, event: asyncio.Event) -> None:
+        waiters = cls._waiters.get(key)
+        if waiters is None:
+            return
+        waiters -= {w for w in waiters if w[1] is event}
+        if not waiters:
+            del cls._waiters[key]
+
+    @classmethod
+    def ring(cls, key: str) -> None:
+        waiters = cls._waiters.get(key)
+        if not waiters:
+            return
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, event in tuple(waiters):
+            if loop is here:
+                event.set()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
