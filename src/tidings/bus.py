@@ -19,9 +19,9 @@ One failing handler never stops the others, on every path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -29,12 +29,17 @@ from tidings import _eager
 from tidings.clock import Clock, SystemClock
 from tidings.codec import Codec, JsonCodec, Registry, registry
 from tidings.consumer import Consumer, current_message
-from tidings.deadletters import DeadLetters, DeadLetterStore, dead_letter_from, payload_bytes
-from tidings.errors import ClosedError, DeadLettered
+from tidings.deadletters import (
+    REPLAY_GROUP_HEADER,
+    DeadLetters,
+    DeadLetterStore,
+    store_failure,
+)
+from tidings.errors import ClosedError
 from tidings.handlers import UserHandler, name_of
 from tidings.message import Message
 from tidings.middleware import Middleware
-from tidings.middleware.retry import NO_RETRY, Retry
+from tidings.middleware.retry import NO_RETRY, Retry, attempts_made
 from tidings.outcome import PublishResult
 from tidings.route import Route
 from tidings.topics import is_pattern, matches, validate_pattern
@@ -95,7 +100,8 @@ class Bus:
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
         self._routes: list[Route] = []
         self._by_topic: dict[str, tuple[Route, ...]] = {}
-        self._emit_calls: dict[type, tuple[tuple[Route, Callable[[Any], Any]], ...]] = {}
+        self._emit_calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
+        self._emit_routes: dict[Callable[[Any], Any], Route] = {}
         self._consumers: dict[Route, tuple[Consumer, asyncio.Task[None]]] = {}
         self._background: set[asyncio.Future[Any]] = set()
         self._running = False
@@ -190,7 +196,7 @@ class Bus:
             codec=self.codec,
             middleware=(*self.middleware, *middleware),
         )
-        route.build(self.registry, self._dead_letter_store, self.clock)
+        route.build(self.registry, self.clock)
         self._routes.append(route)
         self._routes_changed()
         if self._running:
@@ -203,11 +209,12 @@ class Bus:
         self._routes_changed()
         running = self._consumers.pop(route, None)
         if running is not None:
-            self._spawn(running[0].stop())
+            self._start(running[0].stop())
 
     def _routes_changed(self) -> None:
         self._by_topic.clear()
         self._emit_calls.clear()
+        self._emit_routes.clear()
 
     def routes_for(self, topic: str) -> tuple[Route, ...]:
         """The routes a message on ``topic`` reaches, in subscription order."""
@@ -258,7 +265,7 @@ class Bus:
         message = self.message(event, key=key, headers=headers)
         if self.inline:
             for route in self.routes_for(topic or message.type):
-                await _settled(route.direct_handler(message))
+                await self._run_direct(route, message)
             return message
         if not self._running:
             raise ClosedError(
@@ -312,23 +319,34 @@ class Bus:
         """Run every matching handler in this process and return their outcomes.
 
         The bus need not be running. Handlers start in subscription order; those that suspend
-        run concurrently; it returns when all have finished (retries included).
+        run concurrently; it returns when all have finished (retries included). Handlers that
+        failed their last attempt are in the dead-letter store when it returns.
         """
         message = self.message(event, key=key, headers=headers)
         routes = self.routes_for(topic or message.type)
+        errors: dict[int, BaseException] | None = None
         if self.inline:
-            errors = {i: e for i, r in enumerate(routes) if (e := await _outcome(r, message))}
-            return PublishResult(message, routes, errors or None)
-        errors_: dict[int, BaseException] | None = None
+            for index, route in enumerate(routes):
+                if (error := await self._run_direct(route, message)) is not None:
+                    errors = errors or {}
+                    errors[index] = error
+            return PublishResult(message, routes, errors)
         pending: dict[int, asyncio.Task[None]] | None = None
+        data = message.data
         token = current_message.set(message)
         try:
             for index, route in enumerate(routes):
                 try:
-                    task = _eager.start(route.direct_handler(message))
+                    if not (route.plain and route.accepts(data)):
+                        task = _eager.start(route.direct_handler(message))
+                    elif route.is_async:
+                        task = _eager.start(route.handler(data))  # type: ignore[arg-type]
+                    else:
+                        route.handler(data)
+                        task = None
                 except Exception as error:
-                    errors_ = errors_ or {}
-                    errors_[index] = error
+                    errors = errors or {}
+                    errors[index] = error
                 else:
                     if task is not None:
                         pending = pending or {}
@@ -339,9 +357,12 @@ class Bus:
             await asyncio.wait(pending.values())
             for index, task in pending.items():
                 if (failure := task.exception()) is not None:
-                    errors_ = errors_ or {}
-                    errors_[index] = failure
-        return PublishResult(message, routes, errors_)
+                    errors = errors or {}
+                    errors[index] = failure
+        if errors:
+            for index, failure in errors.items():
+                await self._dead_letter(routes[index], message, failure)
+        return PublishResult(message, routes, errors)
 
     def emit(
         self, event: Any, *, key: str | None = None, headers: Mapping[str, str] | None = None
@@ -356,51 +377,68 @@ class Bus:
             calls = self._emit_calls[type(event)]
         except KeyError:
             calls = self._compile_emit(type(event))
-        for route, call in calls:
+        for call in calls:
             try:
                 call(event)
             except Exception as error:
-                self._emit_failed(route, self.message(event, key=key, headers=headers), error)
+                route = self._emit_routes[call]
+                message = self.message(event, key=key, headers=headers)
+                self._start(self._dead_letter(route, message, error))
 
-    def _compile_emit(self, event_type: type) -> tuple[tuple[Route, Callable[[Any], Any]], ...]:
-        calls = tuple(
-            (route, route.sync_call or self._starter(route))
-            for route in self.routes_for(self.registry.name_of(event_type))
-        )
-        self._emit_calls[event_type] = calls
-        return calls
+    def _compile_emit(self, event_type: type) -> tuple[Callable[[Any], Any], ...]:
+        calls: list[Callable[[Any], Any]] = []
+        for route in self.routes_for(self.registry.name_of(event_type)):
+            plain = route.plain and not route.is_async and route.event_type in (None, event_type)
+            call = route.handler if plain else self._starter(route)
+            if self._emit_routes.get(call, route) is not route:
+                call = functools.partial(call)  # one function, two routes: tell them apart
+            self._emit_routes[call] = route
+            calls.append(call)
+        self._emit_calls[event_type] = tuple(calls)
+        return self._emit_calls[event_type]
 
     def _starter(self, route: Route) -> Callable[[Any], None]:
         def start(event: Any) -> None:
             message = self.message(event)
             token = current_message.set(message)
             try:
-                task = _eager.start(_settled(route.direct_handler(message)))
+                self._start(self._run_direct(route, message))
             finally:
                 current_message.reset(token)
-            if task is not None:
-                self._track(task)
 
         return start
 
-    def _emit_failed(self, route: Route, message: Message, error: Exception) -> None:
-        _log.warning("%s failed on %s %s: %r", route.name, message.type, message.id, error)
-        letter = dead_letter_from(
+    def _start(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` eagerly; keep its Task (if it suspends) so ``drain`` can wait for it."""
+        try:
+            task = _eager.start(coro)
+        except RuntimeError:  # suspended with no running loop to continue on
+            _log.exception("a handler suspended outside a running event loop")
+            return
+        if task is not None:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _run_direct(self, route: Route, message: Message) -> BaseException | None:
+        """Run ``route``'s handler in place; dead-letter and return its error if it fails."""
+        try:
+            await route.direct_handler(message)
+        except Exception as error:
+            await self._dead_letter(route, message, error)
+            return error
+        return None
+
+    async def _dead_letter(self, route: Route, message: Message, error: BaseException) -> None:
+        await store_failure(
+            self._dead_letter_store,
             message,
             topic=route.topic,
             group=route.group,
-            data=payload_bytes(message.data, self.codec),
+            codec=self.codec,
             error=error,
-            attempts=1,
+            attempts=attempts_made(error),
             failed_at=self.clock.now(),
         )
-        try:
-            task = _eager.start(self._dead_letter_store.add(letter))
-        except RuntimeError:  # no running loop for a store that needs one
-            _log.exception("could not dead-letter %s outside an event loop", message.id)
-        else:
-            if task is not None:
-                self._track(task)
 
     def _outgoing(self, message: Message) -> Message:
         """The message as the transport carries it: encoded unless the transport is in process."""
@@ -410,8 +448,10 @@ class Bus:
 
     async def _republish(self, topic: str, message: Message) -> None:
         if self._in_process and not self._running:
+            group = message.headers.get(REPLAY_GROUP_HEADER)
             for route in self.routes_for(topic):
-                await _settled(route.direct_handler(message))
+                if group in (None, route.group):
+                    await self._run_direct(route, message)
             return
         await self.transport.publish(topic, [message])
 
@@ -471,27 +511,19 @@ class Bus:
         if not isinstance(self.transport, MemoryTransport):
             return
         reason = NotHandled("the bus closed before this message was handled")
-        for (_, group), channel in list(self.transport._channels.items()):
+        for (topic, group), channel in list(self.transport.channels.items()):
             for message in channel.pending():
-                route = next((r for r in self._routes if r.group == group), None)
-                letter = dead_letter_from(
+                await store_failure(
+                    self._dead_letter_store,
                     message,
-                    topic=route.topic if route else message.type,
+                    topic=topic,
                     group=group,
-                    data=payload_bytes(message.data, self.codec),
+                    codec=self.codec,
                     error=reason,
                     attempts=0,
                     failed_at=self.clock.now(),
                 )
-                await self._dead_letter_store.add(letter)
             channel.close()
-
-    def _spawn(self, coro: Any) -> None:
-        self._track(asyncio.ensure_future(coro))
-
-    def _track(self, task: asyncio.Future[Any]) -> None:
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def __aenter__(self) -> Bus:
         await self.start()
@@ -508,12 +540,6 @@ class Bus:
     @property
     def routes(self) -> tuple[Route, ...]:
         return tuple(self._routes)
-
-
-async def _settled(call: Any) -> None:
-    """Await a direct handler call; its failure is already dead-lettered and logged."""
-    with contextlib.suppress(DeadLettered):
-        await call
 
 
 def _not_running() -> ClosedError:

@@ -22,12 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tidings import _eager
-from tidings.deadletters import (
-    REPLAY_GROUP_HEADER,
-    DeadLetterStore,
-    dead_letter_from,
-    payload_bytes,
-)
+from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.message import Message
 from tidings.transports.base import Delivery, Subscription
 
@@ -143,31 +138,20 @@ class Consumer:
     async def _dead_letter(self, delivery: Delivery, message: Message, error: Exception) -> None:
         route = self.route
         try:
-            letter = dead_letter_from(
+            await store_failure(
+                self._dead_letters,
                 message,
                 topic=route.topic,
                 group=route.group,
-                data=payload_bytes(message.data, route.codec),
+                codec=route.codec,
                 error=error,
                 attempts=delivery.attempt,
                 failed_at=self._now(),
             )
-            await self._dead_letters.add(letter)
         except Exception:
-            _log.exception(
-                "could not dead-letter message %s; it will be delivered again", message.id
-            )
+            _log.exception("could not dead-letter %s; it will be delivered again", message.id)
             await delivery.nack(route.retry.backoff(delivery.attempt))
             return
-        _log.warning(
-            "%s dead-lettered %s %s after %d attempts: %s: %s",
-            route.name,
-            message.type,
-            message.id,
-            delivery.attempt,
-            type(error).__name__,
-            error,
-        )
         await delivery.ack()
 
     def _next_of_key(self, key: str) -> None:

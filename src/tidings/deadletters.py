@@ -9,6 +9,7 @@ Replaying publishes the message again to its original topic, addressed to the gr
 from __future__ import annotations
 
 import builtins
+import logging
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -27,7 +28,10 @@ __all__ = [
     "MemoryDeadLetterStore",
     "dead_letter_from",
     "payload_bytes",
+    "store_failure",
 ]
+
+_log = logging.getLogger("tidings.dead_letters")
 
 REPLAY_GROUP_HEADER = "tidings-replay-group"
 """A replayed message carries the group it is meant for; other groups acknowledge it unhandled."""
@@ -54,8 +58,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     def to_message(self) -> Message:
         """The original message, addressed to the group that failed it."""
         headers = {**self.headers, REPLAY_GROUP_HEADER: self.group}
-        return Message(
-            self.type, self.data, headers, self.key, id=self.message_id, time=self.published_at
+        return Message.restore(
+            self.type, self.data, headers, self.key, self.message_id, self.published_at
         )
 
 
@@ -98,6 +102,40 @@ def payload_bytes(data: Any, codec: Codec) -> bytes:
         return codec.encode(data)
     except (TypeError, NotImplementedError, ValueError):
         return codec.encode(repr(data))
+
+
+async def store_failure(
+    store: DeadLetterStore,
+    message: Message,
+    *,
+    topic: str,
+    group: str,
+    codec: Codec,
+    error: BaseException,
+    attempts: int,
+    failed_at: float,
+) -> DeadLetter:
+    """Record ``message``'s failure in ``store`` and log it; returns the stored letter."""
+    letter = dead_letter_from(
+        message,
+        topic=topic,
+        group=group,
+        data=payload_bytes(message.data, codec),
+        error=error,
+        attempts=attempts,
+        failed_at=failed_at,
+    )
+    await store.add(letter)
+    _log.warning(
+        "%s: %s %s dead-lettered after %d attempt(s): %s: %s",
+        group,
+        message.type,
+        message.id,
+        attempts,
+        type(error).__name__,
+        error,
+    )
+    return letter
 
 
 class DeadLetterStore(Protocol):

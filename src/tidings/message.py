@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+from msgspec.structs import force_setattr
+
 __all__ = ["Headers", "Message", "new_id"]
 
 Headers = Mapping[str, str]
-_NO_HEADERS: Headers = {}
 
-_rand = random.SystemRandom().getrandbits(64)
-_random = random.Random(_rand)
+_random = random.Random(random.SystemRandom().getrandbits(64))
 _last_ms = 0
 _sequence = 0
 
@@ -41,53 +42,48 @@ def new_id(unix_ms: int | None = None) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-class Message:
+class Message(msgspec.Struct, frozen=True, eq=False):
     """An immutable envelope around one event.
 
     ``type`` is the stable event name (never an import path), ``data`` the event object in process
     or its encoded bytes at a transport, ``headers`` string pairs (correlation and causation ids,
     trace context), ``key`` the optional ordering key. ``id`` (a UUIDv7 string) and ``time`` are
-    fixed when first read, so messages that never leave the process cost no id generation.
+    fixed when first read, so messages that never leave the process cost no id generation; use
+    :meth:`restore` to rebuild a message whose id and time are known.
     """
-
-    __slots__ = ("_id", "_time", "data", "headers", "key", "type")
 
     type: str
     data: Any
-    headers: Headers
-    key: str | None
-    _id: str | None
-    _time: float | None
+    headers: Headers = {}
+    key: str | None = None
+    _id: str | None = None
+    _time: float | None = None
 
-    def __init__(
-        self,
+    @classmethod
+    def restore(
+        cls,
         type: str,
         data: Any,
-        headers: Headers = _NO_HEADERS,
-        key: str | None = None,
-        id: str | None = None,
-        time: float | None = None,
-    ) -> None:
-        setattr_ = object.__setattr__
-        setattr_(self, "type", type)
-        setattr_(self, "data", data)
-        setattr_(self, "headers", headers)
-        setattr_(self, "key", key)
-        setattr_(self, "_id", id)
-        setattr_(self, "_time", time)
+        headers: Headers,
+        key: str | None,
+        id: str | None,
+        time: float | None,
+    ) -> Message:
+        """A message with a known id and creation time (as read back from a transport)."""
+        return cls(type, data, headers, key, id, time)
 
     @property
     def id(self) -> str:
         """The message id: a UUIDv7 string, generated on first use unless given."""
         if self._id is None:
-            object.__setattr__(self, "_id", new_id(int(self.timestamp * 1000)))
+            force_setattr(self, "_id", new_id(int(self.timestamp * 1000)))
         return self._id  # type: ignore[return-value]  # set just above
 
     @property
     def timestamp(self) -> float:
         """Seconds since the epoch when the message was created (or first read)."""
         if self._time is None:
-            object.__setattr__(self, "_time", time.time())
+            force_setattr(self, "_time", time.time())
         return self._time  # type: ignore[return-value]  # set just above
 
     @property
@@ -96,27 +92,19 @@ class Message:
         return datetime.fromtimestamp(self.timestamp, UTC)
 
     def replace(self, **changes: Any) -> Message:
-        """A copy with some fields changed (``data``, ``headers``, ``key``, ``type``)."""
+        """A copy with some of ``type``, ``data``, ``headers``, ``key`` changed; same id and time."""
         fields: dict[str, Any] = {
             "type": self.type,
             "data": self.data,
             "headers": self.headers,
             "key": self.key,
-            "id": self.id,
-            "time": self.timestamp,
         }
         fields.update(changes)
-        return Message(**fields)
+        return Message(**fields, _id=self.id, _time=self.timestamp)
 
     def with_headers(self, extra: Headers) -> Message:
         """A copy whose headers are these headers updated with ``extra``."""
         return self.replace(headers={**self.headers, **extra})
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Message is immutable; use replace() to change {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError("Message is immutable")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):

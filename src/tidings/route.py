@@ -8,12 +8,10 @@ from typing import Any
 
 from tidings.clock import Clock
 from tidings.codec import Codec, Registry
-from tidings.deadletters import DeadLetterStore
 from tidings.handlers import UserHandler, decoder_for, describe, to_handler
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware, chain
-from tidings.middleware.dead_letter import dead_letter
-from tidings.middleware.retry import NO_RETRY, Retry, retry
+from tidings.middleware.retry import Retry, retry
 from tidings.middleware.timeout import timeout as timeout_middleware
 
 __all__ = ["Route"]
@@ -42,11 +40,18 @@ class Route:
     queued_handler: Handler = field(init=False, repr=False)
     """Decode, timeout, middleware, handler: the consume loop does retry and dead-letter itself."""
     direct_handler: Handler = field(init=False, repr=False)
-    """Dead-letter, decode, retry in place, timeout, middleware, handler: for publish_and_wait."""
-    sync_call: Callable[[Any], Any] | None = field(init=False, repr=False)
-    """The plain function, when calling it directly is all there is to do (``Bus.emit``)."""
+    """Decode, retry in place, timeout, middleware, handler: for publish_and_wait."""
+    plain: bool = field(init=False, repr=False)
+    """Calling ``handler`` with the event is all there is to do: no middleware, retry, timeout."""
+    is_async: bool = field(init=False, repr=False)
 
-    def build(self, registry: Registry, dead_letters: DeadLetterStore, clock: Clock) -> None:
+    def accepts(self, data: Any) -> bool:
+        """Whether ``data`` can go to the handler as it is, without decoding."""
+        if self.event_type is None:
+            return not isinstance(data, bytes | bytearray | memoryview)
+        return type(data) is self.event_type
+
+    def build(self, registry: Registry, clock: Clock) -> None:
         shape = describe(self.handler)
         inner = to_handler(self.handler, shape)
         if self.timeout is not None:
@@ -55,15 +60,12 @@ class Route:
             inner = chain(*self.middleware)(inner)
         decoding = _decoding(decoder_for(self.event_type, self.codec, registry))
         self.queued_handler = decoding(inner)
-        self.direct_handler = chain(
-            dead_letter(
-                dead_letters, topic=self.topic, group=self.group, codec=self.codec, clock=clock
-            ),
-            decoding,
-            retry(self.retry, clock),
-        )(inner)
-        plain = not (shape.is_async or shape.takes_message or self.middleware or self.timeout)
-        self.sync_call = self.handler if plain and self.retry is NO_RETRY else None
+        retrying = inner if self.retry.max_attempts == 1 else retry(self.retry, clock)(inner)
+        self.direct_handler = decoding(retrying)
+        self.is_async = shape.is_async
+        self.plain = not (
+            shape.takes_message or self.middleware or self.timeout or self.retry.max_attempts > 1
+        )
 
 
 def _decoding(decode: Callable[[Message], Message]) -> Middleware:

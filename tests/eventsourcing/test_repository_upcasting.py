@@ -87,7 +87,7 @@ def test_current_data_re_encodes_old_payloads_and_passes_unknown_names_through(
 def test_a_missing_step_names_the_event_and_the_version() -> None:
     names = Registry()
     names.register(Opened, "opened")
-    with pytest.raises(DecodeError, match="opened.*no upcaster from schema version 1 to 2"):
+    with pytest.raises(DecodeError, match=r"opened.*no upcaster from schema version 1 to 2"):
         EventMapper(registry=names).to_event(recorded(b'{"owner": "Jane"}', 1))
 
 

@@ -1,8 +1,8 @@
 """The bank part of ``tidings demo``: an account saved to SQLite, then rebuilt by a new process.
 
 ``run_bank_demo`` opens an account, deposits and withdraws, shows a refused overdraft, saves, and
-then starts a separate Python process (``python -m tidings.cli.demo_bank URL ACCOUNT``) that loads
-the account from the same store and reports the balance rebuilt from its events: what was saved
+then starts a separate Python process (running :func:`print_account`) that loads the account
+from the same store and reports the balance rebuilt from its events: what was saved
 survives the process that saved it. (The account here is a compact copy of ``examples/bank``,
 kept in the package so that the demo runs from an installed wheel too.)
 """
@@ -21,14 +21,16 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
-from tidings.cli.store import open_store, write_json
+from tidings.cli.store import write_json
 from tidings.codec import Registry
 from tidings.eventsourcing import Aggregate, Repository
+from tidings.eventsourcing.store import EventStore
 from tidings.message import new_id
 
-__all__ = ["default_demo_url", "run_bank_demo"]
+__all__ = ["default_demo_url", "print_account", "run_bank_demo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,9 @@ class Account(Aggregate):
                 self.balance -= amount
 
 
+_CHILD = "import sys; from tidings.cli.demo_bank import print_account; print_account(*sys.argv[1:])"
+
+
 def default_demo_url() -> str:
     """A SQLite file in the system's temporary directory, created on first use."""
     directory = Path(tempfile.gettempdir()) / "tidings-demo"
@@ -91,7 +96,7 @@ def run_bank_demo(console: Console, url: str | None = None) -> None:
     asyncio.run(_write(console, url, account_id))
     console.print("[dim]starting a new Python process that loads the account from the store…[/]")
     child = subprocess.run(
-        [sys.executable, "-m", "tidings.cli.demo_bank", url, account_id],
+        [sys.executable, "-c", _CHILD, url, account_id],
         capture_output=True,
         text=True,
         check=False,
@@ -106,11 +111,11 @@ def run_bank_demo(console: Console, url: str | None = None) -> None:
             title=f"{account_id} rebuilt from its events",
         )
     )
-    console.print(f"[dim]inspect it: tidings store read {account_id} --url {url}[/]")
+    console.print(f"[dim]inspect it: tidings store read {account_id} --url {escape(url)}[/]")
 
 
 async def _write(console: Console, url: str, account_id: str) -> None:
-    async with open_store(url) as store:
+    async with EventStore(url) as store:
         accounts = Repository(store, Account, registry=_names)
         account = Account(account_id)
         account.record(Opened("Ada"))
@@ -130,7 +135,7 @@ async def _write(console: Console, url: str, account_id: str) -> None:
 
 
 async def _load(url: str, account_id: str) -> dict[str, Any]:
-    async with open_store(url) as store:
+    async with EventStore(url) as store:
         account = await Repository(store, Account, registry=_names).load(account_id)
     return {
         "owner": account.owner,
@@ -140,5 +145,6 @@ async def _load(url: str, account_id: str) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    write_json(asyncio.run(_load(sys.argv[1], sys.argv[2])))
+def print_account(url: str, account_id: str) -> None:
+    """What the second process runs: load the account and print it as JSON."""
+    write_json(asyncio.run(_load(url, account_id)))

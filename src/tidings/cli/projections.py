@@ -8,7 +8,6 @@ the project's root. The store is ``--url``, as for ``tidings store``.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import sys
@@ -17,11 +16,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tidings.cli.store import DEFAULT_URL, Json, Url, open_store, write_json
+from tidings.cli.store import DEFAULT_URL, Json, Url, run, write_json
 from tidings.eventsourcing.projection import Projection, ProjectionStatus
+from tidings.eventsourcing.store import EventStore
 
 __all__ = ["app", "load_projections"]
 
@@ -51,10 +52,14 @@ def load_projections(spec: str) -> dict[str, Projection]:
         found: object = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise typer.BadParameter(f"cannot load {spec!r}: {exc}", param_hint="--app") from exc
-    items = [found] if isinstance(found, Projection) else found
-    if not isinstance(items, Iterable) or not all(isinstance(p, Projection) for p in items):
-        raise typer.BadParameter(f"{spec!r} is not a Projection or a list of them", "--app")
-    return {p.name: p for p in items}
+    items: list[object] | None = [found] if isinstance(found, Projection) else None
+    if items is None and isinstance(found, Iterable) and not isinstance(found, str):
+        items = list(found)
+    if items is None or not all(isinstance(p, Projection) for p in items):
+        raise typer.BadParameter(
+            f"{spec!r} is not a Projection or a list of them", param_hint="--app"
+        )
+    return {p.name: p for p in items if isinstance(p, Projection)}
 
 
 def _choose(projections: dict[str, Projection], name: str) -> Projection:
@@ -62,7 +67,9 @@ def _choose(projections: dict[str, Projection], name: str) -> Projection:
         return projections[name]
     except KeyError:
         known = ", ".join(sorted(projections)) or "none"
-        raise typer.BadParameter(f"no projection {name!r} (known: {known})", "NAME") from None
+        raise typer.BadParameter(
+            f"no projection {name!r} (known: {known})", param_hint="NAME"
+        ) from None
 
 
 @app.command()
@@ -77,19 +84,22 @@ def status(
     chosen = [_choose(projections, name)] if name else list(projections.values())
 
     async def fetch() -> list[ProjectionStatus]:
-        async with open_store(url) as store:
+        async with EventStore(url) as store:
             return [await projection.status(store) for projection in chosen]
 
-    statuses = asyncio.run(fetch())
+    statuses = run(fetch())
     if json:
         write_json(
-            [{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag} for s in statuses]
+            [
+                {"name": s.name, "position": s.position, "head": s.head, "lag": s.lag}
+                for s in statuses
+            ]
         )
         return
     table = Table("projection", "position", "head", "lag")
     for s in statuses:
         lag = f"[yellow]{s.lag}[/]" if s.lag else "[green]0[/]"
-        table.add_row(s.name, str(s.position), str(s.head), lag)
+        table.add_row(escape(s.name), str(s.position), str(s.head), lag)
     Console().print(table)
 
 
@@ -102,25 +112,25 @@ def rebuild(
 ) -> None:
     """Empty a projection and handle every stored event again. Stop its runner first."""
     projection = _choose(load_projections(app_spec), name)
-    console = Console(stderr=True)
+    progress_console = Console(stderr=True)
     columns = (
         TextColumn(f"rebuilding {name}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, disable=json) as bar:
+    with Progress(*columns, console=progress_console, disable=json) as bar:
         task = bar.add_task(name, total=None)
 
         def progress(position: int, head: int) -> None:
             bar.update(task, completed=position, total=head)
 
-        async def run() -> int:
-            async with open_store(url) as store:
+        async def replay() -> int:
+            async with EventStore(url) as store:
                 return await projection.rebuild(store, progress=progress)
 
-        position = asyncio.run(run())
+        position = run(replay())
     if json:
         write_json({"name": name, "position": position})
     else:
-        console.print(f"[green]rebuilt[/] {name} up to position {position}")
+        Console().print(f"[green]rebuilt[/] {escape(name)} up to position {position}")

@@ -3,16 +3,16 @@
 ``streams`` lists the streams with their versions; ``read STREAM`` prints a stream's events.
 The store comes from ``--url`` (or ``TIDINGS_STORE_URL``), the embedded SQLite file
 ``.tidings/events.db`` by default. ``--json`` prints one JSON array for scripts, with each
-event's payload embedded as JSON (``null`` once a deleted stream erased it).
+event's payload embedded as JSON. Errors (an unknown stream, a database that cannot be opened)
+print a message and exit with status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
@@ -21,9 +21,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tidings.errors import TidingsError
 from tidings.eventsourcing.store import EventStore, RecordedEvent, StreamInfo
 
-__all__ = ["DEFAULT_URL", "app", "open_store"]
+__all__ = ["DEFAULT_URL", "Json", "Url", "app", "run", "write_json"]
+
+T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///.tidings/events.db"
 
@@ -37,22 +40,17 @@ Url = Annotated[
         help="Event store: memory://, sqlite:///path or postgresql://…",
     ),
 ]
-_ERASED = Text("(erased)", style="dim")
-
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-@asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[EventStore]:
-    """A started store for ``url``, closed on exit."""
-    from tidings.eventsourcing.stores import event_store
-
-    store = event_store(url)
-    await store.start()
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main``; a TidingsError (unknown stream, unreachable database…) becomes a message on
+    stderr and exit status 1 instead of a traceback."""
     try:
-        yield store
-    finally:
-        await store.aclose()
+        return asyncio.run(main)
+    except TidingsError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def write_json(value: Any) -> None:
@@ -66,10 +64,10 @@ def streams(url: Url = DEFAULT_URL, json: Json = False) -> None:
     """List the streams with their current version."""
 
     async def fetch() -> list[StreamInfo]:
-        async with open_store(url) as store:
+        async with EventStore(url) as store:
             return await store.streams()
 
-    infos = asyncio.run(fetch())
+    infos = run(fetch())
     if json:
         write_json([_stream_json(info) for info in infos])
         return
@@ -85,30 +83,37 @@ def read(
     stream: Annotated[str, typer.Argument(help="The stream to read.")],
     url: Url = DEFAULT_URL,
     json: Json = False,
-    from_version: Annotated[int, typer.Option("--from", help="First version to show.")] = 1,
+    from_version: Annotated[
+        int | None,
+        typer.Option("--from", help="First version to show (the last one with --backwards)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Show at most this many events.")] = None,
     backwards: Annotated[bool, typer.Option(help="Newest first.")] = False,
 ) -> None:
     """Print the events of STREAM."""
 
     async def fetch() -> list[RecordedEvent]:
-        async with open_store(url) as store:
+        async with EventStore(url) as store:
             await store.stream_info(stream)  # NotFound for a stream that was never written
             events = store.read(stream, from_version=from_version, backwards=backwards, limit=limit)
             return [recorded async for recorded in events]
 
-    events = asyncio.run(fetch())
+    events = run(fetch())
     if json:
         write_json([_event_json(recorded) for recorded in events])
         return
-    table = Table("version", "position", "type", "recorded at", "data", title=escape(stream))
+    table = Table("ver", "pos", title=escape(stream))
+    # Names and times stay whole; the payload folds into what width is left.
+    table.add_column("type", min_width=max((len(r.type) for r in events), default=4))
+    table.add_column("recorded at", min_width=19)
+    table.add_column("data", overflow="fold")
     for recorded in events:
         table.add_row(
             str(recorded.version),
             str(recorded.position),
             recorded.type,
-            recorded.recorded_at.isoformat(timespec="seconds"),
-            Text(recorded.data.decode(errors="replace")) if recorded.data else _ERASED,
+            f"{recorded.recorded_at:%Y-%m-%d %H:%M:%S}",
+            Text(recorded.data.decode(errors="replace")),
         )
     Console().print(table)
 
@@ -132,8 +137,16 @@ def _event_json(recorded: RecordedEvent) -> dict[str, Any]:
         "schema_version": recorded.schema_version,
         "recorded_at": recorded.recorded_at,
         "metadata": dict(recorded.metadata),
-        "data": msgspec.json.Raw(recorded.data) if recorded.data else None,
+        "data": _payload(recorded.data),
     }
+
+
+def _payload(data: bytes) -> Any:
+    """The payload as JSON, or as text when another codec wrote it."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
 
 
 def _short(info: StreamInfo) -> str:

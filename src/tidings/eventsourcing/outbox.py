@@ -70,13 +70,11 @@ class OutboxRelay:
         self._objects = bool(getattr(features, "in_process", False))
         self._events = EventMapper(codec=codec, registry=registry, upcasters=upcasters)
 
-    async def run(self, *, idle_timeout: float = 1.0) -> None:
-        """Publish from the checkpoint on, then follow new events until cancelled."""
+    async def run(self) -> None:
+        """Publish from the checkpoint on, then follow new events until cancelled (or the store
+        closes)."""
         after = await self.store.get_checkpoint(self.name)
-        batches = read_batches(
-            self.store, after=after, size=self.batch_size, idle_timeout=idle_timeout
-        )
-        async for batch in batches:
+        async for batch in read_batches(self.store, after=after, size=self.batch_size, follow=True):
             await self._relay(batch)
 
     async def relay_pending(self) -> int:
@@ -101,7 +99,7 @@ class OutboxRelay:
             recorded.type,
             data,
             dict(recorded.metadata),
-            key=recorded.stream,
-            id=recorded.id,
-            time=recorded.recorded_at.timestamp(),
+            recorded.stream,
+            recorded.id,
+            recorded.recorded_at.timestamp(),
         )

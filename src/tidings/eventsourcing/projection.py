@@ -29,7 +29,7 @@ Concurrency
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -71,37 +71,48 @@ class ProjectionStatus:
         return max(self.head - self.position, 0)
 
 
-Handler = Callable[[E, ProjectionContext], Awaitable[None] | None]
+ProjectionHandler = Callable[[E, ProjectionContext], Awaitable[None] | None]
 Reset = Callable[[Any], Awaitable[None] | None]
 Progress = Callable[[int, int], None]
 """Called with (position handled so far, head position) after every batch."""
 
 
 async def read_batches(
-    store: EventStore,
-    *,
-    after: int,
-    size: int,
-    until: int | None = None,
-    idle_timeout: float = 1.0,
+    store: EventStore, *, after: int, size: int, until: int | None = None, follow: bool = False
 ) -> AsyncIterator[list[RecordedEvent]]:
     """Batches of the global log after ``after``, in position order, none empty.
 
-    With ``until`` the batches end once that position (or the end of the log) is reached;
-    without it they follow new appends forever, waiting in :meth:`EventStore.wait_for_new`
-    (``idle_timeout`` bounds each wait, as a safety net for a lost wake-up). Reading pages
-    with ``read_all`` rather than one event at a time lets a consumer that fell behind
-    catch up in large batches.
+    Pages of ``size`` events are read with ``read_all`` until one comes back short (or ``until``
+    is reached), so a consumer that is behind catches up in large batches. Without ``follow`` the
+    batches end there; with it, :meth:`EventStore.subscribe` waits for the next append, which
+    comes as a batch of one, and paging resumes after it. Ends when the store closes.
     """
-    while until is None or after < until:
-        batch = [recorded async for recorded in store.read_all(after=after, limit=size)]
-        if batch:
-            after = batch[-1].position
-            yield batch
-        if len(batch) < size:
-            if until is not None:
-                return
-            await store.wait_for_new(after, idle_timeout)
+    while True:
+        while until is None or after < until:
+            batch = [recorded async for recorded in store.read_all(after=after, limit=size)]
+            if batch:
+                after = batch[-1].position
+                yield batch
+            if len(batch) < size:
+                break
+        if not follow:
+            return
+        recorded = await _next_live(store, after)
+        if recorded is None:  # the store closed
+            return
+        after = recorded.position
+        yield [recorded]
+
+
+async def _next_live(store: EventStore, after: int) -> RecordedEvent | None:
+    """The first event after ``after``, waited for by the store's subscription; None once the
+    store closed."""
+    live = store.subscribe(after=after)
+    try:
+        return await anext(live, None)
+    finally:
+        if isinstance(live, AsyncGenerator):  # close it now rather than when it is collected
+            await live.aclose()
 
 
 async def _call(function: Callable[..., Awaitable[None] | None], *args: Any) -> None:
@@ -133,14 +144,14 @@ class Projection:
         self.transactional = transactional
         self.batch_size = batch_size
         self._events = EventMapper(codec=codec, registry=registry, upcasters=upcasters)
-        self._handlers: dict[str, Handler[Any]] = {}
+        self._handlers: dict[str, ProjectionHandler[Any]] = {}
         self._reset: Reset | None = None
 
-    def on(self, event_type: type[E]) -> Callable[[Handler[E]], Handler[E]]:
+    def on(self, event_type: type[E]) -> Callable[[ProjectionHandler[E]], ProjectionHandler[E]]:
         """Decorator: handle events of ``event_type`` (one handler per type)."""
         name = self._events.name_of(event_type)
 
-        def decorate(handler: Handler[E]) -> Handler[E]:
+        def decorate(handler: ProjectionHandler[E]) -> ProjectionHandler[E]:
             if name in self._handlers:
                 raise ValueError(f"projection {self.name!r} already handles {name!r}")
             self._handlers[name] = handler
@@ -160,11 +171,11 @@ class Projection:
         position = await store.get_checkpoint(self.name)
         return ProjectionStatus(self.name, position, await store.head_position())
 
-    async def run(self, store: EventStore, *, idle_timeout: float = 1.0) -> None:
-        """Handle events from the checkpoint on, then follow new ones until cancelled."""
+    async def run(self, store: EventStore) -> None:
+        """Handle events from the checkpoint on, then follow new ones until cancelled (or the
+        store closes)."""
         after = await store.get_checkpoint(self.name)
-        batches = read_batches(store, after=after, size=self.batch_size, idle_timeout=idle_timeout)
-        async for batch in batches:
+        async for batch in read_batches(store, after=after, size=self.batch_size, follow=True):
             await self._handle(store, batch)
 
     async def catch_up(self, store: EventStore, *, progress: Progress | None = None) -> int:

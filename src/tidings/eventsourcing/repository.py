@@ -83,7 +83,9 @@ class Repository(Generic[A]):
 
         ``metadata`` (correlation ids, say) is stored with every event. Does nothing when there
         are no pending events. Raises ConcurrencyError when the stream moved since the aggregate
-        was loaded; the pending events are kept and nothing is stored.
+        was loaded (or, for a new aggregate, when the stream exists), StreamDeleted when it was
+        deleted, and TypeError (before storing anything) when a snapshot is due and the aggregate
+        has unannotated attributes. On any error the pending events are kept.
         """
         pending = aggregate.pending_events
         if not pending:

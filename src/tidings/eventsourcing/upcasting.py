@@ -30,7 +30,6 @@ from typing import Any
 from tidings.codec import Codec, JsonCodec, Registry, registry
 from tidings.errors import DecodeError, UnknownEventType
 from tidings.eventsourcing.store import NewEvent, RecordedEvent
-from tidings.message import new_id
 
 __all__ = ["EventMapper", "Upcaster", "Upcasters", "schema_version_of"]
 
@@ -111,12 +110,11 @@ class EventMapper:
         return self.registry.name_of(cls)
 
     def to_new_event(self, event: object, metadata: Mapping[str, str] | None = None) -> NewEvent:
-        """A new event with a fresh time-ordered id, stamped with its class's schema version."""
+        """A new event (with a fresh time-ordered id), stamped with its class's schema version."""
         cls = type(event)
         return NewEvent(
             type=self.registry.name_of(cls),
             data=self.codec.encode(event),
-            id=new_id(),
             metadata=metadata or {},
             schema_version=schema_version_of(cls),
         )

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 from tidings.clock import Clock, SystemClock
 from tidings.codec import Codec
-from tidings.deadletters import DeadLetterStore, dead_letter_from, payload_bytes
+from tidings.deadletters import DeadLetterStore, store_failure
 from tidings.errors import DeadLettered
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware
 from tidings.middleware.retry import attempts_made
 
 __all__ = ["dead_letter"]
-
-_log = logging.getLogger("tidings.dead_letter")
 
 
 def dead_letter(
@@ -27,8 +23,8 @@ def dead_letter(
 ) -> Middleware:
     """Store a failed message with its reason, then raise DeadLettered (from the error).
 
-    Place it outside ``retry`` so that only the last attempt's failure is stored. Consumers ack a
-    DeadLettered message: it is safe in the store and can be replayed from there.
+    Place it outside ``retry`` so that only the last attempt's failure is stored. The bus does
+    the same for every route; this middleware is for handler chains run outside a bus.
     """
     now = (clock or SystemClock()).now
 
@@ -37,23 +33,15 @@ def dead_letter(
             try:
                 await handler(message)
             except Exception as error:
-                letter = dead_letter_from(
+                letter = await store_failure(
+                    store,
                     message,
                     topic=topic,
                     group=group,
-                    data=payload_bytes(message.data, codec),
+                    codec=codec,
                     error=error,
                     attempts=attempts_made(error),
                     failed_at=now(),
-                )
-                await store.add(letter)
-                _log.warning(
-                    "%s %s dead-lettered after %d attempt(s): %s: %s",
-                    message.type,
-                    message.id,
-                    letter.attempts,
-                    type(error).__name__,
-                    error,
                 )
                 raise DeadLettered(letter.id, error) from error
 

@@ -187,7 +187,7 @@ class MemoryTransport:
     def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Clock | None = None) -> None:
         self.capacity = capacity
         self._clock = clock or SystemClock()
-        self._channels: dict[tuple[str, str], Channel] = {}
+        self.channels: dict[tuple[str, str], Channel] = {}
         self._routes: dict[str, list[Channel]] = {}
         self._dead_letters = MemoryDeadLetterStore()
         self._closed = False
@@ -199,9 +199,9 @@ class MemoryTransport:
     def channel(self, topic: str, group: str, capacity: int | None = None) -> Channel:
         """The channel of ``group`` on ``topic``, created on first use."""
         key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
-        channel = self._channels.get(key)
+        channel = self.channels.get(key)
         if channel is None:
-            channel = self._channels[key] = Channel(capacity or self.capacity, self._clock)
+            channel = self.channels[key] = Channel(capacity or self.capacity, self._clock)
             self._routes.clear()
         return channel
 
@@ -210,7 +210,7 @@ class MemoryTransport:
         try:
             return self._routes[topic]
         except KeyError:
-            found = [c for (pattern, _), c in self._channels.items() if matches(pattern, topic)]
+            found = [c for (pattern, _), c in self.channels.items() if matches(pattern, topic)]
             self._routes[topic] = found
             return found
 
@@ -239,12 +239,12 @@ class MemoryTransport:
 
     async def join(self) -> None:
         """Return once every message accepted so far was acknowledged by its groups."""
-        for channel in list(self._channels.values()):
+        for channel in list(self.channels.values()):
             await channel.join()
 
     async def aclose(self) -> None:
         self._closed = True
-        for channel in self._channels.values():
+        for channel in self.channels.values():
             channel.close()
 
 

@@ -1,8 +1,8 @@
 """One SQLite file shared by the SQLite transport and its dead-letter store.
 
 :class:`Database` owns one connection in WAL mode and runs short transactions on it. A call runs
-right on the event loop (a few microseconds to a millisecond; no thread hand-off, which would cost
-more than the work) with a zero busy timeout; when another process holds the write lock, the call
+right on the event loop, after yielding to other tasks once (a few microseconds to a
+millisecond; a thread hand-off would cost more than the work), with a zero busy timeout; when another process holds the write lock, the call
 is retried in a dedicated thread that waits up to ``busy_timeout``, so the loop never blocks on a
 lock. Calls are serialised by an asyncio lock: at most one uses the connection at a time.
 
@@ -152,6 +152,9 @@ class Database:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             await self.open()
+        # The call itself never suspends: yield first, so that a loop of calls (a consumer that
+        # fetches and acks without waiting) still lets the other tasks run.
+        await asyncio.sleep(0)
         async with self._lock:
             conn = self._conn
             if conn is None:

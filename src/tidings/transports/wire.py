@@ -38,11 +38,11 @@ def from_wire(topic: str, data: bytes, headers: Mapping[str, str]) -> Message:
     topic as type and a fresh id, so messages from non-tidings producers are still delivered."""
     user = {k: v for k, v in headers.items() if k not in _ENVELOPE}
     time = headers.get(TIME)
-    return Message(
+    return Message.restore(
         headers.get(TYPE, topic),
         data,
         user,
         headers.get(KEY),
-        id=headers.get(ID),
-        time=float(time) if time else None,
+        headers.get(ID),
+        float(time) if time else None,
     )

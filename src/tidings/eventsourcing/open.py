@@ -1,0 +1,39 @@
+"""Event store URLs: the scheme picks the backend, whose module is imported only when used.
+
+================================  ===========================================================
+``memory://``                     :class:`~tidings.eventsourcing.memory.MemoryEventStore`
+``sqlite:///relative/path.db``    :class:`~tidings.eventsourcing.sqlite.SqliteEventStore`
+``sqlite:////absolute/path.db``   (``?synchronous=full`` for power-loss durability)
+``postgresql://user@host/db``     :class:`~tidings.eventsourcing.postgres.PostgresEventStore`
+                                  (also ``postgres://``; ``?schema=name``, ``?pool_size=n``)
+================================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tidings.eventsourcing.store import EventStoreBackend
+
+__all__ = ["open_backend"]
+
+_BACKENDS = {
+    "memory": ("tidings.eventsourcing.memory", "MemoryEventStore"),
+    "sqlite": ("tidings.eventsourcing.sqlite", "SqliteEventStore"),
+    "postgresql": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
+    "postgres": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
+}
+
+
+def open_backend(url: str) -> EventStoreBackend:
+    """The backend for ``url``, constructed without I/O. Raises ValueError for an unknown scheme."""
+    scheme, separator, _ = url.partition("://")
+    try:
+        module, name = _BACKENDS[scheme.lower()]
+    except KeyError:
+        known = ", ".join(f"{s}://" for s in _BACKENDS)
+        raise ValueError(f"unknown event store URL {url!r}; expected one of {known}") from None
+    if not separator:
+        raise ValueError(f"unknown event store URL {url!r}")
+    backend: EventStoreBackend = getattr(importlib.import_module(module), name).from_url(url)
+    return backend

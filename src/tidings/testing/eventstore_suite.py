@@ -1,0 +1,395 @@
+"""The conformance suite every event store backend passes.
+
+Subclass it in a test module and provide a ``store`` fixture yielding a fresh, started
+:class:`~tidings.eventsourcing.store.EventStore`::
+
+    class TestSqliteStore(EventStoreSuite):
+        @pytest.fixture
+        async def store(self, tmp_path):
+            async with EventStore(f"sqlite:///{tmp_path}/events.db") as store:
+                yield store
+
+Every test method is a coroutine (pytest-asyncio in auto mode runs them). Waits are bounded by
+``asyncio.timeout`` so a store that loses a wake-up fails instead of hanging; nothing here
+sleeps to synchronise or asserts on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime
+
+import pytest
+
+from tidings.errors import ClosedError, ConcurrencyError, NotFound
+from tidings.eventsourcing._commits import MAX_EVENTS_PER_COMMIT
+from tidings.eventsourcing.store import (
+    ANY,
+    NO_STREAM,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamDeleted,
+)
+
+__all__ = ["EventStoreSuite", "new_events"]
+
+GUARD = 20.0
+"""Seconds after which a wait that should have ended fails the test (a hang guard, not a goal)."""
+
+
+def new_events(count: int, type: str = "thing.happened", start: int = 0) -> list[NewEvent]:
+    """``count`` events with payloads ``{"n": start}``, ``{"n": start + 1}``…"""
+    return [NewEvent(type, b'{"n":%d}' % (start + i)) for i in range(count)]
+
+
+async def collect(events: object) -> list[RecordedEvent]:
+    return [event async for event in events]  # type: ignore[attr-defined]
+
+
+def versions(events: list[RecordedEvent]) -> list[int]:
+    return [event.version for event in events]
+
+
+class EventStoreSuite:
+    """Behaviour every backend must show; see the module docstring for how to run it."""
+
+    # -- append and read ------------------------------------------------------------------
+
+    async def test_append_then_read_returns_the_events_as_stored(self, store: EventStore) -> None:
+        first = [
+            NewEvent("account.opened", b'{"owner":"Jane"}', metadata={"correlation": "c-1"}),
+            NewEvent("money.deposited", b'{"amount":10}', schema_version=2),
+        ]
+        assert await store.append("account-1", first, expected_version=NO_STREAM) == 2
+        assert await store.append("account-1", new_events(1), expected_version=2) == 3
+
+        events = await collect(store.read("account-1"))
+
+        assert versions(events) == [1, 2, 3]
+        assert [e.stream for e in events] == ["account-1"] * 3
+        assert [(e.type, e.data, e.id) for e in events[:2]] == [
+            (n.type, n.data, n.id) for n in first
+        ]
+        assert events[0].metadata == {"correlation": "c-1"}
+        assert events[1].schema_version == 2
+        assert events[0].position < events[1].position < events[2].position
+        assert all(isinstance(e.recorded_at, datetime) and e.recorded_at.tzinfo for e in events)
+
+    async def test_read_from_version_backwards_and_limit(self, store: EventStore) -> None:
+        await store.append("s", new_events(3))
+        await store.append("s", new_events(4, start=3))  # versions 4-7, one commit
+
+        assert versions(await collect(store.read("s", from_version=5))) == [5, 6, 7]
+        assert versions(await collect(store.read("s", from_version=2, limit=3))) == [2, 3, 4]
+        assert versions(await collect(store.read("s", backwards=True))) == [7, 6, 5, 4, 3, 2, 1]
+        backwards = store.read("s", from_version=5, backwards=True, limit=3)
+        assert versions(await collect(backwards)) == [5, 4, 3]
+        assert versions(await collect(store.read("s", from_version=8))) == []
+        assert await collect(store.read("never-written")) == []
+
+    async def test_appends_larger_than_one_commit_row(self, store: EventStore) -> None:
+        count = MAX_EVENTS_PER_COMMIT * 2 + 7
+        await store.append("big", new_events(count))
+
+        events = await collect(store.read("big"))
+        middle = await collect(store.read("big", from_version=MAX_EVENTS_PER_COMMIT - 1, limit=4))
+        after = await collect(store.read_all(after=MAX_EVENTS_PER_COMMIT + 3, limit=2))
+
+        assert versions(events) == list(range(1, count + 1))
+        assert [e.data for e in events[-2:]] == [b'{"n":%d}' % (count - 2), b'{"n":%d}' % (count - 1)]
+        assert versions(middle) == list(range(MAX_EVENTS_PER_COMMIT - 1, MAX_EVENTS_PER_COMMIT + 3))
+        assert [e.position for e in after] == [MAX_EVENTS_PER_COMMIT + 4, MAX_EVENTS_PER_COMMIT + 5]
+
+    async def test_read_all_follows_append_order_across_streams(self, store: EventStore) -> None:
+        await store.append("a", new_events(2))
+        await store.append("b", new_events(1))
+        await store.append("a", new_events(1))
+
+        events = await collect(store.read_all())
+
+        assert [(e.stream, e.version, e.position) for e in events] == [
+            ("a", 1, 1),
+            ("a", 2, 2),
+            ("b", 1, 3),
+            ("a", 3, 4),
+        ]
+        assert [e.position for e in await collect(store.read_all(after=2, limit=1))] == [3]
+        assert await store.head_position() == 4
+
+    async def test_an_empty_append_only_checks_the_version(self, store: EventStore) -> None:
+        assert await store.append("s", [], expected_version=NO_STREAM) == 0
+        await store.append("s", new_events(2))
+        assert await store.append("s", [], expected_version=2) == 2
+        with pytest.raises(ConcurrencyError):
+            await store.append("s", [], expected_version=1)
+        assert await store.head_position() == 2
+
+    # -- optimistic concurrency -----------------------------------------------------------
+
+    async def test_no_stream_conflicts_with_an_existing_stream(self, store: EventStore) -> None:
+        await store.append("s", new_events(2))
+        with pytest.raises(ConcurrencyError) as raised:
+            await store.append("s", new_events(1), expected_version=NO_STREAM)
+        assert (raised.value.stream, raised.value.expected, raised.value.actual) == (
+            "s",
+            NO_STREAM,
+            2,
+        )
+
+    async def test_a_stale_or_future_version_conflicts(self, store: EventStore) -> None:
+        await store.append("s", new_events(3))
+        for expected in (2, 4):
+            with pytest.raises(ConcurrencyError) as raised:
+                await store.append("s", new_events(1), expected_version=expected)
+            assert (raised.value.expected, raised.value.actual) == (expected, 3)
+        assert versions(await collect(store.read("s"))) == [1, 2, 3]
+
+    async def test_a_version_on_a_missing_stream_conflicts(self, store: EventStore) -> None:
+        with pytest.raises(ConcurrencyError) as raised:
+            await store.append("s", new_events(1), expected_version=1)
+        assert raised.value.actual is None
+        assert await store.append("s", new_events(1), expected_version=0) == 1
+        assert await store.append("s", new_events(1), expected_version=ANY) == 2
+        assert await store.append("t", new_events(1), expected_version=ANY) == 1
+
+    async def test_invalid_expected_versions_are_refused(self, store: EventStore) -> None:
+        with pytest.raises(ValueError, match="expected_version"):
+            await store.append("s", new_events(1), expected_version=-1)
+        with pytest.raises(ValueError, match="expected_version"):
+            await store.append("s", new_events(1), expected_version="latest")  # type: ignore[arg-type]
+
+    async def test_concurrent_appends_lose_and_duplicate_nothing(self, store: EventStore) -> None:
+        streams = [f"stream-{i}" for i in range(10)]
+        rng = random.Random(7)
+
+        async def writer(task: int) -> None:
+            stream = streams[task % len(streams)]
+            events = new_events(rng.randint(1, 3), type=f"task.{task}")
+            while True:  # the optimistic loop every caller of append writes
+                try:
+                    info = await store.stream_info(stream)
+                    current = info.version
+                except NotFound:
+                    current = 0
+                try:
+                    await store.append(stream, events, expected_version=current)
+                    return
+                except ConcurrencyError:
+                    continue
+
+        await asyncio.gather(*(writer(task) for task in range(100)))
+
+        total = 0
+        for stream in streams:
+            events = await collect(store.read(stream))
+            assert versions(events) == list(range(1, len(events) + 1))
+            total += len(events)
+        everything = await collect(store.read_all())
+        assert len(everything) == total
+        assert len({e.id for e in everything}) == total
+        assert {e.type for e in everything} == {f"task.{task}" for task in range(100)}
+        assert [e.position for e in everything] == list(range(1, total + 1))
+
+    async def test_read_all_has_no_gaps_under_concurrent_writers(self, store: EventStore) -> None:
+        writers_done = asyncio.Event()
+        seen: list[int] = []
+
+        async def writer(n: int) -> None:
+            for i in range(20):
+                await store.append(f"w-{n}-{i % 3}", new_events(1 + i % 3))
+                await asyncio.sleep(0)  # let the reader in between appends
+
+        async def reader() -> None:
+            while True:
+                finished = writers_done.is_set()
+                last = seen[-1] if seen else 0
+                for event in await collect(store.read_all(after=last)):
+                    assert event.position == (seen[-1] if seen else 0) + 1, "a gap in read_all"
+                    seen.append(event.position)
+                if finished:
+                    return
+                await store.wait_for_new(seen[-1] if seen else 0, 0.05)
+
+        async def write_all() -> None:
+            await asyncio.gather(*(writer(n) for n in range(10)))
+            writers_done.set()
+
+        async with asyncio.timeout(GUARD):
+            await asyncio.gather(reader(), write_all())
+
+        assert seen == list(range(1, await store.head_position() + 1))
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    async def test_subscription_hands_over_from_catch_up_to_live(self, store: EventStore) -> None:
+        await store.append("before", new_events(600))  # more than one page of catch-up
+        live = 10 * 20
+        total = 600 + live
+        received: list[RecordedEvent] = []
+        all_in = asyncio.Event()
+
+        async def subscriber() -> None:
+            async for event in store.subscribe(after=0):
+                received.append(event)
+                if len(received) == total:
+                    all_in.set()
+                    return
+
+        async def writer(n: int) -> None:
+            for i in range(20):
+                await store.append(f"live-{n}", new_events(1, start=i))
+                await asyncio.sleep(0)
+
+        async with asyncio.timeout(GUARD):
+            task = asyncio.create_task(subscriber())
+            await asyncio.gather(*(writer(n) for n in range(10)))
+            await all_in.wait()
+            await task
+
+        assert [e.position for e in received] == list(range(1, total + 1))
+        assert len({e.id for e in received}) == total
+
+    async def test_subscription_starts_after_a_position(self, store: EventStore) -> None:
+        await store.append("s", new_events(5))
+        received: list[int] = []
+        async with asyncio.timeout(GUARD):
+            async for event in store.subscribe(after=3):
+                received.append(event.position)
+                if event.position == 5:
+                    break
+        assert received == [4, 5]
+
+    async def test_subscription_ends_when_the_store_closes(self, store: EventStore) -> None:
+        await store.append("s", new_events(1))
+        first = asyncio.Event()
+
+        async def subscriber() -> int:
+            count = 0
+            async for _ in store.subscribe():
+                count += 1
+                first.set()
+            return count
+
+        async with asyncio.timeout(GUARD):
+            task = asyncio.create_task(subscriber())
+            await first.wait()
+            await store.aclose()
+            assert await task == 1
+
+    async def test_wait_for_new_wakes_up_on_append(self, store: EventStore) -> None:
+        await store.append("s", new_events(1))
+        async with asyncio.timeout(GUARD):
+            waiter = asyncio.create_task(store.wait_for_new(1, GUARD * 2))
+            await asyncio.sleep(0)  # yield: the waiter parks before the append
+            await store.append("s", new_events(1))
+            await waiter
+            await store.wait_for_new(0, GUARD * 2)  # already past: returns at once
+
+    # -- snapshots, metadata, tombstones, checkpoints -------------------------------------
+
+    async def test_snapshot_round_trip_keeps_the_newest(self, store: EventStore) -> None:
+        assert await store.load_snapshot("s") is None
+        await store.append("s", new_events(10))
+        newer = Snapshot("s", 10, "Account", b'{"balance":10}', schema_version=2)
+        await store.save_snapshot(Snapshot("s", 5, "Account", b'{"balance":5}'))
+        await store.save_snapshot(newer)
+        await store.save_snapshot(Snapshot("s", 7, "Account", b'{"balance":7}'))
+
+        assert await store.load_snapshot("s") == newer
+
+    async def test_stream_metadata_and_listing(self, store: EventStore) -> None:
+        await store.append("a", new_events(2))
+        await store.append("b", new_events(1))
+        await store.set_stream_metadata("a", {"owner": "Jane", "max_age": 3600})
+
+        info = await store.stream_info("a")
+        assert (info.name, info.version, dict(info.metadata), info.deleted) == (
+            "a",
+            2,
+            {"owner": "Jane", "max_age": 3600},
+            False,
+        )
+        assert [(s.name, s.version) for s in await store.streams()] == [("a", 2), ("b", 1)]
+        with pytest.raises(NotFound):
+            await store.stream_info("never-written")
+        with pytest.raises(NotFound):
+            await store.set_stream_metadata("never-written", {})
+
+    async def test_a_deleted_stream_is_erased_and_its_name_is_taken(
+        self, store: EventStore
+    ) -> None:
+        await store.append("keep", new_events(1))
+        await store.append("gone", new_events(3))
+        await store.set_stream_metadata("gone", {"email": "jane@example.com"})
+        await store.save_snapshot(Snapshot("gone", 3, "Account", b'{"email":"jane@example.com"}'))
+
+        await store.delete_stream("gone")
+        await store.delete_stream("gone")  # idempotent
+
+        assert await collect(store.read("gone")) == []
+        assert [e.stream for e in await collect(store.read_all())] == ["keep"]
+        assert await store.head_position() == 1  # the erased events were the last ones
+        info = await store.stream_info("gone")
+        assert (info.version, dict(info.metadata), info.deleted) == (3, {}, True)
+        assert await store.load_snapshot("gone") is None
+        await store.save_snapshot(Snapshot("gone", 3, "Account", b"{}"))
+        assert await store.load_snapshot("gone") is None
+        for expected in (ANY, NO_STREAM, 3):
+            with pytest.raises(StreamDeleted, match="cannot be used again"):
+                await store.append("gone", new_events(1), expected_version=expected)
+        with pytest.raises(StreamDeleted):
+            await store.set_stream_metadata("gone", {})
+        with pytest.raises(NotFound):
+            await store.delete_stream("never-written")
+
+        await store.append("keep", new_events(1))
+        assert [e.position for e in await collect(store.read_all())] == [1, 5]
+
+    async def test_checkpoints(self, store: EventStore) -> None:
+        assert await store.get_checkpoint("projection") == 0
+        await store.set_checkpoint("projection", 42)
+        await store.set_checkpoint("other", 7)
+        await store.set_checkpoint("projection", 43)
+        assert await store.get_checkpoint("projection") == 43
+        assert await store.get_checkpoint("other") == 7
+
+    async def test_a_transaction_commits_or_rolls_back_the_checkpoint(
+        self, store: EventStore
+    ) -> None:
+        async with store.transaction() as tx:
+            await tx.set_checkpoint("projection", 5)
+            assert await tx.get_checkpoint("projection") == 5
+        assert await store.get_checkpoint("projection") == 5
+
+        with pytest.raises(RuntimeError, match="handler failed"):
+            async with store.transaction() as tx:
+                await tx.set_checkpoint("projection", 9)
+                raise RuntimeError("handler failed")
+        assert await store.get_checkpoint("projection") == 5
+
+    async def test_appends_during_a_transaction_complete(self, store: EventStore) -> None:
+        async with asyncio.timeout(GUARD):
+            async with store.transaction() as tx:
+                append = asyncio.create_task(store.append("s", new_events(1)))
+                await asyncio.sleep(0)  # yield: the append starts while the transaction runs
+                await tx.set_checkpoint("projection", 1)
+            assert await append == 1
+        assert await store.get_checkpoint("projection") == 1
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def test_a_closed_store_refuses_every_call(self, store: EventStore) -> None:
+        await store.append("s", new_events(1))
+        await store.aclose()
+        await store.aclose()  # idempotent
+        with pytest.raises(ClosedError):
+            await store.append("s", new_events(1))
+        with pytest.raises(ClosedError):
+            await collect(store.read("s"))
+        with pytest.raises(ClosedError):
+            await store.head_position()
+        with pytest.raises(ClosedError):
+            store.transaction()

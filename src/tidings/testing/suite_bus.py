@@ -1,0 +1,212 @@
+"""Conformance cases that run through the Bus and its consumer loop (part of TransportSuite):
+retries, dead letters with their reasons, malformed payloads, and the concurrency bound."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tidings.bus import Bus
+from tidings.codec import event
+from tidings.deadletters import DeadLetter, DeadLetterStore
+from tidings.message import Message
+from tidings.middleware.retry import Retry
+from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique, waiting
+
+__all__ = ["BusCases", "SuiteEvent", "WatchedDeadLetters"]
+
+
+@event("tidings.testing.suite_event")
+@dataclass(frozen=True)
+class SuiteEvent:
+    n: int
+
+
+class WatchedDeadLetters:
+    """A dead-letter store wrapper that lets a test await the letters being written."""
+
+    def __init__(self, store: DeadLetterStore, timeout: float) -> None:
+        self.store = store
+        self.added: builtins.list[DeadLetter] = []
+        self._timeout = timeout
+        self._changed = asyncio.Event()
+
+    async def add(self, letter: DeadLetter) -> None:
+        await self.store.add(letter)
+        self.added.append(letter)
+        self._changed.set()
+
+    async def list(
+        self, *, topic: str | None = None, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        return await self.store.list(topic=topic, limit=limit)
+
+    async def get(self, letter_id: str) -> DeadLetter:
+        return await self.store.get(letter_id)
+
+    async def remove(self, letter_ids: Sequence[str]) -> int:
+        return await self.store.remove(letter_ids)
+
+    async def until(self, count: int) -> None:
+        async with waiting(self._timeout, f"{count} dead letters"):
+            while len(self.added) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class _Handled:
+    """What a test handler saw: SuiteEvents by number, and whether a probe arrived."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[int] = Counter()
+        self.probed = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    def saw(self, value: Any) -> int | None:
+        """Record ``value``; returns its number, or None for a probe."""
+        if not isinstance(value, SuiteEvent):
+            self.probed.set()
+            return None
+        self.calls[value.n] += 1
+        self._changed.set()
+        return value.n
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
+        async with waiting(timeout, what):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class BusCases:
+    timeout: ClassVar[float] = 30.0
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, factory: TransportFactory, topic: str, handled: _Handled, **subscribe: Any
+    ) -> AsyncIterator[tuple[Bus, WatchedDeadLetters]]:
+        """A started Bus on a new transport with one subscription to ``topic``, able to receive
+        (probed where a new group starts at the end of the log)."""
+        transport = factory()
+        letters = WatchedDeadLetters(transport.dead_letters(), self.timeout)
+        bus = Bus(transport, dead_letters=letters)
+        bus.subscribe(topic, subscribe.pop("handler"), group=unique("group"), **subscribe)
+        async with bus:
+            if not transport.features.replays_history:
+                async with waiting(self.timeout, f"the bus to receive on {topic!r}"):
+                    while not handled.probed.is_set():
+                        probe = Message("tidings.probe", b"{}", {PROBE_HEADER: "1"})
+                        await bus.publish(probe, topic=topic)
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(0.2):
+                                await handled.probed.wait()
+            yield bus, letters
+
+    async def test_continue_after_errors(self, transport_factory: TransportFactory) -> None:
+        """Handlers failing on half the messages do not stop the consumer: with retries every
+        message is handled."""
+        topic, handled, done = unique("suite.errors"), _Handled(), set[int]()
+
+        async def handle(value: object) -> None:
+            n = handled.saw(value)
+            if n is not None and n % 2 == 0 and handled.calls[n] == 1:
+                raise RuntimeError(f"failing {n} once")
+            if n is not None:
+                done.add(n)
+
+        retry = Retry(max_attempts=3, initial_delay=0.01, jitter=False)
+        async with self.running(
+            transport_factory, topic, handled, handler=handle, retry=retry, concurrency=4
+        ) as (bus, _):
+            for n in range(50):
+                await bus.publish(SuiteEvent(n), topic=topic)
+            await handled.until(lambda: len(done) == 50, "all 50 events handled", self.timeout)
+        assert all(handled.calls[n] >= 2 for n in range(0, 50, 2)), "failed ones were retried"
+
+    async def test_dead_letter_after_max_attempts(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        """After its last attempt a message is dead-lettered with the reason, and not retried."""
+        topic, handled = unique("suite.dlq"), _Handled()
+
+        async def handle(value: object) -> None:
+            n = handled.saw(value)
+            if n is not None:
+                raise ValueError(f"boom {n}")
+
+        retry = Retry(max_attempts=3, initial_delay=0.01, jitter=False)
+        async with self.running(
+            transport_factory, topic, handled, handler=handle, retry=retry
+        ) as (bus, letters):
+            sent = await bus.publish(SuiteEvent(7), topic=topic, key="k", headers={"h": "v"})
+            await letters.until(1)
+            (letter,) = await bus.dead_letters.list(topic=topic)
+            assert letter.message_id == sent.id
+            assert letter.error_type.endswith("ValueError")
+            assert letter.error_message == "boom 7"
+            assert "boom 7" in letter.traceback
+            assert letter.attempts == 3
+            assert (letter.topic, letter.key, letter.headers.get("h")) == (topic, "k", "v")
+            assert bus.codec.decode(letter.data, SuiteEvent) == SuiteEvent(7)
+            assert await bus.dead_letters.show(letter.id) == letter
+            await bus.publish(SuiteEvent(8), topic=topic)
+            await letters.until(2)
+        assert handled.calls[7] == 3, "dead-lettered after exactly max_attempts calls"
+
+    async def test_malformed_payload_dead_lettered(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        """A payload that cannot be decoded is dead-lettered at once; the next one is handled."""
+        topic, handled = unique("suite.malformed"), _Handled()
+
+        async def handle(value: SuiteEvent) -> None:
+            handled.saw(value)
+
+        async with self.running(
+            transport_factory, topic, handled, handler=handle, retry=Retry(max_attempts=5)
+        ) as (bus, letters):
+            bad = Message("tidings.testing.suite_event", b'{"n": "not a number"')
+            await bus.publish(bad, topic=topic)
+            await bus.publish(SuiteEvent(1), topic=topic)
+            await handled.until(lambda: handled.calls[1] == 1, "the good event", self.timeout)
+            await letters.until(1)
+            (letter,) = await bus.dead_letters.list(topic=topic)
+            assert letter.message_id == bad.id
+            assert letter.error_type.endswith("DecodeError")
+            assert letter.attempts == 1
+            assert letter.data == bad.data
+
+    async def test_concurrency_limit(self, transport_factory: TransportFactory) -> None:
+        """With ``concurrency=N`` handlers run N at once, never more."""
+        limit, count = 4, 40
+        topic, handled = unique("suite.limit"), _Handled()
+        running, most = 0, 0
+        full = asyncio.Event()
+
+        async def handle(value: object) -> None:
+            nonlocal running, most
+            if handled.saw(value) is None:
+                return
+            running += 1
+            most = max(most, running)
+            if running == limit:
+                full.set()
+            try:
+                await full.wait()  # the first N wait for each other: N run at once
+            finally:
+                running -= 1
+
+        async with self.running(
+            transport_factory, topic, handled, handler=handle, concurrency=limit
+        ) as (bus, _):
+            for n in range(count):
+                await bus.publish(SuiteEvent(n), topic=topic)
+            await handled.until(
+                lambda: len(handled.calls) == count, f"{count} events handled", self.timeout
+            )
+        assert most == limit, f"{most} handlers ran at once with concurrency={limit}"

@@ -1,0 +1,129 @@
+"""Dead letters on Kafka: the records of one topic (``tidings.dead-letters`` by default).
+
+Each letter is a record whose key is the letter's id and whose value is the letter as JSON.
+Removing a letter appends a tombstone (same key, null value); listing reads the topic from its
+start to its current end, applying tombstones, so the topic holds the store's whole history and
+can be compacted by Kafka (``cleanup.policy=compact``) without changing what it lists. Reads cost
+one pass over the topic: fine for a dead-letter queue, which is meant to stay short.
+
+Wildcard subscriptions never match this topic. Dead letters are as durable as the brokers keep
+the topic.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from tidings.deadletters import DeadLetter
+from tidings.errors import NotFound
+from tidings.transports.kafka_protocol import mapped
+
+if TYPE_CHECKING:
+    from tidings.transports.kafka import KafkaTransport
+
+__all__ = ["KafkaDeadLetterStore"]
+
+_log = logging.getLogger(__name__)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(DeadLetter).decode
+
+
+class KafkaDeadLetterStore:
+    """The dead letters of a Kafka transport, kept in a topic on the same brokers.
+
+    Safe to call concurrently: each read uses its own short-lived consumer (no group).
+    ``remove`` of one letter by two callers at once may count it twice.
+    """
+
+    def __init__(self, transport: KafkaTransport) -> None:
+        self._transport = transport
+        self.topic = transport.options.dead_letter_topic
+
+    async def add(self, letter: DeadLetter) -> None:
+        """Append ``letter``; returns once the brokers stored it."""
+        await self._send(letter.id, _encode(letter))
+
+    async def list(
+        self, *, topic: str | None = None, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        """Letters (of one original ``topic`` when given), oldest failure first."""
+        letters = [d for d in (await self._read()).values() if topic is None or d.topic == topic]
+        letters.sort(key=lambda d: (d.failed_at, d.id))
+        return letters[:limit]
+
+    async def get(self, letter_id: str) -> DeadLetter:
+        try:
+            return (await self._read())[letter_id]
+        except KeyError:
+            raise NotFound(f"no dead letter with id {letter_id!r}") from None
+
+    async def remove(self, letter_ids: Sequence[str]) -> int:
+        """Append a tombstone for each of ``letter_ids`` that exists; returns how many did."""
+        existing = (await self._read()).keys() & set(letter_ids)
+        for letter_id in existing:
+            await self._send(letter_id, None)
+        return len(existing)
+
+    async def _send(self, letter_id: str, value: bytes | None) -> None:
+        transport = self._transport
+        producer = await transport.producer()
+        await transport.prepare(self.topic)
+        try:
+            await producer.send_and_wait(self.topic, value, key=letter_id.encode())
+        except KafkaError as exc:
+            raise mapped(exc, "writing a dead letter", transport.options.where) from exc
+
+    async def _read(self) -> dict[str, DeadLetter]:
+        """Every letter not removed, by id, reading the topic from its start to its end."""
+        options = self._transport.options
+        consumer = AIOKafkaConsumer(
+            enable_auto_commit=False,
+            fetch_max_wait_ms=options.fetch_max_wait_ms,
+            **options.client_settings(),
+        )
+        try:
+            await consumer.start()
+            return await self._scan(consumer)
+        except KafkaError as exc:
+            raise mapped(exc, "reading dead letters", options.where) from exc
+        finally:
+            with suppress(Exception):
+                await consumer.stop()
+
+    async def _scan(self, consumer: Any) -> dict[str, DeadLetter]:
+        letters: dict[str, DeadLetter] = {}
+        await consumer.topics()  # refreshes the metadata partitions_for_topic answers from
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            return letters
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        consumer.assign(tps)
+        ends: dict[Any, int] = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=1000)
+            for records in fetched.values():
+                for record in records:
+                    if record.key is None:
+                        continue
+                    letter_id = record.key.decode()
+                    if record.value is None:
+                        letters.pop(letter_id, None)
+                        continue
+                    try:
+                        letters[letter_id] = _decode(record.value)
+                    except msgspec.DecodeError as exc:
+                        _log.warning("skipping a record of %s that is no dead letter: %s", self.topic, exc)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return letters

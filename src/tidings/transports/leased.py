@@ -1,0 +1,275 @@
+"""Subscriptions over a database queue with leases: what the SQLite and PostgreSQL transports share.
+
+The database side is a :class:`Queue` (one group's cursor on one topic). One :meth:`Queue.exchange`
+is one transaction: it writes the acks and nacks recorded since the last one, renews or gives back
+this subscription's leases, and leases up to ``want`` more messages. :class:`LeasedSubscription`
+does the rest, the same for both databases:
+
+* ``ack``/``nack`` only record; the next fetch writes them, or a keeper task on the next loop turn,
+  so a busy consumer settles hundreds of messages per transaction;
+* at most ``prefetch`` deliveries are out and unsettled at any time;
+* the keeper renews the leases every ``lease / 3`` seconds while deliveries are out, so only a
+  dead process's messages come again (when their leases run out);
+* an idle subscription waits for its wake-up event (rung on commits in this process, or by the
+  database's notifications) or until the queue says something becomes due (a nack delay, a lease
+  running out), looking again at least every ``poll`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import msgspec
+
+from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
+from tidings.message import Message
+
+__all__ = ["Exchange", "LeasedDelivery", "LeasedSubscription", "Queue", "Row"]
+
+_log = logging.getLogger("tidings.transports")
+_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+Row = tuple[Any, ...]
+"""``(seq, attempt, topic, id, type, key, headers, data, time)`` of one leased message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What one transaction of a subscription does."""
+
+    owner: str
+    now: float
+    acks: list[int]
+    nacks: list[tuple[float, int]]
+    """``(available_at, seq)`` of nacked messages."""
+    want: int
+    """How many messages to lease (0: only write)."""
+    lease_until: float
+    renew: list[int]
+    """Seqs whose leases to extend to ``lease_until``: the deliveries out and unsettled."""
+    release: bool
+    """Give back every lease of ``owner`` (the transport is closing), not counting an attempt."""
+
+
+class Queue(Protocol):
+    """One group's cursor on one topic, in a database."""
+
+    async def open(self) -> None:
+        """Create the cursor if it is new (a new group starts at the oldest message kept)."""
+
+    async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
+        """Do ``exchange`` in one transaction; returns the leased rows in queue order and, when
+        none, the time something becomes due (or None)."""
+        ...
+
+    def watch(self, event: asyncio.Event) -> None:
+        """Set ``event`` whenever messages may have arrived."""
+
+    def unwatch(self, event: asyncio.Event) -> None: ...
+
+
+class LeasedDelivery:
+    """One leased message. ``ack``/``nack`` are recorded at once and written in bulk; calling
+    either a second time does nothing."""
+
+    __slots__ = ("_done", "_seq", "_subscription", "attempt", "message", "topic")
+
+    def __init__(
+        self, subscription: LeasedSubscription, seq: int, attempt: int, topic: str, message: Message
+    ) -> None:
+        self._subscription = subscription
+        self._seq = seq
+        self._done = False
+        self.attempt = attempt
+        self.topic = topic
+        self.message = message
+
+    async def ack(self) -> None:
+        if not self._done:
+            self._done = True
+            self._subscription._settle(self._seq, None)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        if not self._done:
+            self._done = True
+            self._subscription._settle(self._seq, max(delay, 0.0))
+
+    def __repr__(self) -> str:
+        return f"LeasedDelivery(topic={self.topic!r}, attempt={self.attempt}, {self.message!r})"
+
+
+class LeasedSubscription:
+    """Batches of :class:`LeasedDelivery` from a :class:`Queue`; see the module docstring.
+
+    A database that cannot be reached while fetching is retried every ``poll`` seconds (logged),
+    so consumers ride out a restart; other errors are raised from the iteration.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        topic: str,
+        *,
+        group: str,
+        prefetch: int,
+        lease: float,
+        poll: float,
+        on_idle: Callable[[LeasedSubscription], None],
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self._queue = queue
+        self._prefetch = prefetch
+        self._lease = lease
+        self._poll = poll
+        self._on_idle = on_idle
+        self._owner = uuid.uuid4().hex
+        self._opened = False
+        self._acks: list[int] = []
+        self._nacks: list[tuple[float, int]] = []
+        self._out: set[int] = set()
+        self._renew_at = 0.0
+        self._wake = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> LeasedSubscription:
+        return self
+
+    async def __anext__(self) -> list[LeasedDelivery]:
+        """The next batch, waiting as long as it takes; raises StopAsyncIteration once closed
+        (or once the transport closed)."""
+        try:
+            return await self._next()
+        except ClosedError:
+            if self._closed:
+                raise StopAsyncIteration from None
+            raise
+
+    async def _next(self) -> list[LeasedDelivery]:
+        if not self._opened and not self._closed:
+            await self._open()
+        while not self._closed:
+            want = self._prefetch - len(self._out)
+            self._wake.clear()
+            timeout = self._poll  # when full, an ack or nack rings
+            if want > 0:
+                try:
+                    rows, due = await self._exchange(want)
+                except ServiceUnavailable as exc:
+                    _log.warning("fetching %r failed, trying again: %s", self.topic, exc)
+                    rows, due = [], None
+                if rows:
+                    self._out.update(row[0] for row in rows)
+                    return [self._delivery(row) for row in rows]
+                if due is not None:
+                    timeout = min(timeout, due - time.time())
+            if timeout > 0 and not self._wake.is_set():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop fetching and write the recorded acks and nacks. Deliveries handed out keep their
+        leases (renewed) until settled; those never settled come again once the transport
+        closes, or ``lease`` seconds after the process died. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self._queue.unwatch(self._wake)
+        if self._keeper is None:
+            self._on_idle(self)
+            return
+        await self._flush()
+        self._kick.set()  # the keeper ends once nothing is in flight
+
+    async def shutdown(self) -> None:
+        """For the transport's close: give back the leases of deliveries never settled (they
+        come again at once, without counting an attempt)."""
+        await self.aclose()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            try:
+                await self._exchange(0, release=True)
+            except (TidingsError, OSError):
+                _log.exception("giving back the leases of %r failed", self.topic)
+
+    def _delivery(self, row: Row) -> LeasedDelivery:
+        seq, attempt, topic, id_, type_, key, headers, data, at = row
+        headers = _decode_headers(headers) if headers else _NO_HEADERS
+        return LeasedDelivery(self, seq, attempt, topic, Message(type_, data, headers, key, id_, at))
+
+    def _settle(self, seq: int, delay: float | None) -> None:
+        """Record an ack (``delay`` None) or a nack, for the next write."""
+        if delay is None:
+            self._acks.append(seq)
+        else:
+            self._nacks.append((time.time() + delay, seq))
+        self._out.discard(seq)
+        self._wake.set()
+        self._kick.set()
+
+    async def _open(self) -> None:
+        await self._queue.open()
+        self._opened = True
+        if not self._closed:
+            self._queue.watch(self._wake)
+        self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _keep(self) -> None:
+        """Flush settlements soon after they happen and renew leases before they run out;
+        after aclose, until every delivery handed out was settled."""
+        try:
+            while not (self._closed and not self._out):
+                try:
+                    async with asyncio.timeout(self._lease / 3):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
+                self._kick.clear()
+                await asyncio.sleep(0)  # let the handlers finishing in this loop turn settle too
+                await self._flush()
+        finally:
+            self._on_idle(self)
+
+    async def _flush(self) -> None:
+        try:
+            await self._exchange(0)
+        except (TidingsError, OSError):
+            _log.exception("writing the acks of %r failed; trying again later", self.topic)
+
+    async def _exchange(self, want: int, *, release: bool = False) -> tuple[list[Row], float | None]:
+        acks, self._acks = self._acks, []
+        nacks, self._nacks = self._nacks, []
+        now = time.time()
+        renew = list(self._out) if self._out and now >= self._renew_at else []
+        if self._closed and not release:
+            want = 0
+        if not (want or acks or nacks or renew or release):
+            return [], None
+        exchange = Exchange(
+            self._owner, now, acks, nacks, want, now + self._lease, renew, release
+        )
+        try:
+            result = await self._queue.exchange(exchange)
+        except BaseException:
+            self._acks[:0] = acks  # keep them for the next try
+            self._nacks[:0] = nacks
+            raise
+        if renew:
+            self._renew_at = now + self._lease / 3
+        return result

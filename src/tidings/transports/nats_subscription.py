@@ -1,0 +1,211 @@
+"""Pull subscriptions on a durable JetStream consumer, and their deliveries.
+
+A subscription asks its group's durable consumer for messages with pull requests (``batch`` up
+to ``prefetch``, expiring after ``pull_expires`` seconds) sent to a private inbox, and keeps the
+messages requested plus those handed out and not yet settled at most ``prefetch``: when half of
+that room is free again it asks for more, so the next batch is usually on its way before the
+current one is handled. The server delivers a consumer's messages in stream order and shares them
+between the subscriptions of the group (competing consumers).
+
+``ack`` and ``nack`` are protocol publishes to the delivery's reply subject, written in bulk by the
+connection's flusher. ``nack(delay)`` is JetStream's own delayed redelivery; ``attempt`` is the
+server's delivery count. A delivery nobody settles comes again after the consumer's ``ack_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from tidings.message import Message
+from tidings.transports.nats_protocol import ack_command, decode, send
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NatsInboxSubscription
+
+    from tidings.transports.nats import NatsTransport
+
+__all__ = ["NatsDelivery", "NatsSubscription"]
+
+_ACK = b"+ACK"
+_NAK = b"-NAK"
+_GRACE = 1.0
+"""Seconds past a pull request's expiry after which its unanswered rest is written off."""
+
+
+class NatsDelivery:
+    """One JetStream message handed to one subscription. Settling twice does nothing."""
+
+    __slots__ = ("_msg", "_settled", "_subscription", "message")
+
+    def __init__(self, subscription: NatsSubscription, msg: Msg, message: Message) -> None:
+        self._subscription = subscription
+        self._msg = msg
+        self._settled = False
+        self.message = message
+
+    @property
+    def attempt(self) -> int:
+        """The server's delivery count: 1 on the first delivery."""
+        return self._msg.metadata.num_delivered
+
+    async def ack(self) -> None:
+        await self._subscription.settle(self, _ACK)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Deliver again after ``delay`` seconds (the server keeps the timer)."""
+        payload = b'-NAK {"delay":%d}' % int(delay * 1e9) if delay > 0 else _NAK
+        await self._subscription.settle(self, payload)
+
+
+class NatsSubscription:
+    """Batches of deliveries from one group's durable consumer, until :meth:`aclose`.
+
+    Iterate it from one task; ``ack``/``nack`` may come from any task of the same loop.
+    """
+
+    def __init__(self, transport: NatsTransport, topic: str, group: str, prefetch: int) -> None:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self.topic = topic
+        self.group = group
+        self._transport = transport
+        self._prefetch = prefetch
+        self._low_water = (prefetch + 1) // 2
+        self._topic_start = len(transport.options.prefix) + 1
+        self._expires = transport.options.pull_expires
+        self._nc: NATS | None = None
+        self._inbox: NatsInboxSubscription | None = None
+        self._pull_subject = b""
+        self._reply = b""
+        self._buffer: list[Msg] = []
+        self._wake = asyncio.Event()
+        self._requested = 0
+        """Messages asked for and not yet handed out: in flight from the server or buffered."""
+        self._unsettled = 0
+        """Deliveries handed out and neither acked nor nacked."""
+        self._expires_at = 0.0
+        self._closed = False
+
+    def __aiter__(self) -> NatsSubscription:
+        return self
+
+    async def __anext__(self) -> list[NatsDelivery]:
+        if self._inbox is None and not self._closed:
+            await self._open()
+        while not self._closed:
+            if self._buffer:
+                batch = self._take()
+                await self._pull()
+                if batch:
+                    return batch
+                continue
+            await self._pull()
+            await self._wait()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop fetching. Messages received and not handed out are given back at once;
+        deliveries handed out and not settled come again after the consumer's ``ack_wait``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self._transport.detach(self)
+        inbox, self._inbox = self._inbox, None
+        nc = self._nc
+        if inbox is None or nc is None or nc.is_closed:
+            return
+        await inbox.unsubscribe()
+        unhanded = [m.reply for m in self._buffer if m.reply]
+        self._buffer.clear()
+        if unhanded:
+            await send(nc, b"".join(ack_command(reply, _NAK) for reply in unhanded))
+
+    async def settle(self, delivery: NatsDelivery, payload: bytes) -> None:
+        if delivery._settled:
+            return
+        delivery._settled = True
+        self._unsettled -= 1
+        nc = self._nc
+        assert nc is not None  # a delivery exists only after _open
+        await send(nc, ack_command(delivery._msg.reply, payload))
+        if not self._closed and self._room() >= self._low_water:
+            await self._pull()
+
+    def reset(self) -> None:
+        """The connection was re-established: pull requests made before are gone."""
+        self._requested = len(self._buffer)
+        self._wake.set()
+
+    async def _open(self) -> None:
+        self._nc, pull_subject = await self._transport.attach(self)
+        self._pull_subject = pull_subject.encode()
+        reply = self._nc.new_inbox()
+        self._reply = reply.encode()
+        self._inbox = await self._nc.subscribe(reply, cb=self._on_message)
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._buffer.append(msg)
+        self._wake.set()
+
+    def _take(self) -> list[NatsDelivery]:
+        received, self._buffer = self._buffer, []
+        batch: list[NatsDelivery] = []
+        start = self._topic_start
+        for msg in received:
+            if msg.reply:
+                message = decode(msg.subject[start:], msg.data, msg.headers)
+                batch.append(NatsDelivery(self, msg, message))
+                self._requested -= 1
+            else:
+                self._on_status(msg)
+        self._requested = max(0, self._requested)
+        self._unsettled += len(batch)
+        return batch
+
+    def _on_status(self, msg: Msg) -> None:
+        """A pull request ended (408 expired, 409 refused or the consumer went away)."""
+        headers = msg.headers or {}
+        pending = headers.get("Nats-Pending-Messages")
+        if pending is not None:
+            self._requested = max(0, self._requested - int(pending))
+        elif headers.get("Status") in ("408", "409"):
+            self._requested = 0  # how much of which request ended is unknown: ask afresh
+
+    def _room(self) -> int:
+        return self._prefetch - self._requested - self._unsettled
+
+    async def _pull(self) -> None:
+        room = self._room()
+        if self._closed or room <= 0 or (self._requested > 0 and room < self._low_water):
+            return
+        nc = self._nc
+        assert nc is not None
+        self._requested += room
+        self._expires_at = time.monotonic() + self._expires
+        body = b'{"batch":%d,"expires":%d}' % (room, int(self._expires * 1e9))
+        await send(
+            nc, b"PUB %b %b %d\r\n%b\r\n" % (self._pull_subject, self._reply, len(body), body)
+        )
+
+    async def _wait(self) -> None:
+        """Until a message, a status or a settle arrives, or the pull requests expired."""
+        self._wake.clear()
+        if self._buffer or self._closed:
+            return
+        remaining = None
+        if self._requested > 0:
+            remaining = self._expires_at + _GRACE - time.monotonic()
+            if remaining <= 0:
+                # The server's 408 for the expired requests never came (lost in a reconnect).
+                self._requested = 0
+                return
+        try:
+            async with asyncio.timeout(remaining):
+                await self._wake.wait()
+        except TimeoutError:
+            pass

@@ -1,0 +1,171 @@
+"""The PostgreSQL side of a subscription: one group's pending rows (see ``postgres.py``).
+
+Claims lock candidate rows with ``FOR UPDATE SKIP LOCKED``, so competing subscriptions never wait
+for each other. Per-key order needs one more rule than in SQLite, where claims are serialised: a
+concurrent claimer may hold an earlier row of a key locked (skipped here) while it still looks
+free. So a keyed row is leased only if every earlier row of its key that is not already leased to
+this subscription is leased in this same claim (``prev`` chains them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from tidings.transports.leased import Exchange, Row
+from tidings.transports.postgres_db import Database
+
+__all__ = ["PostgresQueue", "topic_regex"]
+
+_PRUNE_EVERY = 10.0
+
+_CANDIDATES = """
+SELECT p.seq, p.key,
+    CASE WHEN p.key IS NULL THEN NULL ELSE (
+        SELECT max(h.seq) FROM {s}.pending AS h
+        WHERE h.cursor = $1 AND h.key = p.key AND h.seq < p.seq
+          AND NOT coalesce(h.owner = $3 AND h.lease_until >= $2, false)
+    ) END
+FROM {s}.pending AS p
+WHERE p.cursor = $1 AND (p.lease_until IS NULL OR p.lease_until < $2) AND p.available_at <= $2
+ORDER BY p.seq LIMIT $4
+FOR UPDATE OF p SKIP LOCKED
+"""
+_LEASE = """
+UPDATE {s}.pending AS p SET lease_until = $3, owner = $4, attempts = p.attempts + 1
+FROM {s}.log AS l
+WHERE p.cursor = $1 AND p.seq = ANY($2::bigint[]) AND l.seq = p.seq
+RETURNING p.seq, p.attempts, l.topic, l.id, l.type, l.key, l.headers, l.data, l.time
+"""
+_NEXT_DUE = """
+SELECT min(CASE WHEN lease_until >= $2 THEN lease_until ELSE available_at END)
+FROM {s}.pending
+WHERE cursor = $1 AND owner IS DISTINCT FROM $3 AND (lease_until >= $2 OR available_at > $2)
+"""
+_ACK = "DELETE FROM {s}.pending WHERE cursor = $1 AND seq = ANY($2::bigint[])"
+_NACK = """
+UPDATE {s}.pending AS p SET lease_until = NULL, owner = NULL, available_at = n.at
+FROM unnest($2::bigint[], $3::float8[]) AS n (seq, at)
+WHERE p.cursor = $1 AND p.seq = n.seq AND p.owner = $4
+"""
+_RENEW = (
+    "UPDATE {s}.pending SET lease_until = $3 "
+    "WHERE cursor = $1 AND owner = $2 AND seq = ANY($4::bigint[])"
+)
+# Handed out but never handled: not an attempt.
+_RELEASE = (
+    "UPDATE {s}.pending SET lease_until = NULL, owner = NULL, attempts = attempts - 1 "
+    "WHERE cursor = $1 AND owner = $2"
+)
+# Log rows no pending row needs any more, once some group exists (a group created later starts
+# with what is still kept). Shares the publishers' lock: cursor creation must not see it half done.
+_PRUNE = """
+WITH lock AS (SELECT pg_advisory_xact_lock_shared({lock}))
+DELETE FROM {s}.log
+WHERE seq < coalesce((SELECT min(seq) FROM {s}.pending), (SELECT max(seq) + 1 FROM {s}.log))
+  AND EXISTS (SELECT 1 FROM {s}.cursors) AND EXISTS (SELECT 1 FROM lock)
+"""
+
+
+def topic_regex(topic: str) -> str:
+    """A PostgreSQL regular expression matching the topics that ``topic`` (maybe a pattern)
+    matches: ``*`` one token, ``>`` one or more."""
+    tokens = []
+    for token in topic.split("."):
+        if token == "*":
+            tokens.append(r"[^.]+")
+        elif token == ">":
+            tokens.append(r".+")
+        else:
+            tokens.append(re.escape(token))
+    return "^" + r"\.".join(tokens) + "$"
+
+
+class PostgresQueue:
+    """A :class:`~tidings.transports.leased.Queue` in PostgreSQL."""
+
+    def __init__(self, db: Database, topic: str, group: str) -> None:
+        self._db = db
+        self._topic = topic
+        self._group = group
+        self._cursor = 0
+        self._prune_at = 0.0
+        self._sql = {
+            name: db.sql(template)
+            for name, template in [
+                ("candidates", _CANDIDATES), ("lease", _LEASE), ("next_due", _NEXT_DUE),
+                ("ack", _ACK), ("nack", _NACK), ("renew", _RENEW), ("release", _RELEASE),
+                ("prune", _PRUNE),
+            ]
+        }  # fmt: skip
+
+    async def open(self) -> None:
+        pattern = topic_regex(self._topic)
+        sql = self._db.sql("SELECT {s}.open_cursor($1, $2, $3)")
+
+        async def create(conn: Any) -> int:
+            return int(await conn.fetchval(sql, self._group, self._topic, pattern))
+
+        self._cursor = await self._db.run(create)
+
+    def watch(self, event: asyncio.Event) -> None:
+        self._db.watch(event)
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._db.unwatch(event)
+
+    async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
+        prune = exchange.want > 0 and exchange.now >= self._prune_at
+        if prune:
+            self._prune_at = exchange.now + _PRUNE_EVERY
+
+        async def run(conn: Any) -> tuple[list[Row], float | None]:
+            async with conn.transaction():
+                return await self._write(conn, exchange, prune)
+
+        # Not retried here: the subscription looks again itself, with what it recorded since.
+        result = await self._db.run(run, retry=False)
+        if exchange.nacks or exchange.release:
+            self._db.ring()
+        return result
+
+    async def _write(self, conn: Any, x: Exchange, prune: bool) -> tuple[list[Row], float | None]:
+        sql, cursor = self._sql, self._cursor
+        if x.acks:
+            await conn.execute(sql["ack"], cursor, x.acks)
+        if x.nacks:
+            ats, seqs = zip(*x.nacks, strict=True)
+            await conn.execute(sql["nack"], cursor, list(seqs), list(ats), x.owner)
+        if x.release:
+            await conn.execute(sql["release"], cursor, x.owner)
+        elif x.renew:
+            await conn.execute(sql["renew"], cursor, x.owner, x.lease_until, x.renew)
+        if prune:
+            await conn.execute(sql["prune"])
+        if x.want <= 0:
+            return [], None
+        candidates = await conn.fetch(sql["candidates"], cursor, x.now, x.owner, x.want)
+        chosen = _in_key_order(candidates)
+        if not chosen:
+            return [], await conn.fetchval(sql["next_due"], cursor, x.now, x.owner)
+        rows = await conn.fetch(sql["lease"], cursor, chosen, x.lease_until, x.owner)
+        rows.sort(key=lambda row: row[0])
+        return [tuple(row) for row in rows], None
+
+
+def _in_key_order(candidates: list[Any]) -> list[int]:
+    """The candidate seqs that may be leased: every row without a key, and a keyed row only if
+    the row of its key before it (not already ours) is leased in this claim too."""
+    chosen: list[int] = []
+    last: dict[str, int | None] = {}
+    blocked: set[str] = set()
+    for seq, key, prev in candidates:
+        if key is None:
+            chosen.append(seq)
+        elif key not in blocked and prev == last.get(key):
+            chosen.append(seq)
+            last[key] = seq
+        else:
+            blocked.add(key)
+    return chosen

@@ -1,0 +1,166 @@
+"""The SQLite side of a subscription: one group's cursor on one topic (see ``sqlite.py``).
+
+Tables: ``tidings_log`` (every message, by ``seq``), ``tidings_cursors`` (a position in the log
+per group and topic pattern) and ``tidings_pending`` (per cursor, the messages copied from the
+log and not yet acknowledged, with their lease, attempts and nack delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import msgspec
+
+from tidings.topics import is_pattern
+from tidings.transports.leased import Exchange, Row
+from tidings.transports.sqlite_db import Database, Doorbell, transaction
+
+__all__ = ["SqliteQueue"]
+
+_encode_ids = msgspec.json.Encoder().encode
+_PRUNE_EVERY = 5.0
+_PRUNE_ROWS = 20_000
+
+_COPY_TOPIC = (
+    "INSERT INTO tidings_pending (cursor, seq, key) SELECT ?, seq, key FROM tidings_log "
+    "WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_COPY_PATTERN = (
+    "INSERT INTO tidings_pending (cursor, seq, key) SELECT ?, seq, key FROM tidings_log "
+    "WHERE tidings_match(?, topic) AND seq > ? ORDER BY seq LIMIT ?"
+)
+# A row is held back while an earlier row of its key is leased to another subscription or waits
+# for its nack delay; earlier rows that are free come first in the same batch (ORDER BY seq).
+_CLAIM = """
+SELECT p.seq, p.attempts + 1, l.topic, l.id, l.type, l.key, l.headers, l.data, l.time
+FROM tidings_pending AS p JOIN tidings_log AS l ON l.seq = p.seq
+WHERE p.cursor = :cursor
+  AND (p.lease_until IS NULL OR p.lease_until < :now) AND p.available_at <= :now
+  AND (p.key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM tidings_pending AS h
+      WHERE h.cursor = :cursor AND h.key = p.key AND h.seq < p.seq
+        AND CASE WHEN h.lease_until >= :now THEN h.owner != :owner
+                 ELSE h.available_at > :now END))
+ORDER BY p.seq LIMIT :want
+"""
+_LEASE = (
+    "UPDATE tidings_pending SET lease_until = ?, owner = ?, attempts = attempts + 1 "
+    "WHERE cursor = ? AND seq IN (SELECT value FROM json_each(?))"
+)
+_NEXT_DUE = """
+SELECT min(CASE WHEN lease_until >= :now THEN lease_until ELSE available_at END)
+FROM tidings_pending
+WHERE cursor = :cursor AND owner IS NOT :owner AND (lease_until >= :now OR available_at > :now)
+"""
+_ACK = "DELETE FROM tidings_pending WHERE cursor = ? AND seq IN (SELECT value FROM json_each(?))"
+_NACK = (
+    "UPDATE tidings_pending SET lease_until = NULL, owner = NULL, available_at = ? "
+    "WHERE cursor = ? AND seq = ? AND owner = ?"
+)
+_RENEW = (
+    "UPDATE tidings_pending SET lease_until = ? "
+    "WHERE cursor = ? AND owner = ? AND seq IN (SELECT value FROM json_each(?))"
+)
+# Handed out but never handled: not an attempt.
+_RELEASE = (
+    "UPDATE tidings_pending SET lease_until = NULL, owner = NULL, attempts = attempts - 1 "
+    "WHERE cursor = ? AND owner = ?"
+)
+_PRUNE = """
+DELETE FROM tidings_log WHERE seq <= min(
+    (SELECT min(position) FROM tidings_cursors),
+    coalesce((SELECT min(seq) - 1 FROM tidings_pending), 1 << 62),
+    (SELECT min(seq) FROM tidings_log) + :rows)
+"""
+
+
+class SqliteQueue:
+    """A :class:`~tidings.transports.leased.Queue` in a SQLite file."""
+
+    def __init__(self, db: Database, topic: str, group: str) -> None:
+        self._db = db
+        self._topic = topic
+        self._group = group
+        self._copy_sql = _COPY_PATTERN if is_pattern(topic) else _COPY_TOPIC
+        self._cursor = 0
+        self._prune_at = 0.0
+
+    async def open(self) -> None:
+        self._cursor = await self._db.run(self._create_cursor)
+
+    def _create_cursor(self, conn: sqlite3.Connection) -> int:
+        with transaction(conn):
+            conn.execute(
+                "INSERT INTO tidings_cursors (grp, topic, position) VALUES (?, ?, 0) "
+                "ON CONFLICT (grp, topic) DO NOTHING",
+                (self._group, self._topic),
+            )
+            row = conn.execute(
+                "SELECT id FROM tidings_cursors WHERE grp = ? AND topic = ?",
+                (self._group, self._topic),
+            ).fetchone()
+        return int(row[0])
+
+    def watch(self, event: asyncio.Event) -> None:
+        Doorbell.add(self._db.key, event)
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        Doorbell.discard(self._db.key, event)
+
+    async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
+        prune = exchange.want > 0 and exchange.now >= self._prune_at
+        if prune:
+            self._prune_at = exchange.now + _PRUNE_EVERY
+
+        def run(conn: sqlite3.Connection) -> tuple[list[Row], float | None]:
+            with transaction(conn):
+                return self._write(conn, exchange, prune)
+
+        result = await self._db.run(run)
+        if exchange.nacks or exchange.release:
+            Doorbell.ring(self._db.key)  # the waiting subscriptions look again
+        return result
+
+    def _write(
+        self, conn: sqlite3.Connection, x: Exchange, prune: bool
+    ) -> tuple[list[Row], float | None]:
+        cursor, owner = self._cursor, x.owner
+        if x.acks:
+            conn.execute(_ACK, (cursor, _encode_ids(x.acks).decode()))
+        if x.nacks:
+            conn.executemany(_NACK, [(at, cursor, seq, owner) for at, seq in x.nacks])
+        if x.release:
+            conn.execute(_RELEASE, (cursor, owner))
+        elif x.renew:
+            conn.execute(_RENEW, (x.lease_until, cursor, owner, _encode_ids(x.renew).decode()))
+        if prune:
+            conn.execute(_PRUNE, {"rows": _PRUNE_ROWS})
+        if x.want <= 0:
+            return [], None
+        self._copy(conn, x.want)
+        params = {"cursor": cursor, "owner": owner, "now": x.now, "want": x.want}
+        rows = conn.execute(_CLAIM, params).fetchall()
+        if not rows:
+            return rows, conn.execute(_NEXT_DUE, params).fetchone()[0]
+        seqs = _encode_ids([row[0] for row in rows]).decode()
+        conn.execute(_LEASE, (x.lease_until, owner, cursor, seqs))
+        return rows, None
+
+    def _copy(self, conn: sqlite3.Connection, want: int) -> None:
+        """Move the cursor over up to ``want`` new matching log rows, into the pending table."""
+        cursor = self._cursor
+        (position,) = conn.execute(
+            "SELECT position FROM tidings_cursors WHERE id = ?", (cursor,)
+        ).fetchone()
+        copied = conn.execute(self._copy_sql, (cursor, self._topic, position, want)).rowcount
+        if copied < want:  # nothing more matches up to the head of the log
+            (new,) = conn.execute(
+                "SELECT coalesce(max(seq), ?) FROM tidings_log", (position,)
+            ).fetchone()
+        else:
+            (new,) = conn.execute(
+                "SELECT max(seq) FROM tidings_pending WHERE cursor = ?", (cursor,)
+            ).fetchone()
+        if new != position:
+            conn.execute("UPDATE tidings_cursors SET position = ? WHERE id = ?", (new, cursor))
