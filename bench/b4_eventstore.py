@@ -303,51 +303,51 @@ async def _postgres_up() -> str | None:
 # -- the run --------------------------------------------------------------------------------
 
 
-def _fresh_file(directory: str) -> str:
-    return os.path.join(directory, f"{uuid.uuid4().hex}.db")
-
-
 Contender = tuple[str, str, Callable[[], Result]]
 
 
 def contenders(work: Workload, directory: str, postgres: bool) -> list[Contender]:
-    """(database, name, run) for every contender; the limit comes first in each database."""
-    file = functools.partial(_fresh_file, directory)
+    """(database, name, run) for every contender; the limit comes first in each database.
+
+    Every run gets a fresh SQLite file or PostgreSQL schema.
+    """
+
+    def file() -> str:
+        return os.path.join(directory, f"{uuid.uuid4().hex}.db")
+
+    def tidings_on(url: Callable[[], str], concurrency: int) -> Callable[[], Result]:
+        return lambda: asyncio.run(tidings_store(url(), work, concurrency))
+
+    def appenders(c: int) -> str:
+        return f"tidings, {c} appender{'s' if c > 1 else ''}"
+
     found: list[Contender] = [
         ("SQLite", "raw sqlite3 (limit)", lambda: raw_sqlite(file(), work)),
-        *(
-            (
-                "SQLite",
-                f"tidings, {c} appender{'s' if c > 1 else ''}",
-                lambda c=c: asyncio.run(tidings_store(f"sqlite:///{file()}", work, c)),
-            )
-            for c in (1, 100)
-        ),
+        ("SQLite", appenders(1), tidings_on(lambda: f"sqlite:///{file()}", 1)),
+        ("SQLite", appenders(100), tidings_on(lambda: f"sqlite:///{file()}", 100)),
         (
             "SQLite",
-            "eventsourcing, FULL (its default)",
+            "eventsourcing, FULL (default)",
             lambda: eventsourcing_sqlite(file(), work, None),
         ),
         ("SQLite", "eventsourcing, NORMAL", lambda: eventsourcing_sqlite(file(), work, "NORMAL")),
     ]
     if postgres:
         tag = f"b4_{os.getpid()}"
+
+        def url(concurrency: int) -> str:
+            schema = f"{tag}_{uuid.uuid4().hex[:8]}"
+            return f"{PG_DSN}?schema={schema}&pool_size={concurrency}"
+
         found.append(
             (
                 "PostgreSQL",
                 "raw asyncpg (limit)",
-                lambda: asyncio.run(raw_asyncpg(work, f"{tag}_raw")),
+                lambda: asyncio.run(raw_asyncpg(work, f"{tag}_{uuid.uuid4().hex[:8]}")),
             )
         )
         for c in (1, 16):
-            url = f"{PG_DSN}?schema={tag}_tidings&pool_size={c}"
-            found.append(
-                (
-                    "PostgreSQL",
-                    f"tidings, {c} appender{'s' if c > 1 else ''}",
-                    lambda u=url, c=c: asyncio.run(tidings_store(u, work, c)),
-                )
-            )
+            found.append(("PostgreSQL", appenders(c), tidings_on(functools.partial(url, c), c)))
     return found
 
 

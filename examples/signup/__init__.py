@@ -7,12 +7,30 @@ demo`` runs this flow with 1,000 signups; ``tidings run examples.signup.app:crea
 a worker.
 """
 
-from .app import EMAIL_RETRY, SignupApp, build, create_bus
+from .app import (
+    AUDIT_GROUP,
+    EMAIL_GROUP,
+    EMAIL_RETRY,
+    PREFERENCES_GROUP,
+    SignupApp,
+    build,
+    create_bus,
+)
 from .events import UserSignedUp, sample_signups
-from .services import AuditEntry, AuditLog, EmailService, InvalidAddress, MailServerBusy, Preferences
+from .services import (
+    AuditEntry,
+    AuditLog,
+    EmailService,
+    InvalidAddress,
+    MailServerBusy,
+    Preferences,
+)
 
 __all__ = [
+    "AUDIT_GROUP",
+    "EMAIL_GROUP",
     "EMAIL_RETRY",
+    "PREFERENCES_GROUP",
     "AuditEntry",
     "AuditLog",
     "EmailService",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,19 @@ import tidings
 from .events import UserSignedUp
 from .services import AuditLog, EmailService, InvalidAddress, Preferences
 
-__all__ = ["EMAIL_RETRY", "SignupApp", "build", "create_bus"]
+__all__ = [
+    "AUDIT_GROUP",
+    "EMAIL_GROUP",
+    "EMAIL_RETRY",
+    "PREFERENCES_GROUP",
+    "SignupApp",
+    "build",
+    "create_bus",
+]
+
+EMAIL_GROUP = "signup.email"
+AUDIT_GROUP = "signup.audit"
+PREFERENCES_GROUP = "signup.preferences"
 
 EMAIL_RETRY = tidings.Retry(
     max_attempts=3,
@@ -43,30 +56,32 @@ def build(
     *,
     preferences_db: str | Path,
     dead_letters: tidings.DeadLetterStore | None = None,
+    middleware: Sequence[tidings.Middleware] = (),
     email_latency: float = 0.1,
     email_concurrency: int = 200,
 ) -> SignupApp:
     """The signup flow on the bus for ``url`` (in memory when None), not yet started.
 
     The email service gets ``email_concurrency`` calls at once: with 100 ms per mail, 200 at once
-    send 2,000 mails a second. ``dead_letters`` replaces the transport's dead-letter store.
+    send 2,000 mails a second. ``dead_letters`` replaces the transport's dead-letter store;
+    ``middleware`` wraps every handler (outermost first).
     """
-    bus = tidings.Bus(url, dead_letters=dead_letters)
+    bus = tidings.Bus(url, dead_letters=dead_letters, middleware=middleware)
     email = EmailService(email_latency)
     audit = AuditLog()
     preferences = Preferences(preferences_db)
     bus.subscribe(
         UserSignedUp,
         email.send_welcome,
-        group="signup.email",
+        group=EMAIL_GROUP,
         concurrency=email_concurrency,
         retry=EMAIL_RETRY,
     )
-    bus.subscribe(UserSignedUp, audit.record, group="signup.audit")
+    bus.subscribe(UserSignedUp, audit.record, group=AUDIT_GROUP)
     bus.subscribe(
         UserSignedUp,
         preferences.create_defaults,
-        group="signup.preferences",
+        group=PREFERENCES_GROUP,
         concurrency=8,
         retry=tidings.Retry(max_attempts=5, initial_delay=0.05),
     )

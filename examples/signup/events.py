@@ -30,7 +30,7 @@ _LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen",
 
 
 def sample_signups(count: int, *, start: int = 1) -> Iterator[UserSignedUp]:
-    """``count`` signups with user ids ``start``, ``start + 1``, …; the same ids give the same users."""
+    """``count`` signups, user ids ``start``, ``start + 1``, …: the same id gives the same user."""
     epoch = datetime(2026, 1, 1, tzinfo=UTC)
     for user_id in range(start, start + count):
         first, last = _FIRST[user_id % len(_FIRST)], _LAST[user_id % len(_LAST)]

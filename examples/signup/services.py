@@ -147,7 +147,10 @@ class Preferences:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = sqlite3.connect(self.path)
+            # WAL with synchronous=NORMAL commits without waiting for the disk each time; a
+            # crash of the process loses nothing committed (a power cut may lose the last ones).
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
         return self._conn
 

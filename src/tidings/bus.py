@@ -25,10 +25,10 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from tidings import _eager
+from tidings import context
 from tidings.clock import Clock, SystemClock
-from tidings.codec import Codec, JsonCodec, Registry, registry
-from tidings.consumer import Consumer, current_message
+from tidings.codec import BINARY, Codec, JsonCodec, Registry, registry
+from tidings.consumer import Consumer
 from tidings.deadletters import (
     REPLAY_GROUP_HEADER,
     DeadLetters,
@@ -37,7 +37,7 @@ from tidings.deadletters import (
 )
 from tidings.errors import ClosedError
 from tidings.handlers import UserHandler, name_of
-from tidings.message import Message
+from tidings.message import NO_HEADERS, Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import NO_RETRY, Retry, attempts_made
 from tidings.outcome import PublishResult
@@ -55,6 +55,7 @@ CAUSATION_ID = "causation-id"
 """Header: the id of the message whose handler published this one."""
 
 _log = logging.getLogger("tidings.bus")
+_BINARY_TYPES = frozenset(BINARY)
 
 F = TypeVar("F", bound=UserHandler)
 
@@ -96,8 +97,10 @@ class Bus:
         self.middleware = tuple(middleware)
         self.inline = inline
         self._in_process = self.transport.features.in_process
+        self._memory = self.transport if isinstance(self.transport, MemoryTransport) else None
         self._dead_letter_store = dead_letters or self.transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
+        self._names: dict[type, str] = {}
         self._routes: list[Route] = []
         self._by_topic: dict[str, tuple[Route, ...]] = {}
         self._emit_calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
@@ -209,7 +212,7 @@ class Bus:
         self._routes_changed()
         running = self._consumers.pop(route, None)
         if running is not None:
-            self._start(running[0].stop())
+            self._background.add(asyncio.ensure_future(running[0].stop()))
 
     def _routes_changed(self) -> None:
         self._by_topic.clear()
@@ -239,15 +242,21 @@ class Bus:
         Inside a handler the new message carries the handled message's correlation id and, as
         causation id, its id.
         """
-        if isinstance(event, Message):
-            return event
-        parent = current_message.get()
+        kind = type(event)
+        if kind is Message:
+            return event  # type: ignore[no-any-return]
+        parent = context.current_message()
         if parent is not None:
             linked = dict(headers) if headers else {}
             linked.setdefault(CORRELATION_ID, parent.headers.get(CORRELATION_ID) or parent.id)
             linked[CAUSATION_ID] = parent.id
             headers = linked
-        return Message(self.registry.name_of(type(event)), event, headers or {}, key)
+        name = self._names.get(kind) or self._name_of(kind)
+        return Message(name, event, headers or NO_HEADERS, key)
+
+    def _name_of(self, kind: type) -> str:
+        name = self._names[kind] = self.registry.name_of(kind)
+        return name
 
     async def publish(
         self,
@@ -268,9 +277,9 @@ class Bus:
                 await self._run_direct(route, message)
             return message
         if not self._running:
-            raise ClosedError(
-                "the bus is not running: use `async with bus:` or `await bus.start()`"
-            )
+            raise _not_running()
+        if self._memory is not None and self._memory.offer(topic or message.type, message):
+            return message
         await self.transport.publish(topic or message.type, [self._outgoing(message)])
         return message
 
@@ -280,9 +289,7 @@ class Bus:
         if not messages:
             return
         if not self._running:
-            raise ClosedError(
-                "the bus is not running: use `async with bus:` or `await bus.start()`"
-            )
+            raise _not_running()
         by_topic: dict[str, list[Message]] = {}
         for message in messages:
             by_topic.setdefault(topic or message.type, []).append(self._outgoing(message))
@@ -301,9 +308,7 @@ class Bus:
         if not isinstance(self.transport, MemoryTransport):
             raise TypeError("publish_nowait needs the in-process transport; use await publish()")
         if not self._running:
-            raise ClosedError(
-                "the bus is not running: use `async with bus:` or `await bus.start()`"
-            )
+            raise _not_running()
         message = self.message(event, key=key, headers=headers)
         self.transport.publish_nowait(topic or message.type, message)
         return message
@@ -324,44 +329,49 @@ class Bus:
         """
         message = self.message(event, key=key, headers=headers)
         routes = self.routes_for(topic or message.type)
-        errors: dict[int, BaseException] | None = None
+        errors: dict[Route, BaseException] | None = None
         if self.inline:
-            for index, route in enumerate(routes):
+            for route in routes:
                 if (error := await self._run_direct(route, message)) is not None:
                     errors = errors or {}
-                    errors[index] = error
+                    errors[route] = error
             return PublishResult(message, routes, errors)
-        pending: dict[int, asyncio.Task[None]] | None = None
+        pending: dict[Route, asyncio.Task[Any]] | None = None
         data = message.data
-        token = current_message.set(message)
+        kind = type(data)
+        raw = kind in _BINARY_TYPES
+        slot = context.slot
+        outer, slot.message = slot.message, message
         try:
-            for index, route in enumerate(routes):
+            for route in routes:
+                expected = route.event_type
+                if raw or not route.plain or (expected is not None and expected is not kind):
+                    coro = route.direct_handler(message)
+                elif route.is_async:
+                    coro = route.handler(data)  # type: ignore[assignment]  # async: a coroutine
+                else:
+                    coro = _call(route.handler, data)
                 try:
-                    if not (route.plain and route.accepts(data)):
-                        task = _eager.start(route.direct_handler(message))
-                    elif route.is_async:
-                        task = _eager.start(route.handler(data))  # type: ignore[arg-type]
-                    else:
-                        route.handler(data)
-                        task = None
+                    waiting = coro.send(None)
+                except StopIteration:
+                    continue
                 except Exception as error:
                     errors = errors or {}
-                    errors[index] = error
-                else:
-                    if task is not None:
-                        pending = pending or {}
-                        pending[index] = task
+                    errors[route] = error
+                    continue
+                pending = pending or {}
+                pending[route] = context.resume(coro, waiting, message)
         finally:
-            current_message.reset(token)
+            slot.message = outer
         if pending:
             await asyncio.wait(pending.values())
-            for index, task in pending.items():
+            for route, task in pending.items():
                 if (failure := task.exception()) is not None:
                     errors = errors or {}
-                    errors[index] = failure
+                    errors[route] = failure
         if errors:
-            for index, failure in errors.items():
-                await self._dead_letter(routes[index], message, failure)
+            for route, failure in errors.items():
+                await self._dead_letter(route, message, failure)
         return PublishResult(message, routes, errors)
 
     def emit(
@@ -383,7 +393,7 @@ class Bus:
             except Exception as error:
                 route = self._emit_routes[call]
                 message = self.message(event, key=key, headers=headers)
-                self._start(self._dead_letter(route, message, error))
+                self._start(self._dead_letter(route, message, error), message)
 
     def _compile_emit(self, event_type: type) -> tuple[Callable[[Any], Any], ...]:
         calls: list[Callable[[Any], Any]] = []
@@ -400,18 +410,14 @@ class Bus:
     def _starter(self, route: Route) -> Callable[[Any], None]:
         def start(event: Any) -> None:
             message = self.message(event)
-            token = current_message.set(message)
-            try:
-                self._start(self._run_direct(route, message))
-            finally:
-                current_message.reset(token)
+            self._start(self._run_direct(route, message), message)
 
         return start
 
-    def _start(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _start(self, coro: Coroutine[Any, Any, Any], message: Message) -> None:
         """Run ``coro`` eagerly; keep its Task (if it suspends) so ``drain`` can wait for it."""
         try:
-            task = _eager.start(coro)
+            task = context.start(coro, message)
         except RuntimeError:  # suspended with no running loop to continue on
             _log.exception("a handler suspended outside a running event loop")
             return
@@ -469,10 +475,10 @@ class Bus:
             self._start_consumer(route)
 
     def _start_consumer(self, route: Route) -> None:
-        subscription = self.transport.subscribe(
-            route.topic, group=route.group, prefetch=max(64, route.concurrency * 2)
-        )
-        consumer = Consumer(route, subscription, self._dead_letter_store, self.clock.now)
+        # In process a batch costs nothing to hold; brokers lease what they prefetch.
+        prefetch = 1024 if self._in_process else max(64, route.concurrency * 2)
+        subscription = self.transport.subscribe(route.topic, group=route.group, prefetch=prefetch)
+        consumer = Consumer(route, subscription, self._dead_letter_store, self.clock.now, prefetch)
         task = asyncio.create_task(consumer.run(), name=f"tidings consumer {route.name}")
         self._consumers[route] = (consumer, task)
 
@@ -552,3 +558,7 @@ async def _outcome(route: Route, message: Message) -> BaseException | None:
     except Exception as error:
         return error
     return None
+
+
+async def _call(handler: Callable[[Any], Any], data: Any) -> None:
+    handler(data)

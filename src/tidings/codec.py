@@ -20,9 +20,12 @@ import msgspec
 
 from tidings.errors import DecodeError, UnknownEventType
 
-__all__ = ["Codec", "JsonCodec", "Registry", "event", "registry"]
+__all__ = ["BINARY", "Codec", "JsonCodec", "Registry", "event", "registry"]
 
 T = TypeVar("T")
+
+BINARY = (bytes, bytearray, memoryview)
+"""The types that hold encoded payloads (a tuple: isinstance checks on hot paths)."""
 E = TypeVar("E", bound=type)
 
 
@@ -135,7 +138,7 @@ class JsonCodec:
     def convert(self, obj: Any, into: type[T]) -> T:
         if isinstance(obj, into):
             return obj
-        if isinstance(obj, bytes | bytearray | memoryview):
+        if isinstance(obj, BINARY):
             return self.decode(obj, into)
         try:
             if self._pydantic is not None and issubclass(into, self._pydantic):

@@ -1,27 +1,29 @@
 """The one consume loop that serves every transport.
 
 For each delivery of a subscription: decode it into the subscribed event type, run the handler
-chain, ack on success. On failure the subscription's Retry policy decides: nack with the backoff
-delay (the transport redelivers; brokers with native delays keep the wait), or, after the last
-attempt or for input that can never succeed (DecodeError), write the message to the dead-letter
-store with its reason and ack it. Nothing is dropped silently: a message whose dead-lettering fails
-is nacked, so it comes again.
+chain, ack on success. On failure the route's Retry policy decides: nack with the backoff delay
+(the transport redelivers; brokers with native delays keep the wait), or, after the last attempt
+or for input that can never succeed (DecodeError), write the message to the dead-letter store with
+its reason and ack it. Nothing is dropped silently: a message whose dead-lettering fails is
+nacked, so it comes again.
 
-At most ``concurrency`` handlers run at once; handlers start eagerly and only those that suspend
-cost a Task. With ``ordered`` messages that share a key run one after another, in delivery order,
-while different keys run in parallel.
+A fetcher reads batches from the subscription into a buffer of at most ``prefetch`` deliveries;
+``concurrency`` worker Tasks take from it, so at most that many handlers run at once. Workers
+``await`` handlers directly (as ``asyncio.Queue`` workers do), which costs no Task per message.
+With ``ordered``, messages that share a key run one after another in delivery order, while
+different keys run in parallel: a worker that finds a message's key busy parks the message with
+the worker that holds the key, which runs it next.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tidings import _eager
+from tidings import context
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.message import Message
 from tidings.transports.base import Delivery, Subscription
@@ -29,16 +31,9 @@ from tidings.transports.base import Delivery, Subscription
 if TYPE_CHECKING:
     from tidings.route import Route
 
-__all__ = ["Consumer", "current_message"]
+__all__ = ["Consumer"]
 
 _log = logging.getLogger("tidings.consumer")
-
-current_message: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
-    "tidings_current_message", default=None
-)
-"""The message whose handler is running: events published there carry its ids."""
-
-_RETRYING = object()
 
 
 class Consumer:
@@ -50,90 +45,107 @@ class Consumer:
         subscription: Subscription,
         dead_letters: DeadLetterStore,
         now: Callable[[], float],
-        on_done: Callable[[Message, Route, BaseException | None], None] | None = None,
+        prefetch: int,
     ) -> None:
         self.route = route
         self._subscription = subscription
         self._dead_letters = dead_letters
         self._now = now
-        self._on_done = on_done
-        self._limit = route.concurrency
-        self._in_flight = 0
-        self._slot: asyncio.Future[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._prefetch = max(prefetch, route.concurrency)
+        self._buffer: deque[Delivery] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._room: asyncio.Future[None] | None = None
+        self._fetching = True
         self._keys: dict[str, deque[Delivery]] | None = {} if route.ordered else None
-        self._handler = route.queued_handler
-        self._retry = route.retry
 
     async def run(self) -> None:
-        """Consume until the subscription ends; then wait for the handlers still running."""
-        keys = self._keys
+        """Consume until the subscription ends; then finish what was fetched."""
+        workers = [
+            asyncio.create_task(self._work(), name=f"tidings worker {self.route.name}")
+            for _ in range(self.route.concurrency)
+        ]
+        buffer, idle = self._buffer, self._idle
         try:
             async for batch in self._subscription:
-                for delivery in batch:
-                    if keys is not None and (key := delivery.message.key) is not None:
-                        waiting = keys.get(key)
-                        if waiting is not None:
-                            waiting.append(delivery)
-                            continue
-                        keys[key] = deque()
-                    while self._in_flight >= self._limit:
-                        self._slot = asyncio.get_running_loop().create_future()
-                        await self._slot
-                    self._launch(delivery)
+                buffer.extend(batch)
+                for _ in range(min(len(batch), len(idle))):
+                    _wake(idle)
+                while len(buffer) >= self._prefetch:
+                    self._room = asyncio.get_running_loop().create_future()
+                    await self._room
         finally:
-            await self.wait_idle()
+            self._fetching = False
+            while idle:
+                _wake(idle)
+            await asyncio.gather(*workers)
 
     async def stop(self) -> None:
-        """Stop fetching; deliveries not yet handled are left to the transport to deliver again."""
+        """Stop fetching; what was fetched is still handled."""
         await self._subscription.aclose()
 
-    async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _launch(self, delivery: Delivery) -> None:
-        self._in_flight += 1
-        task = _eager.start(self._handle(delivery))
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    async def _work(self) -> None:
+        buffer, idle, keys = self._buffer, self._idle, self._keys
+        handle = self._handle
+        while True:
+            if not buffer:
+                if not self._fetching:
+                    return
+                waiter = asyncio.get_running_loop().create_future()
+                idle.append(waiter)
+                await waiter
+                continue
+            delivery = buffer.popleft()
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
+            key = delivery.message.key
+            if keys is None or key is None:
+                await handle(delivery)
+                continue
+            if key in keys:
+                keys[key].append(delivery)  # its holder runs it after the ones before it
+                continue
+            parked = keys[key] = deque()
+            try:
+                await handle(delivery)
+                while parked:
+                    await handle(parked.popleft())
+            finally:
+                del keys[key]
 
     async def _handle(self, delivery: Delivery) -> None:
+        """Handle, then ack, nack (to retry) or dead-letter."""
         message = delivery.message
-        outcome: BaseException | object | None = _RETRYING
+        route = self.route
+        context.handling(message)
         try:
-            outcome = await self._settle(delivery, message)
-        finally:
-            self._in_flight -= 1
-            slot = self._slot
-            if slot is not None and not slot.done():
-                slot.set_result(None)
-            if self._keys is not None and message.key is not None:
-                self._next_of_key(message.key)
-        if self._on_done is not None and outcome is not _RETRYING:
-            assert outcome is None or isinstance(outcome, BaseException)
-            self._on_done(message, self.route, outcome)
-
-    async def _settle(self, delivery: Delivery, message: Message) -> BaseException | object | None:
-        """Handle, then ack, nack or dead-letter; returns the final error (None on success), or
-        _RETRYING when the message will come again."""
-        replay_for = message.headers.get(REPLAY_GROUP_HEADER) if message.headers else None
-        if replay_for is not None and replay_for != self.route.group:
-            await delivery.ack()  # a replay meant for another group
-            return None
-        try:
-            current_message.set(message)
-            await self._handler(message)
+            if message.headers and not self._meant_for_us(message):
+                await delivery.ack()
+                return
+            data = message.data
+            expected = route.event_type
+            if route.plain and (
+                type(data) is expected or (expected is None and route.accepts(data))
+            ):
+                if route.is_async:
+                    await route.handler(data)  # type: ignore[misc]  # async: awaitable
+                else:
+                    route.handler(data)
+            else:
+                await route.queued_handler(message)
         except Exception as error:
-            delay = self._retry.next_delay(error, delivery.attempt)
-            if delay is not None:
+            delay = route.retry.next_delay(error, delivery.attempt)
+            if delay is None:
+                await self._dead_letter(delivery, message, error)
+            else:
                 await delivery.nack(delay)
-                return _RETRYING
-            await self._dead_letter(delivery, message, error)
-            return error
-        await delivery.ack()
-        return None
+        else:
+            await delivery.ack()
+
+    def _meant_for_us(self, message: Message) -> bool:
+        """False for a replayed dead letter addressed to another group."""
+        replay_for = message.headers.get(REPLAY_GROUP_HEADER)
+        return replay_for is None or replay_for == self.route.group
 
     async def _dead_letter(self, delivery: Delivery, message: Message, error: Exception) -> None:
         route = self.route
@@ -154,10 +166,10 @@ class Consumer:
             return
         await delivery.ack()
 
-    def _next_of_key(self, key: str) -> None:
-        assert self._keys is not None
-        waiting = self._keys[key]
-        if waiting:
-            self._launch(waiting.popleft())
-        else:
-            del self._keys[key]
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from tidings.codec import Codec
+from tidings.codec import BINARY, Codec
 from tidings.errors import NotFound
 from tidings.message import Message, new_id
 
@@ -96,7 +96,7 @@ def dead_letter_from(
 def payload_bytes(data: Any, codec: Codec) -> bytes:
     """``data`` as stored bytes: as it is when already bytes, else encoded; an object the codec
     cannot encode is kept as its JSON-encoded repr, so the reason survives even then."""
-    if isinstance(data, bytes | bytearray | memoryview):
+    if isinstance(data, BINARY):
         return bytes(data)
     try:
         return codec.encode(data)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from tidings.codec import Codec, Registry
+from tidings.codec import BINARY, Codec, Registry
 from tidings.errors import UnknownEventType
 from tidings.message import Message
 from tidings.middleware import Handler
@@ -93,7 +93,7 @@ def decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> De
 
     def decode_by_name(message: Message) -> Message:
         data = message.data
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, BINARY):
             return message
         try:
             cls: type = registry.class_of(message.type)

@@ -6,14 +6,17 @@ import random
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
 from msgspec.structs import force_setattr
 
-__all__ = ["Headers", "Message", "new_id"]
+__all__ = ["NO_HEADERS", "Headers", "Message", "new_id"]
 
 Headers = Mapping[str, str]
+NO_HEADERS: Headers = MappingProxyType({})
+"""The headers of a message that has none (shared: messages never change their headers)."""
 
 _random = random.Random(random.SystemRandom().getrandbits(64))
 _last_ms = 0
@@ -54,7 +57,7 @@ class Message(msgspec.Struct, frozen=True, eq=False):
 
     type: str
     data: Any
-    headers: Headers = {}
+    headers: Headers = NO_HEADERS
     key: str | None = None
     _id: str | None = None
     _time: float | None = None

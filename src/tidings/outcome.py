@@ -34,7 +34,7 @@ class PublishResult:
         self,
         message: Message,
         routes: Sequence[Route],
-        errors: Mapping[int, BaseException] | None,
+        errors: Mapping[Route, BaseException] | None,
     ) -> None:
         self.message = message
         self._routes = routes
@@ -48,7 +48,7 @@ class PublishResult:
     @property
     def outcomes(self) -> list[Outcome]:
         errors = self._errors or {}
-        return [Outcome(r.name, _unwrap(errors.get(i))) for i, r in enumerate(self._routes)]
+        return [Outcome(r.name, _unwrap(errors.get(r))) for r in self._routes]
 
     @property
     def errors(self) -> list[BaseException]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.clock import Clock
-from tidings.codec import Codec, Registry
+from tidings.codec import BINARY, Codec, Registry
 from tidings.handlers import UserHandler, decoder_for, describe, to_handler
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware, chain
@@ -48,7 +48,7 @@ class Route:
     def accepts(self, data: Any) -> bool:
         """Whether ``data`` can go to the handler as it is, without decoding."""
         if self.event_type is None:
-            return not isinstance(data, bytes | bytearray | memoryview)
+            return not isinstance(data, BINARY)
         return type(data) is self.event_type
 
     def build(self, registry: Registry, clock: Clock) -> None:

@@ -97,11 +97,15 @@ async def test_projection_rows_commit_and_roll_back_with_the_checkpoint(schema: 
             await tx.connection.execute("CREATE TABLE balances (id text PRIMARY KEY, amount int)")
             await tx.connection.execute("INSERT INTO balances VALUES ('a', 10)")
             await tx.set_checkpoint("balances", 1)
-        with pytest.raises(RuntimeError):
+
+        async def failing() -> None:
             async with store.transaction() as tx:
                 await tx.connection.execute("UPDATE balances SET amount = 99")
                 await tx.set_checkpoint("balances", 2)
                 raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await failing()
 
         async with store.transaction() as tx:
             rows = await tx.connection.fetch("SELECT id, amount FROM balances")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -55,17 +55,15 @@ async def test_another_process_reopening_the_file_sees_everything(tmp_path: Path
         await store.set_checkpoint("projection", 4)
         await store.delete_stream("gone")
 
-    child = subprocess.run(
-        [sys.executable, "-c", READ_BACK, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", READ_BACK, str(path), stdout=asyncio.subprocess.PIPE
     )
+    output, _ = await child.communicate()
+    assert child.returncode == 0
 
-    seen = json.loads(child.stdout)
+    seen = json.loads(output)
     assert seen == {
-        "events": [["account-1", v, v, '{"n":%d}' % (v - 1)] for v in (1, 2, 3)],
+        "events": [["account-1", v, v, f'{{"n":{v - 1}}}'] for v in (1, 2, 3)],
         "metadata": {"owner": "Jane"},
         "deleted": True,
         "snapshot": 3,
@@ -83,11 +81,15 @@ async def test_projection_rows_commit_and_roll_back_with_the_checkpoint(tmp_path
             tx.connection.execute("CREATE TABLE balances (id TEXT PRIMARY KEY, amount INTEGER)")
             tx.connection.execute("INSERT INTO balances VALUES ('a', 10)")
             await tx.set_checkpoint("balances", 1)
-        with pytest.raises(RuntimeError):
+
+        async def failing() -> None:
             async with store.transaction() as tx:
                 tx.connection.execute("UPDATE balances SET amount = 99")
                 await tx.set_checkpoint("balances", 2)
                 raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await failing()
 
         async with store.transaction() as tx:
             rows = tx.connection.execute("SELECT id, amount FROM balances").fetchall()

@@ -10,6 +10,9 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -109,6 +112,12 @@ async def restart_postgres() -> None:
     await wait_ready(POSTGRES)
 
 
+@pytest.fixture
+def postgres_restarter(pg_dsn: str) -> Callable[[], Awaitable[None]]:
+    """Restarts the local PostgreSQL (for TransportSuite's ``restart_service``)."""
+    return restart_postgres
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     return POSTGRES.require()
@@ -130,7 +139,54 @@ def nats_url() -> str:
 
 
 @pytest.fixture
+async def pg_schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A schema name of its own for the test, dropped afterwards."""
+    import asyncpg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield schema
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: os.PathLike[str]) -> str:
     """A URL of a fresh SQLite file in the test's temporary directory."""
     return f"sqlite:///{os.fspath(tmp_path)}/tidings.db"
 
+
+_HOLDER = """
+import asyncio, sys
+from tidings.transports import from_url
+
+async def main(url, topic, group, count):
+    transport = from_url(url)
+    await transport.start()
+    held = []
+    async for batch in transport.subscribe(topic, group=group):
+        held += batch
+        if len(held) >= int(count):
+            print("holding", len(held), flush=True)
+            await asyncio.Event().wait()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def die_holding(url: str, topic: str, group: str, count: int) -> None:
+    """Run a consumer process that takes ``count`` deliveries without settling them, then SIGKILL
+    it: its messages must come again to the group once their leases run out."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER, url, topic, group, str(count), stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = await process.stdout.readline()
+        assert line.startswith(b"holding"), f"the holding consumer failed: {line!r}"
+    finally:
+        process.kill()
+        await process.wait()

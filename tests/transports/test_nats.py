@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,10 +28,8 @@ async def delete_streams(url: str, options: NatsOptions) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     for stream in (options.stream, options.dead_letter_stream):
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream)
-        except nats.js.errors.NotFoundError:
-            pass
     await nc.close()
 
 
@@ -85,8 +84,8 @@ async def take_acked(subscription: NatsSubscription, count: int) -> list[Message
     return [d.message for d in await take(subscription, count, ack=True)]
 
 
-def messages(count: int, **fields: str) -> list[Message]:
-    return [Message("test.item", b"payload %d" % n, {"n": str(n)}, **fields) for n in range(count)]
+def messages(count: int) -> list[Message]:
+    return [Message("test.item", b"payload %d" % n, {"n": str(n)}) for n in range(count)]
 
 
 async def test_round_trip_keeps_the_envelope(transport: NatsTransport) -> None:
@@ -228,7 +227,8 @@ def letter(topic: str, n: int) -> DeadLetter:
 
 async def test_dead_letter_store(transport: NatsTransport) -> None:
     store = transport.dead_letters()
-    letters = [letter("orders.created", 0), letter("orders.paid", 1), letter("orders.created", 2)]
+    topics = ("orders.created", "orders.paid", "orders.created", "orders.*")  # a pattern too
+    letters = [letter(topic, n) for n, topic in enumerate(topics)]
     for item in letters:
         await store.add(item)
     await store.add(letters[0])  # the same letter again is kept once
@@ -238,7 +238,8 @@ async def test_dead_letter_store(transport: NatsTransport) -> None:
     assert await store.list(limit=1) == letters[:1]
     assert await store.get(letters[1].id) == letters[1]
     assert await store.remove([letters[1].id, "no-such-letter"]) == 1
-    assert await store.list() == [letters[0], letters[2]]
+    assert await store.list() == [letters[0], letters[2], letters[3]]
+    assert await store.list(topic="orders.*") == [letters[3]]
     for missing in (letters[1].id, "a.b", ">"):
         with pytest.raises(NotFound):
             await store.get(missing)

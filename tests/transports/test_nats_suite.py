@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,25 +14,11 @@ from tidings.testing.transport_suite import RestartService, TransportSuite
 from tidings.transports.nats import NatsOptions, NatsTransport
 
 
-async def _port_open() -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", 4222)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
-
-
 async def restart_nats() -> None:
-    """Stop the local nats-server, wait until it is gone, start it and wait until it listens."""
+    """Stop the local nats-server (waiting until it exited), start it, wait until it listens."""
     await shell("start-stop-daemon --stop --oknodo --retry 10 --exec /usr/sbin/nats-server")
-    async with asyncio.timeout(30):
-        while await _port_open():
-            await asyncio.sleep(0.05)
-        await shell(NATS.start)
-        while not await _port_open():
-            await asyncio.sleep(0.05)
+    await shell(NATS.start)
+    await shell("until bash -c 'echo > /dev/tcp/127.0.0.1/4222' 2>/dev/null; do sleep 0.05; done")
 
 
 class TestNatsTransport(TransportSuite):

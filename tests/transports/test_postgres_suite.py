@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
-import asyncpg
 import pytest
 
-from tests.transports.conftest import restart_postgres
 from tidings.testing.receiver import TransportFactory
 from tidings.testing.transport_suite import RestartService, TransportSuite
 from tidings.transports.postgres import PostgresTransport
-
-
-@pytest.fixture
-async def pg_schema(pg_dsn: str) -> AsyncIterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield schema
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 class TestPostgresTransport(TransportSuite):
@@ -31,5 +15,5 @@ class TestPostgresTransport(TransportSuite):
         return lambda: PostgresTransport(f"{pg_dsn}?schema={pg_schema}&lease=5")
 
     @pytest.fixture
-    def restart_service(self) -> RestartService:
-        return restart_postgres
+    def restart_service(self, postgres_restarter: RestartService) -> RestartService:
+        return postgres_restarter

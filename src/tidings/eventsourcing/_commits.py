@@ -67,7 +67,7 @@ def unpack(
     """
     version -= count
     position -= count
-    out = []
+    out: list[RecordedEvent] = []
     append = out.append
     for type_, data, id_, metadata, schema_version in _decode(packed):
         version += 1

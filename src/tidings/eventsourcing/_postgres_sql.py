@@ -200,7 +200,7 @@ SET_CHECKPOINT = (
 )
 
 
-class mapped_errors:  # noqa: N801 - used like a function: ``async with mapped_errors(where)``
+class mapped_errors:
     """Turn asyncpg and socket errors into ServiceUnavailable or TransportError."""
 
     __slots__ = ("where",)

@@ -73,7 +73,7 @@ class GroupCommitWriter:
         except asyncio.CancelledError:
             asyncio.get_running_loop().call_soon(self._flush)  # the others still need it
             raise
-        if self._in_transaction:  # a transaction began meanwhile; its end flushes
+        if self._transaction_running():  # one began meanwhile; its end flushes
             self._scheduled = False
             return await future
         self._flush()
@@ -109,6 +109,9 @@ class GroupCommitWriter:
                 if self._pending and not self._scheduled:
                     self._scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush)
+
+    def _transaction_running(self) -> bool:
+        return self._in_transaction
 
     def close(self) -> None:
         """Run what is queued (unless a transaction holds the connection), then refuse jobs."""
@@ -160,13 +163,13 @@ class GroupCommitWriter:
             _fail(batch, TransportError(f"SQLite commit failed: {exc}"), exc)
             return
         self._committed()
-        for future, result, error in outcomes:
+        for future, result, refusal in outcomes:
             if future.done():  # the awaiting task was cancelled; the write stands
                 continue
-            if error is None:
+            if refusal is None:
                 future.set_result(result)
             else:
-                future.set_exception(error)
+                future.set_exception(refusal)
 
     def _retry(self, jobs: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
         self._pending[:0] = jobs

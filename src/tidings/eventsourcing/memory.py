@@ -70,7 +70,9 @@ class MemoryEventStore:
         validate_expected_version(expected_version)
         found = self._streams.get(stream)
         current = None if found is None else found.version
-        check_expected_version(stream, expected_version, current, found is not None and found.deleted)
+        check_expected_version(
+            stream, expected_version, current, found is not None and found.deleted
+        )
         if not events:
             return current or 0
         for event in events:

@@ -81,7 +81,9 @@ class PostgresEventStore:
 
     def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 10) -> None:
         if not _IDENTIFIER.fullmatch(schema):
-            raise ValueError(f"schema must be a plain identifier of at most 51 characters: {schema!r}")
+            raise ValueError(
+                f"schema must be a plain identifier of at most 51 characters: {schema!r}"
+            )
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         self.dsn = dsn
@@ -135,7 +137,8 @@ class PostgresEventStore:
     async def aclose(self) -> None:
         self._closed = True
         self._wakeup.close()
-        listener, self._listener = self._listener, None
+        async with self._listen_lock:  # a listener being opened is closed by _listen itself
+            listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
         if listener is not None and not listener.is_closed():
             await listener.close()
@@ -180,7 +183,9 @@ class PostgresEventStore:
                 async with _mapped(self.where):
                     rows = await pool.fetch(READ_BACKWARD, stream, below + 1, _PAGE)
                 for version, position, count, recorded_at, packed in rows:
-                    for event in reversed(unpack(stream, version, position, count, recorded_at, packed)):
+                    for event in reversed(
+                        unpack(stream, version, position, count, recorded_at, packed)
+                    ):
                         if event.version <= below:
                             yield event
                             left -= 1
@@ -283,10 +288,17 @@ class PostgresEventStore:
                 return
             async with _mapped(self.where):
                 listener = await asyncpg.connect(self.dsn, timeout=10)
-                await listener.add_listener(self.channel, self._on_notify)
+                try:
+                    await listener.add_listener(self.channel, self._on_notify)
+                except BaseException:
+                    await listener.close()
+                    raise
+            if self._closed:  # closed while connecting: aclose() did not see this connection
+                await listener.close()
+                raise ClosedError("the event store is closed")
             self._listener = listener
-            # Listening before reading the head: an append between the two is not missed.
-            self._wakeup.advance(await self.head_position())
+        # Listening before reading the head: an append between the two is not missed.
+        self._wakeup.advance(await self.head_position())
 
     def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         if payload.startswith("reset:"):  # a deletion erased the last events

@@ -132,7 +132,9 @@ class SqliteEventStore:
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file:"):
-            raise ValueError("SqliteEventStore needs a file path; use memory:// for a store in memory")
+            raise ValueError(
+                "SqliteEventStore needs a file path; use memory:// for a store in memory"
+            )
         level = synchronous.upper()
         if level not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
@@ -373,7 +375,9 @@ class SqliteEventStore:
             while left:
                 rows = _query(reader, _READ_BACKWARD, (stream_id, below + 1, _PAGE))
                 for version, position, count, recorded_at, packed in rows:
-                    events = unpack(stream, version, position, count, _timestamp(recorded_at), packed)
+                    events = unpack(
+                        stream, version, position, count, _timestamp(recorded_at), packed
+                    )
                     for event in reversed(events):
                         if event.version <= below:
                             yield event

@@ -99,7 +99,10 @@ class EventStoreSuite:
         after = await collect(store.read_all(after=MAX_EVENTS_PER_COMMIT + 3, limit=2))
 
         assert versions(events) == list(range(1, count + 1))
-        assert [e.data for e in events[-2:]] == [b'{"n":%d}' % (count - 2), b'{"n":%d}' % (count - 1)]
+        assert [e.data for e in events[-2:]] == [
+            b'{"n":%d}' % (count - 2),
+            b'{"n":%d}' % (count - 1),
+        ]
         assert versions(middle) == list(range(MAX_EVENTS_PER_COMMIT - 1, MAX_EVENTS_PER_COMMIT + 3))
         assert [e.position for e in after] == [MAX_EVENTS_PER_COMMIT + 4, MAX_EVENTS_PER_COMMIT + 5]
 
@@ -364,10 +367,13 @@ class EventStoreSuite:
             assert await tx.get_checkpoint("projection") == 5
         assert await store.get_checkpoint("projection") == 5
 
-        with pytest.raises(RuntimeError, match="handler failed"):
+        async def failing() -> None:
             async with store.transaction() as tx:
                 await tx.set_checkpoint("projection", 9)
                 raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await failing()
         assert await store.get_checkpoint("projection") == 5
 
     async def test_appends_during_a_transaction_complete(self, store: EventStore) -> None:

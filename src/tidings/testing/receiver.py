@@ -129,9 +129,7 @@ class Receiver:
     async def until_ids(self, ids: Sequence[str] | set[str], what: str = "") -> None:
         """Return once every id in ``ids`` was received."""
         wanted = set(ids)
-        await self.until(
-            lambda: wanted <= self.ids, what or f"{len(wanted)} messages"
-        )
+        await self.until(lambda: wanted <= self.ids, what or f"{len(wanted)} messages")
 
     def check(self) -> None:
         """Raise what ended the iteration, if it failed."""
@@ -185,5 +183,4 @@ async def prime(transport: Transport, topic: str, receivers: Sequence[Receiver])
             await transport.publish(topic, [probe])
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):
-                    await asyncio.gather(*(r.until(lambda r=r: r.probes > 0, "a probe")
-                                           for r in receivers))  # fmt: skip
+                    await until(receivers, lambda: all(r.probes for r in receivers), "probes")

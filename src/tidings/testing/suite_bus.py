@@ -140,9 +140,10 @@ class BusCases:
                 raise ValueError(f"boom {n}")
 
         retry = Retry(max_attempts=3, initial_delay=0.01, jitter=False)
-        async with self.running(
-            transport_factory, topic, handled, handler=handle, retry=retry
-        ) as (bus, letters):
+        async with self.running(transport_factory, topic, handled, handler=handle, retry=retry) as (
+            bus,
+            letters,
+        ):
             sent = await bus.publish(SuiteEvent(7), topic=topic, key="k", headers={"h": "v"})
             await letters.until(1)
             (letter,) = await bus.dead_letters.list(topic=topic)

@@ -211,7 +211,8 @@ class LeasedSubscription:
     def _delivery(self, row: Row) -> LeasedDelivery:
         seq, attempt, topic, id_, type_, key, headers, data, at = row
         headers = _decode_headers(headers) if headers else _NO_HEADERS
-        return LeasedDelivery(self, seq, attempt, topic, Message(type_, data, headers, key, id_, at))
+        message = Message.restore(type_, data, headers, key, id_, at)
+        return LeasedDelivery(self, seq, attempt, topic, message)
 
     def _settle(self, seq: int, delay: float | None) -> None:
         """Record an ack (``delay`` None) or a nack, for the next write."""
@@ -252,7 +253,9 @@ class LeasedSubscription:
         except (TidingsError, OSError):
             _log.exception("writing the acks of %r failed; trying again later", self.topic)
 
-    async def _exchange(self, want: int, *, release: bool = False) -> tuple[list[Row], float | None]:
+    async def _exchange(
+        self, want: int, *, release: bool = False
+    ) -> tuple[list[Row], float | None]:
         acks, self._acks = self._acks, []
         nacks, self._nacks = self._nacks, []
         now = time.time()
@@ -261,9 +264,7 @@ class LeasedSubscription:
             want = 0
         if not (want or acks or nacks or renew or release):
             return [], None
-        exchange = Exchange(
-            self._owner, now, acks, nacks, want, now + self._lease, renew, release
-        )
+        exchange = Exchange(self._owner, now, acks, nacks, want, now + self._lease, renew, release)
         try:
             result = await self._queue.exchange(exchange)
         except BaseException:

@@ -46,7 +46,9 @@ class Channel:
     def __init__(self, capacity: int, clock: Clock) -> None:
         self.capacity = capacity
         self._clock = clock
-        self._queue: deque[tuple[Message, int]] = deque()
+        # First deliveries wait as bare messages (one object fewer for the garbage collector to
+        # track while queued); redeliveries wait as deliveries, which carry their attempt.
+        self._queue: deque[Message | MemoryDelivery] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._idle: list[asyncio.Future[None]] = []
@@ -54,13 +56,19 @@ class Channel:
         self.unfinished = 0
         self.closed = False
 
-    def put_nowait(self, message: Message) -> None:
+    def offer(self, message: Message) -> bool:
+        """Queue ``message`` if there is room; False when the channel is full."""
         if len(self._queue) >= self.capacity:
-            raise QueueFull(f"channel is at its capacity of {self.capacity}")
-        self._queue.append((message, 1))
+            return False
+        self._queue.append(message)
         self.unfinished += 1
         if self._getters:
             _wake(self._getters)
+        return True
+
+    def put_nowait(self, message: Message) -> None:
+        if not self.offer(message):
+            raise QueueFull(f"channel is at its capacity of {self.capacity}")
 
     async def put(self, message: Message) -> None:
         while len(self._queue) >= self.capacity:
@@ -93,7 +101,11 @@ class Channel:
                 raise
         count = min(limit, len(queue))
         popleft = queue.popleft
-        batch = [MemoryDelivery(self, *popleft()) for _ in range(count)]
+        batch: list[MemoryDelivery] = []
+        append = batch.append
+        for _ in range(count):
+            item = popleft()
+            append(item if type(item) is MemoryDelivery else MemoryDelivery(self, item, 1))  # type: ignore[arg-type]
         if self._putters:
             for _ in range(min(count, len(self._putters))):
                 _wake(self._putters)
@@ -121,7 +133,7 @@ class Channel:
 
     def _requeue(self, message: Message, attempt: int) -> None:
         # Redeliveries may exceed the capacity: refusing them would lose an accepted message.
-        self._queue.append((message, attempt))
+        self._queue.append(MemoryDelivery(self, message, attempt))
         if self._getters:
             _wake(self._getters)
 
@@ -134,7 +146,7 @@ class Channel:
 
     def pending(self) -> list[Message]:
         """Messages queued and not yet handed to a consumer."""
-        return [message for message, _ in self._queue]
+        return [item.message if isinstance(item, MemoryDelivery) else item for item in self._queue]
 
     def wake_takers(self) -> None:
         while self._getters:
@@ -219,17 +231,27 @@ class MemoryTransport:
             raise ClosedError("the memory transport was closed")
         for channel in self.route(topic):
             for message in messages:
-                await channel.put(message)
+                if not channel.offer(message):
+                    await channel.put(message)
+
+    def offer(self, topic: str, message: Message) -> bool:
+        """Queue ``message`` on every matching channel if all have room; False (and queue
+        nothing) when one is full."""
+        channels = self.route(topic)
+        if len(channels) == 1:
+            return channels[0].offer(message)
+        if any(len(c._queue) >= c.capacity for c in channels):
+            return False
+        for channel in channels:
+            channel.offer(message)
+        return True
 
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
         if self._closed:
             raise ClosedError("the memory transport was closed")
-        channels = self.route(topic)
-        if any(len(c._queue) >= c.capacity for c in channels):
+        if not self.offer(topic, message):
             raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
-        for channel in channels:
-            channel.put_nowait(message)
 
     def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> MemorySubscription:
         return MemorySubscription(self.channel(topic, group), prefetch)

@@ -24,10 +24,10 @@ import hashlib
 import logging
 import re
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import nats
@@ -35,7 +35,14 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RawStreamMsg,
+    StorageType,
+    StreamConfig,
+)
 
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError, TransportError
 from tidings.message import Message
@@ -49,10 +56,11 @@ from tidings.transports.nats_subscription import NatsSubscription
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "from_url"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FEATURES = Features(
     persistent=True,
-    ordered_per_key=True,
+    ordered_per_key=False,  # competing subscriptions of a group split messages without key affinity
     consumer_groups=True,
     native_delay=True,
     replays_history=True,
@@ -173,6 +181,7 @@ class NatsTransport:
         self._consumers: set[str] = set()
         self._last_error: Exception | None = None
         self._closed = False
+        self._closing = asyncio.Event()
 
     async def start(self) -> None:
         """Connect and create the streams when missing. Idempotent.
@@ -225,7 +234,9 @@ class NatsTransport:
         if self._closed:
             raise ClosedError("the NATS transport was closed")
         subject_for(self.options.prefix, topic)  # raise ValueError here, not in the consumer
-        return NatsSubscription(self, topic, group, prefetch)
+        subscription = NatsSubscription(self, topic, group, prefetch)
+        self._subscriptions.add(subscription)
+        return subscription
 
     def dead_letters(self) -> NatsDeadLetterStore:
         return NatsDeadLetterStore(self)
@@ -235,6 +246,7 @@ class NatsTransport:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         for subscription in list(self._subscriptions):
             with suppress(TidingsError):
                 await subscription.aclose()
@@ -260,9 +272,8 @@ class NatsTransport:
                 max_deliver=-1,
             )
             with self._errors(f"creating the consumer {name}"):
-                await js.add_consumer(self.options.stream, config)
+                await self._api(js.add_consumer(self.options.stream, config))
             self._consumers.add(name)
-        self._subscriptions.add(subscription)
         return nc, f"$JS.API.CONSUMER.MSG.NEXT.{self.options.stream}.{name}"
 
     def detach(self, subscription: NatsSubscription) -> None:
@@ -275,10 +286,20 @@ class NatsTransport:
         (sequence, data); None when there is none."""
         _, js = await self._client()
         with self._errors(f"reading {stream}"):
-            try:
-                raw = await js.get_msg(stream, seq=sequence, subject=subject, next=True)
-            except nats.js.errors.NotFoundError:
-                return None
+            request = js.get_msg(stream, seq=sequence, subject=subject, next=True)
+            return await self._stored(request)
+
+    async def last_stored(self, stream: str, subject: str) -> tuple[int, bytes] | None:
+        """The last message of ``stream`` on ``subject`` as (sequence, data), or None."""
+        _, js = await self._client()
+        with self._errors(f"reading {stream}"):
+            return await self._stored(js.get_msg(stream, subject=subject))
+
+    async def _stored(self, request: Awaitable[RawStreamMsg]) -> tuple[int, bytes] | None:
+        try:
+            raw = await self._api(request)
+        except nats.js.errors.NotFoundError:
+            return None
         assert raw.seq is not None
         return raw.seq, raw.data or b""
 
@@ -287,7 +308,7 @@ class NatsTransport:
         _, js = await self._client()
         with self._errors(f"deleting from {stream}"):
             try:
-                return int(await js.delete_msg(stream, sequence))
+                return int(await self._api(js.delete_msg(stream, sequence)))
             except nats.js.errors.NotFoundError:
                 return 0
 
@@ -335,10 +356,24 @@ class NatsTransport:
         )
         with self._errors(f"creating the stream {name}"):
             try:
-                await js.add_stream(config)
+                await self._api(js.add_stream(config))
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _STREAM_NAME_IN_USE:
                     raise  # an existing stream of that name is used as it is
+
+    async def _api(self, request: Awaitable[T]) -> T:
+        """Await a JetStream API request, or raise ClosedError as soon as the transport closes
+        (nats-py would otherwise wait for the reply until its timeout)."""
+        answer = asyncio.ensure_future(request)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((answer, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if not answer.done():
+            answer.cancel()
+            raise ClosedError("the NATS transport was closed")
+        return answer.result()
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -347,21 +382,27 @@ class NatsTransport:
             yield
         except TidingsError:
             raise
-        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError) as exc:
-            raise ServiceUnavailable(
-                f"JetStream is not available at {self._where} ({doing}); is it enabled (-js)?"
-            ) from exc
-        except (
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise self._mapped(exc, doing) from exc
+
+    def _mapped(self, exc: Exception, doing: str) -> TidingsError:
+        if self._closed:
+            return ClosedError(f"the NATS transport was closed while {doing}")
+        if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.ServiceUnavailableError):
+            return ServiceUnavailable(
+                f"JetStream is not available at {self._where} while {doing}; is it enabled (-js)?"
+            )
+        unreachable = (
             TimeoutError,
             OSError,
             nats.errors.ConnectionClosedError,
             nats.errors.NoServersError,
-        ) as exc:
-            raise ServiceUnavailable(
-                f"NATS at {self._where} did not answer ({doing}): {exc!r}"
-            ) from exc
-        except nats.errors.Error as exc:
-            raise TransportError(f"NATS failed {doing}: {exc}") from exc
+        )
+        if isinstance(exc, unreachable):
+            return ServiceUnavailable(
+                f"NATS at {self._where} did not answer while {doing}: {exc!r}"
+            )
+        return TransportError(f"NATS failed while {doing}: {exc}")
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = exc

@@ -1,11 +1,10 @@
 """Dead letters kept in a JetStream stream of their own.
 
 Each letter is one message, the :class:`~tidings.deadletters.DeadLetter` record as JSON, on the
-subject ``<dlq prefix>.<letter id>.<original topic>`` of the dead-letter stream (file storage,
-like the stream it came from). The subject makes every question one filter: all letters are
-``<prefix>.>``, one topic's ``<prefix>.*.<topic>``, one letter ``<prefix>.<id>.>``. Listing walks
-the stream oldest first with "next message matching the filter" requests; removing deletes the
-message by its stream sequence.
+subject ``<dlq prefix>.<letter id>`` of the dead-letter stream (file storage, like the stream it
+came from): one letter is the last message on its subject, and listing walks the stream oldest
+first with "next message from this sequence on" requests, filtering by topic here (the topic may
+be a wildcard pattern, which a subject cannot hold). Removing deletes the message by sequence.
 """
 
 from __future__ import annotations
@@ -50,22 +49,23 @@ class NatsDeadLetterStore:
         message = Message.restore(
             DEAD_LETTER_TYPE, _encode(letter), {}, None, letter.id, letter.failed_at
         )
-        subject = f"{self._prefix}.{letter.id}.{letter.topic}"
+        subject = f"{self._prefix}.{_checked(letter.id)}"
         await self._transport.publish_subject(subject, [message])
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100
     ) -> builtins.list[DeadLetter]:
         """Oldest first, at most ``limit``; only those of ``topic`` when given."""
-        wanted = f"{self._prefix}.*.{topic}" if topic else f"{self._prefix}.>"
         letters: builtins.list[DeadLetter] = []
         sequence = 1
         while len(letters) < limit:
-            found = await self._transport.next_stored(self._stream, wanted, sequence)
+            found = await self._transport.next_stored(self._stream, f"{self._prefix}.>", sequence)
             if found is None:
                 break
             sequence, data = found
-            letters.append(_decode(data))
+            letter = _decode(data)
+            if topic is None or letter.topic == topic:
+                letters.append(letter)
             sequence += 1
         return letters
 
@@ -88,9 +88,13 @@ class NatsDeadLetterStore:
     async def _find(self, letter_id: str) -> tuple[int, bytes]:
         found = None
         if _LETTER_ID.fullmatch(letter_id):
-            found = await self._transport.next_stored(
-                self._stream, f"{self._prefix}.{letter_id}.>", 1
-            )
+            found = await self._transport.last_stored(self._stream, f"{self._prefix}.{letter_id}")
         if found is None:
             raise NotFound(f"no dead letter with id {letter_id!r}")
         return found
+
+
+def _checked(letter_id: str) -> str:
+    if not _LETTER_ID.fullmatch(letter_id):
+        raise ValueError(f"a dead letter id must be letters, digits, - and _: {letter_id!r}")
+    return letter_id

@@ -18,6 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.transports.nats_protocol import ack_command, decode, send
 
@@ -95,7 +96,12 @@ class NatsSubscription:
 
     async def __anext__(self) -> list[NatsDelivery]:
         if self._inbox is None and not self._closed:
-            await self._open()
+            try:
+                await self._open()
+            except ClosedError:
+                if self._closed:  # closed while opening: the end, not a failure
+                    raise StopAsyncIteration from None
+                raise
         while not self._closed:
             if self._buffer:
                 batch = self._take()
@@ -146,7 +152,11 @@ class NatsSubscription:
         self._pull_subject = pull_subject.encode()
         reply = self._nc.new_inbox()
         self._reply = reply.encode()
-        self._inbox = await self._nc.subscribe(reply, cb=self._on_message)
+        inbox = await self._nc.subscribe(reply, cb=self._on_message)
+        if self._closed:  # aclose() ran meanwhile and found nothing to unsubscribe
+            await inbox.unsubscribe()
+            raise ClosedError("the subscription was closed")
+        self._inbox = inbox
 
     async def _on_message(self, msg: Msg) -> None:
         self._buffer.append(msg)

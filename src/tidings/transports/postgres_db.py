@@ -38,6 +38,12 @@ _GONE = (
 )
 """Errors that mean the server went away or is not accepting clients (yet)."""
 
+_SETTINGS = {"enable_bitmapscan": "off", "plan_cache_mode": "force_custom_plan", "jit": "off"}
+"""For the pool's connections, which run only this module's short index lookups: the statistics
+of a fast-changing queue table are mostly stale, and a bitmap scan or generic plan chosen on them
+reads and sorts the whole queue for every claim. (``fillfactor`` leaves room for lease updates
+to stay on their page.)"""
+
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.log (
@@ -66,7 +72,7 @@ CREATE TABLE IF NOT EXISTS {s}.pending (
     lease_until float8,
     owner text,
     PRIMARY KEY (cursor, seq)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX IF NOT EXISTS pending_key ON {s}.pending (cursor, key, seq) WHERE key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {s}.dead_letters (
     n bigserial PRIMARY KEY,
@@ -163,7 +169,10 @@ class Database:
                 return
             try:
                 pool = await asyncpg.create_pool(
-                    self.options.dsn, min_size=1, max_size=self.options.pool_size
+                    self.options.dsn,
+                    min_size=1,
+                    max_size=self.options.pool_size,
+                    server_settings=_SETTINGS,
                 )
             except _GONE as exc:
                 raise self._unavailable(exc) from exc

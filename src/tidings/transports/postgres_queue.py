@@ -32,10 +32,12 @@ WHERE p.cursor = $1 AND (p.lease_until IS NULL OR p.lease_until < $2) AND p.avai
 ORDER BY p.seq LIMIT $4
 FOR UPDATE OF p SKIP LOCKED
 """
+# The BETWEEN bounds keep the index scan to the rows at hand even when the statistics of the
+# fast-changing queue table say it is tiny (they often do).
 _LEASE = """
 UPDATE {s}.pending AS p SET lease_until = $3, owner = $4, attempts = p.attempts + 1
 FROM {s}.log AS l
-WHERE p.cursor = $1 AND p.seq = ANY($2::bigint[]) AND l.seq = p.seq
+WHERE p.cursor = $1 AND p.seq BETWEEN $5 AND $6 AND p.seq = ANY($2::bigint[]) AND l.seq = p.seq
 RETURNING p.seq, p.attempts, l.topic, l.id, l.type, l.key, l.headers, l.data, l.time
 """
 _NEXT_DUE = """
@@ -43,15 +45,18 @@ SELECT min(CASE WHEN lease_until >= $2 THEN lease_until ELSE available_at END)
 FROM {s}.pending
 WHERE cursor = $1 AND owner IS DISTINCT FROM $3 AND (lease_until >= $2 OR available_at > $2)
 """
-_ACK = "DELETE FROM {s}.pending WHERE cursor = $1 AND seq = ANY($2::bigint[])"
+_ACK = (
+    "DELETE FROM {s}.pending "
+    "WHERE cursor = $1 AND seq BETWEEN $3 AND $4 AND seq = ANY($2::bigint[])"
+)
 _NACK = """
 UPDATE {s}.pending AS p SET lease_until = NULL, owner = NULL, available_at = n.at
 FROM unnest($2::bigint[], $3::float8[]) AS n (seq, at)
-WHERE p.cursor = $1 AND p.seq = n.seq AND p.owner = $4
+WHERE p.cursor = $1 AND p.seq BETWEEN $5 AND $6 AND p.seq = n.seq AND p.owner = $4
 """
 _RENEW = (
     "UPDATE {s}.pending SET lease_until = $3 "
-    "WHERE cursor = $1 AND owner = $2 AND seq = ANY($4::bigint[])"
+    "WHERE cursor = $1 AND seq BETWEEN $5 AND $6 AND owner = $2 AND seq = ANY($4::bigint[])"
 )
 # Handed out but never handled: not an attempt.
 _RELEASE = (
@@ -133,14 +138,18 @@ class PostgresQueue:
     async def _write(self, conn: Any, x: Exchange, prune: bool) -> tuple[list[Row], float | None]:
         sql, cursor = self._sql, self._cursor
         if x.acks:
-            await conn.execute(sql["ack"], cursor, x.acks)
+            await conn.execute(sql["ack"], cursor, x.acks, min(x.acks), max(x.acks))
         if x.nacks:
             ats, seqs = zip(*x.nacks, strict=True)
-            await conn.execute(sql["nack"], cursor, list(seqs), list(ats), x.owner)
+            await conn.execute(
+                sql["nack"], cursor, list(seqs), list(ats), x.owner, min(seqs), max(seqs)
+            )
         if x.release:
             await conn.execute(sql["release"], cursor, x.owner)
         elif x.renew:
-            await conn.execute(sql["renew"], cursor, x.owner, x.lease_until, x.renew)
+            await conn.execute(
+                sql["renew"], cursor, x.owner, x.lease_until, x.renew, min(x.renew), max(x.renew)
+            )
         if prune:
             await conn.execute(sql["prune"])
         if x.want <= 0:
@@ -149,7 +158,9 @@ class PostgresQueue:
         chosen = _in_key_order(candidates)
         if not chosen:
             return [], await conn.fetchval(sql["next_due"], cursor, x.now, x.owner)
-        rows = await conn.fetch(sql["lease"], cursor, chosen, x.lease_until, x.owner)
+        rows = await conn.fetch(
+            sql["lease"], cursor, chosen, x.lease_until, x.owner, chosen[0], chosen[-1]
+        )
         rows.sort(key=lambda row: row[0])
         return [tuple(row) for row in rows], None
 

@@ -39,13 +39,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aio_pika
 import aiormq
-from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, DeliveryError, PublishError
+from aiormq.exceptions import DeliveryError, PublishError
 from pamqp.commands import Basic
 
 from tidings.errors import ClosedError, ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import is_pattern, validate_pattern
-from tidings.transports import redact
+from tidings.transports import rabbitmq_publish, redact
 from tidings.transports.base import Features
 from tidings.transports.rabbitmq_deadletters import RabbitMQDeadLetterStore
 from tidings.transports.rabbitmq_queue import (
@@ -70,8 +70,6 @@ FEATURES = Features(
     wildcards=True,
 )
 
-_WINDOW = 512
-"""Publishes in flight per batch window; two windows overlap so the socket never idles."""
 _MAX_NAME = 255
 _PLAIN = re.compile(r"[a-zA-Z0-9_.:,/ -]*")
 """Name characters RabbitMQ clients accept, less ``+`` and ``#`` (standing for ``*`` and ``>``)
@@ -240,10 +238,7 @@ class RabbitMQTransport:
             channel = await connection.transport.connection.channel(publisher_confirms=False)
             return cast("aiormq.Channel", channel)
         except TimeoutError:
-            raise ServiceUnavailable(
-                f"RabbitMQ at {redact(self.options.url)} did not come back within "
-                f"{self.options.reconnect_timeout:g}s"
-            ) from None
+            raise self._gone() from None
         except Exception as exc:
             raise self._mapped(exc) from exc
 
@@ -264,10 +259,13 @@ class RabbitMQTransport:
                         return underlay
                     await asyncio.sleep(0.05)  # closed again before we got to it: back off
         except TimeoutError:
-            raise ServiceUnavailable(
-                f"RabbitMQ at {redact(self.options.url)} did not come back within "
-                f"{self.options.reconnect_timeout:g}s"
-            ) from None
+            raise self._gone() from None
+
+    def _gone(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"RabbitMQ at {redact(self.options.url)} did not come back within "
+            f"{self.options.reconnect_timeout:g}s"
+        )
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -337,75 +335,22 @@ class RabbitMQTransport:
                 if channel is None or channel.is_closed:
                     deadline = deadline or self._deadline()
                     channel = await self._ready_publisher(deadline)
-                todo = await self._send(
-                    channel, exchange, routing_key, bodies, props, todo, mandatory
-                )
+                try:
+                    todo = await rabbitmq_publish.send(
+                        channel, exchange, routing_key, bodies, props, todo, mandatory=mandatory
+                    )
+                except Exception as exc:
+                    raise self._mapped(exc, routing_key) from exc
                 if not todo:
                     return
                 deadline = deadline or self._deadline()
+                if asyncio.get_running_loop().time() > deadline:
+                    raise self._gone()
                 self._publisher = None
         finally:
             self._busy -= 1
             if self._busy == 0 and self._idle is not None:
                 self._idle.set()
-
-    async def _send(
-        self,
-        channel: aiormq.Channel,
-        exchange: str,
-        routing_key: str,
-        bodies: Sequence[bytes],
-        props: Sequence[Basic.Properties],
-        todo: Sequence[int],
-        mandatory: bool,
-    ) -> list[int]:
-        """Send ``todo`` (indexes); returns those to send again after a reconnect."""
-        publish = channel.basic_publish
-        if len(todo) == 1:  # the common single publish: no task, no gather
-            i = todo[0]
-            try:
-                await publish(
-                    bodies[i],
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=props[i],
-                    mandatory=mandatory,
-                    wait=False,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if _lost(exc):
-                    return [i]
-                raise self._mapped(exc, routing_key) from exc
-            return []
-        retry: list[int] = []
-        errors: list[BaseException] = []
-        previous: tuple[Sequence[int], asyncio.Future[list[Any]]] | None = None
-        for start in range(0, len(todo), _WINDOW):
-            chunk = todo[start : start + _WINDOW]
-            window = asyncio.gather(
-                *[
-                    publish(
-                        bodies[i],
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        properties=props[i],
-                        mandatory=mandatory,
-                        wait=False,
-                    )
-                    for i in chunk
-                ],
-                return_exceptions=True,
-            )
-            if previous is not None:
-                _sort(previous[0], await previous[1], retry, errors)
-            previous = (chunk, window)
-        if previous is not None:
-            _sort(previous[0], await previous[1], retry, errors)
-        if errors:
-            raise self._mapped(errors[0], routing_key) from errors[0]
-        return retry
 
     def _mapped(self, exc: BaseException, routing_key: str = "") -> Exception:
         if isinstance(exc, TransportError | ClosedError):
@@ -414,7 +359,7 @@ class RabbitMQTransport:
             return TransportError(f"RabbitMQ returned a message for {routing_key!r}: no queue")
         if isinstance(exc, DeliveryError):
             return TransportError(f"RabbitMQ did not accept a message for {routing_key!r}")
-        if _lost(exc):
+        if rabbitmq_publish.lost(exc):
             return ServiceUnavailable(f"lost the connection to RabbitMQ: {exc}")
         return TransportError(f"RabbitMQ failed: {type(exc).__name__}: {exc}")
 
@@ -476,23 +421,3 @@ class RabbitMQTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
-
-
-def _lost(exc: BaseException) -> bool:
-    """Whether ``exc`` means the channel or connection went away (worth sending again)."""
-    return (
-        isinstance(exc, ConnectionError | ChannelInvalidStateError | asyncio.CancelledError)
-        or type(exc) is ChannelClosed
-    )
-
-
-def _sort(
-    chunk: Sequence[int], results: list[Any], retry: list[int], errors: list[BaseException]
-) -> None:
-    """Collect the indexes of ``chunk`` to send again, and the errors that are final."""
-    for i, result in zip(chunk, results, strict=True):
-        if isinstance(result, BaseException):
-            if _lost(result):
-                retry.append(i)
-            else:
-                errors.append(result)

@@ -292,10 +292,13 @@ class RabbitMQSubscription:
             return
         if self.opening is None:
             await self.transport.start()  # declares this subscription's queue too
-        assert self.opening is not None
-        await self.opening
-        if self._stopped or self._channel is None:
+        opening = self.opening
+        assert opening is not None
+        await asyncio.wait([opening])  # the transport may cancel it by closing
+        if self._stopped or opening.cancelled():
             return
+        opening.result()  # raises what went wrong
+        assert self._channel is not None
         self._consuming = True
         with contextlib.suppress(*_GONE):  # reconnecting: _reopened consumes on the new channel
             await self._consume(await underlay_of(self._channel))
@@ -384,7 +387,7 @@ def _delivery(
         time = headers.get(TIME)
         key = headers.get(KEY)
         user = {k: _text(v) for k, v in headers.items() if k not in _RESERVED}
-    message = Message(
+    message = Message.restore(
         props.message_type or frame.routing_key or "",
         delivered.body,
         user,

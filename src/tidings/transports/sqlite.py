@@ -67,7 +67,7 @@ class SqliteOptions:
     ``sqlite:///events.db?lease=10&poll=0.5``."""
 
     path: str
-    """The database file; ``sqlite:///events.db`` is relative, ``sqlite:////var/app.db`` absolute."""
+    """The database file: ``sqlite:///events.db`` is relative, ``sqlite:////srv/a.db`` absolute."""
     lease: float = 30.0
     """Seconds a delivery stays leased to a subscription that stopped renewing it (crashed)."""
     poll: float = 0.2
@@ -90,7 +90,9 @@ class SqliteOptions:
         values: dict[str, float | str] = {}
         for name, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
             if name not in known:
-                raise ValueError(f"unknown sqlite option {name!r}; known: {', '.join(sorted(known))}")
+                raise ValueError(
+                    f"unknown sqlite option {name!r}; known: {', '.join(sorted(known))}"
+                )
             values[name] = value if name == "synchronous" else float(value)
         options = cls(path, **values)  # type: ignore[arg-type]  # checked just below
         if options.synchronous not in ("normal", "full"):
@@ -191,6 +193,6 @@ class SqliteTransport:
             raise ClosedError(f"{self!r} is closed")
 
 
-def _append(rows: list[tuple[object, ...]], conn: sqlite3.Connection) -> None:
+def _append(rows: Sequence[tuple[object, ...]], conn: sqlite3.Connection) -> None:
     with transaction(conn):
         conn.executemany(_INSERT, rows)

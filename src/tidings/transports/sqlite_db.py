@@ -2,9 +2,10 @@
 
 :class:`Database` owns one connection in WAL mode and runs short transactions on it. A call runs
 right on the event loop, after yielding to other tasks once (a few microseconds to a
-millisecond; a thread hand-off would cost more than the work), with a zero busy timeout; when another process holds the write lock, the call
-is retried in a dedicated thread that waits up to ``busy_timeout``, so the loop never blocks on a
-lock. Calls are serialised by an asyncio lock: at most one uses the connection at a time.
+millisecond; a thread hand-off would cost more than the work), with a zero busy timeout; when
+another process holds the write lock, the call is retried in a dedicated thread that waits up to
+``busy_timeout``, so the loop never blocks on a lock. Calls are serialised by an asyncio lock:
+at most one uses the connection at a time.
 
 :class:`Doorbell` wakes subscriptions of this process when a transaction on the same file
 committed something for them, so in-process delivery needs no polling.
@@ -15,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from tidings.errors import ClosedError, ServiceUnavailable, TransportError
 from tidings.topics import matches
@@ -80,7 +82,7 @@ CREATE INDEX IF NOT EXISTS tidings_dead_letters_topic ON tidings_dead_letters (t
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
-class transaction:  # noqa: N801  (used as a statement: ``with transaction(conn):``)
+class transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
 
     IMMEDIATE takes the write lock up front, so a busy database fails here, before any work,
@@ -97,10 +99,13 @@ class transaction:  # noqa: N801  (used as a statement: ``with transaction(conn)
         return self._conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                self._conn.execute("COMMIT")
+        finally:
+            # Also after a failed COMMIT: a transaction left open would hold the write lock.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
 
 
 class Database:
@@ -140,14 +145,27 @@ class Database:
                 self.path, timeout=self._busy_ms / 1000, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.create_function("tidings_match", 2, matches, deterministic=True)
-            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
-            conn.execute("PRAGMA busy_timeout=0")
         except sqlite3.Error as exc:
             raise ServiceUnavailable(f"cannot open sqlite database {self.path!r}: {exc}") from exc
+        try:
+            self._setup(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise ServiceUnavailable(f"cannot open sqlite database {self.path!r}: {exc}") from exc
         return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        # Connections opening a new file at once race to switch it to WAL; a loser gets the old
+        # mode back instead of an error, and must not go on without WAL (readers would block).
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("could not switch the database to WAL mode")
+            time.sleep(0.01)  # in the opening thread, never on the event loop
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.create_function("tidings_match", 2, matches, deterministic=True)
+        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        conn.execute("PRAGMA busy_timeout=0")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -210,7 +228,7 @@ class Doorbell:
     Rings may come from any thread; each waiter is an :class:`asyncio.Event` on its own loop.
     """
 
-    _waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+    _waiters: ClassVar[dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]]] = {}
 
     @classmethod
     def add(cls, key: str, event: asyncio.Event) -> None:

@@ -1,0 +1,317 @@
+"""``tidings demo``: the signup flow of ``examples/signup`` with 1,000 users, end to end.
+
+With no options it runs on the embedded default, a SQLite file in a new temporary directory (kept
+afterwards, so ``tidings dlq list --url …`` can look at the dead letters); ``--url`` runs the same
+code on a broker. It publishes the signups, shows a live progress bar per service as their
+handlers finish, and prints a summary: signups handled per service, retries, dead letters grouped
+by reason, elapsed time and events per second. ``--json`` prints the summary as one JSON object
+instead. The exit status is 0 when every service finished every signup (handled or dead-lettered)
+within ``--timeout``.
+
+The counts come from the services themselves (mails sent, attempts made, audit entries, rows
+inserted) and from the dead-letter store as letters are added, never from logs.
+``tidings demo bank`` runs the event-sourcing demo (:mod:`tidings.cli.demo_bank`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import importlib
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tidings.cli.connect import run
+from tidings.cli.demo_bank import run_bank_demo
+from tidings.cli.store import Json, write_json
+from tidings.deadletters import DeadLetter, DeadLetterStore
+from tidings.message import Message
+from tidings.middleware import Handler, Middleware
+from tidings.transports import from_url, redact
+
+__all__ = ["SERVICES", "Reason", "Summary", "app", "run_signup_demo"]
+
+SERVICES = ("email", "audit", "preferences")
+
+app = typer.Typer(
+    help="The signup demo (the default) and, as `tidings demo bank`, the event-sourcing demo."
+)
+
+
+class Reason(msgspec.Struct, frozen=True):
+    """Dead letters of one service that failed for the same reason."""
+
+    service: str
+    error_type: str
+    error_message: str
+    count: int
+
+
+class Summary(msgspec.Struct, frozen=True):
+    """What ``--json`` prints."""
+
+    url: str
+    transport: str
+    count: int
+    complete: bool
+    handled: dict[str, int]
+    retried: int
+    dead_lettered: int
+    reasons: list[Reason]
+    elapsed_seconds: float
+    events_per_second: float
+    directory: str
+
+
+class RecordedDeadLetters:
+    """The transport's dead-letter store, also keeping the letters this process added."""
+
+    def __init__(self, store: DeadLetterStore, changed: asyncio.Event) -> None:
+        self.store = store
+        self.added: builtins.list[DeadLetter] = []
+        self._changed = changed
+
+    async def add(self, letter: DeadLetter) -> None:
+        await self.store.add(letter)
+        self.added.append(letter)
+        self._changed.set()
+
+    async def list(
+        self, *, topic: str | None = None, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        return await self.store.list(topic=topic, limit=limit)
+
+    async def get(self, letter_id: str) -> DeadLetter:
+        return await self.store.get(letter_id)
+
+    async def remove(self, letter_ids: Sequence[str]) -> int:
+        return await self.store.remove(letter_ids)
+
+
+def _signalling(changed: asyncio.Event) -> Middleware:
+    """Set ``changed`` after every handler call, so the demo looks at the counts again."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def call(message: Message) -> None:
+            try:
+                await handler(message)
+            finally:
+                changed.set()
+
+        return call
+
+    return wrap
+
+
+def signup_example() -> ModuleType:
+    """The ``examples.signup`` package, from the current directory or the source checkout."""
+    try:
+        return importlib.import_module("examples.signup")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("examples", "examples.signup"):
+            raise
+    checkout = Path(__file__).resolve().parents[3]  # src/tidings/cli/demo.py -> the checkout
+    if not (checkout / "examples" / "signup" / "__init__.py").is_file():
+        raise ModuleNotFoundError(
+            "the demo runs examples/signup: start it from a source checkout of tidings"
+        )
+    sys.path.insert(0, str(checkout))
+    return importlib.import_module("examples.signup")
+
+
+async def run_signup_demo(
+    url: str,
+    count: int,
+    directory: Path,
+    *,
+    timeout: float,
+    progress: Callable[[dict[str, int]], None] = lambda finished: None,
+) -> Summary:
+    """Publish ``count`` signups on ``url`` and wait until every service finished each one.
+
+    ``progress`` is called with the signups finished per service (handled or dead-lettered)
+    each time that changes. Raises what the transport raises when it cannot connect.
+    """
+    signup = signup_example()
+    changed = asyncio.Event()
+    transport = from_url(url)
+    letters = RecordedDeadLetters(transport.dead_letters(), changed)
+    flow = signup.build(
+        transport,
+        preferences_db=directory / "preferences.db",
+        dead_letters=letters,
+        middleware=[_signalling(changed)],
+    )
+    groups = dict(
+        zip(
+            SERVICES,
+            (signup.EMAIL_GROUP, signup.AUDIT_GROUP, signup.PREFERENCES_GROUP),
+            strict=True,
+        )
+    )
+
+    def handled() -> dict[str, int]:
+        sent, audited = len(flow.email.sent), len(flow.audit.entries)
+        return dict(zip(SERVICES, (sent, audited, flow.preferences.created), strict=True))
+
+    def finished() -> dict[str, int]:
+        dead = Counter(letter.group for letter in letters.added)
+        return {name: done + dead[groups[name]] for name, done in handled().items()}
+
+    try:
+        await flow.bus.start()
+        started = time.perf_counter()
+        events = list(signup.sample_signups(count))
+        for first in range(0, count, 100):  # one transport round trip per 100 signups
+            await flow.bus.publish_many(events[first : first + 100])
+        try:
+            async with asyncio.timeout(timeout):
+                while min((now := finished()).values()) < count:
+                    progress(now)
+                    changed.clear()
+                    await changed.wait()
+            complete = True
+        except TimeoutError:
+            complete = False
+        elapsed = time.perf_counter() - started
+        progress(finished())
+    finally:
+        await flow.aclose()
+    return Summary(
+        url=redact(url),
+        transport=type(transport).__name__,
+        count=count,
+        complete=complete,
+        handled=handled(),
+        retried=flow.email.retried,
+        dead_lettered=len(letters.added),
+        reasons=_reasons(letters.added, {group: name for name, group in groups.items()}),
+        elapsed_seconds=round(elapsed, 3),
+        events_per_second=round(count / elapsed, 1),
+        directory=str(directory),
+    )
+
+
+def _reasons(letters: Sequence[DeadLetter], services: dict[str, str]) -> list[Reason]:
+    """Letters grouped by service (named after their group) and error, most frequent first."""
+    counts = Counter(
+        (services.get(d.group, d.group), d.error_type, d.error_message) for d in letters
+    )
+    return [Reason(*reason, count=n) for reason, n in counts.most_common()]
+
+
+@contextmanager
+def _quiet_dead_letter_warnings() -> Iterator[None]:
+    """The summary reports the dead letters; a warning for each would only push it away."""
+    logger = logging.getLogger("tidings")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _print_summary(console: Console, summary: Summary) -> None:
+    dead = Counter[str]()
+    for reason in summary.reasons:
+        dead[reason.service] += reason.count
+    table = Table(
+        title=f"{summary.count:,} signups on {summary.transport}",
+        caption=f"retried {summary.retried:,} · dead-lettered {summary.dead_lettered:,} · "
+        f"{summary.elapsed_seconds:.2f} s · {summary.events_per_second:,.0f} events/s",
+        min_width=60,
+    )
+    table.add_column("service")
+    table.add_column("handled", justify="right")
+    table.add_column("dead-lettered", justify="right")
+    for name in SERVICES:
+        table.add_row(name, f"{summary.handled[name]:,}", f"{dead[name]:,}")
+    console.print(table)
+    if summary.reasons:
+        reasons = Table(title="dead letters by reason", min_width=60)
+        reasons.add_column("service")
+        reasons.add_column("reason")
+        reasons.add_column("count", justify="right")
+        for reason in summary.reasons:
+            error = f"{reason.error_type.rpartition('.')[2]}: {reason.error_message}"
+            reasons.add_row(escape(reason.service), escape(error), f"{reason.count:,}")
+        console.print(reasons)
+    if not summary.complete:
+        console.print("[red]not every signup was finished before the timeout[/]")
+    elif summary.dead_lettered and not summary.url.startswith("memory:"):
+        command = f"tidings dlq list --url {summary.url}"
+        console.print(f"[dim]see the dead letters:[/] {escape(command)}", soft_wrap=True)
+
+
+@app.callback(invoke_without_command=True)
+def demo(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Transport (default: a SQLite file in a new temporary directory)."),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="How many users sign up.")] = 1000,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the services to finish.")
+    ] = 300.0,
+    json: Json = False,
+) -> None:
+    """The signup demo: users sign up; email, audit and preferences services react."""
+    if ctx.invoked_subcommand is not None:
+        return
+    directory = Path(tempfile.mkdtemp(prefix="tidings-demo-"))
+    url = url or f"sqlite:///{directory / 'signup.db'}"
+    console = Console(highlight=False)
+
+    async def main() -> Summary:
+        if json:
+            return await run_signup_demo(url, count, directory, timeout=timeout)
+        console.print(f"{count:,} users sign up on [bold]{escape(redact(url))}[/]")
+        columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=console) as bars:
+            tasks = {name: bars.add_task(name, total=count) for name in SERVICES}
+
+            def show(finished: dict[str, int]) -> None:
+                for name, done in finished.items():
+                    bars.update(tasks[name], completed=done)
+
+            return await run_signup_demo(url, count, directory, timeout=timeout, progress=show)
+
+    with _quiet_dead_letter_warnings():
+        summary = run(main(), url)
+    if json:
+        write_json(summary)
+    else:
+        _print_summary(console, summary)
+    if not summary.complete:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bank(
+    url: Annotated[
+        str | None, typer.Option(help="Event store (default: a SQLite file in the temp directory).")
+    ] = None,
+) -> None:
+    """The event-sourcing demo: a bank account saved, then rebuilt by another process."""
+    try:
+        run_bank_demo(Console(highlight=False), url)
+    except RuntimeError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None

@@ -1,0 +1,147 @@
+"""``tidings run module:bus``: run an application's bus as a worker process.
+
+The bus is named by ``module:attribute``: a :class:`~tidings.Bus`, or a function taking no
+arguments that returns one. The module is imported with the current directory first on
+``sys.path``, so ``tidings run myapp.events:bus`` works from the project's root.
+
+The worker starts the bus (its consumers) and runs until SIGINT or SIGTERM. It then drains: it
+stops fetching, lets the handlers in flight finish and acknowledges them, and closes the transport;
+on the in-process transport every queued message is handled first, or dead-lettered as not
+handled once ``--drain-timeout`` passes. It exits 0 after a clean drain. A second signal stops the
+drain at once (exit status 1); what was not acknowledged then is delivered again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tidings.bus import Bus
+from tidings.cli.connect import run as run_async
+
+__all__ = ["load_bus", "run", "serve"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def load_bus(spec: str) -> Bus:
+    """The bus named by ``module:attribute``; raises typer.BadParameter if there is none."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute, got {spec!r}", param_hint="APP")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the module exists; something it imports does not
+        raise typer.BadParameter(f"no module named {module_name!r}", param_hint="APP") from None
+    try:
+        found = getattr(module, attribute)
+    except AttributeError:
+        raise typer.BadParameter(f"{module_name} has no {attribute!r}", param_hint="APP") from None
+    if not isinstance(found, Bus) and callable(found):
+        found = found()
+    if not isinstance(found, Bus):
+        raise typer.BadParameter(
+            f"{spec} is {type(found).__name__}, not a Bus or a function returning one",
+            param_hint="APP",
+        )
+    return found
+
+
+async def serve(
+    bus: Bus, *, drain_timeout: float | None = None, ready: Callable[[], None] = lambda: None
+) -> bool:
+    """Start ``bus``, call ``ready()``, run until SIGINT or SIGTERM, then close it.
+
+    Returns True after a complete drain, False when a signal during the drain cut it short.
+    Raises what ``bus.start()`` raises (the bus is closed then).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    closing: asyncio.Future[None] | None = None
+
+    def on_signal() -> None:
+        if closing is None:
+            stop.set()
+        else:
+            closing.cancel()  # a signal while draining: stop waiting for it
+
+    for signum in _SIGNALS:
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        try:
+            await bus.start()
+        except BaseException:
+            await bus.aclose()
+            raise
+        ready()
+        await stop.wait()
+        closing = asyncio.ensure_future(bus.aclose(timeout=drain_timeout))
+        try:
+            await closing
+        except asyncio.CancelledError:
+            if not closing.cancelled():
+                raise
+            return False
+        return True
+    finally:
+        for signum in _SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+def _routes_table(bus: Bus) -> Table:
+    table = Table("topic", "group", "handler", "concurrency", title="subscriptions")
+    for route in bus.routes:
+        table.add_row(
+            escape(route.topic), escape(route.group), escape(route.name), str(route.concurrency)
+        )
+    return table
+
+
+def run(
+    app: Annotated[
+        str, typer.Argument(metavar="APP", help="module:attribute naming the Bus (or a factory).")
+    ],
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Handler calls at once per subscription (overrides the code)."),
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds to wait for queued in-process messages on shutdown."),
+    ] = None,
+) -> None:
+    """Run the bus APP as a worker until SIGINT or SIGTERM, then drain and exit."""
+    bus = load_bus(app)
+    if not bus.routes:
+        raise typer.BadParameter(f"{app} has no subscriptions", param_hint="APP")
+    if concurrency is not None:
+        for route in bus.routes:
+            route.concurrency = concurrency  # read when its consumer starts
+    console = Console(stderr=True)
+
+    def ready() -> None:
+        console.print(_routes_table(bus))
+        console.print(
+            f"worker running on {type(bus.transport).__name__} (pid {os.getpid()}); "
+            "Ctrl-C or SIGTERM drains and stops"
+        )
+
+    drained = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready))
+    if not drained:
+        console.print("[yellow]stopped before the drain finished[/]")
+        raise typer.Exit(1)
+    console.print("drained and stopped")

@@ -1,0 +1,134 @@
+"""Dead letters on Redis: a stream of letters, plus a hash from letter id to stream entry id.
+
+Each letter is one entry of ``<prefix>:dead-letters`` with the fields ``id``, ``topic`` and
+``letter`` (the :class:`~tidings.deadletters.DeadLetter` as JSON); ``<prefix>:dead-letters:index``
+maps letter ids to entry ids, so ``get`` and ``remove`` need no scan. Adding and removing are Lua
+scripts: the stream and the index change together or not at all. The stream keeps insertion
+order, so ``list`` returns the oldest first. Letters are as durable as the server (see
+:mod:`tidings.transports.redis`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tidings.deadletters import DeadLetter
+from tidings.errors import NotFound
+from tidings.transports.redis_protocol import evaluate, retrying, sha1
+
+if TYPE_CHECKING:
+    from tidings.transports.redis import RedisTransport
+
+__all__ = ["RedisDeadLetterStore"]
+
+_ADD = """
+local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'topic', ARGV[2], 'letter', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], entry)
+return entry
+"""
+_REMOVE = """
+local removed = 0
+for _, id in ipairs(ARGV) do
+  local entry = redis.call('HGET', KEYS[2], id)
+  if entry then
+    removed = removed + redis.call('XDEL', KEYS[1], entry)
+    redis.call('HDEL', KEYS[2], id)
+  end
+end
+return removed
+"""
+_ADD_SHA, _REMOVE_SHA = sha1(_ADD), sha1(_REMOVE)
+_PAGE = 500
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(DeadLetter).decode
+
+
+class RedisDeadLetterStore:
+    """The dead letters of one Redis transport (same server, same key prefix).
+
+    Every method is safe to call concurrently; each retries a lost connection for the
+    transport's ``reconnect`` seconds, then raises ServiceUnavailable.
+    """
+
+    def __init__(self, transport: RedisTransport) -> None:
+        self._transport = transport
+        keys = transport.keys
+        self._keys = (keys.dead_letters, keys.dead_letter_index)
+
+    async def add(self, letter: DeadLetter) -> None:
+        """Store ``letter``; it is on Redis when this returns."""
+        args = (letter.id, letter.topic, _encode(letter))
+        await self._run(lambda client: evaluate(client, _ADD, _ADD_SHA, self._keys, args), "add")
+
+    async def list(
+        self, *, topic: str | None = None, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        """Up to ``limit`` letters (of ``topic`` when given), oldest first."""
+        wanted = topic.encode() if topic is not None else None
+        found: builtins.list[DeadLetter] = []
+        start = "-"
+        while len(found) < limit:
+            page = min(_PAGE, limit - len(found)) if wanted is None else _PAGE
+            entries = await self._run(
+                lambda client, start=start, page=page: client.execute_command(  # type: ignore[misc]
+                    "XRANGE", self._keys[0], start, "+", "COUNT", page
+                ),
+                "list",
+            )
+            for _, fields in entries:
+                values = _fields(fields)
+                if wanted is None or values.get(b"topic") == wanted:
+                    found.append(_decode(values[b"letter"]))
+                    if len(found) == limit:
+                        break
+            if len(entries) < page:
+                break
+            start = "(" + entries[-1][0].decode()
+        return found
+
+    async def get(self, letter_id: str) -> DeadLetter:
+        """The letter with ``letter_id``; raises NotFound."""
+
+        async def read(client: Any) -> Any:
+            entry = await client.execute_command("HGET", self._keys[1], letter_id)
+            if entry is None:
+                return []
+            return await client.execute_command("XRANGE", self._keys[0], entry, entry)
+
+        entries = await self._run(read, "get")
+        if not entries:
+            raise NotFound(f"no dead letter with id {letter_id!r}")
+        return _decode(_fields(entries[0][1])[b"letter"])
+
+    async def remove(self, letter_ids: Sequence[str]) -> int:
+        """Remove these letters; returns how many existed."""
+        if not letter_ids:
+            return 0
+        ids = builtins.list(letter_ids)
+        removed = await self._run(
+            lambda client: evaluate(client, _REMOVE, _REMOVE_SHA, self._keys, ids), "remove"
+        )
+        return int(removed)
+
+    async def _run(self, operation: Callable[[Any], Awaitable[Any]], what: str) -> Any:
+        transport = self._transport
+
+        async def attempt() -> Any:
+            return await operation(await transport.connected())
+
+        return await retrying(
+            attempt,
+            window=transport.options.reconnect,
+            where=transport.options.address,
+            doing=f"{what} dead letters",
+        )
+
+
+def _fields(fields: builtins.list[bytes]) -> dict[bytes, bytes]:
+    it = iter(fields)
+    return dict(zip(it, it, strict=True))

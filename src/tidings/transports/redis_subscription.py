@@ -1,0 +1,504 @@
+"""Consumer-group subscriptions on Redis streams, and their deliveries.
+
+A subscription is one consumer (a unique name) of its group on every stream it reads: one topic,
+or every topic matching its pattern. Its loop, on a connection of its own:
+
+* reads new entries with ``XREADGROUP … COUNT <room> BLOCK …`` (room: ``prefetch`` minus the
+  deliveries not yet settled), in stream order;
+* claims entries that stayed pending longer than the lease (``XAUTOCLAIM``): messages of a
+  consumer that died, released by a closed transport, or nacked and now due. It claims when one
+  of its own nacks comes due and every quarter lease otherwise; ``attempt`` of a claimed entry is
+  Redis's delivery count (``XPENDING``);
+* for a pattern, looks for new matching topics every ``discovery`` seconds.
+
+``ack`` and ``nack`` only record; a background task sends them in bulk (``XACK``; for a nack
+``XCLAIM … IDLE lease-delay JUSTID``, which leaves the message pending in Redis and makes it
+claimable once the delay has passed, so the wait survives this process). A nack delay longer than
+the lease is held back here until the rest fits in a lease. While deliveries are unsettled, their
+lease is extended every third of it (``XCLAIM … JUSTID`` to this consumer), so slow handlers are
+not duplicated. A lost connection is retried with backoff, forever; groups are created again
+(Redis may have restarted empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from tidings.errors import ClosedError
+from tidings.message import Message
+from tidings.topics import is_pattern, matches
+from tidings.transports.redis_protocol import LOST, MAX_BLOCK, command, decode, is_nogroup, mapped
+
+if TYPE_CHECKING:
+    from tidings.transports.redis import RedisTransport
+
+__all__ = ["RedisDelivery", "RedisSubscription"]
+
+logger = logging.getLogger("tidings.transports.redis")
+
+_Settle = float | None
+"""How a delivery was settled: None for ack, else the nack delay in seconds."""
+
+
+class RedisDelivery:
+    """One stream entry handed to one subscription. Settling twice does nothing; settling after
+    the transport closed does nothing either (the message comes again)."""
+
+    __slots__ = ("_settled", "_subscription", "attempt", "due", "entry", "message", "stream")
+
+    def __init__(
+        self,
+        subscription: RedisSubscription,
+        stream: bytes,
+        entry: bytes,
+        message: Message,
+        attempt: int,
+    ) -> None:
+        self._subscription = subscription
+        self._settled = False
+        self.stream = stream
+        self.entry = entry
+        self.message = message
+        self.attempt = attempt
+        self.due: float | None = None
+        """For a nack longer than the lease: when (monotonic) the message may come again."""
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._subscription._settle(self, None)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        if not self._settled:
+            self._settled = True
+            self._subscription._settle(self, max(delay, 0.0))
+
+    def __repr__(self) -> str:
+        return f"RedisDelivery({self.entry!r}, attempt={self.attempt}, {self.message!r})"
+
+
+class RedisSubscription:
+    """Batches of deliveries of one topic or pattern for one group; iterate from one task."""
+
+    def __init__(self, transport: RedisTransport, topic: str, group: str, prefetch: int) -> None:
+        options = transport.options
+        self.topic = topic
+        self.group = group
+        self.prefetch = prefetch
+        self.consumer = f"{options.consumer}-{secrets.token_hex(4)}"
+        self._transport = transport
+        self._lease = options.lease
+        self._lease_ms = max(int(options.lease * 1000), 1)
+        self._claim_every = min(max(options.lease / 4, 0.05), 5.0)
+        self._pattern = is_pattern(topic)
+        self._streams: dict[bytes, str] = {}  # stream key -> topic
+        self._tail: tuple[Any, ...] = ()  # STREAMS <keys…> <">"…>
+        self._cursors: dict[bytes, bytes] = {}  # XAUTOCLAIM position per stream
+        self._reader: Redis | None = None
+        self._reader_id: int | None = None
+        self._ready = False
+        self._claim_at = 0.0  # claim first: what a closed transport released, or a dead one left
+        self._discover_at = 0.0
+        self._wakes: list[float] = []  # heap: when this subscription's nacks come due
+        self._blocked_until: float | None = None
+        self._held: set[RedisDelivery] = set()
+        self._unsettled = 0
+        self._room = asyncio.Event()
+        self._acks: list[RedisDelivery] = []
+        self._nacks: list[tuple[RedisDelivery, float]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._stepping = False
+        self._stepped = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._closed = False
+        self._finished = False
+        self._failures = 0
+
+    # -- iteration -------------------------------------------------------------------------------
+
+    def __aiter__(self) -> RedisSubscription:
+        return self
+
+    async def __anext__(self) -> list[RedisDelivery]:
+        while self._open():
+            self._stepping = True
+            try:
+                batch = await self._step()
+            except ClosedError:
+                break
+            except LOST as exc:
+                if self._open():
+                    await self._lost(exc)
+                continue
+            except ResponseError as exc:
+                if not self._open():
+                    break
+                if not is_nogroup(exc):
+                    raise mapped(exc, self._transport.options.address, "reading") from exc
+                self._ready = False  # Redis lost the stream or group: create it again
+                continue
+            finally:
+                self._stepping = False
+                self._stepped.set()
+            if self._failures:
+                logger.info("%s: reading from Redis again", self.consumer)
+                self._failures = 0
+            if batch:
+                self._unsettled += len(batch)
+                self._held.update(batch)
+                if self._keeper is None:
+                    self._keeper = asyncio.get_running_loop().create_task(self._keep())
+                if self._open():  # else released when the transport closes
+                    return batch
+        raise StopAsyncIteration
+
+    def _open(self) -> bool:
+        return not self._closed
+
+    async def _step(self) -> list[RedisDelivery]:
+        if not self._ready:
+            await self._prepare()
+        now = time.monotonic()
+        if self._pattern and now >= self._discover_at:
+            await self._discover()
+        room = self.prefetch - self._unsettled
+        if room <= 0:
+            self._room.clear()
+            await self._room.wait()
+            return []
+        if not self._streams:
+            await self._pause(self._discover_at - now)
+            return []
+        claim_at = min(self._claim_at, self._wakes[0]) if self._wakes else self._claim_at
+        if now >= claim_at:
+            claimed = await self._claim(room)
+            if claimed:
+                return claimed
+            claim_at = min(self._claim_at, self._wakes[0]) if self._wakes else self._claim_at
+        until = min(claim_at, self._discover_at) if self._pattern else claim_at
+        return await self._read(room, until - now)
+
+    async def _prepare(self) -> None:
+        client = await self._transport.connected()
+        if self._reader is None:
+            self._reader = Redis(
+                connection_pool=client.connection_pool, single_connection_client=True
+            )
+            self._reader.response_callbacks.clear()
+        self._reader_id = await command(self._reader, "CLIENT", "ID")
+        if self._pattern:
+            self._discover_at = 0.0
+            await self._discover()
+        else:
+            self._streams = {self._transport.keys.stream(self.topic).encode(): self.topic}
+            self._tail = ("STREAMS", *self._streams, ">")
+        await self._create_groups(self._streams)
+        self._ready = True
+
+    async def _create_groups(self, streams: Iterable[bytes]) -> None:
+        client = await self._transport.connected()
+        async with client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.execute_command("XGROUP", "CREATE", stream, self.group, "0", "MKSTREAM")
+            results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, BaseException) and not str(result).startswith("BUSYGROUP"):
+                raise result
+
+    async def _discover(self) -> None:
+        client = await self._transport.connected()
+        keys = self._transport.keys
+        found: dict[bytes, str] = {}
+        for member in await command(client, "SMEMBERS", keys.topics):
+            topic = member.decode()
+            stream = keys.stream(topic).encode()
+            if stream not in self._streams and matches(self.topic, topic):
+                found[stream] = topic
+        if found:
+            await self._create_groups(found)
+            self._streams.update(found)
+            self._tail = ("STREAMS", *self._streams, *(">",) * len(self._streams))
+        self._discover_at = time.monotonic() + self._transport.options.discovery
+
+    async def _read(self, room: int, wait: float) -> list[RedisDelivery]:
+        assert self._reader is not None
+        block = min(max(wait, 0.001), MAX_BLOCK)
+        count = room if len(self._streams) == 1 else max(1, room // len(self._streams))
+        self._blocked_until = time.monotonic() + block
+        try:
+            reply = await command(
+                self._reader,
+                "XREADGROUP",
+                "GROUP",
+                self.group,
+                self.consumer,
+                "COUNT",
+                count,
+                "BLOCK",
+                int(block * 1000) or 1,
+                *self._tail,
+            )
+        finally:
+            self._blocked_until = None
+        if not reply:
+            return []
+        streams = self._streams
+        batch = []
+        for stream, entries in reply:
+            topic = streams[stream]
+            for entry, fields in entries:
+                batch.append(RedisDelivery(self, stream, entry, _message(topic, fields), 1))
+        return batch
+
+    async def _claim(self, room: int) -> list[RedisDelivery]:
+        client = await self._transport.connected()
+        count = max(1, room // len(self._streams))
+        async with client.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                cursor = self._cursors.get(stream, b"0-0")
+                pipe.execute_command(
+                    "XAUTOCLAIM",
+                    stream,
+                    self.group,
+                    self.consumer,
+                    self._lease_ms,
+                    cursor,
+                    "COUNT",
+                    count,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        now = time.monotonic()
+        while self._wakes and self._wakes[0] <= now:
+            heapq.heappop(self._wakes)
+        self._claim_at = now + self._claim_every
+        claimed: list[tuple[bytes, bytes, list[bytes]]] = []
+        for stream, reply in zip(self._streams, replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            self._cursors[stream] = reply[0]
+            if reply[0] != b"0-0":
+                self._claim_at = now  # more to look at
+            claimed.extend((stream, entry, fields) for entry, fields in reply[1] if fields)
+        if not claimed:
+            return []
+        async with client.pipeline(transaction=False) as pipe:
+            for stream, entry, _ in claimed:
+                pipe.execute_command("XPENDING", stream, self.group, entry, entry, 1)
+            pending = await pipe.execute()
+        return [
+            RedisDelivery(
+                self,
+                stream,
+                entry,
+                _message(self._streams[stream], fields),
+                int(found[0][3]) if found else 2,
+            )
+            for (stream, entry, fields), found in zip(claimed, pending, strict=True)
+        ]
+
+    async def _lost(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._ready = False  # after reconnecting, create the groups again
+        self._reader_id = None
+        if self._failures == 1:
+            logger.warning("%s: lost Redis (%s); retrying", self.consumer, exc)
+        await self._pause(min(0.05 * 2 ** (self._failures - 1), 2.0))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the subscription closes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), max(seconds, 0.001))
+
+    # -- settling --------------------------------------------------------------------------------
+
+    def _settle(self, delivery: RedisDelivery, delay: _Settle) -> None:
+        if self._finished:
+            return
+        self._unsettled -= 1
+        if not self._room.is_set():
+            self._room.set()
+        if delay is None:
+            self._held.discard(delivery)
+            self._acks.append(delivery)
+        elif delay < self._lease:
+            self._held.discard(delivery)
+            self._nacks.append((delivery, delay))
+        else:  # held (its lease extended) until the rest of the delay fits in a lease
+            delivery.due = time.monotonic() + delay
+            return
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Send recorded acks and nacks until none are left; one batch in flight at a time."""
+        pause = 0.0
+        try:
+            while self._acks or self._nacks:
+                acks, self._acks = self._acks, []
+                nacks, self._nacks = self._nacks, []
+                try:
+                    await self._send(acks, nacks)
+                    pause = 0.0
+                except LOST as exc:
+                    if self._finished:  # the transport is closing: one try only
+                        logger.warning(
+                            "%s: acks not sent, the messages come again: %s", self.consumer, exc
+                        )
+                        return
+                    self._acks[:0], self._nacks[:0] = acks, nacks
+                    pause = min(max(pause * 2, 0.05), 2.0)
+                    await asyncio.sleep(pause)  # back off while Redis comes back
+                except (RedisError, ClosedError) as exc:
+                    logger.warning(
+                        "%s: acks not sent, the messages come again: %s", self.consumer, exc
+                    )
+        finally:
+            self._flusher = None
+
+    async def _send(
+        self, acks: list[RedisDelivery], nacks: list[tuple[RedisDelivery, float]]
+    ) -> None:
+        commands: list[tuple[Any, ...]] = []
+        acked: dict[bytes, list[bytes]] = {}
+        for delivery in acks:
+            acked.setdefault(delivery.stream, []).append(delivery.entry)
+        for stream, entries in acked.items():
+            commands.append(("XACK", stream, self.group, *entries))
+        released: dict[tuple[bytes, int], list[bytes]] = {}
+        for delivery, delay in nacks:
+            idle = max(self._lease_ms - int(delay * 1000), 0)
+            released.setdefault((delivery.stream, idle), []).append(delivery.entry)
+        for (stream, idle), entries in released.items():
+            commands.append(
+                ("XCLAIM", stream, self.group, self.consumer, 0, *entries, "IDLE", idle, "JUSTID")
+            )
+        client = await self._transport.connected()
+        if len(commands) == 1:
+            await command(client, *commands[0])
+        else:
+            async with client.pipeline(transaction=False) as pipe:
+                for args in commands:
+                    pipe.execute_command(*args)
+                await pipe.execute()
+        if nacks:
+            now = time.monotonic()
+            for _, delay in nacks:
+                heapq.heappush(self._wakes, now + delay)
+            blocked = self._blocked_until
+            if blocked is not None and self._wakes[0] < blocked:
+                await self._unblock()
+
+    async def _keep(self) -> None:
+        """Every third of the lease: extend the lease of held deliveries; release those whose
+        nack delay now fits in a lease."""
+        while not self._closed:
+            await asyncio.sleep(self._lease / 3)  # the lease clock, not synchronisation
+            now = time.monotonic()
+            kept: dict[bytes, list[bytes]] = {}
+            for delivery in list(self._held):
+                if delivery.due is not None and delivery.due - now < self._lease:
+                    self._held.discard(delivery)
+                    self._nacks.append((delivery, delivery.due - now))
+                else:
+                    kept.setdefault(delivery.stream, []).append(delivery.entry)
+            if self._nacks and self._flusher is None:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            with contextlib.suppress(*LOST, RedisError, ClosedError):
+                client = await self._transport.connected()
+                async with client.pipeline(transaction=False) as pipe:
+                    for stream, entries in kept.items():
+                        pipe.execute_command(
+                            "XCLAIM", stream, self.group, self.consumer, 0, *entries, "JUSTID"
+                        )
+                    await pipe.execute(raise_on_error=False)
+
+    async def _unblock(self) -> None:
+        """Make a blocked XREADGROUP of this subscription return now (it answers nil)."""
+        if self._reader_id is None:
+            return
+        with contextlib.suppress(*LOST, RedisError, ClosedError):
+            client = await self._transport.connected()
+            await command(client, "CLIENT", "UNBLOCK", self._reader_id)
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop fetching; the iteration ends. Deliveries handed out can still be settled until
+        the transport closes, which releases the rest to the group. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        self._room.set()
+        if self._blocked_until is not None:
+            await self._unblock()
+
+    async def finish(self) -> None:
+        """Close for good (the transport is closing): release unsettled deliveries so another
+        subscription of the group claims them at once, send the last acks (one try), and remove
+        this consumer from its groups when it holds nothing there."""
+        await self.aclose()
+        if self._stepping:
+            self._stepped.clear()
+            await self._stepped.wait()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        now = time.monotonic()
+        for delivery in self._held:
+            wait = 0.0 if delivery.due is None else max(delivery.due - now, 0.0)
+            self._nacks.append((delivery, min(wait, self._lease)))
+        self._held.clear()
+        self._finished = True
+        if self._flusher is None and (self._acks or self._nacks):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        if self._flusher is not None:
+            await self._flusher
+        with contextlib.suppress(*LOST, RedisError, ClosedError):
+            await self._forget_consumer()
+        if self._reader is not None:
+            await self._reader.aclose()
+
+    async def _forget_consumer(self) -> None:
+        if not self._streams:
+            return
+        client = await self._transport.connected()
+        async with client.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.execute_command("XPENDING", stream, self.group, "-", "+", 1, self.consumer)
+            pending = await pipe.execute(raise_on_error=False)
+        idle = [s for s, p in zip(self._streams, pending, strict=True) if p == []]
+        if idle:
+            async with client.pipeline(transaction=False) as pipe:
+                for stream in idle:
+                    pipe.execute_command("XGROUP", "DELCONSUMER", stream, self.group, self.consumer)
+                await pipe.execute(raise_on_error=False)
+
+
+def _message(topic: str, fields: list[bytes]) -> Message:
+    """The entry's message; an entry whose tidings fields are malformed is still delivered (with
+    its raw fields as headers), so the consumer can dead-letter it."""
+    try:
+        return decode(topic, fields)
+    except (ValueError, UnicodeDecodeError, msgspec.DecodeError):
+        it = iter(fields)
+        raw = dict(zip(it, it, strict=False))
+        headers = {
+            k.decode(errors="replace"): v.decode(errors="replace")
+            for k, v in raw.items()
+            if k != b"data"
+        }
+        return Message(topic, raw.get(b"data", b""), headers)

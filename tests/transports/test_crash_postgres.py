@@ -1,0 +1,15 @@
+"""A PostgreSQL worker killed with SIGKILL three times loses no message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tidings.testing.crash import crash_test
+
+
+async def test_sigkilled_worker_loses_nothing(pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    report = await crash_test(
+        f"{pg_dsn}?schema={pg_schema}&lease=1", effects=tmp_path / "effects.db", seed=7
+    )
+    assert report.distinct == report.messages == 10_000, "every message handled at least once"
+    assert report.attempts >= report.messages

@@ -1,0 +1,87 @@
+"""The PostgreSQL transport beyond the conformance suite: options, errors, crashes, retention."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from conftest import die_holding
+
+from tidings.errors import ServiceUnavailable
+from tidings.message import Message
+from tidings.testing.receiver import Receiver, opened
+from tidings.topics import matches
+from tidings.transports import from_url
+from tidings.transports.postgres import PostgresOptions, PostgresTransport
+from tidings.transports.postgres_queue import topic_regex
+
+
+def messages(count: int) -> list[Message]:
+    return [Message("item", b'{"n":%d}' % n, {"n": str(n)}) for n in range(count)]
+
+
+def test_options_from_url() -> None:
+    options = PostgresOptions.from_url(
+        "postgres://app:secret@db:5433/prod?schema=orders&lease=5&sslmode=disable&pool_size=3"
+    )
+    assert options.dsn == "postgresql://app:secret@db:5433/prod?sslmode=disable"
+    assert (options.schema, options.lease, options.pool_size) == ("orders", 5.0, 3)
+    assert isinstance(from_url("postgresql://127.0.0.1/test"), PostgresTransport)
+    with pytest.raises(ValueError, match="schema"):
+        PostgresOptions.from_url("postgresql://127.0.0.1/test?schema=Robert%27;drop")
+    transport = PostgresTransport("postgresql://app:secret@db:5433/prod")
+    assert "secret" not in repr(transport)
+
+
+async def test_unreachable_server_is_named_without_password() -> None:
+    transport = PostgresTransport("postgresql://postgres:hunter2@127.0.0.1:1/test")
+    with pytest.raises(ServiceUnavailable) as caught:
+        await transport.start()
+    assert "PostgreSQL is not reachable at 127.0.0.1:1/test" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic"),
+    [("a.b", "a.b"), ("a.b", "a.bc"), ("a.*", "a.b"), ("a.*", "a.b.c"), ("a.>", "a.b.c"),
+     ("a.>", "a"), ("*.b", "x.b"), ("a+b.c", "a+b.c"), ("a+b.c", "aab.c")],
+)  # fmt: skip
+async def test_patterns_match_in_sql_as_in_python(pg_dsn: str, pattern: str, topic: str) -> None:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT $1 ~ $2", topic, topic_regex(pattern)) == matches(
+            pattern, topic
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_killed_consumers_messages_come_again(pg_dsn: str, pg_schema: str) -> None:
+    url = f"{pg_dsn}?schema={pg_schema}&lease=0.5"
+    sent = messages(5)
+    async with opened(lambda: PostgresTransport(url)) as transport:
+        await transport.publish("jobs", sent)
+        await die_holding(url, "jobs", "workers", 5)
+        receiver = Receiver(transport.subscribe("jobs", group="workers"))
+        await receiver.until_ids([m.id for m in sent], "the dead consumer's messages")
+        assert {d.attempt for d in receiver.deliveries} == {2}
+        await receiver.aclose()
+
+
+async def test_acknowledged_messages_are_deleted(pg_dsn: str, pg_schema: str) -> None:
+    url = f"{pg_dsn}?schema={pg_schema}"
+    sent = messages(30)
+    async with opened(lambda: PostgresTransport(url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group="only"))
+        await transport.publish("kept", sent)
+        await receiver.until_ids([m.id for m in sent])
+    async with opened(lambda: PostgresTransport(url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group="only"))
+        await transport.publish("kept", messages(1))
+        await receiver.until(lambda: len(receiver.ids) == 1, "one more message")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        left = await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".log')
+    finally:
+        await conn.close()
+    assert left <= 1, "only the newest message may be left"

@@ -1,0 +1,157 @@
+"""The SQLite transport beyond the conformance suite: options, crashes, other processes,
+retention, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import die_holding
+
+from tidings.errors import ClosedError, ServiceUnavailable
+from tidings.message import Message
+from tidings.testing.receiver import Receiver, opened
+from tidings.transports import from_url
+from tidings.transports.base import Delivery
+from tidings.transports.sqlite import SqliteOptions, SqliteTransport
+from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
+
+
+def messages(count: int) -> list[Message]:
+    return [Message("item", b'{"n":%d}' % n, {"n": str(n)}) for n in range(count)]
+
+
+def log_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        (count,) = db.execute("SELECT count(*) FROM tidings_log").fetchone()
+    return int(count)
+
+
+def test_options_from_url() -> None:
+    options = SqliteOptions.from_url("sqlite:///events.db?lease=5&poll=0.5&synchronous=full")
+    assert options == SqliteOptions("events.db", lease=5.0, poll=0.5, synchronous="full")
+    assert SqliteOptions.from_url("sqlite:////var/lib/app.db").path == "/var/lib/app.db"
+    assert isinstance(from_url("sqlite:///events.db"), SqliteTransport)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///", "sqlite://host/x.db", "sqlite:///x.db?nope=1",
+     "sqlite:///x.db?lease=0", "sqlite:///x.db?synchronous=off"],
+)  # fmt: skip
+def test_bad_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011  # the message is what varies
+        SqliteOptions.from_url(url)
+
+
+async def test_unopenable_file_is_service_unavailable(tmp_path: Path) -> None:
+    transport = SqliteTransport(f"sqlite:///{tmp_path}/missing/dir/q.db")
+    with pytest.raises(ServiceUnavailable, match=r"missing/dir/q\.db"):
+        await transport.start()
+    await transport.aclose()
+
+
+async def test_closed_transport_refuses_work(sqlite_url: str) -> None:
+    transport = SqliteTransport(sqlite_url)
+    await transport.start()
+    await transport.aclose()
+    await transport.aclose()
+    with pytest.raises(ClosedError):
+        await transport.publish("t", messages(1))
+    with pytest.raises(ClosedError):
+        transport.subscribe("t", group="g")
+
+
+async def test_patterns_are_for_subscribing(sqlite_url: str) -> None:
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        with pytest.raises(ValueError, match="pattern"):
+            await transport.publish("user.*", messages(1))
+        with pytest.raises(ValueError, match="last token"):
+            transport.subscribe("user.>.x", group="g")
+
+
+async def test_a_killed_consumers_messages_come_again(sqlite_url: str) -> None:
+    url = f"{sqlite_url}?lease=0.5"
+    sent = messages(5)
+    async with opened(lambda: SqliteTransport(url)) as transport:
+        await transport.publish("jobs", sent)
+        await die_holding(url, "jobs", "workers", 5)
+        receiver = Receiver(transport.subscribe("jobs", group="workers"))
+        await receiver.until_ids([m.id for m in sent], "the dead consumer's messages")
+        assert {d.attempt for d in receiver.deliveries} == {2}
+        await receiver.aclose()
+
+
+async def test_messages_from_another_process_arrive(sqlite_url: str) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from tidings.message import Message\n"
+        "from tidings.transports import from_url\n"
+        "async def main():\n"
+        "    t = from_url(sys.argv[1])\n"
+        "    for n in range(100):\n"
+        "        m = Message.restore('item', b'%d' % n, {}, None, f'other-{n}', None)\n"
+        "        await t.publish('from.other', [m])\n"
+        "    await t.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    async with opened(lambda: SqliteTransport(f"{sqlite_url}?poll=0.05")) as transport:
+        receiver = Receiver(transport.subscribe("from.other", group="g"))
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, sqlite_url)
+        assert await process.wait() == 0
+        await receiver.until_ids([f"other-{n}" for n in range(100)])
+        await receiver.aclose()
+
+
+async def test_acknowledged_messages_are_deleted(sqlite_url: str, tmp_path: Path) -> None:
+    """Log rows every group has acknowledged go; rows a group still needs stay."""
+    sent = messages(50)
+
+    async def hold(delivery: Delivery) -> None:
+        pass
+
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        fast = Receiver(transport.subscribe("kept", group="fast"))
+        slow = Receiver(transport.subscribe("kept", group="slow"), settle=hold)
+        await transport.publish("kept", sent)
+        await fast.until_ids([m.id for m in sent])
+        await slow.until_ids([m.id for m in sent])
+    await _one_more(sqlite_url, "fast")
+    assert log_rows(tmp_path / "tidings.db") == 51, "the slow group still needs every message"
+
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        slow = Receiver(transport.subscribe("kept", group="slow"))
+        await slow.until(lambda: len(slow.ids) == 51, "the slow group's messages")
+    await _one_more(sqlite_url, "slow")
+    assert log_rows(tmp_path / "tidings.db") <= 1, "only the newest message may be left"
+
+
+async def _one_more(url: str, group: str) -> None:
+    """Publish and receive one message: a fetch, which deletes what is no longer needed."""
+    async with opened(lambda: SqliteTransport(url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group=group))
+        await transport.publish("kept", messages(1))
+        await receiver.until(lambda: len(receiver.ids) == 1, "one more message")
+
+
+async def test_dead_letter_store_on_its_own(tmp_path: Path) -> None:
+    """The store opens a file by path (for a Bus whose transport is elsewhere)."""
+    store = SqliteDeadLetterStore(str(tmp_path / "letters.db"))
+    assert await store.list() == []
+    await store.aclose()
+
+
+def test_sqlite_file_is_not_locked_after_close(tmp_path: Path) -> None:
+    async def use() -> None:
+        async with opened(lambda: SqliteTransport(f"sqlite:///{tmp_path}/q.db")) as transport:
+            await transport.publish("t", messages(3))
+
+    asyncio.run(use())
+    result = subprocess.run(
+        ["sqlite3", str(tmp_path / "q.db"), "BEGIN IMMEDIATE; COMMIT;"], check=False
+    )
+    assert result.returncode == 0
