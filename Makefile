@@ -28,6 +28,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
+	$(BIN)/mypy --strict -p examples.signup -p examples.bank -p bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

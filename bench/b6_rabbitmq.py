@@ -25,16 +25,17 @@ import statistics
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, cast
 
 import aiormq
-from bench.common import Row, print_table
 from pamqp.commands import Basic
 
 import tidings
+from bench.common import Row, print_table
 from tidings.message import Message
-from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport
+from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport, queue_name
 
 URL = os.environ.get("TIDINGS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TOPIC = "bench.b6.ping"
@@ -50,7 +51,8 @@ def body() -> bytes:
 
 
 def since(data: bytes) -> float:
-    return time.perf_counter() - _STAMP.unpack_from(data)[0]
+    sent: float = _STAMP.unpack_from(data)[0]
+    return time.perf_counter() - sent
 
 
 @tidings.event("bench.b6.ping")
@@ -67,10 +69,16 @@ class Counter:
     """Counts handled events; ``done`` resolves at ``n``; records latencies when asked."""
 
     def __init__(self, n: int, latencies: list[float] | None = None) -> None:
+        self.latencies = latencies
+        self.reset(n)
+
+    def reset(self, n: int) -> None:
+        """Count ``n`` more events from zero."""
         self.n = n
         self.seen = 0
-        self.latencies = latencies
-        self.done = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.latencies is not None:
+            self.latencies.clear()
 
     def hit(self, latency: float | None = None) -> None:
         self.seen += 1
@@ -80,7 +88,7 @@ class Counter:
             self.done.set_result(None)
 
 
-Publish = Callable[[int], Awaitable[None]]
+Publish = Callable[[int], Coroutine[Any, Any, None]]
 """Publishes ``count`` events (one when measuring latency)."""
 Contender = Callable[[Counter], Awaitable[tuple[Publish, Callable[[], Awaitable[None]]]]]
 """Sets up consumer and publisher for a counter; returns (publish, close)."""
@@ -92,7 +100,7 @@ Contender = Callable[[Counter], Awaitable[tuple[Publish, Callable[[], Awaitable[
 async def raw(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[None]]]:
     name = f"b6-raw-{uuid.uuid4().hex[:8]}"
     connection = await aiormq.connect(URL)
-    pub = await connection.channel(publisher_confirms=True)
+    pub = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
     sub = await connection.channel(publisher_confirms=False)
     await pub.exchange_declare(name, exchange_type="topic", durable=True)
     await pub.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
@@ -106,7 +114,7 @@ async def raw(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[None]]]
         unacked += 1
         if unacked >= 64 or counter.seen >= counter.n:
             unacked = 0
-            tag = message.delivery.delivery_tag  # type: ignore[union-attr]
+            tag = cast(Basic.Deliver, message.delivery).delivery_tag or 0
             await sub.basic_ack(tag, multiple=True, wait=False)
 
     await sub.basic_consume(name, on_message)
@@ -131,6 +139,7 @@ async def raw(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[None]]]
             await previous
 
     async def close() -> None:
+        await sub.close()  # before the queue goes: no consumer the broker would cancel
         await pub.queue_delete(name)
         await pub.exchange_delete(name)
         await connection.close()
@@ -164,7 +173,7 @@ async def transport(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[N
         await subscription.aclose()
         await consumer
         await rabbit.aclose()
-        await _delete(f"{exchange}:b6:{TOPIC}", exchange)
+        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
 
     return publish, close
 
@@ -186,7 +195,7 @@ async def bus(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[None]]]
 
     async def close() -> None:
         await app.aclose()
-        await _delete(f"{exchange}:b6:{TOPIC}", exchange)
+        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
 
     return publish, close
 
@@ -195,14 +204,19 @@ async def bus(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[None]]]
 
 
 async def faststream(counter: Counter) -> tuple[Publish, Callable[[], Awaitable[None]]]:
-    from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+    from faststream.rabbit import (
+        Channel,
+        ExchangeType,
+        QueueType,
+        RabbitBroker,
+        RabbitExchange,
+        RabbitQueue,
+    )
 
     name = f"b6-fs-{uuid.uuid4().hex[:8]}"
     broker = RabbitBroker(URL, logger=None, default_channel=Channel(prefetch_count=PREFETCH))
     exchange = RabbitExchange(name, type=ExchangeType.TOPIC, durable=True)
-    queue = RabbitQueue(
-        name, durable=True, routing_key="bench.#", arguments={"x-queue-type": "quorum"}
-    )
+    queue = RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True, routing_key="bench.#")
 
     @broker.subscriber(queue, exchange)
     async def handle(data: bytes) -> None:
@@ -254,14 +268,13 @@ async def latency(contender: Contender, n: int, rate: float = 1000.0) -> tuple[f
     ``rate`` per second (each publish in its own task, so a slow confirm does not hold the
     schedule)."""
     latencies: list[float] = []
-    counter = Counter(n, latencies)
+    counter = Counter(1, latencies)
     publish, close = await contender(counter)
     await publish(1)  # warm up: topology and first deliveries
-    await _until(lambda: counter.seen >= 1)
-    latencies.clear()
-    counter.seen, counter.n = 0, n
+    await counter.done
+    counter.reset(n)
     loop = asyncio.get_running_loop()
-    tasks = set()
+    tasks: set[asyncio.Task[None]] = set()
     started = loop.time()
     for i in range(n):
         delay = started + i / rate - loop.time()
@@ -274,11 +287,6 @@ async def latency(contender: Contender, n: int, rate: float = 1000.0) -> tuple[f
     await close()
     cuts = statistics.quantiles(latencies, n=100)
     return cuts[49] * 1000, cuts[98] * 1000
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    while not condition():
-        await asyncio.sleep(0.01)
 
 
 CONTENDERS: list[tuple[str, Contender, str]] = [

@@ -202,7 +202,7 @@ class Bus:
         route.build(self.registry, self.clock)
         self._routes.append(route)
         self._routes_changed()
-        if self._running:
+        if self._running and not self.inline:
             self._start_consumer(route)
         return route
 
@@ -323,9 +323,10 @@ class Bus:
     ) -> PublishResult:
         """Run every matching handler in this process and return their outcomes.
 
-        The bus need not be running. Handlers start in subscription order; those that suspend
-        run concurrently; it returns when all have finished (retries included). Handlers that
-        failed their last attempt are in the dead-letter store when it returns.
+        The bus need not be running. Handlers that cannot suspend (``def``, or ``async def``
+        without ``await``, and no middleware) run inline, in subscription order; the others run
+        concurrently in Tasks. It returns when all have finished (retries included); handlers
+        that failed their last attempt are in the dead-letter store by then.
         """
         message = self.message(event, key=key, headers=headers)
         routes = self.routes_for(topic or message.type)
@@ -345,26 +346,27 @@ class Bus:
         try:
             for route in routes:
                 expected = route.event_type
-                if raw or not route.plain or (expected is not None and expected is not kind):
-                    coro = route.direct_handler(message)
-                elif route.is_async:
-                    coro = route.handler(data)  # type: ignore[assignment]  # async: a coroutine
-                else:
-                    coro = _call(route.handler, data)
-                try:
-                    waiting = coro.send(None)
-                except StopIteration:
+                if raw or not route.inline or (expected is not None and expected is not kind):
+                    pending = pending or {}
+                    pending[route] = context.spawn(route.direct_handler(message), message)
                     continue
+                try:
+                    if route.is_async:
+                        _run_inline(route.handler(data))  # type: ignore[arg-type]  # async def
+                    else:
+                        route.handler(data)
                 except Exception as error:
                     errors = errors or {}
                     errors[route] = error
-                    continue
-                pending = pending or {}
-                pending[route] = context.resume(coro, waiting, message)
         finally:
             slot.message = outer
         if pending:
-            await asyncio.wait(pending.values())
+            try:
+                await asyncio.wait(pending.values())
+            except asyncio.CancelledError:
+                for task in pending.values():
+                    task.cancel()
+                raise
             for route, task in pending.items():
                 if (failure := task.exception()) is not None:
                     errors = errors or {}
@@ -379,9 +381,10 @@ class Bus:
     ) -> None:
         """Deliver ``event`` to local handlers now, synchronously, in subscription order.
 
-        Plain ``def`` handlers without middleware or retry run right here. Other handlers start
-        as in ``publish_and_wait`` without being awaited (they need a running event loop). A
-        failing handler is logged and dead-lettered; the others still run.
+        Handlers without middleware or retry that cannot suspend (``def``, or ``async def``
+        without ``await``) run right here. Others start in Tasks, as in ``publish_and_wait``,
+        without being awaited (they need a running event loop). A failing handler is logged and
+        dead-lettered; the others still run.
         """
         try:
             calls = self._emit_calls[type(event)]
@@ -393,13 +396,17 @@ class Bus:
             except Exception as error:
                 route = self._emit_routes[call]
                 message = self.message(event, key=key, headers=headers)
-                self._start(self._dead_letter(route, message, error), message)
+                self._run_soon(self._dead_letter(route, message, error), message)
 
     def _compile_emit(self, event_type: type) -> tuple[Callable[[Any], Any], ...]:
         calls: list[Callable[[Any], Any]] = []
         for route in self.routes_for(self.registry.name_of(event_type)):
-            plain = route.plain and not route.is_async and route.event_type in (None, event_type)
-            call = route.handler if plain else self._starter(route)
+            if not (route.inline and route.event_type in (None, event_type)):
+                call = self._starter(route)
+            elif route.is_async:
+                call = functools.partial(_run_with, route.handler)
+            else:
+                call = route.handler  # type: ignore[assignment]  # a plain def: returns None
             if self._emit_routes.get(call, route) is not route:
                 call = functools.partial(call)  # one function, two routes: tell them apart
             self._emit_routes[call] = route
@@ -410,20 +417,24 @@ class Bus:
     def _starter(self, route: Route) -> Callable[[Any], None]:
         def start(event: Any) -> None:
             message = self.message(event)
-            self._start(self._run_direct(route, message), message)
+            self._run_soon(self._run_direct(route, message), message)
 
         return start
 
-    def _start(self, coro: Coroutine[Any, Any, Any], message: Message) -> None:
-        """Run ``coro`` eagerly; keep its Task (if it suspends) so ``drain`` can wait for it."""
+    def _run_soon(self, coro: Coroutine[Any, Any, Any], message: Message) -> None:
+        """Run ``coro`` in a Task that ``drain`` waits for; outside an event loop, run it here
+        if it completes without suspending (a memory dead-letter store does)."""
         try:
-            task = context.start(coro, message)
-        except RuntimeError:  # suspended with no running loop to continue on
-            _log.exception("a handler suspended outside a running event loop")
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                _run_inline(coro)
+            except RuntimeError:
+                _log.exception("%s needs a running event loop; it did not run", message.id)
             return
-        if task is not None:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        task = context.spawn(coro, message)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _run_direct(self, route: Route, message: Message) -> BaseException | None:
         """Run ``route``'s handler in place; dead-letter and return its error if it fails."""
@@ -471,8 +482,9 @@ class Bus:
             return
         await self.transport.start()
         self._running = True
-        for route in self._routes:
-            self._start_consumer(route)
+        if not self.inline:  # inline publishing never reaches the transport
+            for route in self._routes:
+                self._start_consumer(route)
 
     def _start_consumer(self, route: Route) -> None:
         # In process a batch costs nothing to hold; brokers lease what they prefetch.
@@ -490,12 +502,13 @@ class Bus:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def aclose(self, timeout: float | None = None) -> None:
-        """Drain, stop the consumers and close the transport. Idempotent.
+        """Stop the consumers and close the transport. Idempotent.
 
-        In process, every accepted message is handled first; if ``timeout`` passes before, the
-        messages still queued are moved to the dead-letter store as NotHandled, never dropped.
-        On brokers, fetching stops, handlers in flight finish and are acked, the rest stays on
-        the broker.
+        In process, every accepted message is handled first. On brokers, fetching stops,
+        handlers in flight finish and are acked, messages fetched but not started are given
+        back. If ``timeout`` seconds pass first, running handlers are cancelled and their
+        messages given back too; in process, where nothing outlives the bus, everything not
+        handled is moved to the dead-letter store as NotHandled: never dropped.
         """
         if self._closed:
             return
@@ -504,11 +517,14 @@ class Bus:
             try:
                 async with asyncio.timeout(timeout):
                     await self.drain()
+                    for consumer, _ in self._consumers.values():
+                        await consumer.stop(release_buffered=not self._in_process)
+                    await asyncio.gather(*(task for _, task in self._consumers.values()))
             except TimeoutError:
+                for consumer, _ in self._consumers.values():
+                    await consumer.abort()
+                await asyncio.gather(*(task for _, task in self._consumers.values()))
                 await self._report_unhandled()
-            for consumer, _ in self._consumers.values():
-                await consumer.stop()
-            await asyncio.gather(*(task for _, task in self._consumers.values()))
             self._consumers.clear()
         self._running = False
         await self.transport.aclose()
@@ -560,5 +576,15 @@ async def _outcome(route: Route, message: Message) -> BaseException | None:
     return None
 
 
-async def _call(handler: Callable[[Any], Any], data: Any) -> None:
-    handler(data)
+def _run_inline(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that cannot suspend to its end, right here."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("a handler that was expected not to suspend did suspend")
+
+
+def _run_with(handler: Callable[[Any], Any], event: Any) -> None:
+    _run_inline(handler(event))

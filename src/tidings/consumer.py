@@ -57,10 +57,11 @@ class Consumer:
         self._room: asyncio.Future[None] | None = None
         self._fetching = True
         self._keys: dict[str, deque[Delivery]] | None = {} if route.ordered else None
+        self._workers: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
         """Consume until the subscription ends; then finish what was fetched."""
-        workers = [
+        self._workers = workers = [
             asyncio.create_task(self._work(), name=f"tidings worker {self.route.name}")
             for _ in range(self.route.concurrency)
         ]
@@ -77,11 +78,29 @@ class Consumer:
             self._fetching = False
             while idle:
                 _wake(idle)
-            await asyncio.gather(*workers)
+            await asyncio.gather(*workers, return_exceptions=True)  # aborted ones: cancelled
 
-    async def stop(self) -> None:
-        """Stop fetching; what was fetched is still handled."""
+    async def stop(self, *, release_buffered: bool = False) -> None:
+        """Stop fetching. What was fetched is still handled, or, with ``release_buffered``,
+        given back to the transport (nacked) unless a handler already started on it."""
         await self._subscription.aclose()
+        if release_buffered:
+            await self._release_buffered()
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)  # a fetcher waiting for room sees the subscription end
+
+    async def abort(self) -> None:
+        """Stop now: give back what was fetched and cancel the handlers still running; the
+        transport delivers all of it again (in process: it stays queued)."""
+        await self.stop(release_buffered=True)
+        for worker in self._workers:
+            worker.cancel()
+
+    async def _release_buffered(self) -> None:
+        buffer = self._buffer
+        while buffer:
+            await buffer.popleft().nack(0.0)
 
     async def _work(self) -> None:
         buffer, idle, keys = self._buffer, self._idle, self._keys
@@ -112,6 +131,8 @@ class Consumer:
                     await handle(parked.popleft())
             finally:
                 del keys[key]
+                for left in parked:  # only when cancelled: give them back
+                    await left.nack(0.0)
 
     async def _handle(self, delivery: Delivery) -> None:
         """Handle, then ack, nack (to retry) or dead-letter."""
@@ -139,6 +160,9 @@ class Consumer:
                 await self._dead_letter(delivery, message, error)
             else:
                 await delivery.nack(delay)
+        except asyncio.CancelledError:
+            await delivery.nack(0.0)  # stopped mid-way: it must come again
+            raise
         else:
             await delivery.ack()
 

@@ -7,6 +7,7 @@ envelope.
 
 from __future__ import annotations
 
+import dis
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,10 +27,12 @@ Decoder = Callable[[Message], Message]
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """What a user handler looks like: sync or async, taking the event or the Message."""
+    """What a user handler looks like: sync or async, taking the event or the Message, and
+    whether it can suspend (an ``async def`` whose body never awaits cannot)."""
 
     is_async: bool
     takes_message: bool
+    may_suspend: bool
 
 
 def describe(func: UserHandler) -> Shape:
@@ -41,7 +44,16 @@ def describe(func: UserHandler) -> Shape:
         hints = {}
     params = [p for p in inspect.signature(func).parameters.values() if p.name != "self"]
     annotation = hints.get(params[0].name) if params else None
-    return Shape(is_async, annotation is Message)
+    return Shape(is_async, annotation is Message, is_async and _may_suspend(target))
+
+
+def _may_suspend(func: Callable[..., Any]) -> bool:
+    """False only when ``func``'s own code has no suspension point (no await, async for/with):
+    a coroutine yields to the event loop only from YIELD_VALUE in its own frame."""
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    if code is None or inspect.unwrap(func) is not func:
+        return True  # a wrapper or a callable object: assume the worst
+    return any(op.opname == "YIELD_VALUE" for op in dis.get_instructions(code))
 
 
 def name_of(func: Callable[..., Any]) -> str:

@@ -95,7 +95,7 @@ class Message(msgspec.Struct, frozen=True, eq=False):
         return datetime.fromtimestamp(self.timestamp, UTC)
 
     def replace(self, **changes: Any) -> Message:
-        """A copy with some of ``type``, ``data``, ``headers``, ``key`` changed; same id and time."""
+        """A copy with some of ``type``, ``data``, ``headers``, ``key`` changed; same id, time."""
         fields: dict[str, Any] = {
             "type": self.type,
             "data": self.data,

@@ -44,6 +44,8 @@ class Route:
     plain: bool = field(init=False, repr=False)
     """Calling ``handler`` with the event is all there is to do: no middleware, retry, timeout."""
     is_async: bool = field(init=False, repr=False)
+    inline: bool = field(init=False, repr=False)
+    """Plain, and it cannot suspend: the bus may run it right where the event is published."""
 
     def accepts(self, data: Any) -> bool:
         """Whether ``data`` can go to the handler as it is, without decoding."""
@@ -66,6 +68,7 @@ class Route:
         self.plain = not (
             shape.takes_message or self.middleware or self.timeout or self.retry.max_attempts > 1
         )
+        self.inline = self.plain and not shape.may_suspend
 
 
 def _decoding(decode: Callable[[Message], Message]) -> Middleware:

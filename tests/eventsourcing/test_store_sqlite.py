@@ -97,6 +97,18 @@ async def test_projection_rows_commit_and_roll_back_with_the_checkpoint(tmp_path
         assert await store.get_checkpoint("balances") == 1
 
 
+async def test_a_store_write_inside_its_own_transaction_is_refused(tmp_path: Path) -> None:
+    async with EventStore(f"sqlite:///{tmp_path}/events.db") as store:
+
+        async def deadlock() -> None:
+            async with store.transaction():
+                await store.append("s", new_events(1))
+
+        with pytest.raises(RuntimeError, match=r"inside store\.transaction"):
+            await deadlock()
+        assert [e async for e in store.read("s")] == []
+
+
 @pytest.mark.parametrize(("query", "level"), [("", 1), ("?synchronous=full", 2)])
 async def test_the_durability_setting_comes_from_the_url(
     tmp_path: Path, query: str, level: int

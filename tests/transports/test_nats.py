@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import nats
 import pytest
@@ -21,7 +22,8 @@ from tidings.transports.nats_subscription import NatsDelivery, NatsSubscription
 WAIT = 20.0
 """Seconds any one wait may take before the test fails."""
 
-Factory = Callable[[], NatsTransport]
+Factory = Callable[..., NatsTransport]
+"""Makes a transport on the test's stream, optionally with another ``ack_wait``."""
 
 
 async def delete_streams(url: str, options: NatsOptions) -> None:
@@ -37,7 +39,7 @@ async def delete_streams(url: str, options: NatsOptions) -> None:
 async def options(nats_url: str) -> AsyncIterator[NatsOptions]:
     """Options naming a stream and subject prefix of this test only; deleted afterwards."""
     tag = uuid.uuid4().hex[:10]
-    options = NatsOptions.from_url(f"{nats_url}?stream=T{tag}&prefix=t{tag}&ack_wait=1")
+    options = NatsOptions.from_url(f"{nats_url}?stream=T{tag}&prefix=t{tag}")
     yield options
     await delete_streams(nats_url, options)
 
@@ -47,8 +49,8 @@ async def transports(options: NatsOptions) -> AsyncIterator[Factory]:
     """Makes transports on this test's stream; all of them are closed afterwards."""
     made: list[NatsTransport] = []
 
-    def make() -> NatsTransport:
-        made.append(NatsTransport(options))
+    def make(ack_wait: float = options.ack_wait) -> NatsTransport:
+        made.append(NatsTransport(replace(options, ack_wait=ack_wait)))
         return made[-1]
 
     yield make
@@ -156,7 +158,7 @@ async def test_acked_messages_do_not_come_again(transports: Factory) -> None:
 async def test_unsettled_messages_of_a_closed_subscription_come_again(
     transports: Factory,
 ) -> None:
-    transport = transports()
+    transport = transports(ack_wait=1)
     sent = messages(8)
     await transport.publish("items", sent)
     subscription = transport.subscribe("items", group="g", prefetch=4)
@@ -164,7 +166,7 @@ async def test_unsettled_messages_of_a_closed_subscription_come_again(
     await subscription.aclose()
     await transport.aclose()  # as if the worker died holding four deliveries
 
-    again = await take(transports().subscribe("items", group="g"), 8)
+    again = await take(transports(ack_wait=1).subscribe("items", group="g"), 8, ack=True)
     assert sorted(d.message.id for d in again) == sorted(m.id for m in sent)
     attempts = {d.message.id: d.attempt for d in again}
     assert all(attempts[d.message.id] == 2 for d in handed_out)

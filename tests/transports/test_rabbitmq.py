@@ -157,7 +157,9 @@ def test_options_from_url() -> None:
     )
     assert options.exchange == "orders"
     assert options.reconnect_timeout == 60.0
-    assert options.url == "amqps://app:secret@mq.example:5671/prod?heartbeat=30&cafile=%2Fetc%2Fca.pem"
+    assert (
+        options.url == "amqps://app:secret@mq.example:5671/prod?heartbeat=30&cafile=%2Fetc%2Fca.pem"
+    )
     assert "secret" not in repr(RabbitMQTransport(options))
     assert isinstance(from_url("amqp://guest:guest@127.0.0.1:5672/"), RabbitMQTransport)
     with pytest.raises(ValueError, match="positive"):
@@ -201,7 +203,7 @@ async def test_envelope_travels_in_native_properties(
     assert props.headers is not None
     assert props.headers["tenant"] == "a"
     assert props.headers["tidings-key"] == "user-1"
-    assert float(props.headers["tidings-time"]) == sent.timestamp
+    assert props.headers["tidings-time"] == repr(sent.timestamp)
     await connection.close()
 
 
@@ -212,11 +214,14 @@ async def test_messages_of_other_producers(
     values as text."""
     subscription = transport.subscribe("legacy.*", group="g")
     batches = aiter(subscription)
+    assert subscription.opening is not None
     await subscription.opening
     connection = await aiormq.connect(amqp_url)
     channel = await connection.channel()
     props = Basic.Properties(headers={"retries": 3, "urgent": True})
-    await channel.basic_publish(b"raw", exchange=exchange, routing_key="legacy.invoice", properties=props)
+    await channel.basic_publish(
+        b"raw", exchange=exchange, routing_key="legacy.invoice", properties=props
+    )
     await connection.close()
     (delivery,) = await take(batches, 1)
     assert delivery.message.type == "legacy.invoice"
@@ -227,16 +232,22 @@ async def test_messages_of_other_producers(
     await subscription.aclose()
 
 
-async def test_subscribe_then_publish_before_iterating(transport: RabbitMQTransport) -> None:
-    """The group's queue exists once subscribe() returned: an immediate publish reaches it."""
-    subscription = transport.subscribe("t.early", group="g")
-    sent = messages(3, "t.early")
+async def test_subscribe_then_publish_before_iterating(options: RabbitMQOptions) -> None:
+    """A publish after subscribe() reaches the group, even before the subscription is iterated
+    and on a transport not started yet (publish connects and declares the queue first)."""
+    async with _opened(options) as transport:
+        subscription = transport.subscribe("t.early", group="started")
+        sent = messages(3, "t.early")
+        await transport.publish("t.early", sent)
+        got = await take(aiter(subscription), 3, ack=True)
+        assert [d.message for d in got] == sent
+        await subscription.aclose()
+    transport = RabbitMQTransport(options)
+    subscription = transport.subscribe("t.early", group="lazy")
     await transport.publish("t.early", sent)
-    got = await take(aiter(subscription), 3)
+    got = await take(aiter(subscription), 3, ack=True)
     assert [d.message for d in got] == sent
-    for delivery in got:
-        await delivery.ack()
-    await subscription.aclose()
+    await transport.aclose()
 
 
 async def test_batches_keep_publish_order(transport: RabbitMQTransport) -> None:
@@ -305,7 +316,7 @@ async def test_attempts_count_nacks_delays_and_lost_consumers(options: RabbitMQO
         await again.nack(0.3)
         (delayed,) = await take(batches, 1)
         assert time.monotonic() - nacked_at >= 0.3
-        assert (delayed.message, delayed.attempt) == (first, 3)
+        assert (delayed.message, delayed.attempt, delayed.topic) == (first, 3, "t.attempts")
         assert delayed.message.timestamp == first.timestamp
     async with _opened(options) as transport:  # the holder closed without settling it
         subscription = transport.subscribe("t.attempts", group="g")
@@ -366,6 +377,7 @@ async def test_wildcards_follow_topic_semantics(transport: RabbitMQTransport) ->
     got_many = await take(aiter(many), 3)
     assert [d.message.data for d in got_one] == [b"w.a", b""]
     assert [d.message.data for d in got_many] == [b"w.a", b"w.a.b", b""]
+    assert [d.topic for d in got_many] == ["w.a", "w.a.b", "w.z"], "the concrete topics"
     for delivery in got_one + got_many:
         await delivery.ack()
     await one.aclose()
@@ -376,6 +388,8 @@ async def test_publish_rejects_patterns_and_closed_transport(options: RabbitMQOp
     transport = RabbitMQTransport(options)
     with pytest.raises(ValueError, match="pattern"):
         await transport.publish("t.*", messages(1))
+    with pytest.raises(TypeError, match="bytes"):
+        await transport.publish("t.lazy", [Message("t.item", {"not": "encoded"})])
     await transport.publish("t.lazy", messages(1))  # connects on first use
     subscription = transport.subscribe("t.lazy", group="g")
     await transport.aclose()
@@ -451,6 +465,22 @@ async def test_dead_letters_read_by_several_clients_at_once(options: RabbitMQOpt
         assert await one.dead_letters().list() == []
 
 
+async def test_dead_letter_queue_deleted_meanwhile_comes_back(
+    transport: RabbitMQTransport, amqp_url: str
+) -> None:
+    """A record the broker cannot route (its queue was deleted) is not dropped: the queue is
+    declared again."""
+    store = transport.dead_letters()
+    await store.add(letter("t.a", 1))
+    connection = await aiormq.connect(amqp_url)
+    channel = await connection.channel()
+    await channel.queue_delete(store.queue)
+    await connection.close()
+    second = letter("t.a", 2)
+    await store.add(second)
+    assert await store.list() == [second]
+
+
 async def test_dead_letter_queue_skips_foreign_records(
     transport: RabbitMQTransport, amqp_url: str
 ) -> None:
@@ -479,4 +509,3 @@ class _opened:
 
     async def __aexit__(self, *_: object) -> None:
         await self.transport.aclose()
-

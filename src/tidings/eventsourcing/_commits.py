@@ -18,16 +18,31 @@ earlier events, which :func:`unpack` skips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from tidings.eventsourcing.store import NewEvent, RecordedEvent
 
-__all__ = ["MAX_EVENTS_PER_COMMIT", "pack", "unpack"]
+__all__ = [
+    "MAX_EVENTS_PER_COMMIT",
+    "PAGE",
+    "backward_page",
+    "forward_page",
+    "log_page",
+    "pack",
+    "unpack",
+]
 
 MAX_EVENTS_PER_COMMIT = 1000
+PAGE = 256
+"""Commit rows per query. Backends fetch whole pages, so no statement stays open while a caller
+iterates (on SQLite an open statement would pin its snapshot)."""
+
+ToTime = Callable[[Any], datetime]
+"""Turns a row's ``recorded_at`` into an aware datetime (the identity where the driver does)."""
 
 _encoder = msgspec.msgpack.Encoder()
 # NewEvent is array_like: each event is [type, data, id, metadata, schema_version]. Rows are
@@ -78,3 +93,71 @@ def unpack(
             )
         )
     return out
+
+
+# The readers below slice pages of commit rows into events. Each takes the rows of one query and
+# ``left``, the events still wanted (-1: no limit), and returns the events and where the next
+# page starts; a page shorter than PAGE rows was the last.
+
+
+def forward_page(
+    stream: str, rows: Sequence[Any], start: int, left: int, to_time: ToTime
+) -> tuple[list[RecordedEvent], int, int]:
+    """Rows ``(version, position, count, recorded_at, events)`` of one stream in version order:
+    the events from version ``start``, the next ``start`` and ``left``."""
+    out: list[RecordedEvent] = []
+    for version, position, count, recorded_at, packed in rows:
+        events = unpack(stream, version, position, count, to_time(recorded_at), packed)
+        first = version - count + 1
+        if first < start:  # only the first row can begin before ``start``
+            events = events[start - first :]
+        if 0 <= left < len(events):
+            events = events[:left]
+        out += events
+        left -= len(events)
+        start = version + 1
+        if not left:
+            break
+    return out, start, left
+
+
+def backward_page(
+    stream: str, rows: Sequence[Any], below: int, left: int, to_time: ToTime
+) -> tuple[list[RecordedEvent], int, int]:
+    """Rows of one stream in reverse version order: the events from version ``below`` down, the
+    next ``below`` and ``left``."""
+    out: list[RecordedEvent] = []
+    for version, position, count, recorded_at, packed in rows:
+        events = unpack(stream, version, position, count, to_time(recorded_at), packed)
+        events.reverse()
+        if version > below:
+            events = events[version - below :]
+        if 0 <= left < len(events):
+            events = events[:left]
+        out += events
+        left -= len(events)
+        below = version - count
+        if not left:
+            break
+    return out, below, left
+
+
+def log_page(
+    rows: Sequence[Any], after: int, left: int, to_time: ToTime
+) -> tuple[list[RecordedEvent], int, int]:
+    """Rows ``(stream, version, position, count, recorded_at, events)`` in position order: the
+    events after position ``after``, the next ``after`` and ``left``."""
+    out: list[RecordedEvent] = []
+    for stream, version, position, count, recorded_at, packed in rows:
+        events = unpack(stream, version, position, count, to_time(recorded_at), packed)
+        first = position - count + 1
+        if first <= after:
+            events = events[after - first + 1 :]
+        if 0 <= left < len(events):
+            events = events[:left]
+        out += events
+        left -= len(events)
+        after = position
+        if not left:
+            break
+    return out, after, left

@@ -117,6 +117,24 @@ END
 $fn$;
 """
 
+# Appends of one batch, each checked and applied on its own by tidings_append, in order; one
+# round trip and one commit for all (see _postgres_batch).
+_APPEND_MANY_FUNCTION = """
+CREATE OR REPLACE FUNCTION tidings_append_many(
+    p_streams text[], p_expected bigint[], p_counts integer[], p_events bytea[])
+RETURNS TABLE (o_status integer, o_version bigint, o_head bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    FOR i IN 1 .. array_length(p_streams, 1) LOOP
+        SELECT a.o_status, a.o_version, a.o_head INTO o_status, o_version, o_head
+            FROM tidings_append(p_streams[i], p_expected[i], ARRAY[p_counts[i]],
+                ARRAY[p_events[i]]) AS a;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+"""
+
 # Returns false for a stream never written. Locks like an append (stream row, then head row), so
 # the readable head it announces ("reset:<position>") cannot race with an append's notification.
 _DELETE_FUNCTION = """
@@ -158,6 +176,7 @@ def schema_ddl(schema: str, channel: str) -> str:
         f'SET LOCAL search_path = "{schema}";'
         + _TABLES
         + _APPEND_FUNCTION % {"channel": literal}
+        + _APPEND_MANY_FUNCTION
         + _DELETE_FUNCTION % {"channel": literal}
     )
 

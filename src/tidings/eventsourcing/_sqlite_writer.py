@@ -53,6 +53,7 @@ class GroupCommitWriter:
         self._pending: list[tuple[Job[Any], asyncio.Future[Any]]] = []
         self._scheduled = False
         self._in_transaction = False  # a caller's transaction() holds the connection
+        self._owner: asyncio.Task[Any] | None = None  # the task running that transaction
         self._transaction_lock = asyncio.Lock()
         self._closed = False
 
@@ -60,6 +61,11 @@ class GroupCommitWriter:
         """Run ``job`` in the next batch; returns its result once that batch committed."""
         if self._closed:
             raise ClosedError("the event store is closed")
+        if self._in_transaction and asyncio.current_task() is self._owner:
+            raise RuntimeError(
+                "a store write inside store.transaction() would wait for the transaction to end;"
+                " write through the transaction instead"
+            )
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         pending = self._pending
         pending.append((job, future))
@@ -91,6 +97,7 @@ class GroupCommitWriter:
             # No batch is half done here: batches run synchronously, within one callback.
             connection = self.connection
             self._in_transaction = True
+            self._owner = asyncio.current_task()
             try:
                 _execute(connection, "BEGIN IMMEDIATE")
                 try:
@@ -106,6 +113,7 @@ class GroupCommitWriter:
                 self._committed()
             finally:
                 self._in_transaction = False
+                self._owner = None
                 if self._pending and not self._scheduled:
                     self._scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush)

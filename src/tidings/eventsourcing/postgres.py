@@ -6,19 +6,21 @@ Layout
     holding the last assigned position, and the ``tidings_append`` function, all in ``schema``
     (``public`` by default). Pooled connections use that schema as their ``search_path``, so a
     projection's tables created through :meth:`transaction` land next to the store's.
-Appends: one round trip
+Appends: one round trip, shared by concurrent appends
     ``tidings_append`` checks the expected version, inserts the commit row, updates the stream
-    and notifies listeners, in one statement in its own transaction.
+    and notifies listeners, in one statement in its own transaction. Concurrent appends of one
+    process go together through ``tidings_append_many`` (one round trip and one commit for a
+    batch, each append still checked on its own; see
+    :mod:`tidings.eventsourcing._postgres_batch`).
 The gap problem, and its solution
     With positions from a sequence, two concurrent appends may take positions 7 and 8 and commit
     8 first; a reader that saw 8 and moved its checkpoint past it would never read 7. Here every
     append first locks the ``tidings_head`` row and takes its positions from it; the lock is held
     until the append commits. PostgreSQL makes a committed transaction visible before it releases
     its locks, so by the time the next append gets its positions, every lower position is visible
-    to every new snapshot: ``read_all`` is gap-free. The price is that appends commit one at a
-    time: the throughput of concurrent appends is bounded by one commit (with its WAL flush) plus
-    the function's run time, a few thousand appends per second on ordinary disks; each append
-    may carry many events.
+    to every new snapshot: ``read_all`` is gap-free. The price is that commits touching the log
+    happen one at a time, each holding the lock through its WAL flush; batching the appends of a
+    process into one commit is what keeps concurrent appends fast.
 Live subscriptions
     Each append runs ``pg_notify('tidings_<schema>', position)``; ``wait_for_new`` listens on a
     dedicated connection opened on first use. Notifications are delivered at commit, in commit
@@ -34,13 +36,15 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from tidings.errors import ClosedError, ConcurrencyError, NotFound
-from tidings.eventsourcing._commits import pack, unpack
+from tidings.eventsourcing._commits import PAGE, backward_page, forward_page, log_page, pack
+from tidings.eventsourcing._postgres_batch import AppendBatcher
 from tidings.eventsourcing._postgres_pool import ConnectionPool
 from tidings.eventsourcing._postgres_sql import (
     APPEND,
@@ -71,7 +75,6 @@ from tidings.eventsourcing.store import (
 __all__ = ["PostgresEventStore", "PostgresTransaction"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
-_PAGE = 256
 _NO_STREAM_CODE = -1
 _ANY_CODE = -2
 
@@ -90,7 +93,11 @@ class PostgresEventStore:
         self.schema = schema
         self.pool_size = pool_size
         self.channel = f"tidings_{schema}"
+        parts = urlsplit(dsn)
+        self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+        """host:port/database, for error messages (no credentials)."""
         self._pool: ConnectionPool | None = None
+        self._batcher: AppendBatcher | None = None
         self._listener: Any = None
         self._listen_lock = asyncio.Lock()
         self._wakeup = Wakeup()
@@ -105,12 +112,6 @@ class PostgresEventStore:
         pool_size = int(query.pop("pool_size", "10"))
         dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
         return cls(dsn, schema=schema, pool_size=pool_size)
-
-    @property
-    def where(self) -> str:
-        """host:port/database, for error messages (no credentials)."""
-        parts = urlsplit(self.dsn)
-        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
     async def start(self) -> None:
         if self._closed:
@@ -133,6 +134,7 @@ class PostgresEventStore:
                 await pool.close()
                 raise
         self._pool = pool
+        self._batcher = AppendBatcher(pool, lambda: _mapped(self.where))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -140,6 +142,7 @@ class PostgresEventStore:
         async with self._listen_lock:  # a listener being opened is closed by _listen itself
             listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
+        self._batcher = None
         if listener is not None and not listener.is_closed():
             await listener.close()
         if pool is not None:
@@ -157,12 +160,16 @@ class PostgresEventStore:
         else:
             code = int(expected_version)
         pool = self._open_pool()
-        async with _mapped(self.where):
-            status, version, _ = await pool.fetchrow(
-                APPEND, stream, code, [c for c, _ in chunks], [p for _, p in chunks]
-            )
+        version: int | None
+        if len(chunks) == 1 and self._batcher is not None:
+            status, version = await self._batcher.append(stream, code, *chunks[0])
+        else:
+            async with _mapped(self.where):
+                status, version, _ = await pool.fetchrow(
+                    APPEND, stream, code, [c for c, _ in chunks], [p for _, p in chunks]
+                )
         if status == 0:
-            return int(version)
+            return version or 0
         if status == 2:
             raise StreamDeleted(stream)
         raise ConcurrencyError(stream, expected_version, version)
@@ -181,38 +188,22 @@ class PostgresEventStore:
             below = 2**62 if from_version is None else from_version
             while left:
                 async with _mapped(self.where):
-                    rows = await pool.fetch(READ_BACKWARD, stream, below + 1, _PAGE)
-                for version, position, count, recorded_at, packed in rows:
-                    for event in reversed(
-                        unpack(stream, version, position, count, recorded_at, packed)
-                    ):
-                        if event.version <= below:
-                            yield event
-                            left -= 1
-                            if not left:
-                                return
-                    below = version - count
-                if len(rows) < _PAGE:
-                    return
-            return
-        start = 1 if from_version is None else from_version
-        while left:
-            async with _mapped(self.where):
-                rows = await pool.fetch(READ_FORWARD, stream, start, _PAGE)
-            for version, position, count, recorded_at, packed in rows:
-                events = unpack(stream, version, position, count, recorded_at, packed)
-                if version - count < start:
-                    events = events[start - (version - count) - 1 :]
-                if 0 <= left < len(events):
-                    events = events[:left]
+                    rows = await pool.fetch(READ_BACKWARD, stream, below + 1, PAGE)
+                events, below, left = backward_page(stream, rows, below, left, _as_is)
                 for event in events:
                     yield event
-                left -= len(events)
-                if not left:
+                if len(rows) < PAGE:
                     return
-                start = version + 1
-            if len(rows) < _PAGE:
-                return
+        else:
+            start = 1 if from_version is None else from_version
+            while left:
+                async with _mapped(self.where):
+                    rows = await pool.fetch(READ_FORWARD, stream, start, PAGE)
+                events, start, left = forward_page(stream, rows, start, left, _as_is)
+                for event in events:
+                    yield event
+                if len(rows) < PAGE:
+                    return
 
     async def read_all(
         self, *, after: int = 0, limit: int | None = None
@@ -221,20 +212,11 @@ class PostgresEventStore:
         left = -1 if limit is None else limit
         while left:
             async with _mapped(self.where):
-                rows = await pool.fetch(READ_ALL, after, _PAGE if left < 0 else min(left, _PAGE))
-            for name, version, position, count, recorded_at, packed in rows:
-                events = unpack(name, version, position, count, recorded_at, packed)
-                if position - count < after:
-                    events = events[after - (position - count) :]
-                if 0 <= left < len(events):
-                    events = events[:left]
-                for event in events:
-                    yield event
-                left -= len(events)
-                if not left:
-                    return
-                after = position
-            if len(rows) < _PAGE:
+                rows = await pool.fetch(READ_ALL, after, PAGE if left < 0 else min(left, PAGE))
+            events, after, left = log_page(rows, after, left, _as_is)
+            for event in events:
+                yield event
+            if len(rows) < PAGE:
                 return
 
     async def stream_info(self, stream: str) -> StreamInfo:
@@ -360,6 +342,10 @@ class PostgresTransaction:
 
     async def get_checkpoint(self, name: str) -> int:
         return await _get_checkpoint(self.connection, name)
+
+
+def _as_is(recorded_at: datetime) -> datetime:
+    return recorded_at  # asyncpg already returns timestamptz as an aware datetime
 
 
 async def _get_checkpoint(connection: Any, name: str) -> int:

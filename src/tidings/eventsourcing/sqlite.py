@@ -39,7 +39,8 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from tidings.errors import ClosedError, NotFound, TransportError
-from tidings.eventsourcing._commits import pack, unpack
+from tidings.eventsourcing import _sqlite_sql as _sql
+from tidings.eventsourcing._commits import PAGE, backward_page, forward_page, log_page, pack
 from tidings.eventsourcing._sqlite_writer import GroupCommitWriter
 from tidings.eventsourcing._wakeup import Wakeup
 from tidings.eventsourcing.store import (
@@ -49,75 +50,23 @@ from tidings.eventsourcing.store import (
     NewEvent,
     RecordedEvent,
     Snapshot,
-    StreamDeleted,
     StreamInfo,
     check_expected_version,
     validate_expected_version,
 )
 
-__all__ = ["SqliteEventStore"]
+__all__ = ["SqliteEventStore", "SqliteTransaction"]
 
 Synchronous = Literal["NORMAL", "FULL"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tidings_streams (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    version INTEGER NOT NULL,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    metadata BLOB
-);
-CREATE TABLE IF NOT EXISTS tidings_commits (
-    position INTEGER PRIMARY KEY,   -- of the commit's last event
-    stream_id INTEGER NOT NULL,
-    version INTEGER NOT NULL,       -- of the commit's last event
-    count INTEGER NOT NULL,
-    recorded_at REAL NOT NULL,
-    events BLOB                     -- NULL once erased
-);
-CREATE UNIQUE INDEX IF NOT EXISTS tidings_commits_stream ON tidings_commits (stream_id, version);
-CREATE TABLE IF NOT EXISTS tidings_snapshots (
-    stream TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    data BLOB NOT NULL,
-    schema_version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tidings_checkpoints (
-    name TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-);
-"""
-
-_PAGE = 256  # commit rows per query: no statement stays open while the caller iterates
-_STREAM_IDS_KEPT = 100_000
-# Erased rows (events IS NULL) are those of deleted streams: filtering them hides the stream.
-_READ_FORWARD = (
-    "SELECT version, position, count, recorded_at, events FROM tidings_commits"
-    " WHERE stream_id = ? AND version >= ? AND events IS NOT NULL ORDER BY version LIMIT ?"
-)
-_READ_BACKWARD = (
-    "SELECT version, position, count, recorded_at, events FROM tidings_commits"
-    " WHERE stream_id = ? AND version - count < ? AND events IS NOT NULL"
-    " ORDER BY version DESC LIMIT ?"
-)
-_READ_ALL = (
-    "SELECT s.name, c.version, c.position, c.count, c.recorded_at, c.events"
-    " FROM tidings_commits AS c JOIN tidings_streams AS s ON s.id = c.stream_id"
-    " WHERE c.position > ? AND c.events IS NOT NULL ORDER BY c.position LIMIT ?"
-)
-_READABLE_HEAD = (
-    "SELECT position FROM tidings_commits WHERE events IS NOT NULL ORDER BY position DESC LIMIT 1"
-)
-_INSERT_COMMIT = (
-    "INSERT INTO tidings_commits SELECT coalesce(max(position), 0) + ?, ?, ?, ?, ?, ?"
-    " FROM tidings_commits"
-)
 _json = msgspec.json.Encoder()
 
 
 def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+_STREAM_IDS_KEPT = 100_000
 
 
 class SqliteEventStore:
@@ -171,7 +120,7 @@ class SqliteEventStore:
             writer.execute("PRAGMA journal_mode = WAL")
             writer.execute(f"PRAGMA synchronous = {self.synchronous}")
             writer.execute("PRAGMA secure_delete = ON")
-            writer.executescript(_SCHEMA)
+            writer.executescript(_sql.SCHEMA)
             reader = self._connect()
             reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
@@ -257,7 +206,7 @@ class SqliteEventStore:
     def _stream_id(self, reader: sqlite3.Connection, stream: str) -> int | None:
         stream_id = self._stream_ids.get(stream)
         if stream_id is None:
-            rows = _query(reader, "SELECT id FROM tidings_streams WHERE name = ?", (stream,))
+            rows = _sql.query(reader, "SELECT id FROM tidings_streams WHERE name = ?", (stream,))
             if not rows:
                 return None
             stream_id = rows[0][0]
@@ -282,7 +231,7 @@ class SqliteEventStore:
             # The position is computed in the statement: max(position) is the rightmost key of
             # the table's b-tree, and the write lock makes it ours until the commit.
             cursor = connection.execute(
-                _INSERT_COMMIT, (count, stream_id, version, count, now, packed)
+                _sql.INSERT_COMMIT, (count, stream_id, version, count, now, packed)
             )
         self._position = cursor.lastrowid
         return version
@@ -311,7 +260,7 @@ class SqliteEventStore:
         encoded = _json.encode(dict(metadata))
 
         def job(connection: sqlite3.Connection) -> None:
-            stream_id = _live_stream_id(connection, stream)
+            stream_id = _sql.live_stream_id(connection, stream)
             connection.execute(
                 "UPDATE tidings_streams SET metadata = ? WHERE id = ?", (encoded, stream_id)
             )
@@ -340,13 +289,13 @@ class SqliteEventStore:
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         def job(connection: sqlite3.Connection) -> None:
-            _save_snapshot(connection, snapshot)
+            _sql.save_snapshot(connection, snapshot)
 
         await self._writer_or_closed().run(job)
 
     async def set_checkpoint(self, name: str, position: int) -> None:
         def job(connection: sqlite3.Connection) -> None:
-            _set_checkpoint(connection, name, position)
+            _sql.set_checkpoint(connection, name, position)
 
         await self._writer_or_closed().run(job)
 
@@ -373,38 +322,21 @@ class SqliteEventStore:
         if backwards:
             below = 2**62 if from_version is None else from_version
             while left:
-                rows = _query(reader, _READ_BACKWARD, (stream_id, below + 1, _PAGE))
-                for version, position, count, recorded_at, packed in rows:
-                    events = unpack(
-                        stream, version, position, count, _timestamp(recorded_at), packed
-                    )
-                    for event in reversed(events):
-                        if event.version <= below:
-                            yield event
-                            left -= 1
-                            if not left:
-                                return
-                    below = version - count
-                if len(rows) < _PAGE:
-                    return
-            return
-        start = 1 if from_version is None else from_version
-        while left:
-            rows = _query(reader, _READ_FORWARD, (stream_id, start, _PAGE))
-            for version, position, count, recorded_at, packed in rows:
-                events = unpack(stream, version, position, count, _timestamp(recorded_at), packed)
-                if version - count < start:  # the first row may begin before ``start``
-                    events = events[start - (version - count) - 1 :]
-                if 0 <= left < len(events):
-                    events = events[:left]
+                rows = _sql.query(reader, _sql.READ_BACKWARD, (stream_id, below + 1, PAGE))
+                events, below, left = backward_page(stream, rows, below, left, _timestamp)
                 for event in events:
                     yield event
-                left -= len(events)
-                if not left:
+                if len(rows) < PAGE:
                     return
-                start = version + 1
-            if len(rows) < _PAGE:
-                return
+        else:
+            start = 1 if from_version is None else from_version
+            while left:
+                rows = _sql.query(reader, _sql.READ_FORWARD, (stream_id, start, PAGE))
+                events, start, left = forward_page(stream, rows, start, left, _timestamp)
+                for event in events:
+                    yield event
+                if len(rows) < PAGE:
+                    return
 
     async def read_all(
         self, *, after: int = 0, limit: int | None = None
@@ -412,39 +344,30 @@ class SqliteEventStore:
         reader = self._reader_or_closed()
         left = -1 if limit is None else limit
         while left:
-            rows = _query(reader, _READ_ALL, (after, _PAGE if left < 0 else min(left, _PAGE)))
-            for name, version, position, count, recorded_at, packed in rows:
-                events = unpack(name, version, position, count, _timestamp(recorded_at), packed)
-                if position - count < after:
-                    events = events[after - (position - count) :]
-                if 0 <= left < len(events):
-                    events = events[:left]
-                for event in events:
-                    yield event
-                left -= len(events)
-                if not left:
-                    return
-                after = position
-            if len(rows) < _PAGE:
+            rows = _sql.query(reader, _sql.READ_ALL, (after, PAGE if left < 0 else min(left, PAGE)))
+            events, after, left = log_page(rows, after, left, _timestamp)
+            for event in events:
+                yield event
+            if len(rows) < PAGE:
                 return
 
     async def stream_info(self, stream: str) -> StreamInfo:
-        rows = _query(
+        rows = _sql.query(
             self._reader_or_closed(),
             "SELECT name, version, metadata, deleted FROM tidings_streams WHERE name = ?",
             (stream,),
         )
         if not rows:
             raise NotFound(f"stream {stream!r} does not exist")
-        return _stream_info(rows[0])
+        return _sql.stream_info_of(rows[0])
 
     async def streams(self) -> list[StreamInfo]:
-        rows = _query(
+        rows = _sql.query(
             self._reader_or_closed(),
             "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id",
             (),
         )
-        return [_stream_info(row) for row in rows]
+        return [_sql.stream_info_of(row) for row in rows]
 
     async def head_position(self) -> int:
         return self._readable_head(self._reader_or_closed())
@@ -454,7 +377,7 @@ class SqliteEventStore:
         await self._wakeup.wait(after, timeout)
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
-        rows = _query(
+        rows = _sql.query(
             self._reader_or_closed(),
             "SELECT stream, version, type, data, schema_version FROM tidings_snapshots"
             " WHERE stream = ?",
@@ -463,11 +386,11 @@ class SqliteEventStore:
         return Snapshot(*rows[0]) if rows else None
 
     async def get_checkpoint(self, name: str) -> int:
-        return _get_checkpoint(self._reader_or_closed(), name)
+        return _sql.get_checkpoint(self._reader_or_closed(), name)
 
     @staticmethod
     def _readable_head(connection: sqlite3.Connection) -> int:
-        rows = _query(connection, _READABLE_HEAD, ())
+        rows = _sql.query(connection, _sql.READABLE_HEAD, ())
         return int(rows[0][0]) if rows else 0
 
     def _reader_or_closed(self) -> sqlite3.Connection:
@@ -488,63 +411,7 @@ class SqliteTransaction:
         self.connection = connection
 
     async def set_checkpoint(self, name: str, position: int) -> None:
-        _set_checkpoint(self.connection, name, position)
+        _sql.set_checkpoint(self.connection, name, position)
 
     async def get_checkpoint(self, name: str) -> int:
-        return _get_checkpoint(self.connection, name)
-
-
-def _query(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    try:
-        return connection.execute(sql, parameters).fetchall()
-    except sqlite3.ProgrammingError as exc:
-        if "closed" in str(exc):
-            raise ClosedError("the event store is closed") from exc
-        raise TransportError(f"SQLite read failed: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise TransportError(f"SQLite read failed: {exc}") from exc
-
-
-def _live_stream_id(connection: sqlite3.Connection, stream: str) -> int:
-    row = connection.execute(
-        "SELECT id, deleted FROM tidings_streams WHERE name = ?", (stream,)
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"stream {stream!r} does not exist")
-    if row[1]:
-        raise StreamDeleted(stream)
-    return int(row[0])
-
-
-def _stream_info(row: tuple[Any, ...]) -> StreamInfo:
-    name, version, metadata, deleted = row
-    decoded = {} if metadata is None else msgspec.json.decode(metadata)
-    return StreamInfo(name, version, decoded, bool(deleted))
-
-
-def _save_snapshot(connection: sqlite3.Connection, snapshot: Snapshot) -> None:
-    row = connection.execute(
-        "SELECT deleted FROM tidings_streams WHERE name = ?", (snapshot.stream,)
-    ).fetchone()
-    if row is not None and row[0]:
-        return  # a snapshot would bring erased state back
-    connection.execute(
-        "INSERT INTO tidings_snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE"
-        " SET version = excluded.version, type = excluded.type, data = excluded.data,"
-        " schema_version = excluded.schema_version"
-        " WHERE excluded.version >= tidings_snapshots.version",
-        (snapshot.stream, snapshot.version, snapshot.type, snapshot.data, snapshot.schema_version),
-    )
-
-
-def _get_checkpoint(connection: sqlite3.Connection, name: str) -> int:
-    rows = _query(connection, "SELECT position FROM tidings_checkpoints WHERE name = ?", (name,))
-    return int(rows[0][0]) if rows else 0
-
-
-def _set_checkpoint(connection: sqlite3.Connection, name: str, position: int) -> None:
-    connection.execute(
-        "INSERT INTO tidings_checkpoints VALUES (?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-        (name, position),
-    )
+        return _sql.get_checkpoint(self.connection, name)

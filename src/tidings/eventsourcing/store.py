@@ -43,6 +43,7 @@ __all__ = [
     "StreamDeleted",
     "StreamInfo",
     "check_expected_version",
+    "validate_expected_version",
 ]
 
 NO_STREAM: Final = "no stream"
@@ -309,7 +310,9 @@ class EventStore:
             return self._backend.read_all(after=after, limit=limit)
         return self._started_then(lambda: self._backend.read_all(after=after, limit=limit))
 
-    def subscribe(self, *, after: int = 0) -> AsyncIterator[RecordedEvent]:
+    def subscribe(
+        self, *, after: int = 0, page_size: int = 500, idle_timeout: float = 5.0
+    ) -> AsyncIterator[RecordedEvent]:
         """Catch up from ``after`` through ``read_all``, then follow live appends, forever.
 
         Never skips or repeats an event while writers keep writing; ends when the store closes
@@ -317,7 +320,7 @@ class EventStore:
         """
         from tidings.eventsourcing.subscription import subscribe
 
-        return subscribe(self, after=after)
+        return subscribe(self, after=after, page_size=page_size, idle_timeout=idle_timeout)
 
     async def stream_info(self, stream: str) -> StreamInfo:
         """Name, version, metadata and tombstone flag; raises NotFound for a stream never

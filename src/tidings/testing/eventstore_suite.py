@@ -196,6 +196,28 @@ class EventStoreSuite:
         assert {e.type for e in everything} == {f"task.{task}" for task in range(100)}
         assert [e.position for e in everything] == list(range(1, total + 1))
 
+    async def test_appends_made_together_apply_in_call_order(self, store: EventStore) -> None:
+        versions_returned = await asyncio.gather(
+            *(store.append("s", new_events(1), expected_version=v) for v in range(5))
+        )
+        assert versions_returned == [1, 2, 3, 4, 5]
+
+    async def test_a_conflict_refuses_only_its_own_append(self, store: EventStore) -> None:
+        outcomes = await asyncio.gather(
+            store.append("s", new_events(2), expected_version=NO_STREAM),
+            store.append("s", new_events(1), expected_version=NO_STREAM),
+            store.append("t", new_events(1), expected_version=NO_STREAM),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == 2
+        assert isinstance(outcomes[1], ConcurrencyError)
+        assert outcomes[2] == 1
+        assert [(e.stream, e.position) for e in await collect(store.read_all())] == [
+            ("s", 1),
+            ("s", 2),
+            ("t", 3),
+        ]
+
     async def test_read_all_has_no_gaps_under_concurrent_writers(self, store: EventStore) -> None:
         writers_done = asyncio.Event()
         seen: list[int] = []

@@ -21,7 +21,6 @@ ServiceUnavailable when no broker answers.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl
 from collections.abc import Sequence
 from contextlib import suppress
@@ -32,7 +31,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
-from aiokafka.partitioner import murmur2
 
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
@@ -40,8 +38,8 @@ from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.kafka_deadletters import KafkaDeadLetterStore
 from tidings.transports.kafka_protocol import check_topic, mapped
+from tidings.transports.kafka_publish import Publisher
 from tidings.transports.kafka_subscription import KafkaSubscription
-from tidings.transports.wire import to_wire
 
 __all__ = ["FEATURES", "KafkaOptions", "KafkaTransport", "from_url"]
 
@@ -181,9 +179,11 @@ class KafkaTransport:
         self._admin: Any = None
         self._start_lock = asyncio.Lock()
         self._topics: set[str] = set()
-        self._spread = itertools.count()
+        self._publisher: Publisher | None = None
         self._subscriptions: set[KafkaSubscription] = set()
         self._dead_letters: KafkaDeadLetterStore | None = None
+        self._publishing = 0
+        self._idle: asyncio.Future[None] | None = None
         self._closed = False
 
     async def start(self) -> None:
@@ -214,7 +214,13 @@ class KafkaTransport:
                         await producer.stop()
                     raise mapped(exc, "connecting", options.where) from exc
                 self._producer = producer
+                self._publisher = Publisher(producer)
             return self._producer
+
+    async def _started(self) -> Publisher:
+        await self.producer()
+        assert self._publisher is not None  # set with the producer
+        return self._publisher
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Store ``messages`` on ``topic``; returns when the brokers acknowledged all of them.
@@ -223,41 +229,23 @@ class KafkaTransport:
         of one key keep their order; so do keyless messages of one call. Raises ValueError for a
         topic name Kafka rejects, TransportError (ServiceUnavailable) when the brokers fail.
         """
-        producer = self._producer or await self.producer()
-        if topic not in self._topics:
-            await self.prepare(topic)
+        if not messages:
+            return
+        if self._closed:
+            raise ClosedError("the Kafka transport was closed")
+        publisher = self._publisher or await self._started()
+        self._publishing += 1
         try:
-            partitions = sorted(await producer.partitions_for(topic))
-            count = len(partitions)
-            keyless = partitions[next(self._spread) % count]
-            batches: dict[int, Any] = {}
-            sent = []
-            for message in messages:
-                key = message.key
-                if key is None:
-                    key_bytes = None
-                    partition = keyless
-                else:
-                    key_bytes = key.encode()
-                    partition = partitions[(murmur2(key_bytes) & 0x7FFFFFFF) % count]
-                headers = [(k, v.encode()) for k, v in to_wire(message).items()]
-                timestamp = int(message.timestamp * 1000)
-                batch = batches.get(partition)
-                if batch is None:
-                    batch = batches[partition] = producer.create_batch()
-                while (
-                    batch.append(
-                        key=key_bytes, value=message.data, timestamp=timestamp, headers=headers
-                    )
-                    is None
-                ):  # full: send it and go on in a new one (an empty batch takes any one record)
-                    sent.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = batches[partition] = producer.create_batch()
-            for partition, batch in batches.items():
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-            await asyncio.gather(*sent)
+            if topic not in self._topics:
+                await self.prepare(topic)
+            await publisher.publish(topic, messages)
         except KafkaError as exc:
             raise mapped(exc, f"publishing to {topic!r}", self.options.where) from exc
+        finally:
+            self._publishing -= 1
+            idle = self._idle
+            if self._publishing == 0 and idle is not None and not idle.done():
+                idle.set_result(None)
 
     async def prepare(self, topic: str) -> None:
         """Check ``topic``'s name and, with ``options.partitions``, create it when missing."""
@@ -307,14 +295,21 @@ class KafkaTransport:
         return self._dead_letters
 
     async def aclose(self) -> None:
-        """Close every subscription (each drains, see ``drain_timeout``), then the producer.
-        Publishes in progress finish first. Idempotent."""
+        """Close every subscription (each drains, see ``drain_timeout``), wait for publishes in
+        progress, then close the producer. Later publishes raise ClosedError. Idempotent."""
         async with self._start_lock:
             if self._closed:
                 return
             self._closed = True
-        await asyncio.gather(*(s.aclose() for s in list(self._subscriptions)))
+        subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            await subscription.aclose()
+        await asyncio.gather(*(s.wait_closed() for s in subscriptions))
+        if self._publishing:
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
         producer, self._producer = self._producer, None
+        self._publisher = None
         admin, self._admin = self._admin, None
         try:
             if producer is not None:

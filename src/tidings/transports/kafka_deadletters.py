@@ -86,6 +86,9 @@ class KafkaDeadLetterStore:
         options = self._transport.options
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
+            # no group, so no committed offsets: every assigned partition is read from its start
+            # (seek_to_beginning would race with the default reset to the end)
+            auto_offset_reset="earliest",
             fetch_max_wait_ms=options.fetch_max_wait_ms,
             **options.client_settings(),
         )
@@ -107,7 +110,6 @@ class KafkaDeadLetterStore:
         tps = [TopicPartition(self.topic, p) for p in partitions]
         consumer.assign(tps)
         ends: dict[Any, int] = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining:
             fetched = await consumer.getmany(*remaining, timeout_ms=1000)

@@ -44,6 +44,12 @@ _POLL_MS = 1000
 _RETRY_BACKOFF_MAX = 5.0
 
 
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned fetch's outcome as seen, so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
+
+
 class KafkaDelivery:
     """One record handed to one subscription. ``ack``/``nack`` are idempotent; only the first
     call counts."""
@@ -71,8 +77,11 @@ class KafkaDelivery:
         if not self.settled:
             self.settled = True
             partition = self._partition
-            partition.subscription.released()
-            partition.retry_later(self, delay)
+            subscription = partition.subscription
+            subscription.released()
+            # a closing member gives the message back by leaving it uncommitted
+            if partition.live and not subscription.closed:
+                partition.retry_later(self, delay)
 
 
 class _Partition:
@@ -145,9 +154,10 @@ class KafkaSubscription:
     """Batches of deliveries for one (topic or pattern, group): a Kafka consumer group member.
 
     At most ``prefetch`` deliveries are handed out and not yet settled at any time. ``aclose``
-    stops fetching, waits up to ``drain_timeout`` for deliveries in progress to settle, commits,
-    and leaves the group; deliveries not settled by then come again to the group. Nacked
-    messages still waiting for their delay then come again too, with their attempt unchanged.
+    stops fetching at once; the member stays in its group until the deliveries handed out are
+    settled (at most ``drain_timeout`` seconds, see :meth:`wait_closed`), commits, and leaves.
+    Deliveries not settled by then, nacked while closing, or nacked and still waiting for their
+    delay come again to the group, with their attempt unchanged.
     """
 
     def __init__(self, transport: KafkaTransport, topic: str, group: str, prefetch: int) -> None:
@@ -157,6 +167,7 @@ class KafkaSubscription:
         self.transport = transport
         self.topic = topic
         self.group = group
+        self.closed = False
         self._regex = checked(topic, exclude=options.dead_letter_topic)
         self._prefetch = prefetch
         self._consumer: Any = None
@@ -164,31 +175,40 @@ class KafkaSubscription:
         self._offsets: dict[Any, int] = {}
         self._outstanding = 0
         self._room: asyncio.Future[None] | None = None
+        self._stopped: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._dirty = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._finisher: asyncio.Task[None] | None = None
         self._commit_lock = asyncio.Lock()
-        self._lock = asyncio.Lock()
-        self._closed = False
+        self._start_lock = asyncio.Lock()
 
     def __aiter__(self) -> KafkaSubscription:
         return self
 
     async def __anext__(self) -> Sequence[KafkaDelivery]:
         consumer = self._consumer or await self._started()
-        while not self._closed:
+        stopped = self._stopped
+        assert stopped is not None  # set when the consumer started
+        while not self.closed:
             room = self._prefetch - self._outstanding
             if room <= 0:
                 self._room = asyncio.get_running_loop().create_future()
-                await self._room
+                await asyncio.wait((self._room, stopped), return_when=asyncio.FIRST_COMPLETED)
                 continue
+            fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=_POLL_MS, max_records=room))
+            await asyncio.wait((fetch, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if self.closed:  # what this fetch got stays uncommitted: it comes again
+                fetch.cancel()
+                fetch.add_done_callback(_retrieved)
+                break
             try:
-                fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=room)
+                fetched = fetch.result()
             except ConsumerStoppedError:
                 break
             except KafkaError as exc:
                 raise mapped(exc, f"fetching {self.topic!r}", self.transport.options.where) from exc
-            if fetched and not self._closed:  # records fetched while closing are not handed out
+            if fetched:
                 return self._deliveries(fetched)
         raise StopAsyncIteration
 
@@ -213,10 +233,11 @@ class KafkaSubscription:
         return batch
 
     async def _started(self) -> Any:
-        async with self._lock:
-            if self._closed:
+        async with self._start_lock:
+            if self.closed:
                 raise StopAsyncIteration
             if self._consumer is None:
+                self._stopped = asyncio.get_running_loop().create_future()
                 self._consumer = await self._connect()
                 self._committer = asyncio.create_task(self._commit_loop())
             return self._consumer
@@ -297,30 +318,37 @@ class KafkaSubscription:
                 partition.revoke()
 
     async def aclose(self) -> None:
-        async with self._lock:
-            if self._closed:
+        """Stop fetching: the iteration ends now. Idempotent; see :meth:`wait_closed`."""
+        async with self._start_lock:
+            if self.closed:
                 return
-            self._closed = True
-            room = self._room
-            if room is not None and not room.done():
-                room.set_result(None)
-            consumer = self._consumer
-            if consumer is not None:
-                await self._drain()
-                if self._committer is not None:
-                    self._committer.cancel()
-                for partition in self._partitions.values():
-                    partition.revoke()
-                await self._commit()
-                try:
-                    await consumer.stop()
-                except KafkaError as exc:
-                    _log.warning("leaving group %s failed: %s", self.group, exc)
-            self.transport.forget(self)
+            self.closed = True
+            if self._consumer is None:
+                self.transport.forget(self)
+                return
+            assert self._stopped is not None
+            self._stopped.set_result(None)
+            self._finisher = asyncio.create_task(self._finish())
 
-    async def _drain(self) -> None:
-        if self._outstanding <= 0:
-            return
-        self._drained = asyncio.get_running_loop().create_future()
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._drained, self.transport.options.drain_timeout)
+    async def wait_closed(self) -> None:
+        """Return once the member left its group (after :meth:`aclose`)."""
+        if self._finisher is not None:
+            await asyncio.shield(self._finisher)
+
+    async def _finish(self) -> None:
+        try:
+            if self._outstanding > 0:
+                self._drained = asyncio.get_running_loop().create_future()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained, self.transport.options.drain_timeout)
+            if self._committer is not None:
+                self._committer.cancel()
+            for partition in self._partitions.values():
+                partition.revoke()
+            await self._commit()
+            try:
+                await self._consumer.stop()
+            except KafkaError as exc:
+                _log.warning("leaving group %s failed: %s", self.group, exc)
+        finally:
+            self.transport.forget(self)

@@ -53,7 +53,7 @@ from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
 
-__all__ = ["FEATURES", "NatsOptions", "NatsTransport", "from_url"]
+__all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

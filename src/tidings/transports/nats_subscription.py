@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import suppress
 from typing import TYPE_CHECKING
+
+import nats.errors
 
 from tidings.errors import ClosedError
 from tidings.message import Message
@@ -125,7 +128,8 @@ class NatsSubscription:
         nc = self._nc
         if inbox is None or nc is None or nc.is_closed:
             return
-        await inbox.unsubscribe()
+        with suppress(nats.errors.Error):  # already gone with its connection
+            await inbox.unsubscribe()
         unhanded = [m.reply for m in self._buffer if m.reply]
         self._buffer.clear()
         if unhanded:

@@ -11,7 +11,7 @@ Topology
   (``subscribe()`` followed by ``publish()`` in the same transport is always in time: a publish
   waits for the queues of earlier subscriptions). Nothing replays older history.
 * **Delays** live in shared quorum queues ``<exchange>.delay.<ms>``, one per delay bucket (buckets
-  grow by 2^(1/4), so each holds delays within ~16% of each other), each behind a fanout exchange
+  grow by 2^(1/4), so each holds delays within ~19% of each other), each behind a fanout exchange
   of the same name. ``nack(delay)`` publishes a copy there with a per-message expiration and the
   failing group's queue as routing key, then acks the original; on expiry RabbitMQ dead-letters
   the copy (``at-least-once`` strategy) to that one queue. A crash between the two steps delivers
@@ -19,11 +19,12 @@ Topology
 * **Dead letters** are JSON records in the durable queue ``<exchange>.dead-letters`` (see
   :mod:`tidings.transports.rabbitmq_deadletters`).
 
-Publishing uses publisher confirms: a batch goes out pipelined (a window of frames in flight) and
-``publish`` returns when the broker confirmed every message. While the connection is down (a broker
-restart) ``publish`` waits up to ``reconnect_timeout`` for aio-pika's robust connection to come
-back, then sends again what was not confirmed (so a message may arrive twice), or raises
-ServiceUnavailable. Consumers resume on the new connection by themselves.
+Publishing uses publisher confirms: a batch is written 512 messages per socket write (see
+:mod:`tidings.transports.rabbitmq_publish`) and ``publish`` returns when the broker confirmed every
+message. While the connection is down (a broker restart) ``publish`` waits up to
+``reconnect_timeout`` for aio-pika's robust connection to come back, then sends again what was not
+confirmed (so a message may arrive twice), or raises ServiceUnavailable. Subscriptions resume on
+the new connection by themselves (see :mod:`tidings.transports.rabbitmq_queue`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,15 @@ from tidings.transports.rabbitmq_queue import (
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
-__all__ = ["FEATURES", "RabbitMQOptions", "RabbitMQTransport", "binding_key", "from_url"]
+__all__ = [
+    "FEATURES",
+    "RabbitMQOptions",
+    "RabbitMQTransport",
+    "binding_key",
+    "delay_bucket",
+    "from_url",
+    "queue_name",
+]
 
 FEATURES = Features(
     persistent=True,
@@ -170,6 +179,7 @@ class RabbitMQTransport:
         self._idle: asyncio.Event | None = None
         self._dead_letters: RabbitMQDeadLetterStore | None = None
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"RabbitMQTransport({redact(self.options.url)!r})"
@@ -199,12 +209,14 @@ class RabbitMQTransport:
 
     async def _connect(self) -> AbstractRobustConnection:
         options = self.options
+        named = "name" in dict(parse_qsl(urlsplit(options.url).query))
         try:
             return await aio_pika.connect_robust(
                 options.url,
                 timeout=options.connect_timeout,
                 reconnect_interval=options.reconnect_interval,
-                client_properties={"connection_name": "tidings"},
+                # Named in the management UI, unless the URL names it (``?name=``).
+                client_properties={"connection_name": "tidings"} if not named else None,
             )
         except aiormq.exceptions.ProbableAuthenticationError as exc:
             raise TransportError(f"RabbitMQ refused the login at {redact(options.url)}") from exc
@@ -273,33 +285,47 @@ class RabbitMQTransport:
         """Publish ``messages`` (``data`` must be bytes) to ``topic``; returns once RabbitMQ
         confirmed all of them. Order is kept within one call.
 
-        Raises ValueError for a wildcard topic, ServiceUnavailable when the broker stays away
-        for ``reconnect_timeout`` (some messages may have been delivered), TransportError when
-        the broker nacks a message.
+        Raises ValueError for a wildcard topic, TypeError for data that is not bytes (nothing
+        is sent then), ServiceUnavailable when the broker stays away for ``reconnect_timeout``
+        (some messages may have been delivered), TransportError when the broker nacks a message.
         """
         self._check_open()
         if is_pattern(topic):
             raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
         if not messages:
             return
+        if self._connection is None:
+            await self.start()
         if self._setups:
             # Queues of subscriptions made before this call must exist before it publishes.
-            await asyncio.wait(self._setups)
+            await asyncio.wait(self._setups, timeout=self.options.reconnect_timeout)
         bodies = [m.data for m in messages]
+        if not all(isinstance(body, bytes) for body in bodies):
+            raise TypeError("RabbitMQ carries bytes: encode the events first (the Bus does)")
         props = [properties_of(m) for m in messages]
         await self.send(self.options.exchange, topic, bodies, props, mandatory=False)
 
-    async def publish_later(self, message: Message, attempt: int, delay: float, queue: str) -> None:
-        """Put ``message`` into ``queue`` again after ``delay`` seconds, as attempt ``attempt``;
-        returns once the delayed copy is stored durably."""
+    async def publish_later(
+        self, message: Message, topic: str, attempt: int, delay: float, queue: str
+    ) -> None:
+        """Put ``message`` (of ``topic``) into ``queue`` again after ``delay`` seconds, as
+        attempt ``attempt``; returns once the delayed copy is stored durably. The delay queue is
+        declared on first use, and again if the broker returns the copy (it was deleted)."""
         bucket = delay_bucket(delay)
         name = f"{self.options.exchange}.delay.{bucket}"
-        if bucket not in self._delays:
-            await self._declare_delay(name)
-            self._delays.add(bucket)
         expiration = str(max(1, round(delay * 1000)))
-        props = properties_of(message, attempt=attempt, expiration=expiration)
-        await self.send(name, queue, [message.data], [props], mandatory=True)
+        props = properties_of(message, retry=(topic, attempt), expiration=expiration)
+        for last in (False, True):
+            if bucket not in self._delays:
+                await self._declare_delay(name)
+                self._delays.add(bucket)
+            try:
+                await self.send(name, queue, [message.data], [props], mandatory=True)
+                return
+            except TransportError as exc:
+                self._delays.discard(bucket)
+                if last or isinstance(exc, ServiceUnavailable):
+                    raise
 
     async def _declare_delay(self, name: str) -> None:
         channel = await self._ready_publisher(self._deadline())
@@ -403,10 +429,16 @@ class RabbitMQTransport:
 
     async def aclose(self) -> None:
         """Wait for publishes in progress, settle what subscriptions recorded (acks are sent,
-        deliveries never settled go back to their queues), then disconnect. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        deliveries never settled go back to their queues), then disconnect. Idempotent; calls
+        made while it closes return once it closed."""
+        if self._closing is None:
+            self._closed = True
+            for subscription in self._subscriptions:
+                subscription.stop()  # at once: nothing more is handed out from here on
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if self._busy:
             self._idle = asyncio.Event()
             await self._idle.wait()

@@ -29,7 +29,7 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 from pamqp.commands import Basic
 
 from tidings.deadletters import DeadLetter
-from tidings.errors import NotFound, TransportError
+from tidings.errors import NotFound, ServiceUnavailable, TransportError
 
 if TYPE_CHECKING:
     from aiormq import Channel
@@ -63,7 +63,8 @@ class RabbitMQDeadLetterStore:
         self._declared = False
 
     async def add(self, letter: DeadLetter) -> None:
-        """Store ``letter`` durably (confirmed by the broker) before returning."""
+        """Store ``letter`` durably (confirmed by the broker) before returning. The queue is
+        declared again if it went away (the broker returns a record it cannot route)."""
         await self._declare()
         props = Basic.Properties(
             delivery_mode=2,
@@ -71,7 +72,15 @@ class RabbitMQDeadLetterStore:
             message_type=letter.topic,
             content_type="application/json",
         )
-        await self._transport.send("", self.queue, [_encode(letter)], [props], mandatory=True)
+        record = [_encode(letter)]
+        try:
+            await self._transport.send("", self.queue, record, [props], mandatory=True)
+        except TransportError as exc:
+            if isinstance(exc, ServiceUnavailable):
+                raise
+            self._declared = False
+            await self._declare()
+            await self._transport.send("", self.queue, record, [props], mandatory=True)
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100

@@ -98,19 +98,20 @@ async def _write(
     async with channel.lock:  # raises ChannelInvalidStateError once the channel closed
         first = channel.delivery_tag + 1
         confirmations = []
-        parts = []
-        for i in chunk:
-            body = bodies[i]
-            channel.delivery_tag += 1
-            confirmation = channel.create_future()
-            channel.confirmations[channel.delivery_tag] = confirmation
-            confirmations.append(confirmation)
-            parts.append(publish)
-            parts.append(marshal(ContentHeader(0, len(body), props[i]), number))
-            for offset in range(0, len(body), limit):
-                parts.append(marshal(ContentBody(body[offset : offset + limit]), number))
         try:
-            await channel.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
+            parts = []
+            for i in chunk:
+                body = bodies[i]
+                channel.delivery_tag += 1
+                confirmation = channel.create_future()
+                channel.confirmations[channel.delivery_tag] = confirmation
+                confirmations.append(confirmation)
+                parts.append(publish)
+                parts.append(marshal(ContentHeader(0, len(body), props[i]), number))
+                for offset in range(0, len(body), limit):
+                    parts.append(marshal(ContentBody(body[offset : offset + limit]), number))
+            payload = ChannelFrame(payload=b"".join(parts), should_close=False)
+            await channel.write_queue.put(payload)
         except BaseException:
             # Nothing reached the broker: give the delivery tags back, as basic_publish does.
             for tag in range(first, channel.delivery_tag + 1):

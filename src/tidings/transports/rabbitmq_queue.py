@@ -14,6 +14,11 @@ for the longest settled run of delivery tags, single acks for tags settled out o
 without delay (``basic.nack(requeue=True)``) is sent at once, before any later multiple ack can
 cover its tag. After a reconnect the tags of the old channel are void: acks for them are dropped
 and the broker delivers those messages again.
+
+Closing waits until every delivery handed out is settled, writes the acks, cancels the consumer
+and then closes the channel. The order matters on RabbitMQ 3.10: a quorum queue ignores acks for a
+consumer already cancelled, and a channel closed right after acks may have them taken back; the
+confirmed cancel travels through the queue behind the acks, so they are applied before the close.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ _log = logging.getLogger("tidings.transports.rabbitmq")
 
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 DELIVERY_COUNT = "x-delivery-count"
+TOPIC = "tidings-topic"
+"""On a delayed copy (whose routing key is its queue's name): the topic it was published to."""
 _MIN_DELAY = 0.001
 """Shorter nack delays requeue at once."""
 _RESERVED = frozenset(
@@ -58,6 +65,7 @@ _RESERVED = frozenset(
         TIME,
         KEY,
         ATTEMPT,
+        TOPIC,
         DELIVERY_COUNT,
         # Set by RabbitMQ when a delayed copy is dead-lettered back to its queue.
         "x-death",
@@ -87,14 +95,16 @@ def binding_key(pattern: str) -> str:
 
 
 def properties_of(
-    message: Message, *, attempt: int | None = None, expiration: str | None = None
+    message: Message, *, retry: tuple[str, int] | None = None, expiration: str | None = None
 ) -> Basic.Properties:
-    """AMQP properties for ``message``: id and type natively, the rest as headers."""
+    """AMQP properties for ``message``: id and type natively, the rest as headers; ``retry``
+    is the (topic, attempt) of a delayed copy."""
     headers: dict[str, Any] = dict(message.headers) if message.headers else {}
     headers[TIME] = repr(message.timestamp)
     if message.key is not None:
         headers[KEY] = message.key
-    if attempt is not None:
+    if retry is not None:
+        headers[TOPIC], attempt = retry
         headers[ATTEMPT] = str(attempt)
     return Basic.Properties(
         delivery_mode=2,
@@ -161,7 +171,7 @@ class Acks:
 class RabbitMQDelivery:
     """One message from a group's queue; ``ack``/``nack`` are idempotent (the first one counts)."""
 
-    __slots__ = ("_acks", "_done", "_subscription", "_tag", "attempt", "message")
+    __slots__ = ("_acks", "_done", "_subscription", "_tag", "attempt", "message", "topic")
 
     def __init__(
         self,
@@ -170,6 +180,7 @@ class RabbitMQDelivery:
         tag: int,
         message: Message,
         attempt: int,
+        topic: str,
     ) -> None:
         self._subscription = subscription
         self._acks = acks
@@ -177,6 +188,8 @@ class RabbitMQDelivery:
         self._done = False
         self.message = message
         self.attempt = attempt
+        self.topic = topic
+        """The topic the message was published to (the subscription's may be a pattern)."""
 
     async def ack(self) -> None:
         if not self._done:
@@ -198,7 +211,7 @@ class RabbitMQDelivery:
                 await self._acks.requeue(self._tag)
             else:
                 await subscription.transport.publish_later(
-                    self.message, self.attempt + 1, delay, subscription.queue
+                    self.message, self.topic, self.attempt + 1, delay, subscription.queue
                 )
                 self._acks.ack(self._tag)
         finally:
@@ -224,7 +237,8 @@ class RabbitMQSubscription:
         self._waiter: asyncio.Future[None] | None = None
         self._outstanding = 0  # handed out, not yet settled
         self._consuming = False
-        self._stopped = False
+        self._stopped = False  # hands out nothing more
+        self._closed = False  # aclose() ran
         self._error: TransportError | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -272,9 +286,8 @@ class RabbitMQSubscription:
 
     async def _on_message(self, delivered: DeliveredMessage) -> None:
         assert self._acks is not None
-        if self._stopped:  # arrived while the consumer was being cancelled
-            await self._acks.requeue(cast(Basic.Deliver, delivered.delivery).delivery_tag or 0)
-            return
+        if self._stopped:
+            return  # never handed out: it goes back to the queue when the channel closes
         self._ready.append(_delivery(self, self._acks, delivered))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -321,32 +334,32 @@ class RabbitMQSubscription:
 
     def settled(self) -> None:
         self._outstanding -= 1
-        if self._stopped and self._outstanding == 0 and self._closing is None:
+        if self._closed and self._outstanding == 0 and self._closing is None:
             self._closing = asyncio.ensure_future(self._close_channel())
 
-    async def aclose(self) -> None:
-        """Stop fetching. Deliveries prefetched but not handed out go back to the queue now;
-        those handed out can still be settled, and come again if they never are (once the
-        transport closes, or when the process dies). Idempotent."""
-        if self._stopped:
-            return
+    def stop(self) -> None:
+        """Hand out nothing more, from now on (the iteration ends)."""
         self._stopped = True
         self._wake()
+
+    async def aclose(self) -> None:
+        """Stop handing out deliveries. Those handed out can still be settled; once they all
+        are, the channel closes and what was prefetched but not handed out goes back to the
+        queue (counted as a return). Deliveries never settled come again when the transport
+        closes or the process dies. Idempotent.
+
+        The consumer is cancelled only then: RabbitMQ 3.10 drops acks that a quorum queue
+        receives for a cancelled consumer, so the channel keeps consuming until it closes."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        self._ready = []
         if self._channel is None:
             self.transport.forget(self)
-            return
-        try:
-            underlay = await underlay_of(self._channel)
-            if self._consuming and not underlay.is_closed:
-                await underlay.basic_cancel(self._tag)
-        except _GONE:
-            pass
-        unused, self._ready = self._ready, []
-        for delivery in unused:
-            delivery._done = True
-            await delivery._acks.requeue(delivery._tag)
-        if self._outstanding == 0 and self._closing is None:
+        elif self._outstanding == 0 and self._closing is None:
             self._closing = asyncio.ensure_future(self._close_channel())
+            await self._closing
 
     async def shutdown(self) -> None:
         """For the transport's close: send the recorded acks, then close the channel (deliveries
@@ -361,6 +374,12 @@ class RabbitMQSubscription:
             if self._acks is not None:
                 await self._acks.drain()
             if self._channel is not None:
+                underlay = await underlay_of(self._channel)
+                if self._consuming and not underlay.is_closed:
+                    # The cancel reaches the quorum queue after the acks sent before it, so once
+                    # it is confirmed they were applied. A plain close right after acks can make
+                    # a quorum queue take back messages that were acked (RabbitMQ 3.10).
+                    await underlay.basic_cancel(self._tag)
                 await self._channel.close()
         except _GONE:
             pass
@@ -378,24 +397,26 @@ def _delivery(
     headers: dict[str, Any] | None = props.headers
     attempt = 1
     time = key = None
+    topic = frame.routing_key or ""
     user = _NO_HEADERS
     if headers:
         given = headers.get(ATTEMPT)
         if given:
             attempt = int(given)
+            topic = headers.get(TOPIC) or topic
         attempt += headers.get(DELIVERY_COUNT, 0)
         time = headers.get(TIME)
         key = headers.get(KEY)
         user = {k: _text(v) for k, v in headers.items() if k not in _RESERVED}
     message = Message.restore(
-        props.message_type or frame.routing_key or "",
+        props.message_type or topic,
         delivered.body,
         user,
         key,
         props.message_id,
         float(time) if time else None,
     )
-    return RabbitMQDelivery(subscription, acks, frame.delivery_tag or 0, message, attempt)
+    return RabbitMQDelivery(subscription, acks, frame.delivery_tag or 0, message, attempt, topic)
 
 
 def _text(value: object) -> str:

@@ -1,0 +1,136 @@
+"""SQL of the SQLite event store, and the statements it shares with its transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from tidings.errors import ClosedError, NotFound, TransportError
+from tidings.eventsourcing.store import Snapshot, StreamDeleted, StreamInfo
+
+__all__ = [
+    "INSERT_COMMIT",
+    "READABLE_HEAD",
+    "READ_ALL",
+    "READ_BACKWARD",
+    "READ_FORWARD",
+    "SCHEMA",
+    "get_checkpoint",
+    "live_stream_id",
+    "query",
+    "save_snapshot",
+    "set_checkpoint",
+    "stream_info_of",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tidings_streams (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    metadata BLOB
+);
+CREATE TABLE IF NOT EXISTS tidings_commits (
+    position INTEGER PRIMARY KEY,   -- of the commit's last event
+    stream_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,       -- of the commit's last event
+    count INTEGER NOT NULL,
+    recorded_at REAL NOT NULL,
+    events BLOB                     -- NULL once erased
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tidings_commits_stream ON tidings_commits (stream_id, version);
+CREATE TABLE IF NOT EXISTS tidings_snapshots (
+    stream TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    schema_version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tidings_checkpoints (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+"""
+
+# Erased rows (events IS NULL) are those of deleted streams: filtering them hides the stream.
+READ_FORWARD = (
+    "SELECT version, position, count, recorded_at, events FROM tidings_commits"
+    " WHERE stream_id = ? AND version >= ? AND events IS NOT NULL ORDER BY version LIMIT ?"
+)
+READ_BACKWARD = (
+    "SELECT version, position, count, recorded_at, events FROM tidings_commits"
+    " WHERE stream_id = ? AND version - count < ? AND events IS NOT NULL"
+    " ORDER BY version DESC LIMIT ?"
+)
+READ_ALL = (
+    "SELECT s.name, c.version, c.position, c.count, c.recorded_at, c.events"
+    " FROM tidings_commits AS c JOIN tidings_streams AS s ON s.id = c.stream_id"
+    " WHERE c.position > ? AND c.events IS NOT NULL ORDER BY c.position LIMIT ?"
+)
+READABLE_HEAD = (
+    "SELECT position FROM tidings_commits WHERE events IS NOT NULL ORDER BY position DESC LIMIT 1"
+)
+INSERT_COMMIT = (
+    "INSERT INTO tidings_commits SELECT coalesce(max(position), 0) + ?, ?, ?, ?, ?, ?"
+    " FROM tidings_commits"
+)
+
+
+def query(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    """All rows of a read; sqlite3 errors become TransportError (ClosedError once closed)."""
+    try:
+        return connection.execute(sql, parameters).fetchall()
+    except sqlite3.ProgrammingError as exc:
+        if "closed" in str(exc):
+            raise ClosedError("the event store is closed") from exc
+        raise TransportError(f"SQLite read failed: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise TransportError(f"SQLite read failed: {exc}") from exc
+
+
+def live_stream_id(connection: sqlite3.Connection, stream: str) -> int:
+    row = connection.execute(
+        "SELECT id, deleted FROM tidings_streams WHERE name = ?", (stream,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"stream {stream!r} does not exist")
+    if row[1]:
+        raise StreamDeleted(stream)
+    return int(row[0])
+
+
+def stream_info_of(row: tuple[Any, ...]) -> StreamInfo:
+    name, version, metadata, deleted = row
+    decoded = {} if metadata is None else msgspec.json.decode(metadata)
+    return StreamInfo(name, version, decoded, bool(deleted))
+
+
+def save_snapshot(connection: sqlite3.Connection, snapshot: Snapshot) -> None:
+    row = connection.execute(
+        "SELECT deleted FROM tidings_streams WHERE name = ?", (snapshot.stream,)
+    ).fetchone()
+    if row is not None and row[0]:
+        return  # a snapshot would bring erased state back
+    connection.execute(
+        "INSERT INTO tidings_snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE"
+        " SET version = excluded.version, type = excluded.type, data = excluded.data,"
+        " schema_version = excluded.schema_version"
+        " WHERE excluded.version >= tidings_snapshots.version",
+        (snapshot.stream, snapshot.version, snapshot.type, snapshot.data, snapshot.schema_version),
+    )
+
+
+def get_checkpoint(connection: sqlite3.Connection, name: str) -> int:
+    rows = query(connection, "SELECT position FROM tidings_checkpoints WHERE name = ?", (name,))
+    return int(rows[0][0]) if rows else 0
+
+
+def set_checkpoint(connection: sqlite3.Connection, name: str, position: int) -> None:
+    connection.execute(
+        "INSERT INTO tidings_checkpoints VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        (name, position),
+    )

@@ -1,0 +1,124 @@
+"""A synchronous facade for code that is not async (scripts, WSGI apps, threads).
+
+The bus runs on its own event loop in a background thread; each call hands a coroutine to that
+loop and blocks until it finishes. It wraps the async core and adds no behaviour of its own::
+
+    with tidings.sync.SyncBus(bus) as sync_bus:
+        sync_bus.publish(UserSignedUp(...))
+        result = sync_bus.publish_and_wait(UserSignedUp(...))
+
+Calling it from a thread whose event loop is running raises SyncInAsyncError: blocking there
+would stall that loop; ``await`` the Bus's own methods instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from tidings.bus import Bus
+from tidings.errors import ClosedError, SyncInAsyncError
+from tidings.message import Message
+from tidings.outcome import PublishResult
+
+__all__ = ["SyncBus"]
+
+T = TypeVar("T")
+
+
+class SyncBus:
+    """Runs ``bus`` on a background event loop for as long as the ``with`` block lasts."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SyncBus:
+        _refuse_inside_a_loop()
+        ready = threading.Event()
+        loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="tidings sync bus", daemon=True)
+        self._thread.start()
+        ready.wait()
+        self._loop = loop
+        self._call(self.bus.start())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drain and close the bus, then stop the background loop. Idempotent."""
+        if self._loop is None or self._thread is None:
+            return
+        try:
+            self._call(self.bus.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop = None
+            self._thread = None
+
+    def publish(
+        self,
+        event: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        topic: str | None = None,
+    ) -> Message:
+        """``Bus.publish``, blocking until the message is accepted."""
+        return self._call(self.bus.publish(event, key=key, headers=headers, topic=topic))
+
+    def publish_and_wait(
+        self,
+        event: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        topic: str | None = None,
+    ) -> PublishResult:
+        """``Bus.publish_and_wait``, blocking until every handler finished."""
+        return self._call(self.bus.publish_and_wait(event, key=key, headers=headers, topic=topic))
+
+    def drain(self) -> None:
+        """Block until every message published so far was handled."""
+        self._call(self.bus.drain())
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coro.close()
+            raise ClosedError("the SyncBus is not open: use it in a `with` block")
+        try:
+            _refuse_inside_a_loop()
+        except SyncInAsyncError:
+            coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+
+def _refuse_inside_a_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise SyncInAsyncError(
+        "the synchronous facade was called from inside a running event loop; "
+        "await the Bus's own methods there instead"
+    )
