@@ -114,6 +114,12 @@ async def windows(count: int, send: Callable[[int], Awaitable[None]]) -> None:
         await previous
 
 
+async def one_by_one(count: int, send: Callable[[int], Awaitable[None]]) -> None:
+    """``send`` batches of up to BATCH summing to ``count``, one at a time."""
+    for start in range(0, count, BATCH):
+        await send(min(BATCH, count - start))
+
+
 def names(kind: str) -> tuple[str, str]:
     tag = uuid.uuid4().hex[:8]
     return f"b6.{kind}.{tag}", f"b6-{kind}-{tag}"
@@ -142,8 +148,9 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
         partition = partitions[next(spread) % len(partitions)]  # Kafka's sticky partitioning
         batch = producer.create_batch()
         for _ in range(count):
-            header = [("id", str(next(_ids)).encode())]
-            batch.append(key=None, value=body(), timestamp=None, headers=header)
+            # the same information tidings carries: an id for de-duplication, the event type
+            headers = [("id", str(next(_ids)).encode()), ("type", b"bench.b6.kafka")]
+            batch.append(key=None, value=body(), timestamp=None, headers=headers)
         await (await producer.send_batch(batch, topic, partition=partition))
 
     async def consume() -> None:
@@ -271,7 +278,9 @@ async def faststream_batch(bootstrap: str, counter: Counter) -> tuple[Publish, C
     async def send(count: int) -> None:
         await broker.publish_batch(*[body() for _ in range(count)], topic=topic)
 
-    return lambda count: windows(count, send), broker.stop
+    # one batch at a time: two batches queued for one partition make aiokafka's send_batch spin
+    # until its timeout (KafkaTimeoutError)
+    return lambda count: one_by_one(count, send), broker.stop
 
 
 # -- measuring ----------------------------------------------------------------------------------

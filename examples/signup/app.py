@@ -31,7 +31,7 @@ EMAIL_RETRY = tidings.Retry(
     initial_delay=0.05,
     max_delay=1.0,
     # A bad address stays bad: dead-letter it at once, like undecodable input.
-    give_up_on=(InvalidAddress, tidings.DecodeError, tidings.UnknownEventType),
+    give_up_on=(InvalidAddress,),
 )
 """Up to three attempts, 50 ms then up to 100 ms apart (full jitter); none for a bad address."""
 

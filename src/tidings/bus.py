@@ -212,7 +212,7 @@ class Bus:
         self._routes_changed()
         running = self._consumers.pop(route, None)
         if running is not None:
-            self._background.add(asyncio.ensure_future(running[0].stop()))
+            self._track(asyncio.ensure_future(running[0].stop()))
 
     def _routes_changed(self) -> None:
         self._by_topic.clear()
@@ -347,11 +347,14 @@ class Bus:
             for route in routes:
                 expected = route.event_type
                 if raw or not route.inline or (expected is not None and expected is not kind):
-                    pending = pending or {}
-                    pending[route] = context.spawn(route.direct_handler(message), message)
-                    continue
+                    if not route.inline_envelope or raw and expected is not None:
+                        pending = pending or {}
+                        pending[route] = context.spawn(route.direct_handler(message), message)
+                        continue
                 try:
-                    if route.is_async:
+                    if route.inline_envelope:
+                        route.handler(message)
+                    elif route.is_async:
                         _run_inline(route.handler(data))  # type: ignore[arg-type]  # async def
                     else:
                         route.handler(data)
@@ -401,7 +404,9 @@ class Bus:
     def _compile_emit(self, event_type: type) -> tuple[Callable[[Any], Any], ...]:
         calls: list[Callable[[Any], Any]] = []
         for route in self.routes_for(self.registry.name_of(event_type)):
-            if not (route.inline and route.event_type in (None, event_type)):
+            if route.inline_envelope:
+                call = self._envelope_caller(route)
+            elif not (route.inline and route.event_type in (None, event_type)):
                 call = self._starter(route)
             elif route.is_async:
                 call = functools.partial(_run_with, route.handler)
@@ -413,6 +418,12 @@ class Bus:
             calls.append(call)
         self._emit_calls[event_type] = tuple(calls)
         return self._emit_calls[event_type]
+
+    def _envelope_caller(self, route: Route) -> Callable[[Any], None]:
+        def call(event: Any) -> None:
+            route.handler(self.message(event))
+
+        return call
 
     def _starter(self, route: Route) -> Callable[[Any], None]:
         def start(event: Any) -> None:
@@ -432,7 +443,10 @@ class Bus:
             except RuntimeError:
                 _log.exception("%s needs a running event loop; it did not run", message.id)
             return
-        task = context.spawn(coro, message)
+        self._track(context.spawn(coro, message))
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        """Keep ``task`` until it is done, so ``drain`` waits for it."""
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -449,7 +463,7 @@ class Bus:
         await store_failure(
             self._dead_letter_store,
             message,
-            topic=route.topic,
+            topic=message.type if is_pattern(route.topic) else route.topic,
             group=route.group,
             codec=self.codec,
             error=error,

@@ -156,7 +156,7 @@ class JsonCodec:
     def _encode_other(self, obj: Any) -> Any:
         if self._pydantic is not None and isinstance(obj, self._pydantic):
             return obj.model_dump(mode="json")  # type: ignore[attr-defined]
-        raise NotImplementedError(f"cannot encode objects of type {type(obj).__qualname__}")
+        raise TypeError(f"cannot encode objects of type {type(obj).__qualname__}")
 
     @staticmethod
     def _decode_error(into: type, exc: Exception) -> DecodeError:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from tidings import context
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.message import Message
+from tidings.topics import is_pattern
 from tidings.transports.base import Delivery, Subscription
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class Consumer:
             await store_failure(
                 self._dead_letters,
                 message,
-                topic=route.topic,
+                topic=_topic_of(delivery, route),
                 group=route.group,
                 codec=route.codec,
                 error=error,
@@ -197,3 +198,12 @@ def _wake(waiters: deque[asyncio.Future[None]]) -> None:
         if not waiter.done():
             waiter.set_result(None)
             return
+
+
+def _topic_of(delivery: Delivery, route: Route) -> str:
+    """The concrete topic a delivery came from, for replays: transports that know it expose
+    ``delivery.topic``; otherwise a pattern route's message came on its type's topic."""
+    topic: str | None = getattr(delivery, "topic", None)
+    if topic:
+        return topic
+    return route.topic if not is_pattern(route.topic) else delivery.message.type

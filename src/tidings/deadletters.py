@@ -100,7 +100,7 @@ def payload_bytes(data: Any, codec: Codec) -> bytes:
         return bytes(data)
     try:
         return codec.encode(data)
-    except (TypeError, NotImplementedError, ValueError):
+    except (TypeError, ValueError):
         return codec.encode(repr(data))
 
 

@@ -46,6 +46,8 @@ class Route:
     is_async: bool = field(init=False, repr=False)
     inline: bool = field(init=False, repr=False)
     """Plain, and it cannot suspend: the bus may run it right where the event is published."""
+    inline_envelope: bool = field(init=False, repr=False)
+    """A bare ``def`` taking the Message: the bus may call it right there with the message."""
 
     def accepts(self, data: Any) -> bool:
         """Whether ``data`` can go to the handler as it is, without decoding."""
@@ -65,10 +67,10 @@ class Route:
         retrying = inner if self.retry.max_attempts == 1 else retry(self.retry, clock)(inner)
         self.direct_handler = decoding(retrying)
         self.is_async = shape.is_async
-        self.plain = not (
-            shape.takes_message or self.middleware or self.timeout or self.retry.max_attempts > 1
-        )
+        bare = not (self.middleware or self.timeout or self.retry.max_attempts > 1)
+        self.plain = bare and not shape.takes_message
         self.inline = self.plain and not shape.may_suspend
+        self.inline_envelope = bare and shape.takes_message and not shape.is_async
 
 
 def _decoding(decode: Callable[[Message], Message]) -> Middleware:

@@ -7,6 +7,7 @@ A broker that is down makes its tests FAIL, naming the service and the command t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -121,10 +122,8 @@ async def _delete_streams(url: str, names: list[str]) -> None:
     try:
         js = nc.jetstream()
         for name in names:
-            try:
+            with contextlib.suppress(NotFoundError):
                 await js.delete_stream(name)
-            except NotFoundError:
-                pass
     finally:
         await nc.close()
 

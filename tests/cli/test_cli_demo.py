@@ -1,4 +1,4 @@
-"""``tidings demo``: the signup flow end to end, on the embedded default, in memory and on brokers."""
+"""``tidings demo``: the signup flow end to end: embedded default, in memory, on brokers."""
 
 from __future__ import annotations
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from typer.testing import Result
+
+from tidings import Bus, Delivery, Message
+from tidings.cli.tail import as_json, follow
 
 Invoke = Callable[..., Result]
 
@@ -98,7 +102,9 @@ def test_publish_refuses_bad_json_and_bad_headers(cli: Invoke, sqlite_url: str) 
 
 
 def test_publish_to_an_unreachable_broker_fails_without_the_password(cli: Invoke) -> None:
-    result = cli("publish", "t", "{}", "--url", "amqp://guest:s3cret@127.0.0.1:1/?connect_timeout=1")
+    result = cli(
+        "publish", "t", "{}", "--url", "amqp://guest:s3cret@127.0.0.1:1/?connect_timeout=1"
+    )
 
     assert result.exit_code == 1
     assert "error:" in result.stderr
@@ -106,15 +112,35 @@ def test_publish_to_an_unreachable_broker_fails_without_the_password(cli: Invoke
     assert "***" in result.stderr
 
 
-def test_publish_and_tail_on_a_broker(cli: Invoke, broker_url: str) -> None:
-    topic = "cli.published"
-    published = cli("publish", topic, '{"n": 1}', "--url", broker_url, "--key", "a", "--json")
-    assert published.exit_code == 0, published.output
+async def test_publish_and_tail_on_a_broker(cli: Invoke, broker_url: str) -> None:
+    topic, group = "cli.published", f"tail-{uuid.uuid4().hex[:8]}"
+    shown: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    def show(delivery: Delivery) -> None:
+        shown.append(msgspec.json.decode(msgspec.json.encode(as_json(delivery))))
+        arrived.set()
+
+    async with Bus(broker_url) as bus:
+        # Subscribing first: on brokers without history for new groups (RabbitMQ) a message
+        # published before the group exists never reaches it.
+        following = asyncio.create_task(
+            follow(bus.transport.subscribe(topic, group=group), show, 2)
+        )
+        await bus.publish(Message(topic, b'{"marker": true}'))
+        async with asyncio.timeout(30):
+            await arrived.wait()  # the group exists on the broker now
+            published = await asyncio.to_thread(
+                cli, "publish", topic, '{"n": 1}', "--url", broker_url, "--key", "a",
+                "-H", "h=v", "--json",
+            )  # fmt: skip
+            assert published.exit_code == 0, published.output
+            await following
+
     sent = msgspec.json.decode(published.stdout)
-
-    seen = tail_json(cli, topic, "--url", broker_url, "--group", "tail-test", "--count", "1")
-
-    assert [(m["id"], m["key"], m["data"]) for m in seen] == [(sent["id"], "a", {"n": 1})]
+    assert shown[0]["data"] == {"marker": True}
+    assert (shown[1]["id"], shown[1]["key"], shown[1]["data"]) == (sent["id"], "a", {"n": 1})
+    assert shown[1]["headers"] == {"h": "v"}
 
 
 async def test_a_running_tail_shows_what_another_process_publishes(sqlite_url: str) -> None:
@@ -123,7 +149,8 @@ async def test_a_running_tail_shows_what_another_process_publishes(sqlite_url: s
         *cli, "tail", "live.topic", "--url", sqlite_url, "--count", "1",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert tail.stdout is not None and tail.stderr is not None
+    assert tail.stdout is not None
+    assert tail.stderr is not None
     try:
         async with asyncio.timeout(30):
             assert b"following live.topic" in await tail.stderr.readline()

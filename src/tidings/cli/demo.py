@@ -157,17 +157,18 @@ async def run_signup_demo(
         dead_letters=letters,
         middleware=[_signalling(changed)],
     )
-    groups = dict(
-        zip(
-            SERVICES,
-            (signup.EMAIL_GROUP, signup.AUDIT_GROUP, signup.PREFERENCES_GROUP),
-            strict=True,
-        )
-    )
+    groups = {
+        "email": signup.EMAIL_GROUP,
+        "audit": signup.AUDIT_GROUP,
+        "preferences": signup.PREFERENCES_GROUP,
+    }
 
     def handled() -> dict[str, int]:
-        sent, audited = len(flow.email.sent), len(flow.audit.entries)
-        return dict(zip(SERVICES, (sent, audited, flow.preferences.created), strict=True))
+        return {
+            "email": len(flow.email.sent),
+            "audit": len(flow.audit.entries),
+            "preferences": flow.preferences.created,
+        }
 
     def finished() -> dict[str, int]:
         dead = Counter(letter.group for letter in letters.added)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
+from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
@@ -65,18 +66,14 @@ def list_(
     if json:
         write_json([letter_json(letter) for letter in letters])
         return
-    table = Table(title=f"{len(letters)} dead letter(s)")
-    table.add_column("id", no_wrap=True)
-    table.add_column("failed at")
-    table.add_column("group")
-    table.add_column("attempts", justify="right")
+    table = Table(title=f"{len(letters)} dead letter(s)", box=box.SIMPLE_HEAD)
+    table.add_column("id, failed at", no_wrap=True)
+    table.add_column("group, attempts")
     table.add_column("reason", ratio=1)
     for letter in letters:
         table.add_row(
-            letter.id,
-            _when(letter.failed_at),
-            Text(letter.group),
-            str(letter.attempts),
+            Text.assemble(letter.id, "\n", (_when(letter.failed_at), "dim")),
+            Text.assemble(letter.group, "\n", (f"{letter.attempts} attempt(s)", "dim")),
             Text(_reason(letter)),
         )
     Console().print(table)

@@ -10,7 +10,7 @@ keep a group's queue after it disconnects (RabbitMQ, JetStream) pass ``--group``
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -25,9 +25,9 @@ from tidings.cli.store import Json, write_json
 from tidings.codec import JsonCodec
 from tidings.message import Message, new_id
 from tidings.transports import redact
-from tidings.transports.base import Delivery
+from tidings.transports.base import Delivery, Subscription
 
-__all__ = ["as_json", "payload_text", "tail"]
+__all__ = ["as_json", "follow", "payload_text", "tail"]
 
 _codec = JsonCodec()
 
@@ -73,6 +73,24 @@ def _line(message: Message) -> Text:
     return line
 
 
+async def follow(
+    subscription: Subscription, show: Callable[[Delivery], None], count: int | None = None
+) -> None:
+    """Show and acknowledge each delivery of ``subscription``, in order, until ``count`` were
+    shown (forever when None); then close the subscription."""
+    seen = 0
+    try:
+        async for batch in subscription:
+            for delivery in batch:
+                show(delivery)
+                await delivery.ack()
+                seen += 1
+                if seen == count:
+                    return
+    finally:
+        await subscription.aclose()
+
+
 def tail(
     topic: Annotated[str, typer.Argument(help="Topic or pattern (user.* one token, user.> many).")],
     url: Url = DEFAULT_URL,
@@ -91,24 +109,17 @@ def tail(
             f"{escape(redact(url))}; Ctrl-C to stop[/]"
         )
 
-    async def follow() -> None:
-        seen = 0
+    def show(delivery: Delivery) -> None:
+        if json:
+            write_json(as_json(delivery))
+        else:
+            console.print(_line(delivery.message), soft_wrap=True)
+
+    async def main() -> None:
         async with open_bus(url) as bus:
             prefetch = min(count, 256) if count is not None else 256
-            subscription = bus.transport.subscribe(topic, group=group, prefetch=prefetch)
-            try:
-                async for batch in subscription:
-                    for delivery in batch:
-                        if json:
-                            write_json(as_json(delivery))
-                        else:
-                            console.print(_line(delivery.message), soft_wrap=True)
-                        await delivery.ack()
-                        seen += 1
-                        if seen == count:
-                            return
-                    sys.stdout.flush()
-            finally:
-                await subscription.aclose()
+            await follow(
+                bus.transport.subscribe(topic, group=group, prefetch=prefetch), show, count
+            )
 
-    run(follow(), url)
+    run(main(), url)

@@ -61,12 +61,21 @@ def load_bus(spec: str) -> Bus:
     return found
 
 
-async def serve(
-    bus: Bus, *, drain_timeout: float | None = None, ready: Callable[[], None] = lambda: None
-) -> bool:
-    """Start ``bus``, call ``ready()``, run until SIGINT or SIGTERM, then close it.
+def _nothing() -> None:
+    pass
 
-    Returns True after a complete drain, False when a signal during the drain cut it short.
+
+async def serve(
+    bus: Bus,
+    *,
+    drain_timeout: float | None = None,
+    ready: Callable[[], None] = _nothing,
+    draining: Callable[[], None] = _nothing,
+) -> bool:
+    """Start ``bus``, call ``ready()``, run until SIGINT or SIGTERM, call ``draining()`` and
+    close the bus.
+
+    Returns True after a complete drain, False when another signal cut the drain short.
     Raises what ``bus.start()`` raises (the bus is closed then).
     """
     loop = asyncio.get_running_loop()
@@ -89,6 +98,7 @@ async def serve(
             raise
         ready()
         await stop.wait()
+        draining()
         closing = asyncio.ensure_future(bus.aclose(timeout=drain_timeout))
         try:
             await closing
@@ -140,7 +150,10 @@ def run(
             "Ctrl-C or SIGTERM drains and stops"
         )
 
-    drained = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready))
+    def draining() -> None:
+        console.print("draining: waiting for the handlers in flight (signal again to stop now)")
+
+    drained = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining))
     if not drained:
         console.print("[yellow]stopped before the drain finished[/]")
         raise typer.Exit(1)

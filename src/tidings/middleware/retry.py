@@ -12,6 +12,9 @@ from tidings.middleware import Handler, Middleware
 
 __all__ = ["NO_RETRY", "Retry", "attempts_made", "retry"]
 
+_HOPELESS: tuple[type[BaseException], ...] = (DecodeError, UnknownEventType)
+"""Errors no retry can cure: the input itself is bad."""
+
 
 @dataclass(frozen=True, slots=True)
 class Retry:
@@ -19,8 +22,9 @@ class Retry:
 
     The n-th retry waits ``min(max_delay, initial_delay * multiplier ** (n - 1))`` seconds, or, with
     ``jitter``, a uniformly random part of that ("full jitter", so retrying consumers spread out).
-    Exceptions in ``give_up_on`` (checked first) and those not in ``retry_on`` fail at once; bad
-    input (DecodeError) never improves on retry, so it gives up by default.
+    Exceptions in ``give_up_on`` (checked first) and those not in ``retry_on`` fail at once. Bad
+    input (DecodeError, UnknownEventType) never improves on retry: it always gives up, whatever
+    ``give_up_on`` lists.
     """
 
     max_attempts: int = 3
@@ -29,7 +33,7 @@ class Retry:
     max_delay: float = 30.0
     jitter: bool = True
     retry_on: tuple[type[BaseException], ...] = (Exception,)
-    give_up_on: tuple[type[BaseException], ...] = (DecodeError, UnknownEventType)
+    give_up_on: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -45,7 +49,7 @@ class Retry:
         """Seconds to wait before the next attempt, or None to give up after ``attempt``."""
         if attempt >= self.max_attempts or not isinstance(error, Exception):
             return None
-        if isinstance(error, self.give_up_on) or not isinstance(error, self.retry_on):
+        if isinstance(error, _HOPELESS + self.give_up_on) or not isinstance(error, self.retry_on):
             return None
         delay = self.backoff(attempt)
         return random.uniform(0.0, delay) if self.jitter else delay

@@ -43,6 +43,6 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
         async with Bus(inline=True) as running:
             yield running
 
-    @pytest.fixture
-    def recorder(bus: Bus) -> Recorder:
+    @pytest_asyncio.fixture
+    async def recorder(bus: Bus) -> Recorder:
         return Recorder(bus)

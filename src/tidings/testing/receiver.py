@@ -177,10 +177,12 @@ async def prime(transport: Transport, topic: str, receivers: Sequence[Receiver])
     is published (needed where a new subscription starts at the end of the log, and where
     joining a consumer group takes a while)."""
     timeout = max(r.timeout for r in receivers)
+    # a pattern is primed through a concrete topic it matches: brokers refuse to publish to one
+    concrete = ".".join("probe" if token in ("*", ">") else token for token in topic.split("."))
     async with waiting(timeout, f"subscriptions to {topic!r} to receive"):
         while not all(r.probes for r in receivers):
             probe = Message("tidings.probe", b"{}", {PROBE_HEADER: "1"}, unique("probe"))
-            await transport.publish(topic, [probe])
+            await transport.publish(concrete, [probe])
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):
                     await until(receivers, lambda: all(r.probes for r in receivers), "probes")

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from tidings.message import Message
-from tidings.transports.wire import to_wire
+from tidings.transports.kafka_protocol import record_headers
 
 __all__ = ["Publisher"]
 
@@ -57,6 +57,9 @@ class Publisher:
         lanes = self._lanes
         waits: set[asyncio.Future[None]] = set()
         touched: dict[int, _Lane] = {}
+        current = -1
+        batches: deque[tuple[Any, asyncio.Future[None]]] = deque()
+        batch: Any = None
         # No await from here to the sends: records enter the open batches in call order.
         for message in messages:
             key = message.key
@@ -66,22 +69,25 @@ class Publisher:
             else:
                 key_bytes = key.encode()
                 partition = partitions[(murmur2(key_bytes) & 0x7FFFFFFF) % count]
-            lane = touched.get(partition)
-            if lane is None:
-                lane = lanes.get((topic, partition))
+            if partition != current:  # another lane: find its open batch
+                current = partition
+                lane = touched.get(partition)
                 if lane is None:
-                    lane = lanes[topic, partition] = _Lane()
-                touched[partition] = lane
-            headers = [(k, v.encode()) for k, v in to_wire(message).items()]
+                    lane = lanes.get((topic, partition))
+                    if lane is None:
+                        lane = lanes[topic, partition] = _Lane()
+                    touched[partition] = lane
+                batches = lane.batches
+                batch, done = batches[-1] if batches else self._open(batches)
+                waits.add(done)
             timestamp = int(message.timestamp * 1000)
-            batches = lane.batches
-            batch, done = batches[-1] if batches else self._open(batches)
+            headers = record_headers(message)
             while (
                 batch.append(key=key_bytes, value=message.data, timestamp=timestamp, headers=headers)
                 is None
             ):  # full: it waits to be sent; an empty batch takes any one record
                 batch, done = self._open(batches)
-            waits.add(done)
+                waits.add(done)
         for partition, lane in touched.items():
             if not lane.sending:
                 lane.sending = True

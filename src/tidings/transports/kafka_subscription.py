@@ -31,8 +31,8 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStat
 from tidings.deadletters import REPLAY_GROUP_HEADER
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
-from tidings.transports.kafka_protocol import checked, mapped
-from tidings.transports.wire import ATTEMPT, from_wire
+from tidings.transports.kafka_protocol import checked, mapped, record_message
+from tidings.transports.wire import ATTEMPT
 
 if TYPE_CHECKING:
     from tidings.transports.kafka import KafkaTransport
@@ -220,13 +220,10 @@ class KafkaSubscription:
             if partition is None:
                 partition = partitions[tp] = _Partition(self, tp)
             pending = partition.pending
+            topic = tp.topic
             for record in records:
-                headers = {k: v.decode() for k, v in record.headers if v is not None}
-                attempt = headers.get(ATTEMPT)
-                message = from_wire(record.topic, record.value or b"", headers)
-                delivery = KafkaDelivery(
-                    partition, record.offset, message, int(attempt) if attempt else 1
-                )
+                message, attempt = record_message(topic, record.value, record.headers)
+                delivery = KafkaDelivery(partition, record.offset, message, attempt)
                 pending.append(delivery)
                 batch.append(delivery)
         self._outstanding += len(batch)
