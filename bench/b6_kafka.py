@@ -153,9 +153,11 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
             batch.append(key=None, value=body(), timestamp=None, headers=headers)
         await (await producer.send_batch(batch, topic, partition=partition))
 
+    stopping = False
+
     async def consume() -> None:
-        while True:
-            fetched = await consumer.getmany(timeout_ms=1000, max_records=PREFETCH)
+        while not stopping:
+            fetched = await consumer.getmany(timeout_ms=100, max_records=PREFETCH)
             for records in fetched.values():
                 for record in records:
                     counter.hit(since(record.value))
@@ -165,9 +167,9 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     task = asyncio.create_task(consume())
 
     async def close() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        nonlocal stopping
+        stopping = True  # not cancel: a commit cut off half way is logged as an error
+        await task
         await consumer.stop()
         await producer.stop()
 

@@ -40,8 +40,9 @@ class Registry:
     def register(self, cls: type, name: str | None = None) -> str:
         name = name or cls.__name__
         known = self._by_name.get(name)
-        if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
-            raise ValueError(f"event name {name!r} is already used by {known.__qualname__}")
+        if known is not None and known is not cls and _path(known) != _path(cls):
+            # the same class defined again (a reloaded module) may take its name back
+            raise ValueError(f"event name {name!r} is already used by {_path(known)}")
         self._by_name[name] = cls
         self._by_class[cls] = name
         return name
@@ -61,6 +62,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 registry = Registry()

@@ -13,14 +13,14 @@ import msgspec
 import tidings
 
 
-@tidings.event("user.signed_up")
+@tidings.event("member.signed_up")
 @dataclass(frozen=True)
 class UserSignedUp:
     user_id: int
     email: str
 
 
-@tidings.event("user.deleted")
+@tidings.event("member.deleted")
 @dataclass(frozen=True)
 class UserDeleted:
     user_id: int

@@ -126,7 +126,7 @@ async def test_emit_calls_sync_handlers_inline_in_subscription_order() -> None:
     order: list[int] = []
     bus.subscribe(UserSignedUp, lambda e: order.append(1))
     bus.subscribe(UserSignedUp, lambda e: order.append(2))
-    bus.subscribe("user.*", lambda e: order.append(3))
+    bus.subscribe("member.*", lambda e: order.append(3))
     bus.emit(UserSignedUp(1, "x"))
     assert order == [1, 2, 3]
 
@@ -183,7 +183,7 @@ async def test_handlers_can_take_the_whole_message() -> None:
     bus.subscribe(UserSignedUp, envelope)
     await bus.publish_and_wait(UserSignedUp(1, "x"), key="user-1", headers={"tenant": "a"})
     (message,) = got
-    assert message.type == "user.signed_up"
+    assert message.type == "member.signed_up"
     assert message.key == "user-1"
     assert message.headers["tenant"] == "a"
     assert message.data == UserSignedUp(1, "x")
@@ -209,11 +209,11 @@ async def test_publish_on_a_bus_that_is_not_running_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("pattern", "delivered"),
     [
-        ("user.*", {"user.signed_up", "user.deleted"}),
-        ("user.>", {"user.signed_up", "user.deleted", "user.profile.changed"}),
+        ("member.*", {"member.signed_up", "member.deleted"}),
+        ("member.>", {"member.signed_up", "member.deleted", "member.profile.changed"}),
         ("*.placed", {"order.placed"}),
-        (">", {"user.signed_up", "user.deleted", "user.profile.changed", "order.placed"}),
-        ("user.signed_up", {"user.signed_up"}),
+        (">", {"member.signed_up", "member.deleted", "member.profile.changed", "order.placed"}),
+        ("member.signed_up", {"member.signed_up"}),
     ],
 )
 async def test_wildcard_subscriptions(pattern: str, delivered: set[str]) -> None:
@@ -226,7 +226,7 @@ async def test_wildcard_subscriptions(pattern: str, delivered: set[str]) -> None
     bus.subscribe(pattern, record)
     for event in (UserSignedUp(1, "x"), UserDeleted(1), OrderPlaced(1, "c")):
         await bus.publish_and_wait(event)
-    await bus.publish_and_wait(Message("user.profile.changed", {"user_id": 1}))
+    await bus.publish_and_wait(Message("member.profile.changed", {"user_id": 1}))
     assert seen == delivered
 
 
@@ -248,7 +248,7 @@ async def test_events_published_in_a_handler_carry_correlation_and_causation() -
     bus.subscribe(OrderPlaced, placed)
     bus.subscribe(">", record)
     root = (await bus.publish_and_wait(UserSignedUp(1, "x"))).message
-    child, grandchild = messages["order.placed"], messages["user.deleted"]
+    child, grandchild = messages["order.placed"], messages["member.deleted"]
     assert child.headers[tidings.CAUSATION_ID] == root.id
     assert child.headers[tidings.CORRELATION_ID] == root.id
     assert grandchild.headers[tidings.CAUSATION_ID] == child.id

@@ -30,8 +30,8 @@ def test_names_are_explicit_or_the_class_name() -> None:
     class Plain:
         n: int
 
-    registry.register(UserSignedUp, "user.signed_up")
-    assert registry.name_of(UserSignedUp) == "user.signed_up"
+    registry.register(UserSignedUp, "member.signed_up")
+    assert registry.name_of(UserSignedUp) == "member.signed_up"
     assert registry.name_of(Plain) == "Plain"
     assert registry.class_of("Plain") is Plain
     with pytest.raises(tidings.UnknownEventType, match="nope"):
@@ -53,7 +53,7 @@ def test_one_name_for_two_classes_is_refused() -> None:
 
 
 def test_the_decorator_registers_in_the_default_registry() -> None:
-    assert tidings.registry.class_of("user.signed_up") is UserSignedUp
+    assert tidings.registry.class_of("member.signed_up") is UserSignedUp
     assert tidings.registry.name_of(AccountUpgraded) == "account.upgraded"
 
 

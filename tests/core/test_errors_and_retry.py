@@ -105,7 +105,7 @@ async def test_after_the_last_attempt_the_message_is_dead_lettered_with_its_reas
     assert letter.error_type == "builtins.TimeoutError"
     assert letter.error_message == "attempt 3 failed"
     assert "TimeoutError" in letter.traceback
-    assert letter.topic == "user.signed_up"
+    assert letter.topic == "member.signed_up"
     assert letter.group == "mailer"
     assert letter.message_id == sent.id
     assert letter.key == "u1"
@@ -155,9 +155,9 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_running() -
     bus.subscribe(UserSignedUp, handler, group="users", retry=Retry(max_attempts=5))
     async with bus:
         await bus.publish(UserSignedUp(1, "a@x"))
-        await bus.publish(Message("user.signed_up", b"{not json"))
-        await bus.publish(Message("user.signed_up", {"user_id": "not a number", "email": "x"}))
-        await bus.publish(Message("user.signed_up", b'{"user_id": 2, "email": "b@x"}'))
+        await bus.publish(Message("member.signed_up", b"{not json"))
+        await bus.publish(Message("member.signed_up", {"user_id": "not a number", "email": "x"}))
+        await bus.publish(Message("member.signed_up", b'{"user_id": 2, "email": "b@x"}'))
         await bus.publish(UserSignedUp(3, "c@x"))
     assert handled == [1, 2, 3]
     letters = await bus.dead_letters.list()

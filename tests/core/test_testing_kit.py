@@ -21,7 +21,7 @@ async def test_recorder_sees_every_way_of_publishing(bus: Bus, recorder: Recorde
     await recorder.wait_for(UserSignedUp, count=2)
     recorder.assert_published(UserSignedUp, count=2)
     recorder.assert_published(OrderPlaced, count=1, where=lambda e: e.customer == "c")
-    recorder.assert_not_published("user.deleted")
+    recorder.assert_not_published("member.deleted")
     with pytest.raises(AssertionError, match="expected 5 UserSignedUp, found 2"):
         recorder.assert_published(UserSignedUp, count=5)
 
