@@ -12,4 +12,5 @@ async def test_sigkilled_worker_loses_nothing(pg_dsn: str, pg_schema: str, tmp_p
         f"{pg_dsn}?schema={pg_schema}&lease=1", effects=tmp_path / "effects.db", seed=7
     )
     assert report.distinct == report.messages == 10_000, "every message handled at least once"
+    assert report.effects == report.messages, "with dedupe, each side effect exactly once"
     assert report.attempts >= report.messages

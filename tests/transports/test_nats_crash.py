@@ -26,4 +26,5 @@ async def crash_url(nats_url: str) -> AsyncIterator[str]:
 async def test_sigkilled_worker_loses_nothing(crash_url: str, tmp_path: Path) -> None:
     report = await crash_test(crash_url, effects=tmp_path / "effects.db", seed=7)
     assert report.distinct == report.messages == 10_000, "every message handled at least once"
+    assert report.effects == report.messages, "with dedupe, each side effect exactly once"
     assert report.attempts >= report.messages

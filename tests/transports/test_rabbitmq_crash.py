@@ -17,4 +17,5 @@ async def test_sigkilled_worker_loses_nothing(
     url = f"{amqp_url}?exchange={exchange}"
     report = await crash_test(url, effects=tmp_path / "effects.db", seed=7)
     assert report.distinct == report.messages == 10_000, "every message handled at least once"
+    assert report.effects == report.messages, "with dedupe, each side effect exactly once"
     assert report.attempts >= report.messages

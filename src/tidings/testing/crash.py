@@ -1,12 +1,12 @@
 """Crash test for persistent transports: kill a consuming worker with SIGKILL and restart it.
 
 :func:`crash_test` publishes ``messages`` messages, then runs a worker process
-(``python -m tidings.testing.crash URL TOPIC GROUP EFFECTS``) that handles them: for each message it
-writes its side effect (a row keyed by message id, ``INSERT OR IGNORE``: an idempotent handler)
-and counts the attempt, in one SQLite transaction per batch, and only then acks. The worker is
+(``python -m tidings.testing.crash URL TOPIC GROUP EFFECTS``): a ``Bus`` whose handler writes
+its side effect, a row per message id, through the dedupe middleware's SQLite inbox, so the row
+and the record of the id commit together; every delivery is counted as an attempt. The worker is
 killed with SIGKILL at random moments ``kills`` times and started again; the last one runs until
-every message was handled. The report says how many were handled at least once (must be all)
-and how often messages were handled again after a kill (at-least-once, never lost).
+every message was handled. Every message must have been handled at least once (nothing lost)
+and its row must exist exactly once (the dedupe middleware absorbed the redeliveries).
 
 Usage from a test::
 
@@ -25,7 +25,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tidings.bus import Bus
 from tidings.message import Message
+from tidings.middleware import Handler
+from tidings.middleware.dedupe import SqliteInbox, dedupe, inbox_transaction
 from tidings.testing.receiver import Receiver, prime, waiting
 from tidings.transports import from_url
 
@@ -38,6 +41,8 @@ class CrashReport:
     """How many were published."""
     distinct: int
     """How many distinct messages have their side effect: all of them, when nothing was lost."""
+    effects: int
+    """How many side-effect rows exist: ``distinct`` when each was written exactly once."""
     attempts: int
     """How many times messages were handled in all (more than ``messages`` after kills)."""
     kills: int
@@ -67,7 +72,10 @@ async def crash_test(
         await _run_worker(url, topic, group, effects, until=messages)
     with contextlib.closing(sqlite3.connect(effects)) as db:
         (attempts,) = db.execute("SELECT count(*) FROM attempts").fetchone()
-    return CrashReport(messages, _distinct(effects), attempts, kills)
+        (rows,) = db.execute("SELECT count(*) FROM effects").fetchone()
+    report = CrashReport(messages, _distinct(effects), rows, attempts, kills)
+    assert report.effects == report.distinct, f"side effects written twice: {report}"
+    return report
 
 
 async def _publish(url: str, topic: str, group: str, count: int) -> None:
@@ -94,7 +102,7 @@ def _distinct(effects: Path) -> int:
         return 0
     with contextlib.closing(sqlite3.connect(effects)) as db:
         try:
-            (count,) = db.execute("SELECT count(*) FROM effects").fetchone()
+            (count,) = db.execute("SELECT count(DISTINCT id) FROM effects").fetchone()
         except sqlite3.OperationalError:  # no table yet
             return 0
     return int(count)
@@ -121,25 +129,37 @@ async def _run_worker(url: str, topic: str, group: str, effects: Path, *, until:
 
 
 async def _work(url: str, topic: str, group: str, effects: str) -> None:
-    db = sqlite3.connect(effects, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("CREATE TABLE IF NOT EXISTS effects (id TEXT PRIMARY KEY)")
-    db.execute("CREATE TABLE IF NOT EXISTS attempts (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
-    (distinct,) = db.execute("SELECT count(*) FROM effects").fetchone()
-    transport = from_url(url)
-    await transport.start()
-    print(f"progress {distinct}", flush=True)
-    async for batch in transport.subscribe(topic, group=group, prefetch=500):
-        ids = [(delivery.message.id,) for delivery in batch]
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO attempts (id) VALUES (?)", ids)
-        before = db.total_changes
-        db.executemany("INSERT OR IGNORE INTO effects (id) VALUES (?)", ids)
-        distinct += db.total_changes - before
-        db.execute("COMMIT")
-        for delivery in batch:
-            await delivery.ack()
-        print(f"progress {distinct}", flush=True)
+    attempts = sqlite3.connect(effects, isolation_level=None)
+    attempts.execute("PRAGMA journal_mode=WAL")
+    attempts.execute("CREATE TABLE IF NOT EXISTS effects (id TEXT NOT NULL)")  # no key: dupes show
+    attempts.execute("CREATE TABLE IF NOT EXISTS attempts (n INTEGER PRIMARY KEY, id TEXT)")
+    (handled,) = attempts.execute("SELECT count(DISTINCT id) FROM effects").fetchone()
+    inbox = SqliteInbox(effects)
+
+    def count_attempt(handler: Handler) -> Handler:
+        async def counted(message: Message) -> None:
+            attempts.execute("INSERT INTO attempts (id) VALUES (?)", (message.id,))
+            await handler(message)
+
+        return counted
+
+    async def write_effect(message: Message) -> None:
+        nonlocal handled
+        inbox_transaction().connection.execute("INSERT INTO effects VALUES (?)", (message.id,))
+        handled += 1
+        print(f"progress {handled}", flush=True)
+
+    bus = Bus(url)
+    bus.subscribe(
+        topic,
+        write_effect,
+        group=group,
+        concurrency=8,
+        middleware=[count_attempt, dedupe(inbox, scope=group)],
+    )
+    print(f"progress {handled}", flush=True)
+    async with bus:
+        await asyncio.Event().wait()  # until killed
 
 
 if __name__ == "__main__":
