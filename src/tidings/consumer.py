@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tidings import context
+from tidings._waiters import wake_one
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.message import Message
 from tidings.topics import is_pattern
@@ -71,14 +72,14 @@ class Consumer:
             async for batch in self._subscription:
                 buffer.extend(batch)
                 for _ in range(min(len(batch), len(idle))):
-                    _wake(idle)
+                    wake_one(idle)
                 while len(buffer) >= self._prefetch:
                     self._room = asyncio.get_running_loop().create_future()
                     await self._room
         finally:
             self._fetching = False
             while idle:
-                _wake(idle)
+                wake_one(idle)
             await asyncio.gather(*workers, return_exceptions=True)  # aborted ones: cancelled
 
     async def stop(self, *, release_buffered: bool = False) -> None:
@@ -190,14 +191,6 @@ class Consumer:
             await delivery.nack(route.retry.backoff(delivery.attempt))
             return
         await delivery.ack()
-
-
-def _wake(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            return
 
 
 def _topic_of(delivery: Delivery, route: Route) -> str:

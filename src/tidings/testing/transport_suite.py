@@ -256,14 +256,13 @@ class TransportSuite(BusCases, DeadLetterCases):
             await transport.publish(topic, sent)
             await receiver.until_ids([m.id for m in sent])
             await receiver.aclose()
-            if not features.persistent:
+            if not features.persistent:  # the group lives as long as the transport does
                 (receiver,) = await self.receive(transport, topic, group)
+                await self._expect_only_sentinel(transport, topic, receiver)
         if features.persistent:
             async with opened(transport_factory) as transport:
                 (receiver,) = await self.receive(transport, topic, group)
                 await self._expect_only_sentinel(transport, topic, receiver)
-        else:
-            await self._expect_only_sentinel(transport, topic, receiver)
 
     async def _expect_only_sentinel(
         self, transport: Transport, topic: str, receiver: Receiver

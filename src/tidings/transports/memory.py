@@ -1,10 +1,12 @@
 """The in-process transport: bounded channels, one per (pattern, group).
 
-Messages carry event objects (``features.in_process``): nothing is encoded. Each group has a
-channel holding up to ``capacity`` queued messages; a publisher waits while a channel is full
-(``publish_nowait`` raises QueueFull instead). Subscriptions of one group take from the same
-channel (competing consumers). ``nack(delay)`` puts the message back after the delay with its
-attempt counted. Nothing survives the process.
+Messages carry event objects (``features.in_process``): nothing is encoded. A
+:class:`MemoryBroker` holds a channel per (pattern, group), each with up to ``capacity`` queued
+messages; a publisher waits while a channel is full (``publish_nowait`` raises QueueFull
+instead). Subscriptions of one group take from the same channel (competing consumers).
+``nack(delay)`` puts the message back after the delay with its attempt counted. Several
+:class:`MemoryTransport` handles may share one broker, as clients share a server. Nothing
+survives the process.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from tidings._waiters import wake_one
 from tidings.clock import Clock, SystemClock
 from tidings.deadletters import DeadLetterStore, MemoryDeadLetterStore
 from tidings.errors import ClosedError, QueueFull
@@ -20,7 +23,7 @@ from tidings.message import Message
 from tidings.topics import is_pattern, matches, validate_pattern
 from tidings.transports.base import Features
 
-__all__ = ["MemoryTransport", "from_url"]
+__all__ = ["MemoryBroker", "MemoryTransport", "from_url"]
 
 DEFAULT_CAPACITY = 1024
 
@@ -56,6 +59,9 @@ class Channel:
         self.unfinished = 0
         self.closed = False
 
+    def full(self) -> bool:
+        return len(self._queue) >= self.capacity
+
     def offer(self, message: Message) -> bool:
         """Queue ``message`` if there is room; False when the channel is full."""
         if len(self._queue) >= self.capacity:
@@ -63,7 +69,7 @@ class Channel:
         self._queue.append(message)
         self.unfinished += 1
         if self._getters:
-            _wake(self._getters)
+            wake_one(self._getters)
         return True
 
     def put_nowait(self, message: Message) -> None:
@@ -79,7 +85,7 @@ class Channel:
             except BaseException:
                 waiter.cancel()
                 if not waiter.cancelled() and self._queue:
-                    _wake(self._putters)  # pass on a wake-up this cancelled publisher received
+                    wake_one(self._putters)  # pass on a wake-up this cancelled publisher received
                 raise
             if self.closed:
                 raise ClosedError("the memory transport was closed")
@@ -108,7 +114,7 @@ class Channel:
             append(item if type(item) is MemoryDelivery else MemoryDelivery(self, item, 1))  # type: ignore[arg-type]
         if self._putters:
             for _ in range(min(count, len(self._putters))):
-                _wake(self._putters)
+                wake_one(self._putters)
         return batch
 
     def finished(self) -> None:
@@ -135,7 +141,7 @@ class Channel:
         # Redeliveries may exceed the capacity: refusing them would lose an accepted message.
         self._queue.append(MemoryDelivery(self, message, attempt))
         if self._getters:
-            _wake(self._getters)
+            wake_one(self._getters)
 
     async def join(self) -> None:
         """Return once every accepted message was acknowledged."""
@@ -150,7 +156,7 @@ class Channel:
 
     def wake_takers(self) -> None:
         while self._getters:
-            _wake(self._getters)
+            wake_one(self._getters)
 
     def close(self) -> None:
         self.closed = True
@@ -158,15 +164,7 @@ class Channel:
             timer.cancel()
         self.wake_takers()
         while self._putters:
-            _wake(self._putters)
-
-
-def _wake(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            return
+            wake_one(self._putters)
 
 
 class MemorySubscription:
@@ -182,6 +180,7 @@ class MemorySubscription:
             if batch is None:
                 return
             yield batch
+            await asyncio.sleep(0)  # let competing subscriptions of the group take their turn
 
     def _stopped(self) -> bool:
         return self._closed
@@ -191,29 +190,22 @@ class MemorySubscription:
         self._channel.wake_takers()  # the other takers of the channel wait again
 
 
-class MemoryTransport:
-    """Channels in this process. ``capacity`` bounds each group's queue."""
-
-    features = Features(in_process=True, ordered_per_key=True)
+class MemoryBroker:
+    """The channels and dead letters that memory transports sharing this broker see."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Clock | None = None) -> None:
         self.capacity = capacity
-        self._clock = clock or SystemClock()
+        self.clock = clock or SystemClock()
         self.channels: dict[tuple[str, str], Channel] = {}
+        self.dead_letters = MemoryDeadLetterStore()
         self._routes: dict[str, list[Channel]] = {}
-        self._dead_letters = MemoryDeadLetterStore()
-        self._closed = False
 
-    async def start(self) -> None:
-        if self._closed:
-            raise ClosedError("the memory transport was closed")
-
-    def channel(self, topic: str, group: str, capacity: int | None = None) -> Channel:
+    def channel(self, topic: str, group: str) -> Channel:
         """The channel of ``group`` on ``topic``, created on first use."""
         key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = Channel(capacity or self.capacity, self._clock)
+            channel = self.channels[key] = Channel(self.capacity, self.clock)
             self._routes.clear()
         return channel
 
@@ -226,48 +218,96 @@ class MemoryTransport:
             self._routes[topic] = found
             return found
 
-    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
-        if self._closed:
-            raise ClosedError("the memory transport was closed")
-        for channel in self.route(topic):
-            for message in messages:
-                if not channel.offer(message):
-                    await channel.put(message)
-
     def offer(self, topic: str, message: Message) -> bool:
         """Queue ``message`` on every matching channel if all have room; False (and queue
         nothing) when one is full."""
         channels = self.route(topic)
         if len(channels) == 1:
             return channels[0].offer(message)
-        if any(len(c._queue) >= c.capacity for c in channels):
+        if any(c.full() for c in channels):
             return False
         for channel in channels:
             channel.offer(message)
         return True
-
-    def publish_nowait(self, topic: str, message: Message) -> None:
-        """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
-        if self._closed:
-            raise ClosedError("the memory transport was closed")
-        if not self.offer(topic, message):
-            raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
-
-    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> MemorySubscription:
-        return MemorySubscription(self.channel(topic, group), prefetch)
-
-    def dead_letters(self) -> DeadLetterStore:
-        return self._dead_letters
 
     async def join(self) -> None:
         """Return once every message accepted so far was acknowledged by its groups."""
         for channel in list(self.channels.values()):
             await channel.join()
 
-    async def aclose(self) -> None:
-        self._closed = True
+    def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
+
+
+class MemoryTransport:
+    """A handle on a :class:`MemoryBroker`: its own, or one shared with other handles.
+
+    Closing a handle ends its subscriptions; closing the handle that made its own broker also
+    closes the broker's channels.
+    """
+
+    features = Features(in_process=True, ordered_per_key=True)
+
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        clock: Clock | None = None,
+        *,
+        broker: MemoryBroker | None = None,
+    ) -> None:
+        self._owns_broker = broker is None
+        self.broker = broker or MemoryBroker(capacity, clock)
+        self._subscriptions: list[MemorySubscription] = []
+        self._closed = False
+
+    @property
+    def channels(self) -> dict[tuple[str, str], Channel]:
+        return self.broker.channels
+
+    async def start(self) -> None:
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the memory transport was closed")
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        self._check_open()
+        for channel in self.broker.route(topic):
+            for message in messages:
+                if not channel.offer(message):
+                    await channel.put(message)
+
+    def offer(self, topic: str, message: Message) -> bool:
+        """Queue ``message`` without waiting if every matching channel has room."""
+        return self.broker.offer(topic, message)
+
+    def publish_nowait(self, topic: str, message: Message) -> None:
+        """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
+        self._check_open()
+        if not self.broker.offer(topic, message):
+            raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
+
+    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> MemorySubscription:
+        self._check_open()
+        subscription = MemorySubscription(self.broker.channel(topic, group), prefetch)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def dead_letters(self) -> DeadLetterStore:
+        return self.broker.dead_letters
+
+    async def join(self) -> None:
+        await self.broker.join()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for subscription in self._subscriptions:
+            await subscription.aclose()
+        self._subscriptions.clear()
+        if self._owns_broker:
+            self.broker.close()
 
 
 def from_url(url: str) -> MemoryTransport:
