@@ -19,30 +19,33 @@ NO_HEADERS: Headers = MappingProxyType({})
 """The headers of a message that has none (shared: messages never change their headers)."""
 
 _random = random.Random(random.SystemRandom().getrandbits(64))
+_getrandbits = _random.getrandbits
 _last_ms = 0
 _sequence = 0
+_prefix = ""
 
 
 def new_id(unix_ms: int | None = None) -> str:
     """A UUIDv7 string: ids sort by creation time, and by creation order within one process.
 
     The 12 bits after the timestamp count up within one millisecond (RFC 9562, method 1), so two ids
-    made in the same millisecond by this process still sort in the order they were made.
+    made in the same millisecond by this process still sort in the order they were made. The
+    timestamp's part of the string is formatted once per millisecond.
     """
-    global _last_ms, _sequence
+    global _last_ms, _sequence, _prefix
     ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
     if ms > _last_ms:
         _last_ms = ms
-        _sequence = _random.getrandbits(10)
+        _sequence = _getrandbits(10)
+        _prefix = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
     else:
-        ms = _last_ms
         _sequence += 1
         if _sequence > 0xFFF:  # counter exhausted: borrow the next millisecond
-            _last_ms = ms = ms + 1
+            _last_ms += 1
             _sequence = 0
-    value = (ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | _random.getrandbits(62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            _prefix = f"{_last_ms >> 16:08x}-{_last_ms & 0xFFFF:04x}-7"
+    tail = _getrandbits(62)
+    return f"{_prefix}{_sequence:03x}-{0x8000 | tail >> 48:04x}-{tail & 0xFFFFFFFFFFFF:012x}"
 
 
 class Message(msgspec.Struct, frozen=True, eq=False):
