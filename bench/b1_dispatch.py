@@ -11,9 +11,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import Row, best_of, print_table
-
 import tidings
+from bench.common import Row, best_of, print_table
 
 
 @tidings.event("bench.b1.ping")

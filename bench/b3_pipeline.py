@@ -14,9 +14,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bench.common import Row, best_of_async, print_table
-
 import tidings
+from bench.common import Row, best_of_async, print_table
 
 
 @tidings.event("bench.b3.job")

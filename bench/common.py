@@ -6,8 +6,9 @@ import asyncio
 import gc
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
+from typing import Any
 
 __all__ = ["Row", "best_of", "best_of_async", "print_table"]
 
@@ -36,7 +37,9 @@ def best_of(run: Callable[[], int], repeat: int = 3) -> tuple[int, float]:
     return events, best
 
 
-def best_of_async(run: Callable[[], Awaitable[int]], repeat: int = 3) -> tuple[int, float]:
+def best_of_async(
+    run: Callable[[], Coroutine[Any, Any, int]], repeat: int = 3
+) -> tuple[int, float]:
     """Like best_of for a coroutine function; each run gets a fresh event loop."""
 
     def once() -> int:
@@ -45,7 +48,9 @@ def best_of_async(run: Callable[[], Awaitable[int]], repeat: int = 3) -> tuple[i
     return best_of(once, repeat)
 
 
-def print_table(title: str, rows: list[Row], limit: str, as_json: bool = False) -> list[dict[str, object]]:
+def print_table(
+    title: str, rows: list[Row], limit: str, as_json: bool = False
+) -> list[dict[str, object]]:
     """Print rows with events/s and the ratio to the row named ``limit``; returns them as dicts."""
     base = next(r for r in rows if r.name == limit).rate
     result = [{**asdict(r), "rate": r.rate, "ratio": r.rate / base} for r in rows]
@@ -55,7 +60,6 @@ def print_table(title: str, rows: list[Row], limit: str, as_json: bool = False) 
     print(f"\n{title}")
     print(f"{'':2}{'implementation':<34}{'events':>10}{'events/s':>14}{'ratio':>8}  note")
     for r in result:
-        print(
-            f"  {r['name']:<34}{r['events']:>10,}{r['rate']:>14,.0f}{r['ratio']:>7.2f}x  {r['note']}"
-        )
+        name, events, rate, ratio = r["name"], r["events"], r["rate"], r["ratio"]
+        print(f"  {name:<34}{events:>10,}{rate:>14,.0f}{ratio:>7.2f}x  {r['note']}")
     return result

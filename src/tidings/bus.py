@@ -346,18 +346,18 @@ class Bus:
         try:
             for route in routes:
                 expected = route.event_type
-                if raw or not route.inline or (expected is not None and expected is not kind):
-                    if not route.inline_envelope or raw and expected is not None:
+                as_is = not raw and (expected is None or expected is kind)
+                try:
+                    if as_is and route.inline:
+                        if route.is_async:
+                            _run_inline(route.handler(data))  # type: ignore[arg-type]
+                        else:
+                            route.handler(data)
+                    elif as_is and route.inline_envelope:
+                        route.handler(message)
+                    else:
                         pending = pending or {}
                         pending[route] = context.spawn(route.direct_handler(message), message)
-                        continue
-                try:
-                    if route.inline_envelope:
-                        route.handler(message)
-                    elif route.is_async:
-                        _run_inline(route.handler(data))  # type: ignore[arg-type]  # async def
-                    else:
-                        route.handler(data)
                 except Exception as error:
                     errors = errors or {}
                     errors[route] = error

@@ -248,5 +248,5 @@ async def test_timeout_middleware_raises_handler_timeout() -> None:
     async def slow(message: Message) -> None:
         await asyncio.Event().wait()
 
-    with pytest.raises(tidings.HandlerTimeout, match="within 0.01s"):
+    with pytest.raises(tidings.HandlerTimeout, match=r"within 0\.01s"):
         await timeout(0.01, "slow")(slow)(Message("t", None))

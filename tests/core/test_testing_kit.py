@@ -27,7 +27,7 @@ async def test_recorder_sees_every_way_of_publishing(bus: Bus, recorder: Recorde
 
 
 async def test_recorder_wait_for_times_out_with_what_was_seen(recorder: Recorder) -> None:
-    with pytest.raises(TimeoutError, match="waited 0.01s for 1 OrderPlaced"):
+    with pytest.raises(TimeoutError, match=r"waited 0\.01s for 1 OrderPlaced"):
         await recorder.wait_for(OrderPlaced, timeout=0.01)
 
 
