@@ -125,6 +125,7 @@ class Bus:
         retry: Retry | None = None,
         timeout: float | None = None,
         middleware: Sequence[Middleware] = (),
+        batch_size: int = 100,
     ) -> Callable[[F], F]: ...
     @overload
     def subscribe(
@@ -139,6 +140,7 @@ class Bus:
         retry: Retry | None = None,
         timeout: float | None = None,
         middleware: Sequence[Middleware] = (),
+        batch_size: int = 100,
     ) -> Route: ...
     def subscribe(
         self,
@@ -152,6 +154,7 @@ class Bus:
         retry: Retry | None = None,
         timeout: float | None = None,
         middleware: Sequence[Middleware] = (),
+        batch_size: int = 100,
     ) -> Route | Callable[[F], F]:
         """Call ``handler`` for every event of type ``target``, or on topic ``target``.
 
@@ -159,7 +162,9 @@ class Bus:
         without ``handler`` it is a decorator returning the function unchanged. ``group`` defaults
         to the handler's qualified name, so a restarted worker resumes its group; routes with the
         same group share messages. ``concurrency`` bounds how many calls run at once; ``ordered``
-        keeps messages with the same key in order. ``retry`` defaults to a single attempt.
+        keeps messages with the same key in order. ``retry`` defaults to a single attempt. A
+        handler whose parameter is ``list[Event]`` receives queued events in batches of up to
+        ``batch_size`` (what has arrived; it never waits to fill a batch).
         """
         if handler is None:
 
@@ -174,12 +179,13 @@ class Bus:
                     retry=retry,
                     timeout=timeout,
                     middleware=middleware,
+                    batch_size=batch_size,
                 )
                 return func
 
             return decorate
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if concurrency < 1 or batch_size < 1:
+            raise ValueError("concurrency and batch_size must be at least 1")
         if isinstance(target, str):
             topic = validate_pattern(target) if is_pattern(target) else target
             event_type = None
@@ -198,6 +204,7 @@ class Bus:
             timeout=timeout,
             codec=self.codec,
             middleware=(*self.middleware, *middleware),
+            batch_size=batch_size,
         )
         route.build(self.registry, self.clock)
         self._routes.append(route)

@@ -21,11 +21,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tidings import context
 from tidings._waiters import wake_one
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
+from tidings.errors import DecodeError, HandlerTimeout
 from tidings.message import Message
 from tidings.topics import is_pattern
 from tidings.transports.base import Delivery, Subscription
@@ -107,6 +108,7 @@ class Consumer:
     async def _work(self) -> None:
         buffer, idle, keys = self._buffer, self._idle, self._keys
         handle = self._handle
+        batch_size = self.route.batch_size if self.route.batch else 0
         while True:
             if not buffer:
                 if not self._fetching:
@@ -115,10 +117,13 @@ class Consumer:
                 idle.append(waiter)
                 await waiter
                 continue
+            if batch_size:
+                batch = [buffer.popleft() for _ in range(min(batch_size, len(buffer)))]
+                self._made_room()
+                await self._handle_batch(batch)
+                continue
             delivery = buffer.popleft()
-            room = self._room
-            if room is not None and not room.done():
-                room.set_result(None)
+            self._made_room()
             key = delivery.message.key
             if keys is None or key is None:
                 await handle(delivery)
@@ -167,6 +172,49 @@ class Consumer:
             raise
         else:
             await delivery.ack()
+
+    def _made_room(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    async def _handle_batch(self, deliveries: list[Delivery]) -> None:
+        """One call for the batch: ack all on success; on failure each message is retried or
+        dead-lettered on its own count. Undecodable messages are dead-lettered, not passed."""
+        route = self.route
+        ready: list[Delivery] = []
+        events: list[Any] = []
+        for delivery in deliveries:
+            message = delivery.message
+            if message.headers and not self._meant_for_us(message):
+                await delivery.ack()
+                continue
+            try:
+                events.append(route.decode(message).data)
+            except DecodeError as error:
+                await self._dead_letter(delivery, message, error)
+                continue
+            ready.append(delivery)
+        if not ready:
+            return
+        context.handling(ready[-1].message)
+        try:
+            async with asyncio.timeout(route.timeout):
+                result = route.handler(events)
+                if route.is_async:
+                    await result  # type: ignore[misc]  # async: awaitable
+        except Exception as error:
+            if isinstance(error, TimeoutError) and route.timeout is not None:
+                error = HandlerTimeout(route.name, route.timeout)
+            for delivery in ready:
+                delay = route.retry.next_delay(error, delivery.attempt)
+                if delay is None:
+                    await self._dead_letter(delivery, delivery.message, error)
+                else:
+                    await delivery.nack(delay)
+        else:
+            for delivery in ready:
+                await delivery.ack()
 
     def _meant_for_us(self, message: Message) -> bool:
         """False for a replayed dead letter addressed to another group."""

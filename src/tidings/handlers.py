@@ -1,16 +1,17 @@
 """Turning a user's function into a Handler, and messages into the events it expects.
 
 A user's handler is ``def`` or ``async def``; its one parameter is the event (the subscribed type,
-or whatever was published for a topic subscription) or, when annotated as ``Message``, the whole
-envelope.
+or whatever was published for a topic subscription), or, when annotated as ``Message``, the whole
+envelope, or, when annotated ``list[Event]``, a batch of events.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dis
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ class Shape:
     is_async: bool
     takes_message: bool
     may_suspend: bool
+    batch: bool = False
+    """It takes ``list[Event]``: queued messages come in batches, one-off ones as a list of one."""
 
 
 def describe(func: UserHandler) -> Shape:
@@ -44,7 +47,8 @@ def describe(func: UserHandler) -> Shape:
         hints = {}
     params = [p for p in inspect.signature(func).parameters.values() if p.name != "self"]
     annotation = hints.get(params[0].name) if params else None
-    return Shape(is_async, annotation is Message, is_async and _may_suspend(target))
+    batch = typing.get_origin(annotation) in (list, Sequence, collections.abc.Sequence)
+    return Shape(is_async, annotation is Message, is_async and _may_suspend(target), batch)
 
 
 def _may_suspend(func: Callable[..., Any]) -> bool:
@@ -61,7 +65,9 @@ def name_of(func: Callable[..., Any]) -> str:
 
 
 def to_handler(func: UserHandler, shape: Shape) -> Handler:
-    """A Handler calling ``func`` with the event (or the Message)."""
+    """A Handler calling ``func`` with the event (or the Message, or a list of one event)."""
+    if shape.batch:
+        return _one_as_batch(func, shape.is_async)
     if shape.is_async:
         call = typing.cast(Callable[[Any], Coroutine[Any, Any, None]], func)
         if shape.takes_message:
@@ -83,6 +89,15 @@ def to_handler(func: UserHandler, shape: Shape) -> Handler:
         func(message.data)
 
     return sync_with_event
+
+
+def _one_as_batch(func: UserHandler, is_async: bool) -> Handler:
+    async def batch_of_one(message: Message) -> None:
+        result = func([message.data])
+        if is_async:
+            await typing.cast(Awaitable[None], result)
+
+    return batch_of_one
 
 
 def decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> Decoder:

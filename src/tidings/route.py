@@ -37,6 +37,8 @@ class Route:
     timeout: float | None
     codec: Codec
     middleware: Sequence[Middleware] = ()
+    batch_size: int = 100
+    """For batch handlers (``list[Event]``): the most events one call receives."""
     queued_handler: Handler = field(init=False, repr=False)
     """Decode, timeout, middleware, handler: the consume loop does retry and dead-letter itself."""
     direct_handler: Handler = field(init=False, repr=False)
@@ -46,6 +48,10 @@ class Route:
     is_async: bool = field(init=False, repr=False)
     inline: bool = field(init=False, repr=False)
     """Plain, and it cannot suspend: the bus may run it right where the event is published."""
+    batch: bool = field(init=False, repr=False)
+    """The handler takes a list of events."""
+    decode: Callable[[Message], Message] = field(init=False, repr=False)
+    """The message with its data as the event the handler expects (raises DecodeError)."""
     inline_envelope: bool = field(init=False, repr=False)
     """A bare ``def`` taking the Message: the bus may call it right there with the message."""
 
@@ -57,17 +63,23 @@ class Route:
 
     def build(self, registry: Registry, clock: Clock) -> None:
         shape = describe(self.handler)
+        if shape.batch and self.middleware:
+            raise ValueError("batch handlers take no per-message middleware")
+        if shape.batch and self.ordered and self.concurrency > 1:
+            raise ValueError("ordered batch handlers need concurrency=1: batches would overlap")
+        self.batch = shape.batch
         inner = to_handler(self.handler, shape)
         if self.timeout is not None:
             inner = timeout_middleware(self.timeout, self.name)(inner)
         if self.middleware:
             inner = chain(*self.middleware)(inner)
-        decoding = _decoding(decoder_for(self.event_type, self.codec, registry))
+        self.decode = decoder_for(self.event_type, self.codec, registry)
+        decoding = _decoding(self.decode)
         self.queued_handler = decoding(inner)
         retrying = inner if self.retry.max_attempts == 1 else retry(self.retry, clock)(inner)
         self.direct_handler = decoding(retrying)
         self.is_async = shape.is_async
-        bare = not (self.middleware or self.timeout or self.retry.max_attempts > 1)
+        bare = not (self.middleware or self.timeout or self.retry.max_attempts > 1 or self.batch)
         self.plain = bare and not shape.takes_message
         self.inline = self.plain and not shape.may_suspend
         self.inline_envelope = bare and shape.takes_message and not shape.is_async

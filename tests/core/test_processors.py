@@ -176,3 +176,56 @@ async def test_cancelling_a_publish_and_wait_cancels_its_handlers() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     await asyncio.wait_for(cancelled.wait(), 5)
+
+
+async def test_batch_handlers_receive_queued_events_in_batches() -> None:
+    bus = Bus()
+    batches: list[list[int]] = []
+
+    async def store_all(events: list[UserSignedUp]) -> None:
+        batches.append([e.user_id for e in events])
+
+    bus.subscribe(UserSignedUp, store_all, batch_size=50)
+    async with bus:
+        for n in range(500):
+            await bus.publish(UserSignedUp(n, "x"))
+    assert [n for batch in batches for n in batch] == list(range(500))
+    assert max(map(len, batches)) == 50
+    assert len(batches) < 500
+    one = await bus.publish_and_wait(UserSignedUp(1000, "x"))
+    assert one.ok
+    assert batches[-1] == [1000]
+
+
+async def test_a_failing_batch_is_retried_and_dead_lettered_per_message() -> None:
+    from tidings.testing import FakeClock
+
+    bus = Bus(clock=FakeClock())
+    calls: list[list[int]] = []
+
+    def refuse_odd(events: list[UserSignedUp]) -> None:
+        calls.append([e.user_id for e in events])
+        if any(e.user_id % 2 for e in events):
+            raise ValueError("odd one in the batch")
+
+    bus.subscribe(UserSignedUp, refuse_odd, retry=tidings.Retry(max_attempts=2), batch_size=10)
+    async with bus:
+        await bus.publish(UserSignedUp(1, "x"))
+        await bus.publish(tidings.Message("member.signed_up", b"not json"))
+        await bus.drain()
+    letters = await bus.dead_letters.list()
+    assert sorted(letter.error_type.rsplit(".", 1)[-1] for letter in letters) == [
+        "DecodeError",
+        "ValueError",
+    ]
+    assert all(1 in call for call in calls)
+
+
+def test_batch_handlers_refuse_what_would_break_them() -> None:
+    def handler(events: list[UserSignedUp]) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="concurrency=1"):
+        Bus().subscribe(UserSignedUp, handler, ordered=True, concurrency=2)
+    with pytest.raises(ValueError, match="middleware"):
+        Bus().subscribe(UserSignedUp, handler, middleware=[lambda h: h])
