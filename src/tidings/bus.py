@@ -57,7 +57,7 @@ CAUSATION_ID = "causation-id"
 _log = logging.getLogger("tidings.bus")
 _BINARY_TYPES = frozenset(BINARY)
 
-F = TypeVar("F", bound=UserHandler)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class NotHandled(Exception):
@@ -97,7 +97,7 @@ class Bus:
         self.middleware = tuple(middleware)
         self.inline = inline
         self._in_process = self.transport.features.in_process
-        self._memory = self.transport if isinstance(self.transport, MemoryTransport) else None
+        self._memory = self.transport.broker if isinstance(self.transport, MemoryTransport) else None
         self._dead_letter_store = dead_letters or self.transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
         self._names: dict[type, str] = {}
@@ -252,7 +252,7 @@ class Bus:
         kind = type(event)
         if kind is Message:
             return event  # type: ignore[no-any-return]
-        parent = context.current_message()
+        parent = context.slot.message or context.in_task.get()  # current_message(), inlined
         if parent is not None:
             linked = dict(headers) if headers else {}
             linked.setdefault(CORRELATION_ID, parent.headers.get(CORRELATION_ID) or parent.id)

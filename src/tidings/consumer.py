@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tidings import context
+from tidings.context import in_task
 from tidings._waiters import wake_one
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import DecodeError, HandlerTimeout
@@ -145,7 +146,7 @@ class Consumer:
         """Handle, then ack, nack (to retry) or dead-letter."""
         message = delivery.message
         route = self.route
-        context.handling(message)
+        in_task.set(message)  # context.handling(message), inlined: this runs per message
         try:
             if message.headers and not self._meant_for_us(message):
                 await delivery.ack()

@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings.message import Message
 
-__all__ = ["current_message", "handling", "slot", "spawn"]
+__all__ = ["current_message", "handling", "in_task", "slot", "spawn"]
 
 
 class _Slot(threading.local):
@@ -28,23 +28,23 @@ class _Slot(threading.local):
 slot = _Slot()
 """``slot.message`` is the message whose inline handler is running in this thread (or None)."""
 
-_in_task: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
+in_task: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
     "tidings_current_message", default=None
 )
 
 
 def current_message() -> Message | None:
     """The message whose handler is running, if any."""
-    return slot.message or _in_task.get()
+    return slot.message or in_task.get()
 
 
 def handling(message: Message) -> None:
     """Mark ``message`` as the one the current Task handles (until the next call)."""
-    _in_task.set(message)
+    in_task.set(message)
 
 
 def spawn(coro: Coroutine[Any, Any, Any], message: Message) -> asyncio.Task[Any]:
     """Run ``coro`` in a Task of its own that handles ``message``."""
     context = contextvars.copy_context()
-    context.run(_in_task.set, message)
+    context.run(in_task.set, message)
     return asyncio.get_running_loop().create_task(coro, context=context)

@@ -48,7 +48,7 @@ def new_id(unix_ms: int | None = None) -> str:
     return f"{_prefix}{_sequence:03x}-{0x8000 | tail >> 48:04x}-{tail & 0xFFFFFFFFFFFF:012x}"
 
 
-class Message(msgspec.Struct, frozen=True, eq=False):
+class Message(msgspec.Struct, frozen=True, eq=False, gc=False):
     """An immutable envelope around one event.
 
     ``type`` is the stable event name (never an import path), ``data`` the event object in process
@@ -56,6 +56,9 @@ class Message(msgspec.Struct, frozen=True, eq=False):
     trace context), ``key`` the optional ordering key. ``id`` (a UUIDv7 string) and ``time`` are
     fixed when first read, so messages that never leave the process cost no id generation; use
     :meth:`restore` to rebuild a message whose id and time are known.
+
+    Messages are not tracked by the cyclic garbage collector (a quarter of the in-process cost
+    under load): an event that refers back to its own envelope would never be freed.
     """
 
     type: str

@@ -221,7 +221,9 @@ class MemoryBroker:
     def offer(self, topic: str, message: Message) -> bool:
         """Queue ``message`` on every matching channel if all have room; False (and queue
         nothing) when one is full."""
-        channels = self.route(topic)
+        channels = self._routes.get(topic)
+        if channels is None:
+            channels = self.route(topic)
         if len(channels) == 1:
             return channels[0].offer(message)
         if any(c.full() for c in channels):
