@@ -136,6 +136,8 @@ async def _work(url: str, topic: str, group: str, effects: str) -> None:
     (handled,) = attempts.execute("SELECT count(DISTINCT id) FROM effects").fetchone()
     inbox = SqliteInbox(effects)
 
+    written: set[str] = set()
+
     def count_attempt(handler: Handler) -> Handler:
         async def counted(message: Message) -> None:
             attempts.execute("INSERT INTO attempts (id) VALUES (?)", (message.id,))
@@ -143,11 +145,20 @@ async def _work(url: str, topic: str, group: str, effects: str) -> None:
 
         return counted
 
+    def report_progress(handler: Handler) -> Handler:
+        async def reported(message: Message) -> None:
+            nonlocal handled
+            await handler(message)  # returns once the effect is committed
+            if message.id in written:
+                written.discard(message.id)
+                handled += 1
+                print(f"progress {handled}", flush=True)
+
+        return reported
+
     async def write_effect(message: Message) -> None:
-        nonlocal handled
         inbox_transaction().connection.execute("INSERT INTO effects VALUES (?)", (message.id,))
-        handled += 1
-        print(f"progress {handled}", flush=True)
+        written.add(message.id)
 
     bus = Bus(url)
     bus.subscribe(
@@ -155,7 +166,7 @@ async def _work(url: str, topic: str, group: str, effects: str) -> None:
         write_effect,
         group=group,
         concurrency=8,
-        middleware=[count_attempt, dedupe(inbox, scope=group)],
+        middleware=[count_attempt, report_progress, dedupe(inbox, scope=group)],
     )
     print(f"progress {handled}", flush=True)
     async with bus:
