@@ -8,10 +8,12 @@ Delivery paths
 ``await bus.publish_and_wait(event)``
     Runs every matching handler now and returns when all finished, with each outcome
     (:class:`~tidings.PublishResult`). Retries happen in place; a handler that fails its last
-    attempt is dead-lettered and reported. Handlers that suspend run concurrently.
+    attempt is dead-lettered and reported. Handlers that cannot suspend run inline; the others
+    run concurrently, each in a Task.
 ``bus.emit(event)``
-    Synchronous: plain ``def`` handlers without middleware are called right here, in subscription
-    order; the others start as in ``publish_and_wait`` (they need a running loop).
+    Synchronous: handlers that cannot suspend and have no middleware are called right here, in
+    subscription order; the others start in Tasks as in ``publish_and_wait`` (they need a
+    running loop).
 
 One failing handler never stops the others, on every path.
 """
