@@ -77,7 +77,7 @@ class Tansu:
         if self._process is not None:
             return
         listener = f"tcp://{self.bootstrap}"
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  # open while tansu runs; stop() closes it
         self._process = subprocess.Popen(
             [
                 broker_binary(),

@@ -3,8 +3,9 @@
 A tidings topic is a Kafka topic of the same name. A message's ``key`` is the record key, so
 Kafka's default partitioner (murmur2, as in the Java client) keeps one key on one partition and
 therefore in order; messages without a key are spread over the partitions one ``publish`` call at a
-time. The envelope travels in record headers (:mod:`tidings.transports.wire`), the payload as the
-record value, ``message.time`` as the record timestamp.
+time (:mod:`tidings.transports.kafka_publish`). The envelope travels in record headers
+(:mod:`tidings.transports.wire`), the payload as the record value, ``message.time`` as the record
+timestamp.
 
 A group is a Kafka consumer group, and a subscription one member of it (see
 :mod:`tidings.transports.kafka_subscription`): offsets are committed only up to the oldest
@@ -225,9 +226,10 @@ class KafkaTransport:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Store ``messages`` on ``topic``; returns when the brokers acknowledged all of them.
 
-        Records are appended to one batch per partition and the batches sent together. Messages
-        of one key keep their order; so do keyless messages of one call. Raises ValueError for a
-        topic name Kafka rejects, TransportError (ServiceUnavailable) when the brokers fail.
+        Records join one batch per partition, shared with concurrent publishes. Messages of one
+        key keep their order; so do keyless messages of one call. Raises ValueError for a topic
+        name Kafka rejects, TransportError (ServiceUnavailable) when the brokers fail,
+        ClosedError after :meth:`aclose`.
         """
         if not messages:
             return

@@ -124,7 +124,7 @@ class KafkaDeadLetterStore:
                     try:
                         letters[letter_id] = _decode(record.value)
                     except msgspec.DecodeError as exc:
-                        _log.warning("skipping a record of %s that is no dead letter: %s", self.topic, exc)
+                        _log.warning("skipped a record of %s: no dead letter: %s", self.topic, exc)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)

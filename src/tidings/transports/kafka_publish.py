@@ -83,7 +83,9 @@ class Publisher:
             timestamp = int(message.timestamp * 1000)
             headers = record_headers(message)
             while (
-                batch.append(key=key_bytes, value=message.data, timestamp=timestamp, headers=headers)
+                batch.append(
+                    key=key_bytes, value=message.data, timestamp=timestamp, headers=headers
+                )
                 is None
             ):  # full: it waits to be sent; an empty batch takes any one record
                 batch, done = self._open(batches)

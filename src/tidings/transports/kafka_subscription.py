@@ -198,7 +198,7 @@ class KafkaSubscription:
                 continue
             fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=_POLL_MS, max_records=room))
             await asyncio.wait((fetch, stopped), return_when=asyncio.FIRST_COMPLETED)
-            if self.closed:  # what this fetch got stays uncommitted: it comes again
+            if stopped.done():  # closed: what this fetch got stays uncommitted, it comes again
                 fetch.cancel()
                 fetch.add_done_callback(_retrieved)
                 break
