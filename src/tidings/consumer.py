@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tidings import context
-from tidings.context import in_task
 from tidings._waiters import wake_one
+from tidings.context import in_task
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import DecodeError, HandlerTimeout
 from tidings.message import Message
