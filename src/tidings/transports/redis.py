@@ -26,8 +26,8 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -83,7 +83,8 @@ def _default_consumer() -> str:
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
     """Settings of the Redis transport. Everything after ``tls`` can be given as a URL query
-    parameter: ``redis://127.0.0.1:6379/0?prefix=orders&maxlen=1000000&lease=60``."""
+    parameter: ``redis://127.0.0.1:6379/0?prefix=orders&maxlen=1000000&lease=60``. Raises
+    ValueError for an option out of range."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -93,7 +94,7 @@ class RedisOptions:
     tls: bool = False
     """Connect with TLS (``rediss://``), verifying the server's certificate."""
     tls_ca: str | None = None
-    """A CA bundle file to verify the server with (otherwise the system's)."""
+    """A CA bundle file to verify the server with (implies ``tls``; otherwise the system's)."""
     prefix: str = "tidings"
     """Prefix of every key this transport uses, so several applications can share a database."""
     maxlen: int | None = None
@@ -115,7 +116,7 @@ class RedisOptions:
     @property
     def address(self) -> str:
         """The server's URL without credentials, for messages."""
-        scheme = "rediss" if self.tls else "redis"
+        scheme = "rediss" if self.tls or self.tls_ca else "redis"
         return f"{scheme}://{self.host}:{self.port}/{self.db}"
 
     @classmethod
@@ -133,28 +134,37 @@ class RedisOptions:
             "password": unquote(parts.password) if parts.password is not None else None,
             "tls": parts.scheme == "rediss",
         }
-        kinds = {f.name: str(f.type) for f in fields(cls)}
-        settable = list(kinds)[list(kinds).index("tls_ca") :]
         for name, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
-            if name not in settable:
-                raise ValueError(f"unknown redis option {name!r}; known: {', '.join(settable)}")
-            values[name] = _parse(name, kinds[name], value)
-        return cls(**values)  # type: ignore[arg-type]  # each value parsed by its field's type
+            parse = _QUERY.get(name)
+            if parse is None:
+                raise ValueError(f"unknown redis option {name!r}; known: {', '.join(_QUERY)}")
+            try:
+                values[name] = parse(value)
+            except ValueError:
+                raise ValueError(f"redis option {name} cannot be {value!r}") from None
+        return cls(**values)  # type: ignore[arg-type]  # each value parsed for its field
+
+    def __post_init__(self) -> None:
+        for name in ("lease", "discovery", "reconnect", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"redis option {name} must be positive")
+        if self.maxlen is not None and self.maxlen < 1:
+            raise ValueError("redis option maxlen must be positive")
+        if not self.prefix or not self.consumer or any(c.isspace() for c in self.consumer):
+            raise ValueError("redis options prefix and consumer must be non-empty, without spaces")
 
 
-def _parse(name: str, kind: str, value: str) -> object:
-    try:
-        if "float" in kind:
-            number = float(value)
-        elif "int" in kind:
-            number = int(value)
-        else:
-            return value
-    except ValueError:
-        raise ValueError(f"redis option {name} must be a number, not {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"redis option {name} must be positive, not {value!r}")
-    return number
+_QUERY: dict[str, Callable[[str], object]] = {
+    "prefix": str,
+    "maxlen": int,
+    "lease": float,
+    "discovery": float,
+    "reconnect": float,
+    "timeout": float,
+    "consumer": str,
+    "tls_ca": str,
+}
+"""The options a URL query may set, with their parsers."""
 
 
 def from_url(url: str) -> RedisTransport:
@@ -182,6 +192,7 @@ class RedisTransport:
         self._publishing = 0
         self._published: asyncio.Event | None = None
         self._dead_letters: RedisDeadLetterStore | None = None
+        self._shut = asyncio.Event()
 
     async def connected(self) -> Redis:
         """The redis.asyncio client (its replies unparsed), starting the transport if needed.
@@ -190,7 +201,8 @@ class RedisTransport:
         """
         if self._client is None:
             await self.start()
-        assert self._client is not None
+        if self._client is None:  # closed while starting
+            raise ClosedError("the Redis transport is closed")
         return self._client
 
     async def start(self) -> None:
@@ -281,15 +293,20 @@ class RedisTransport:
 
     async def aclose(self) -> None:
         """Finish publishes in progress, end the subscriptions (their unsettled deliveries are
-        released to the group at once), send the outstanding acks and disconnect. Idempotent."""
+        released to the group at once), send the outstanding acks and disconnect. Idempotent: a
+        second call returns when the first is done."""
         if self._closed:
+            await self._shut.wait()
             return
         self._closed = True
-        if self._publishing:
-            self._published = asyncio.Event()
-            await self._published.wait()
-        subscriptions, self._subscriptions = self._subscriptions, set()
-        await asyncio.gather(*(s.finish() for s in subscriptions))
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        try:
+            if self._publishing:
+                self._published = asyncio.Event()
+                await self._published.wait()
+            subscriptions, self._subscriptions = self._subscriptions, set()
+            await asyncio.gather(*(s.finish() for s in subscriptions))
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                await client.aclose()
+            self._shut.set()

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from redis.asyncio import Redis
 
 from tidings.deadletters import DeadLetter
 from tidings.errors import NotFound
-from tidings.transports.redis_protocol import evaluate, retrying, sha1
+from tidings.transports.redis_protocol import command, evaluate, retrying, sha1
 
 if TYPE_CHECKING:
     from tidings.transports.redis import RedisTransport
@@ -74,12 +75,11 @@ class RedisDeadLetterStore:
         start = "-"
         while len(found) < limit:
             page = min(_PAGE, limit - len(found)) if wanted is None else _PAGE
-            entries = await self._run(
-                lambda client, start=start, page=page: client.execute_command(  # type: ignore[misc]
-                    "XRANGE", self._keys[0], start, "+", "COUNT", page
-                ),
-                "list",
-            )
+
+            async def read(client: Redis, start: str = start, page: int = page) -> Any:
+                return await command(client, "XRANGE", self._keys[0], start, "+", "COUNT", page)
+
+            entries = await self._run(read, "list")
             for _, fields in entries:
                 values = _fields(fields)
                 if wanted is None or values.get(b"topic") == wanted:
@@ -94,11 +94,11 @@ class RedisDeadLetterStore:
     async def get(self, letter_id: str) -> DeadLetter:
         """The letter with ``letter_id``; raises NotFound."""
 
-        async def read(client: Any) -> Any:
-            entry = await client.execute_command("HGET", self._keys[1], letter_id)
+        async def read(client: Redis) -> Any:
+            entry = await command(client, "HGET", self._keys[1], letter_id)
             if entry is None:
                 return []
-            return await client.execute_command("XRANGE", self._keys[0], entry, entry)
+            return await command(client, "XRANGE", self._keys[0], entry, entry)
 
         entries = await self._run(read, "get")
         if not entries:
@@ -115,7 +115,7 @@ class RedisDeadLetterStore:
         )
         return int(removed)
 
-    async def _run(self, operation: Callable[[Any], Awaitable[Any]], what: str) -> Any:
+    async def _run(self, operation: Callable[[Redis], Awaitable[Any]], what: str) -> Any:
         transport = self._transport
 
         async def attempt() -> Any:

@@ -51,16 +51,17 @@ __all__ = [
     "MAX_BLOCK",
     "PUBLISH_SCRIPT",
     "Keys",
-    "command",
     "PackedConnection",
+    "PackedSSLConnection",
+    "command",
     "connect",
     "decode",
     "evaluate",
-    "is_nogroup",
     "mapped",
     "publish_args",
     "retrying",
     "sha1",
+    "stream_gone",
 ]
 
 logger = logging.getLogger("tidings.transports.redis")
@@ -106,9 +107,6 @@ class Keys:
     def stream(self, topic: str) -> str:
         return f"{self.prefix}:topic:{topic}"
 
-    def topic_of(self, stream: str) -> str:
-        return stream[len(self.prefix) + 7 :]
-
     @property
     def topics(self) -> str:
         return f"{self.prefix}:topics"
@@ -128,30 +126,31 @@ def publish_args(topic: str, maxlen: int | None, messages: Sequence[Message]) ->
     Raises TypeError for a message whose data is not bytes.
     """
     args: list[EncodableT] = [topic, "" if maxlen is None else maxlen]
-    append, extend = args.append, args.extend
+    extend = args.extend
     for message in messages:
         data = message.data
         if type(data) is not bytes and not isinstance(data, _BYTES):
             raise TypeError(f"message data must be bytes at a transport, not {type(data).__name__}")
         key, headers = message.key, message.headers
-        if key is None and not headers:
-            extend((8, b"id", message.id, b"type", message.type))
-            extend((b"time", repr(message.timestamp), b"data", data))
-            continue
-        start = len(args)
-        append(8)
-        extend((b"id", message.id, b"type", message.type, b"time", repr(message.timestamp)))
-        extend((b"data", data))
-        if key is not None:
-            extend((b"key", key))
-        if headers:
-            extend((b"headers", _encode_headers(dict(headers))))
-        args[start] = len(args) - start - 1
+        extend((8, b"id", message.id, b"type", message.type))
+        extend((b"time", repr(message.timestamp), b"data", data))
+        if key is not None or headers:
+            start = len(args) - 9
+            if key is not None:
+                extend((b"key", key))
+            if headers:
+                extend((b"headers", _encode_headers(dict(headers))))
+            args[start] = len(args) - start - 1
     return args
 
 
 def decode(topic: str, fields: list[bytes]) -> Message:
     """The message stored as a stream entry's ``fields`` (flat name, value pairs)."""
+    if len(fields) == 8 and fields[0] == b"id" and fields[2] == b"type" and fields[6] == b"data":
+        # the layout publish_args writes for a message without key and headers
+        return Message.restore(
+            fields[3].decode(), fields[7], {}, None, fields[1].decode(), float(fields[5])
+        )
     it = iter(fields)
     values = dict(zip(it, it, strict=True))
     headers_raw = values.get(b"headers")
@@ -208,7 +207,7 @@ def connect(options: RedisOptions) -> Redis:
         "connection_class": PackedConnection,
         "client_name": f"tidings:{options.consumer}",
     }
-    if options.tls:
+    if options.tls or options.tls_ca:
         settings["connection_class"] = PackedSSLConnection
         settings["ssl_ca_certs"] = options.tls_ca
     client = Redis.from_pool(ConnectionPool(**settings))
@@ -236,9 +235,10 @@ def sha1(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
-def is_nogroup(exc: BaseException) -> bool:
-    """Whether ``exc`` says the stream or its group is gone (Redis restarted without data)."""
-    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+def stream_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the stream or its group is gone (deleted, or Redis restarted without
+    its data): NOGROUP, or a blocked read ended because its key was deleted."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 def mapped(exc: BaseException, where: str, doing: str) -> TransportError:

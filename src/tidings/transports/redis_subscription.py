@@ -1,4 +1,4 @@
-"""Consumer-group subscriptions on Redis streams, and their deliveries.
+"""Consumer-group subscriptions on Redis streams.
 
 A subscription is one consumer (a unique name) of its group on every stream it reads: one topic,
 or every topic matching its pattern. Its loop, on a connection of its own:
@@ -11,13 +11,9 @@ or every topic matching its pattern. Its loop, on a connection of its own:
   Redis's delivery count (``XPENDING``);
 * for a pattern, looks for new matching topics every ``discovery`` seconds.
 
-``ack`` and ``nack`` only record; a background task sends them in bulk (``XACK``; for a nack
-``XCLAIM … IDLE lease-delay JUSTID``, which leaves the message pending in Redis and makes it
-claimable once the delay has passed, so the wait survives this process). A nack delay longer than
-the lease is held back here until the rest fits in a lease. While deliveries are unsettled, their
-lease is extended every third of it (``XCLAIM … JUSTID`` to this consumer), so slow handlers are
-not duplicated. A lost connection is retried with backoff, forever; groups are created again
-(Redis may have restarted empty).
+Settling is :mod:`tidings.transports.redis_settle`'s. A lost connection is retried with backoff,
+forever; groups are created again (Redis may have restarted empty). A blocked read is ended early
+(``CLIENT UNBLOCK``) when the subscription closes or one of its nacks comes due sooner.
 """
 
 from __future__ import annotations
@@ -38,54 +34,17 @@ from redis.exceptions import RedisError, ResponseError
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import is_pattern, matches
-from tidings.transports.redis_protocol import LOST, MAX_BLOCK, command, decode, is_nogroup, mapped
+from tidings.transports.redis_protocol import LOST, MAX_BLOCK, command, decode, mapped, stream_gone
+from tidings.transports.redis_settle import RedisDelivery, Settlement
 
 if TYPE_CHECKING:
     from tidings.transports.redis import RedisTransport
 
-__all__ = ["RedisDelivery", "RedisSubscription"]
+__all__ = ["RedisSubscription"]
 
 logger = logging.getLogger("tidings.transports.redis")
 
-_Settle = float | None
-"""How a delivery was settled: None for ack, else the nack delay in seconds."""
-
-
-class RedisDelivery:
-    """One stream entry handed to one subscription. Settling twice does nothing; settling after
-    the transport closed does nothing either (the message comes again)."""
-
-    __slots__ = ("_settled", "_subscription", "attempt", "due", "entry", "message", "stream")
-
-    def __init__(
-        self,
-        subscription: RedisSubscription,
-        stream: bytes,
-        entry: bytes,
-        message: Message,
-        attempt: int,
-    ) -> None:
-        self._subscription = subscription
-        self._settled = False
-        self.stream = stream
-        self.entry = entry
-        self.message = message
-        self.attempt = attempt
-        self.due: float | None = None
-        """For a nack longer than the lease: when (monotonic) the message may come again."""
-
-    async def ack(self) -> None:
-        if not self._settled:
-            self._settled = True
-            self._subscription._settle(self, None)
-
-    async def nack(self, delay: float = 0.0) -> None:
-        if not self._settled:
-            self._settled = True
-            self._subscription._settle(self, max(delay, 0.0))
-
-    def __repr__(self) -> str:
-        return f"RedisDelivery({self.entry!r}, attempt={self.attempt}, {self.message!r})"
+_UNBLOCK_TRIES = 20
 
 
 class RedisSubscription:
@@ -98,7 +57,6 @@ class RedisSubscription:
         self.prefetch = prefetch
         self.consumer = f"{options.consumer}-{secrets.token_hex(4)}"
         self._transport = transport
-        self._lease = options.lease
         self._lease_ms = max(int(options.lease * 1000), 1)
         self._claim_every = min(max(options.lease / 4, 0.05), 5.0)
         self._pattern = is_pattern(topic)
@@ -112,18 +70,11 @@ class RedisSubscription:
         self._discover_at = 0.0
         self._wakes: list[float] = []  # heap: when this subscription's nacks come due
         self._blocked_until: float | None = None
-        self._held: set[RedisDelivery] = set()
-        self._unsettled = 0
-        self._room = asyncio.Event()
-        self._acks: list[RedisDelivery] = []
-        self._nacks: list[tuple[RedisDelivery, float]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._keeper: asyncio.Task[None] | None = None
+        self._settlement = Settlement(transport, group, self.consumer, self._nacked)
         self._stepping = False
         self._stepped = asyncio.Event()
         self._closing = asyncio.Event()
         self._closed = False
-        self._finished = False
         self._failures = 0
 
     # -- iteration -------------------------------------------------------------------------------
@@ -145,7 +96,7 @@ class RedisSubscription:
             except ResponseError as exc:
                 if not self._open():
                     break
-                if not is_nogroup(exc):
+                if not stream_gone(exc):
                     raise mapped(exc, self._transport.options.address, "reading") from exc
                 self._ready = False  # Redis lost the stream or group: create it again
                 continue
@@ -156,10 +107,7 @@ class RedisSubscription:
                 logger.info("%s: reading from Redis again", self.consumer)
                 self._failures = 0
             if batch:
-                self._unsettled += len(batch)
-                self._held.update(batch)
-                if self._keeper is None:
-                    self._keeper = asyncio.get_running_loop().create_task(self._keep())
+                self._settlement.hold(batch)
                 if self._open():  # else released when the transport closes
                     return batch
         raise StopAsyncIteration
@@ -173,10 +121,10 @@ class RedisSubscription:
         now = time.monotonic()
         if self._pattern and now >= self._discover_at:
             await self._discover()
-        room = self.prefetch - self._unsettled
+        room = self.prefetch - self._settlement.unsettled
         if room <= 0:
-            self._room.clear()
-            await self._room.wait()
+            self._settlement.freed.clear()
+            await self._settlement.freed.wait()
             return []
         if not self._streams:
             await self._pause(self._discover_at - now)
@@ -254,12 +202,12 @@ class RedisSubscription:
             self._blocked_until = None
         if not reply:
             return []
-        streams = self._streams
+        streams, settlement = self._streams, self._settlement
         batch = []
         for stream, entries in reply:
             topic = streams[stream]
             for entry, fields in entries:
-                batch.append(RedisDelivery(self, stream, entry, _message(topic, fields), 1))
+                batch.append(RedisDelivery(settlement, stream, entry, _message(topic, fields), 1))
         return batch
 
     async def _claim(self, room: int) -> list[RedisDelivery]:
@@ -299,7 +247,7 @@ class RedisSubscription:
             pending = await pipe.execute()
         return [
             RedisDelivery(
-                self,
+                self._settlement,
                 stream,
                 entry,
                 _message(self._streams[stream], fields),
@@ -323,114 +271,25 @@ class RedisSubscription:
 
     # -- settling --------------------------------------------------------------------------------
 
-    def _settle(self, delivery: RedisDelivery, delay: _Settle) -> None:
-        if self._finished:
-            return
-        self._unsettled -= 1
-        if not self._room.is_set():
-            self._room.set()
-        if delay is None:
-            self._held.discard(delivery)
-            self._acks.append(delivery)
-        elif delay < self._lease:
-            self._held.discard(delivery)
-            self._nacks.append((delivery, delay))
-        else:  # held (its lease extended) until the rest of the delay fits in a lease
-            delivery.due = time.monotonic() + delay
-            return
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-
-    async def _flush(self) -> None:
-        """Send recorded acks and nacks until none are left; one batch in flight at a time."""
-        pause = 0.0
-        try:
-            while self._acks or self._nacks:
-                acks, self._acks = self._acks, []
-                nacks, self._nacks = self._nacks, []
-                try:
-                    await self._send(acks, nacks)
-                    pause = 0.0
-                except LOST as exc:
-                    if self._finished:  # the transport is closing: one try only
-                        logger.warning(
-                            "%s: acks not sent, the messages come again: %s", self.consumer, exc
-                        )
-                        return
-                    self._acks[:0], self._nacks[:0] = acks, nacks
-                    pause = min(max(pause * 2, 0.05), 2.0)
-                    await asyncio.sleep(pause)  # back off while Redis comes back
-                except (RedisError, ClosedError) as exc:
-                    logger.warning(
-                        "%s: acks not sent, the messages come again: %s", self.consumer, exc
-                    )
-        finally:
-            self._flusher = None
-
-    async def _send(
-        self, acks: list[RedisDelivery], nacks: list[tuple[RedisDelivery, float]]
-    ) -> None:
-        commands: list[tuple[Any, ...]] = []
-        acked: dict[bytes, list[bytes]] = {}
-        for delivery in acks:
-            acked.setdefault(delivery.stream, []).append(delivery.entry)
-        for stream, entries in acked.items():
-            commands.append(("XACK", stream, self.group, *entries))
-        released: dict[tuple[bytes, int], list[bytes]] = {}
-        for delivery, delay in nacks:
-            idle = max(self._lease_ms - int(delay * 1000), 0)
-            released.setdefault((delivery.stream, idle), []).append(delivery.entry)
-        for (stream, idle), entries in released.items():
-            commands.append(
-                ("XCLAIM", stream, self.group, self.consumer, 0, *entries, "IDLE", idle, "JUSTID")
-            )
-        client = await self._transport.connected()
-        if len(commands) == 1:
-            await command(client, *commands[0])
-        else:
-            async with client.pipeline(transaction=False) as pipe:
-                for args in commands:
-                    pipe.execute_command(*args)
-                await pipe.execute()
-        if nacks:
-            now = time.monotonic()
-            for _, delay in nacks:
-                heapq.heappush(self._wakes, now + delay)
-            blocked = self._blocked_until
-            if blocked is not None and self._wakes[0] < blocked:
-                await self._unblock()
-
-    async def _keep(self) -> None:
-        """Every third of the lease: extend the lease of held deliveries; release those whose
-        nack delay now fits in a lease."""
-        while not self._closed:
-            await asyncio.sleep(self._lease / 3)  # the lease clock, not synchronisation
-            now = time.monotonic()
-            kept: dict[bytes, list[bytes]] = {}
-            for delivery in list(self._held):
-                if delivery.due is not None and delivery.due - now < self._lease:
-                    self._held.discard(delivery)
-                    self._nacks.append((delivery, delivery.due - now))
-                else:
-                    kept.setdefault(delivery.stream, []).append(delivery.entry)
-            if self._nacks and self._flusher is None:
-                self._flusher = asyncio.get_running_loop().create_task(self._flush())
-            with contextlib.suppress(*LOST, RedisError, ClosedError):
-                client = await self._transport.connected()
-                async with client.pipeline(transaction=False) as pipe:
-                    for stream, entries in kept.items():
-                        pipe.execute_command(
-                            "XCLAIM", stream, self.group, self.consumer, 0, *entries, "JUSTID"
-                        )
-                    await pipe.execute(raise_on_error=False)
+    async def _nacked(self, due: list[float]) -> None:
+        for when in due:
+            heapq.heappush(self._wakes, when)
+        blocked = self._blocked_until
+        if blocked is not None and self._wakes[0] < blocked:
+            await self._unblock()  # read again once the first of them is due
 
     async def _unblock(self) -> None:
         """Make a blocked XREADGROUP of this subscription return now (it answers nil)."""
-        if self._reader_id is None:
-            return
         with contextlib.suppress(*LOST, RedisError, ClosedError):
             client = await self._transport.connected()
-            await command(client, "CLIENT", "UNBLOCK", self._reader_id)
+            for _ in range(_UNBLOCK_TRIES):
+                reader = self._reader_id
+                if reader is None or self._blocked_until is None:
+                    return
+                if await command(client, "CLIENT", "UNBLOCK", reader):
+                    return
+                # The read is on its way to Redis on the other connection: not blocked yet.
+                await asyncio.sleep(0.005)
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -441,9 +300,9 @@ class RedisSubscription:
             return
         self._closed = True
         self._closing.set()
-        self._room.set()
-        if self._blocked_until is not None:
-            await self._unblock()
+        self._settlement.freed.set()
+        self._settlement.stop_keeping()
+        await self._unblock()
 
     async def finish(self) -> None:
         """Close for good (the transport is closing): release unsettled deliveries so another
@@ -453,20 +312,7 @@ class RedisSubscription:
         if self._stepping:
             self._stepped.clear()
             await self._stepped.wait()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        now = time.monotonic()
-        for delivery in self._held:
-            wait = 0.0 if delivery.due is None else max(delivery.due - now, 0.0)
-            self._nacks.append((delivery, min(wait, self._lease)))
-        self._held.clear()
-        self._finished = True
-        if self._flusher is None and (self._acks or self._nacks):
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        if self._flusher is not None:
-            await self._flusher
+        await self._settlement.finish()
         with contextlib.suppress(*LOST, RedisError, ClosedError):
             await self._forget_consumer()
         if self._reader is not None:
