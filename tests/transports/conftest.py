@@ -18,6 +18,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tidings.message import Message
+from tidings.testing.receiver import Receiver, opened
+from tidings.transports import from_url
+
 
 @dataclass(frozen=True)
 class Service:
@@ -176,9 +180,23 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-async def die_holding(url: str, topic: str, group: str, count: int) -> None:
+async def held_messages_come_again(url: str) -> None:
+    """Publish to the leased transport at ``url`` (with a short ``lease``); a consumer process
+    takes the messages without settling them and is SIGKILLed: they must come again to its group,
+    as second attempts, once their leases run out."""
+    sent = [Message("item", b'{"n":%d}' % n, {"n": str(n)}) for n in range(5)]
+    async with opened(lambda: from_url(url)) as transport:
+        await transport.publish("jobs", sent)
+        await _die_holding(url, "jobs", "workers", len(sent))
+        receiver = Receiver(transport.subscribe("jobs", group="workers"))
+        await receiver.until_ids([m.id for m in sent], "the dead consumer's messages")
+        assert {d.attempt for d in receiver.deliveries} == {2}
+        await receiver.aclose()
+
+
+async def _die_holding(url: str, topic: str, group: str, count: int) -> None:
     """Run a consumer process that takes ``count`` deliveries without settling them, then SIGKILL
-    it: its messages must come again to the group once their leases run out."""
+    it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _HOLDER, url, topic, group, str(count), stdout=subprocess.PIPE
     )

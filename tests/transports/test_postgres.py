@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from conftest import die_holding
+from conftest import held_messages_come_again
 
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message
@@ -57,15 +57,7 @@ async def test_patterns_match_in_sql_as_in_python(pg_dsn: str, pattern: str, top
 
 
 async def test_a_killed_consumers_messages_come_again(pg_dsn: str, pg_schema: str) -> None:
-    url = f"{pg_dsn}?schema={pg_schema}&lease=0.5"
-    sent = messages(5)
-    async with opened(lambda: PostgresTransport(url)) as transport:
-        await transport.publish("jobs", sent)
-        await die_holding(url, "jobs", "workers", 5)
-        receiver = Receiver(transport.subscribe("jobs", group="workers"))
-        await receiver.until_ids([m.id for m in sent], "the dead consumer's messages")
-        assert {d.attempt for d in receiver.deliveries} == {2}
-        await receiver.aclose()
+    await held_messages_come_again(f"{pg_dsn}?schema={pg_schema}&lease=0.5")
 
 
 async def test_acknowledged_messages_are_deleted(pg_dsn: str, pg_schema: str) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import die_holding
+from conftest import held_messages_come_again
 
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
@@ -75,15 +75,7 @@ async def test_patterns_are_for_subscribing(sqlite_url: str) -> None:
 
 
 async def test_a_killed_consumers_messages_come_again(sqlite_url: str) -> None:
-    url = f"{sqlite_url}?lease=0.5"
-    sent = messages(5)
-    async with opened(lambda: SqliteTransport(url)) as transport:
-        await transport.publish("jobs", sent)
-        await die_holding(url, "jobs", "workers", 5)
-        receiver = Receiver(transport.subscribe("jobs", group="workers"))
-        await receiver.until_ids([m.id for m in sent], "the dead consumer's messages")
-        assert {d.attempt for d in receiver.deliveries} == {2}
-        await receiver.aclose()
+    await held_messages_come_again(f"{sqlite_url}?lease=0.5")
 
 
 async def test_messages_from_another_process_arrive(sqlite_url: str) -> None:

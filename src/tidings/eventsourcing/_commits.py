@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.eventsourcing.store import NewEvent, RecordedEvent
+from tidings.eventsourcing.store import NewEvent, RecordedEvent, StreamInfo
 
 __all__ = [
     "MAX_EVENTS_PER_COMMIT",
@@ -33,6 +33,7 @@ __all__ = [
     "forward_page",
     "log_page",
     "pack",
+    "stream_info_of",
     "unpack",
 ]
 
@@ -161,3 +162,11 @@ def log_page(
         if not left:
             break
     return out, after, left
+
+
+def stream_info_of(row: Sequence[Any]) -> StreamInfo:
+    """A row ``(name, version, metadata, deleted)`` of the streams table; ``metadata`` is JSON
+    (text or bytes), or NULL for none."""
+    name, version, metadata, deleted = row
+    decoded = {} if metadata is None else msgspec.json.decode(metadata)
+    return StreamInfo(name, version, decoded, bool(deleted))

@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import msgspec
-
 from tidings.errors import ClosedError, NotFound, TransportError
-from tidings.eventsourcing.store import Snapshot, StreamDeleted, StreamInfo
+from tidings.eventsourcing.store import Snapshot, StreamDeleted
 
 __all__ = [
     "INSERT_COMMIT",
@@ -22,7 +20,7 @@ __all__ = [
     "query",
     "save_snapshot",
     "set_checkpoint",
-    "stream_info_of",
+    "stream_row",
 ]
 
 SCHEMA = """
@@ -91,21 +89,22 @@ def query(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...])
         raise TransportError(f"SQLite read failed: {exc}") from exc
 
 
-def live_stream_id(connection: sqlite3.Connection, stream: str) -> int:
+def stream_row(connection: sqlite3.Connection, stream: str) -> tuple[int, bool]:
+    """``(id, deleted)`` of ``stream``; raises NotFound for a stream never written."""
     row = connection.execute(
         "SELECT id, deleted FROM tidings_streams WHERE name = ?", (stream,)
     ).fetchone()
     if row is None:
         raise NotFound(f"stream {stream!r} does not exist")
-    if row[1]:
+    return int(row[0]), bool(row[1])
+
+
+def live_stream_id(connection: sqlite3.Connection, stream: str) -> int:
+    """The id of ``stream``; raises NotFound, or StreamDeleted for a deleted stream."""
+    stream_id, deleted = stream_row(connection, stream)
+    if deleted:
         raise StreamDeleted(stream)
-    return int(row[0])
-
-
-def stream_info_of(row: tuple[Any, ...]) -> StreamInfo:
-    name, version, metadata, deleted = row
-    decoded = {} if metadata is None else msgspec.json.decode(metadata)
-    return StreamInfo(name, version, decoded, bool(deleted))
+    return stream_id
 
 
 def save_snapshot(connection: sqlite3.Connection, snapshot: Snapshot) -> None:

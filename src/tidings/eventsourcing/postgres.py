@@ -43,7 +43,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from tidings.errors import ClosedError, ConcurrencyError, NotFound
-from tidings.eventsourcing._commits import PAGE, backward_page, forward_page, log_page, pack
+from tidings.eventsourcing._commits import (
+    PAGE,
+    backward_page,
+    forward_page,
+    log_page,
+    pack,
+    stream_info_of,
+)
 from tidings.eventsourcing._postgres_batch import AppendBatcher
 from tidings.eventsourcing._postgres_pool import ConnectionPool
 from tidings.eventsourcing._postgres_sql import (
@@ -227,7 +234,7 @@ class PostgresEventStore:
             )
         if row is None:
             raise NotFound(f"stream {stream!r} does not exist")
-        return _stream_info(row)
+        return stream_info_of(row)
 
     async def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         encoded = msgspec.json.encode(dict(metadata)).decode()
@@ -243,7 +250,7 @@ class PostgresEventStore:
             rows = await self._open_pool().fetch(
                 "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id"
             )
-        return [_stream_info(row) for row in rows]
+        return [stream_info_of(row) for row in rows]
 
     async def delete_stream(self, stream: str) -> None:
         async with _mapped(self.where):
@@ -353,9 +360,3 @@ async def _get_checkpoint(connection: Any, name: str) -> int:
         "SELECT position FROM tidings_checkpoints WHERE name = $1", name
     )
     return int(position or 0)
-
-
-def _stream_info(row: Any) -> StreamInfo:
-    name, version, metadata, deleted = row
-    decoded = {} if metadata is None else msgspec.json.decode(metadata)
-    return StreamInfo(name, version, decoded, deleted)

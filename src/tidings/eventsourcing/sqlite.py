@@ -40,7 +40,14 @@ import msgspec
 
 from tidings.errors import ClosedError, NotFound, TransportError
 from tidings.eventsourcing import _sqlite_sql as _sql
-from tidings.eventsourcing._commits import PAGE, backward_page, forward_page, log_page, pack
+from tidings.eventsourcing._commits import (
+    PAGE,
+    backward_page,
+    forward_page,
+    log_page,
+    pack,
+    stream_info_of,
+)
 from tidings.eventsourcing._sqlite_writer import GroupCommitWriter
 from tidings.eventsourcing._wakeup import Wakeup
 from tidings.eventsourcing.store import (
@@ -269,18 +276,14 @@ class SqliteEventStore:
 
     async def delete_stream(self, stream: str) -> None:
         def job(connection: sqlite3.Connection) -> None:
-            row = connection.execute(
-                "SELECT id, deleted FROM tidings_streams WHERE name = ?", (stream,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"stream {stream!r} does not exist")
-            if row[1]:
+            stream_id, deleted = _sql.stream_row(connection, stream)
+            if deleted:
                 return
             connection.execute(
-                "UPDATE tidings_streams SET deleted = 1, metadata = NULL WHERE id = ?", (row[0],)
+                "UPDATE tidings_streams SET deleted = 1, metadata = NULL WHERE id = ?", (stream_id,)
             )
             connection.execute(
-                "UPDATE tidings_commits SET events = NULL WHERE stream_id = ?", (row[0],)
+                "UPDATE tidings_commits SET events = NULL WHERE stream_id = ?", (stream_id,)
             )
             connection.execute("DELETE FROM tidings_snapshots WHERE stream = ?", (stream,))
             self._erased = True
@@ -359,7 +362,7 @@ class SqliteEventStore:
         )
         if not rows:
             raise NotFound(f"stream {stream!r} does not exist")
-        return _sql.stream_info_of(rows[0])
+        return stream_info_of(rows[0])
 
     async def streams(self) -> list[StreamInfo]:
         rows = _sql.query(
@@ -367,7 +370,7 @@ class SqliteEventStore:
             "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id",
             (),
         )
-        return [_sql.stream_info_of(row) for row in rows]
+        return [stream_info_of(row) for row in rows]
 
     async def head_position(self) -> int:
         return self._readable_head(self._reader_or_closed())

@@ -25,9 +25,9 @@ import asyncio
 import ssl
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,6 +41,7 @@ from tidings.transports.kafka_deadletters import KafkaDeadLetterStore
 from tidings.transports.kafka_protocol import check_topic, mapped
 from tidings.transports.kafka_publish import Publisher
 from tidings.transports.kafka_subscription import KafkaSubscription
+from tidings.transports.options import query_options
 
 __all__ = ["FEATURES", "KafkaOptions", "KafkaTransport", "from_url"]
 
@@ -54,6 +55,8 @@ FEATURES = Features(
 )
 
 _TOPIC_ALREADY_EXISTS = 36
+_FROM_NETLOC = ("bootstrap", "username", "password")
+"""Options taken from the URL's host and credentials, never from its query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +116,7 @@ class KafkaOptions:
             user, _, password = credentials.partition(":")
             values["username"] = unquote(user)
             values["password"] = unquote(password)
-        kinds = {f.name: str(f.type) for f in fields(cls)}
-        for key, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
-            if key not in kinds or key in ("bootstrap", "username", "password"):
-                known = ", ".join(sorted(set(kinds) - {"bootstrap", "username", "password"}))
-                raise ValueError(f"unknown kafka option {key!r}; known: {known}")
-            values[key] = _parse(key, kinds[key], value)
+        values.update(query_options(cls, parts.query, scheme="kafka", exclude=_FROM_NETLOC))
         return cls(bootstrap, **values)
 
     @property
@@ -145,18 +143,6 @@ class KafkaOptions:
         elif tls:
             settings["security_protocol"] = "SSL"
         return settings
-
-
-def _parse(key: str, kind: str, value: str) -> object:
-    if kind in ("int", "int | None"):
-        return int(value)
-    if kind == "float":
-        return float(value)
-    if kind == "bool":
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"kafka option {key} must be true or false, not {value!r}")
-        return value.lower() in ("true", "1")
-    return value
 
 
 def from_url(url: str) -> KafkaTransport:

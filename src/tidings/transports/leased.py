@@ -30,8 +30,16 @@ import msgspec
 
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
 from tidings.message import Message
+from tidings.topics import validate_pattern
 
-__all__ = ["Exchange", "LeasedDelivery", "LeasedSubscription", "Queue", "Row"]
+__all__ = [
+    "Exchange",
+    "LeasedDelivery",
+    "LeasedSubscription",
+    "LeasedSubscriptions",
+    "Queue",
+    "Row",
+]
 
 _log = logging.getLogger("tidings.transports")
 _decode_headers = msgspec.json.Decoder(dict[str, str]).decode
@@ -274,3 +282,33 @@ class LeasedSubscription:
         if renew:
             self._renew_at = now + self._lease / 3
         return result
+
+
+class LeasedSubscriptions:
+    """The subscriptions of one transport, over the queues that ``queue(topic, group)`` makes;
+    each leases for ``lease`` seconds and looks every ``poll`` seconds. Not thread-safe: one
+    event loop."""
+
+    def __init__(self, queue: Callable[[str, str], Queue], *, lease: float, poll: float) -> None:
+        self._queue = queue
+        self._lease = lease
+        self._poll = poll
+        self._live: set[LeasedSubscription] = set()
+
+    def open(self, topic: str, group: str, prefetch: int) -> LeasedSubscription:
+        """A subscription of ``group`` to ``topic`` (or a wildcard pattern); raises ValueError
+        for a malformed pattern or a ``prefetch`` below 1."""
+        validate_pattern(topic)
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        subscription = LeasedSubscription(
+            self._queue(topic, group), topic, group=group, prefetch=prefetch,
+            lease=self._lease, poll=self._poll, on_idle=self._live.discard,
+        )  # fmt: skip
+        self._live.add(subscription)
+        return subscription
+
+    async def shutdown(self) -> None:
+        """:meth:`LeasedSubscription.shutdown` every subscription still live, one by one."""
+        for subscription in list(self._live):
+            await subscription.shutdown()

@@ -26,9 +26,9 @@ import re
 import ssl
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -52,6 +52,7 @@ from tidings.transports.nats_deadletters import NatsDeadLetterStore
 from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
+from tidings.transports.options import query_options
 
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 
@@ -122,29 +123,8 @@ class NatsOptions:
         credentials, _, hosts = parts.netloc.rpartition("@")
         userinfo = f"{credentials}@" if credentials else ""
         servers = tuple(f"nats://{userinfo}{host}" for host in hosts.split(","))
-        kinds = {f.name: f.type for f in fields(cls)}
-        values: dict[str, object] = {}
-        for key, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
-            kind = kinds.get(key)
-            if kind is None or key == "servers":
-                known = ", ".join(sorted(set(kinds) - {"servers"}))
-                raise ValueError(f"unknown nats option {key!r}; known: {known}")
-            values[key] = _parse(key, str(kind), value)
+        values = query_options(cls, parts.query, scheme="nats", exclude=("servers",))
         return cls(servers, **values)  # type: ignore[arg-type]  # each value parsed by its type
-
-
-def _parse(key: str, kind: str, value: str) -> object:
-    if kind == "float":
-        return float(value)
-    if kind == "int":
-        return int(value)
-    if kind == "bool":
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"nats option {key} must be true or false, not {value!r}")
-        return value.lower() in ("true", "1")
-    if key == "storage" and value not in ("file", "memory"):
-        raise ValueError(f"storage must be 'file' or 'memory', not {value!r}")
-    return value
 
 
 def from_url(url: str) -> NatsTransport:

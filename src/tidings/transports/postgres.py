@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -29,10 +30,10 @@ import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern, validate_pattern
+from tidings.topics import is_pattern
 from tidings.transports import redact
 from tidings.transports.base import Features
-from tidings.transports.leased import LeasedSubscription
+from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.postgres_db import Database
 from tidings.transports.postgres_deadletters import PostgresDeadLetterStore
 from tidings.transports.postgres_queue import PostgresQueue
@@ -111,7 +112,9 @@ class PostgresTransport:
         self.options = options
         self._db = Database(options)
         self._publish_sql = self._db.sql("SELECT {s}.publish($1, $2, $3, $4, $5, $6, $7, $8)")
-        self._subscriptions: set[LeasedSubscription] = set()
+        self._subscriptions = LeasedSubscriptions(
+            partial(PostgresQueue, self._db), lease=options.lease, poll=options.poll
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -152,15 +155,7 @@ class PostgresTransport:
         """A subscription of ``group`` to ``topic`` (or a wildcard pattern); at most ``prefetch``
         deliveries are handed out and not yet acked or nacked at any time."""
         self._check_open()
-        validate_pattern(topic)
-        if prefetch < 1:
-            raise ValueError("prefetch must be at least 1")
-        subscription = LeasedSubscription(
-            PostgresQueue(self._db, topic, group), topic, group=group, prefetch=prefetch,
-            lease=self.options.lease, poll=self.options.poll, on_idle=self._subscriptions.discard,
-        )  # fmt: skip
-        self._subscriptions.add(subscription)
-        return subscription
+        return self._subscriptions.open(topic, group, prefetch)
 
     def dead_letters(self) -> PostgresDeadLetterStore:
         """Dead letters in a table of the same schema."""
@@ -172,8 +167,7 @@ class PostgresTransport:
         if self._closed:
             return
         self._closed = True
-        for subscription in list(self._subscriptions):
-            await subscription.shutdown()
+        await self._subscriptions.shutdown()
         await self._db.aclose()
 
     def _check_open(self) -> None:

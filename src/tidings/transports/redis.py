@@ -26,11 +26,11 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -40,6 +40,7 @@ from tidings.message import Message
 from tidings.topics import is_pattern, validate_pattern
 from tidings.transports import redact
 from tidings.transports.base import Features
+from tidings.transports.options import query_options
 from tidings.transports.redis_deadletters import RedisDeadLetterStore
 from tidings.transports.redis_protocol import (
     PUBLISH_SCRIPT,
@@ -70,6 +71,9 @@ FEATURES = Features(
 Not ordered per key: competing consumers of a group take messages of one key concurrently (a
 group with one subscription gets each stream in order). ``nack`` delays are kept in Redis but
 timed by the subscriptions that claim the message."""
+
+_FROM_NETLOC = ("host", "port", "db", "username", "password", "tls")
+"""Options taken from the URL's scheme, host, path and credentials, never from its query."""
 
 _PUBLISH_CHUNK = 1000
 """Messages per script run: a script blocks Redis while it runs, so batches go in slices."""
@@ -134,14 +138,7 @@ class RedisOptions:
             "password": unquote(parts.password) if parts.password is not None else None,
             "tls": parts.scheme == "rediss",
         }
-        for name, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
-            parse = _QUERY.get(name)
-            if parse is None:
-                raise ValueError(f"unknown redis option {name!r}; known: {', '.join(_QUERY)}")
-            try:
-                values[name] = parse(value)
-            except ValueError:
-                raise ValueError(f"redis option {name} cannot be {value!r}") from None
+        values.update(query_options(cls, parts.query, scheme="redis", exclude=_FROM_NETLOC))
         return cls(**values)  # type: ignore[arg-type]  # each value parsed for its field
 
     def __post_init__(self) -> None:
@@ -152,19 +149,6 @@ class RedisOptions:
             raise ValueError("redis option maxlen must be positive")
         if not self.prefix or not self.consumer or any(c.isspace() for c in self.consumer):
             raise ValueError("redis options prefix and consumer must be non-empty, without spaces")
-
-
-_QUERY: dict[str, Callable[[str], object]] = {
-    "prefix": str,
-    "maxlen": int,
-    "lease": float,
-    "discovery": float,
-    "reconnect": float,
-    "timeout": float,
-    "consumer": str,
-    "tls_ca": str,
-}
-"""The options a URL query may set, with their parsers."""
 
 
 def from_url(url: str) -> RedisTransport:

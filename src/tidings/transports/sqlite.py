@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from typing import Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern, validate_pattern
+from tidings.topics import is_pattern
 from tidings.transports.base import Features
-from tidings.transports.leased import LeasedSubscription
+from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
+from tidings.transports.options import query_options
 from tidings.transports.sqlite_db import Database, Doorbell, transaction
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
 from tidings.transports.sqlite_queue import SqliteQueue
@@ -86,17 +87,8 @@ class SqliteOptions:
         path = parts.path[1:]
         if not path:
             raise ValueError(f"no database file in {url!r}")
-        known = {f.name for f in fields(cls)} - {"path"}
-        values: dict[str, float | str] = {}
-        for name, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
-            if name not in known:
-                raise ValueError(
-                    f"unknown sqlite option {name!r}; known: {', '.join(sorted(known))}"
-                )
-            values[name] = value if name == "synchronous" else float(value)
-        options = cls(path, **values)  # type: ignore[arg-type]  # checked just below
-        if options.synchronous not in ("normal", "full"):
-            raise ValueError(f"synchronous must be 'normal' or 'full', not {options.synchronous!r}")
+        values = query_options(cls, parts.query, scheme="sqlite", exclude=("path",))
+        options = cls(path, **values)  # type: ignore[arg-type]  # each value parsed by its type
         if min(options.lease, options.poll, options.busy_timeout) <= 0:
             raise ValueError("lease, poll and busy_timeout must be positive")
         return options
@@ -124,7 +116,9 @@ class SqliteTransport:
             busy_timeout=options.busy_timeout,
             synchronous=options.synchronous.upper(),
         )
-        self._subscriptions: set[LeasedSubscription] = set()
+        self._subscriptions = LeasedSubscriptions(
+            partial(SqliteQueue, self._db), lease=options.lease, poll=options.poll
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -164,15 +158,7 @@ class SqliteTransport:
         """A subscription of ``group`` to ``topic`` (or a wildcard pattern); at most ``prefetch``
         deliveries are handed out and not yet acked or nacked at any time."""
         self._check_open()
-        validate_pattern(topic)
-        if prefetch < 1:
-            raise ValueError("prefetch must be at least 1")
-        subscription = LeasedSubscription(
-            SqliteQueue(self._db, topic, group), topic, group=group, prefetch=prefetch,
-            lease=self.options.lease, poll=self.options.poll, on_idle=self._subscriptions.discard,
-        )  # fmt: skip
-        self._subscriptions.add(subscription)
-        return subscription
+        return self._subscriptions.open(topic, group, prefetch)
 
     def dead_letters(self) -> SqliteDeadLetterStore:
         """Dead letters in a table of the same file."""
@@ -184,8 +170,7 @@ class SqliteTransport:
         if self._closed:
             return
         self._closed = True
-        for subscription in list(self._subscriptions):
-            await subscription.shutdown()
+        await self._subscriptions.shutdown()
         await self._db.aclose()
 
     def _check_open(self) -> None:

@@ -7,20 +7,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from tidings.deadletters import DeadLetter
 from tidings.errors import NotFound
+from tidings.transports.deadletter_rows import COLUMNS, from_row, to_row
 from tidings.transports.sqlite_db import Database, transaction
 
 __all__ = ["SqliteDeadLetterStore"]
-
-_COLUMNS = (
-    "id, message_id, topic, type, grp, data, headers, key, error_type, error_message, "
-    "traceback, attempts, failed_at, published_at"
-)
-_encode_headers = msgspec.json.Encoder().encode
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
 
 
 class SqliteDeadLetterStore:
@@ -38,15 +30,11 @@ class SqliteDeadLetterStore:
             self._db, self._owned = db, False
 
     async def add(self, letter: DeadLetter) -> None:
-        row = (
-            letter.id, letter.message_id, letter.topic, letter.type, letter.group, letter.data,
-            _encode_headers(letter.headers), letter.key, letter.error_type, letter.error_message,
-            letter.traceback, letter.attempts, letter.failed_at, letter.published_at,
-        )  # fmt: skip
+        row = to_row(letter)
 
         def insert(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute(f"INSERT INTO tidings_dead_letters ({_COLUMNS}) VALUES "
+                conn.execute(f"INSERT INTO tidings_dead_letters ({COLUMNS}) VALUES "
                              "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)  # fmt: skip
 
         await self._db.run(insert)
@@ -58,13 +46,13 @@ class SqliteDeadLetterStore:
             rows = await self._select("ORDER BY n LIMIT ?", (limit,))
         else:
             rows = await self._select("WHERE topic = ? ORDER BY n LIMIT ?", (topic, limit))
-        return [_letter(row) for row in rows]
+        return [from_row(row) for row in rows]
 
     async def get(self, letter_id: str) -> DeadLetter:
         rows = await self._select("WHERE id = ?", (letter_id,))
         if not rows:
             raise NotFound(f"no dead letter with id {letter_id!r}")
-        return _letter(rows[0])
+        return from_row(rows[0])
 
     async def remove(self, letter_ids: Sequence[str]) -> int:
         ids = [(letter_id,) for letter_id in letter_ids]
@@ -83,16 +71,5 @@ class SqliteDeadLetterStore:
             await self._db.aclose()
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> builtins.list[tuple[Any, ...]]:
-        sql = f"SELECT {_COLUMNS} FROM tidings_dead_letters {where}"
+        sql = f"SELECT {COLUMNS} FROM tidings_dead_letters {where}"
         return await self._db.run(lambda conn: conn.execute(sql, params).fetchall())
-
-
-def _letter(row: tuple[Any, ...]) -> DeadLetter:
-    (id_, message_id, topic, type_, group, data, headers, key, error_type, error_message,
-     traceback, attempts, failed_at, published_at) = row  # fmt: skip
-    return DeadLetter(
-        id=id_, message_id=message_id, topic=topic, type=type_, group=group, data=data,
-        headers=_decode_headers(headers), key=key, error_type=error_type,
-        error_message=error_message, traceback=traceback, attempts=attempts,
-        failed_at=failed_at, published_at=published_at,
-    )  # fmt: skip
