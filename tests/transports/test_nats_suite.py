@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import NATS, shell
+from brokers import NATS, shell
 from test_nats import delete_streams
 
 from tidings.testing.receiver import TransportFactory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from conftest import held_messages_come_again
+from brokers import held_messages_come_again
 
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message

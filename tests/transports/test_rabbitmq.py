@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import aiormq
 import pytest
-from conftest import RABBITMQ, shell, wait_ready
+from brokers import RABBITMQ, shell, wait_ready
 from pamqp.commands import Basic
 
 from tidings.deadletters import DeadLetter, dead_letter_from

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from conftest import REDIS, shell, wait_ready
+from brokers import REDIS, shell, wait_ready
 
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import held_messages_come_again
+from brokers import held_messages_come_again
 
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
