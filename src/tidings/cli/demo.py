@@ -16,7 +16,6 @@ inserted) and from the dead-letter store as letters are added, never from logs.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import importlib
 import logging
 import sys
@@ -39,9 +38,10 @@ from rich.table import Table
 from tidings.cli.connect import run
 from tidings.cli.demo_bank import run_bank_demo
 from tidings.cli.store import Json, write_json
-from tidings.deadletters import DeadLetter, DeadLetterStore
+from tidings.deadletters import DeadLetter
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware
+from tidings.testing.deadletters import RecordingDeadLetters
 from tidings.transports import from_url, redact
 
 __all__ = ["SERVICES", "Reason", "Summary", "app", "run_signup_demo"]
@@ -76,31 +76,6 @@ class Summary(msgspec.Struct, frozen=True):
     elapsed_seconds: float
     events_per_second: float
     directory: str
-
-
-class RecordedDeadLetters:
-    """The transport's dead-letter store, also keeping the letters this process added."""
-
-    def __init__(self, store: DeadLetterStore, changed: asyncio.Event) -> None:
-        self.store = store
-        self.added: builtins.list[DeadLetter] = []
-        self._changed = changed
-
-    async def add(self, letter: DeadLetter) -> None:
-        await self.store.add(letter)
-        self.added.append(letter)
-        self._changed.set()
-
-    async def list(
-        self, *, topic: str | None = None, limit: int = 100
-    ) -> builtins.list[DeadLetter]:
-        return await self.store.list(topic=topic, limit=limit)
-
-    async def get(self, letter_id: str) -> DeadLetter:
-        return await self.store.get(letter_id)
-
-    async def remove(self, letter_ids: Sequence[str]) -> int:
-        return await self.store.remove(letter_ids)
 
 
 def _signalling(changed: asyncio.Event) -> Middleware:
@@ -150,7 +125,7 @@ async def run_signup_demo(
     signup = signup_example()
     changed = asyncio.Event()
     transport = from_url(url)
-    letters = RecordedDeadLetters(transport.dead_letters(), changed)
+    letters = RecordingDeadLetters(transport.dead_letters(), changed)
     flow = signup.build(
         transport,
         preferences_db=directory / "preferences.db",

@@ -4,18 +4,18 @@ retries, dead letters with their reasons, malformed payloads, and the concurrenc
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tidings.bus import Bus
 from tidings.codec import event
-from tidings.deadletters import DeadLetter, DeadLetterStore
+from tidings.deadletters import DeadLetterStore
 from tidings.message import Message
 from tidings.middleware.retry import Retry
+from tidings.testing.deadletters import RecordingDeadLetters
 from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique, waiting
 
 __all__ = ["BusCases", "SuiteEvent", "WatchedDeadLetters"]
@@ -27,36 +27,16 @@ class SuiteEvent:
     n: int
 
 
-class WatchedDeadLetters:
-    """A dead-letter store wrapper that lets a test await the letters being written."""
+class WatchedDeadLetters(RecordingDeadLetters):
+    """Recording dead letters that a case can await, with the suite's timeout and message."""
 
     def __init__(self, store: DeadLetterStore, timeout: float) -> None:
-        self.store = store
-        self.added: builtins.list[DeadLetter] = []
+        super().__init__(store)
         self._timeout = timeout
-        self._changed = asyncio.Event()
 
-    async def add(self, letter: DeadLetter) -> None:
-        await self.store.add(letter)
-        self.added.append(letter)
-        self._changed.set()
-
-    async def list(
-        self, *, topic: str | None = None, limit: int = 100
-    ) -> builtins.list[DeadLetter]:
-        return await self.store.list(topic=topic, limit=limit)
-
-    async def get(self, letter_id: str) -> DeadLetter:
-        return await self.store.get(letter_id)
-
-    async def remove(self, letter_ids: Sequence[str]) -> int:
-        return await self.store.remove(letter_ids)
-
-    async def until(self, count: int) -> None:
-        async with waiting(self._timeout, f"{count} dead letters"):
-            while len(self.added) < count:
-                self._changed.clear()
-                await self._changed.wait()
+    async def until(self, count: int, timeout: float | None = None) -> None:
+        async with waiting(timeout or self._timeout, f"{count} dead letters"):
+            await super().until(count, timeout or self._timeout)
 
 
 class _Handled:
