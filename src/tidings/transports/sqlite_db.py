@@ -82,6 +82,11 @@ CREATE INDEX IF NOT EXISTS tidings_dead_letters_topic ON tidings_dead_letters (t
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether another connection holds the lock (extended codes like BUSY_RECOVERY too)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _BUSY
+
+
 class transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
 
@@ -157,8 +162,10 @@ class Database:
     def _setup(self, conn: sqlite3.Connection) -> None:
         # Connections opening a new file at once race to switch it to WAL; a loser gets the old
         # mode back instead of an error, and must not go on without WAL (readers would block).
+        # The switch can also fail as busy at once, without waiting on the busy timeout (SQLite
+        # does so where waiting could deadlock): that is one more reason to try again.
         deadline = time.monotonic() + self._busy_ms / 1000
-        while conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+        while not self._switched_to_wal(conn):
             if time.monotonic() > deadline:
                 raise sqlite3.OperationalError("could not switch the database to WAL mode")
             time.sleep(0.01)  # in the opening thread, never on the event loop
@@ -166,6 +173,16 @@ class Database:
         conn.create_function("tidings_match", 2, matches, deterministic=True)
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         conn.execute("PRAGMA busy_timeout=0")
+
+    @staticmethod
+    def _switched_to_wal(conn: sqlite3.Connection) -> bool:
+        try:
+            mode: str = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return False
+            raise
+        return mode.lower() == "wal"
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -180,7 +197,7 @@ class Database:
             try:
                 return fn(conn)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode not in _BUSY:
+                if not _is_busy(exc):
                     raise TransportError(f"sqlite {self.path!r}: {exc}") from exc
             except sqlite3.Error as exc:
                 raise TransportError(f"sqlite {self.path!r}: {exc}") from exc
