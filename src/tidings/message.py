@@ -102,14 +102,9 @@ class Message(msgspec.Struct, frozen=True, eq=False, gc=False):
 
     def replace(self, **changes: Any) -> Message:
         """A copy with some of ``type``, ``data``, ``headers``, ``key`` changed; same id, time."""
-        fields: dict[str, Any] = {
-            "type": self.type,
-            "data": self.data,
-            "headers": self.headers,
-            "key": self.key,
-        }
-        fields.update(changes)
-        return Message(**fields, _id=self.id, _time=self.timestamp)
+        if self._id is None or self._time is None:
+            self.id, self.timestamp  # noqa: B018  # fix both now, so the copy shares them
+        return msgspec.structs.replace(self, **changes)
 
     def with_headers(self, extra: Headers) -> Message:
         """A copy whose headers are these headers updated with ``extra``."""
