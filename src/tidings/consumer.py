@@ -151,11 +151,14 @@ class Consumer:
             if message.headers and not self._meant_for_us(message):
                 await delivery.ack()
                 return
-            data = message.data
-            expected = route.event_type
-            if route.plain and (
-                type(data) is expected or (expected is None and route.accepts(data))
-            ):
+            if route.plain:  # no middleware: decode here and call the handler directly
+                data = message.data
+                expected = route.event_type
+                if type(data) is not expected:
+                    if expected is not None:
+                        data = route.codec.convert(data, expected)
+                    elif not route.accepts(data):
+                        data = route.decode(message).data
                 if route.is_async:
                     await route.handler(data)  # type: ignore[misc]  # async: awaitable
                 else:

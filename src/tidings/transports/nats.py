@@ -68,6 +68,7 @@ FEATURES = Features(
     wildcards=True,
 )
 
+_SUBJECTS_OVERLAP = 10065
 _STREAM_NAME_IN_USE = 10058
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -338,8 +339,18 @@ class NatsTransport:
             try:
                 await self._api(js.add_stream(config))
             except nats.js.errors.BadRequestError as exc:
-                if exc.err_code != _STREAM_NAME_IN_USE:
-                    raise  # an existing stream of that name is used as it is
+                if exc.err_code == _STREAM_NAME_IN_USE:
+                    return  # an existing stream of that name is used as it is
+                if exc.err_code == _SUBJECTS_OVERLAP and await self._stream_exists(js, name):
+                    return  # another transport created this very stream a moment ago
+                raise
+
+    async def _stream_exists(self, js: JetStreamContext, name: str) -> bool:
+        try:
+            await self._api(js.stream_info(name))
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
     async def _api(self, request: Awaitable[T]) -> T:
         """Await a JetStream API request, or raise ClosedError as soon as the transport closes
