@@ -73,8 +73,8 @@ class Consumer:
         try:
             async for batch in self._subscription:
                 buffer.extend(batch)
-                for _ in range(min(len(batch), len(idle))):
-                    wake_one(idle)
+                if idle:
+                    wake_one(idle)  # a worker that takes one wakes the next (as asyncio.Queue)
                 while len(buffer) >= self._prefetch:
                     self._room = asyncio.get_running_loop().create_future()
                     await self._room
@@ -120,10 +120,14 @@ class Consumer:
                 continue
             if batch_size:
                 batch = [buffer.popleft() for _ in range(min(batch_size, len(buffer)))]
+                if buffer and idle:
+                    wake_one(idle)
                 self._made_room()
                 await self._handle_batch(batch)
                 continue
             delivery = buffer.popleft()
+            if buffer and idle:
+                wake_one(idle)  # more waiting: another worker can start on it meanwhile
             self._made_room()
             key = delivery.message.key
             if keys is None or key is None:
