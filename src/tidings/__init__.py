@@ -1,6 +1,6 @@
 """tidings: typed, fast event-driven applications, from one process to real brokers."""
 
-from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus, NotHandled
+from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus
 from tidings.codec import Codec, JsonCodec, Registry, event, registry
 from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
 from tidings.errors import (
@@ -10,8 +10,10 @@ from tidings.errors import (
     DecodeError,
     HandlerTimeout,
     NotFound,
+    NotHandled,
     QueueFull,
     ServiceUnavailable,
+    StreamDeleted,
     SyncInAsyncError,
     TidingsError,
     TransportError,
@@ -28,7 +30,6 @@ from tidings.eventsourcing import (
     ProjectionContext,
     RecordedEvent,
     Repository,
-    StreamDeleted,
     Upcasters,
 )
 from tidings.message import Message, new_id

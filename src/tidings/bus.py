@@ -37,7 +37,7 @@ from tidings.deadletters import (
     DeadLetterStore,
     store_failure,
 )
-from tidings.errors import ClosedError
+from tidings.errors import ClosedError, NotHandled
 from tidings.handlers import UserHandler, name_of
 from tidings.message import NO_HEADERS, Message
 from tidings.middleware import Middleware
@@ -49,7 +49,7 @@ from tidings.transports import from_url
 from tidings.transports.base import Transport
 from tidings.transports.memory import MemoryTransport
 
-__all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus", "NotHandled"]
+__all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus"]
 
 CORRELATION_ID = "correlation-id"
 """Header: the id of the message that started the chain of events."""
@@ -60,10 +60,6 @@ _log = logging.getLogger("tidings.bus")
 _BINARY_TYPES = frozenset(BINARY)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class NotHandled(Exception):
-    """Recorded in the dead-letter store for messages the bus closed before handling."""
 
 
 class Bus:

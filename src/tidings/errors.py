@@ -13,7 +13,9 @@ Every error the library raises on purpose derives from :class:`TidingsError`::
     ├── TransportError         a broker or database failed; the client's error is the __cause__
     │   └── ServiceUnavailable a broker could not be reached
     ├── ConcurrencyError       an append found another version than the expected one
-    └── NotFound               a stream, aggregate or dead letter that does not exist
+    ├── StreamDeleted          an append to, or a read of, a stream that was deleted
+    ├── NotFound               a stream, aggregate or dead letter that does not exist
+    └── NotHandled             recorded for messages a bus closed before handling them
 
 Errors from broker clients are mapped at the transport boundary (``raise TransportError(...) from
 exc``) so application code never needs to import a broker client to catch them.
@@ -28,8 +30,10 @@ __all__ = [
     "DecodeError",
     "HandlerTimeout",
     "NotFound",
+    "NotHandled",
     "QueueFull",
     "ServiceUnavailable",
+    "StreamDeleted",
     "SyncInAsyncError",
     "TidingsError",
     "TransportError",
@@ -124,3 +128,15 @@ class ConcurrencyError(TidingsError):
 
 class NotFound(TidingsError, LookupError):
     """A stream, aggregate or dead letter does not exist."""
+
+
+class StreamDeleted(TidingsError):
+    """The stream was deleted: its events are erased and its name cannot be used again."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        super().__init__(f"stream {stream!r} was deleted; its name cannot be used again")
+
+
+class NotHandled(TidingsError):
+    """Recorded in the dead-letter store for messages the bus closed before handling."""

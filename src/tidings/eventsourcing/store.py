@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, Protocol
 
 import msgspec
 
-from tidings.errors import ClosedError, ConcurrencyError, TidingsError
+from tidings.errors import ClosedError, ConcurrencyError, StreamDeleted
 from tidings.message import new_id
 
 __all__ = [
@@ -107,14 +107,6 @@ class Snapshot:
     type: str
     data: bytes
     schema_version: int = 1
-
-
-class StreamDeleted(TidingsError):
-    """The stream was deleted: its events are erased and its name cannot be used again."""
-
-    def __init__(self, stream: str) -> None:
-        self.stream = stream
-        super().__init__(f"stream {stream!r} was deleted; its name cannot be used again")
 
 
 def check_expected_version(
