@@ -96,7 +96,7 @@ class Bus:
         self.inline = inline
         self._in_process = self.transport.features.in_process
         transport = self.transport
-        self._memory = transport.broker if isinstance(transport, MemoryTransport) else None
+        self._broker = transport.broker if isinstance(transport, MemoryTransport) else None
         self._dead_letter_store = dead_letters or self.transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
         self._names: dict[type, str] = {}
@@ -284,7 +284,7 @@ class Bus:
             return message
         if not self._running:
             raise _not_running()
-        if self._memory is not None and self._memory.offer(topic or message.type, message):
+        if self._broker is not None and self._broker.offer(topic or message.type, message):
             return message
         await self.transport.publish(topic or message.type, [self._outgoing(message)])
         return message

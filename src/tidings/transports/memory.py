@@ -281,10 +281,6 @@ class MemoryTransport:
                 if not channel.offer(message):
                     await channel.put(message)
 
-    def offer(self, topic: str, message: Message) -> bool:
-        """Queue ``message`` without waiting if every matching channel has room."""
-        return self.broker.offer(topic, message)
-
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
         self._check_open()
