@@ -39,15 +39,16 @@ from tidings.deadletters import (
 )
 from tidings.errors import ClosedError, NotHandled
 from tidings.handlers import UserHandler, name_of
+from tidings.health import Health, RouteHealth
 from tidings.message import NO_HEADERS, Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import NO_RETRY, Retry, attempts_made
 from tidings.outcome import PublishResult
-from tidings.route import Route
+from tidings.route import DEFAULT, Default, Route
 from tidings.topics import is_pattern, matches, validate_pattern
 from tidings.transports import from_url
 from tidings.transports.base import Transport
-from tidings.transports.memory import MemoryTransport
+from tidings.transports.memory import ROUTE_CACHE_SIZE, MemoryTransport
 
 __all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus"]
 
@@ -57,6 +58,14 @@ CAUSATION_ID = "causation-id"
 """Header: the id of the message whose handler published this one."""
 
 _log = logging.getLogger("tidings.bus")
+
+DEFAULT_HANDLER_TIMEOUT = 60.0
+"""Seconds a queued handler call may run by default: a hung call must not hold its message (and
+its key, and a broker's lease) for ever."""
+DEFAULT_RESTART = Retry(
+    max_attempts=20, initial_delay=0.1, max_delay=30.0, give_up_on=(ClosedError,)
+)
+"""How consumer parts start again after an unexpected error: about eight minutes of tries."""
 _BINARY_TYPES = frozenset(BINARY)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,6 +78,12 @@ class Bus:
     (``nats://``, ``kafka://``, ``amqp://``, ``redis://``, ``postgresql://``) move the same
     handlers onto a broker. With ``inline=True`` (for tests) ``publish`` runs the handlers before
     it returns, one after another in subscription order: deterministic.
+
+    ``capacity`` bounds, per group, the in-process messages waiting for a handler (publishers
+    wait beyond it). ``handler_timeout`` is how long a queued handler call may run before it
+    fails with HandlerTimeout (``subscribe(timeout=…)`` overrides it per route; None: no limit).
+    ``restart`` is how a consumer part that failed unexpectedly is started again; once it
+    gives up, the consumer is ``failed`` in :meth:`health`.
     """
 
     def __init__(
@@ -82,6 +97,8 @@ class Bus:
         capacity: int = 1024,
         inline: bool = False,
         clock: Clock | None = None,
+        handler_timeout: float | None = DEFAULT_HANDLER_TIMEOUT,
+        restart: Retry = DEFAULT_RESTART,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         if url is None or url == "memory://":
@@ -104,7 +121,11 @@ class Bus:
         self._by_topic: dict[str, tuple[Route, ...]] = {}
         self._emit_calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
         self._emit_routes: dict[Callable[[Any], Any], Route] = {}
+        self.handler_timeout = handler_timeout
+        self.restart = restart
         self._consumers: dict[Route, tuple[Consumer, asyncio.Task[None]]] = {}
+        self._failed: list[Consumer] = []
+        self._failure: asyncio.Event | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._running = False
         self._closed = False
@@ -122,7 +143,7 @@ class Bus:
         concurrency: int = 1,
         ordered: bool = False,
         retry: Retry | None = None,
-        timeout: float | None = None,
+        timeout: float | Default | None = DEFAULT,
         middleware: Sequence[Middleware] = (),
         batch_size: int = 100,
     ) -> Callable[[F], F]: ...
@@ -137,7 +158,7 @@ class Bus:
         concurrency: int = 1,
         ordered: bool = False,
         retry: Retry | None = None,
-        timeout: float | None = None,
+        timeout: float | Default | None = DEFAULT,
         middleware: Sequence[Middleware] = (),
         batch_size: int = 100,
     ) -> Route: ...
@@ -151,7 +172,7 @@ class Bus:
         concurrency: int = 1,
         ordered: bool = False,
         retry: Retry | None = None,
-        timeout: float | None = None,
+        timeout: float | Default | None = DEFAULT,
         middleware: Sequence[Middleware] = (),
         batch_size: int = 100,
     ) -> Route | Callable[[F], F]:
@@ -161,7 +182,9 @@ class Bus:
         without ``handler`` it is a decorator returning the function unchanged. ``group`` defaults
         to the handler's qualified name, so a restarted worker resumes its group; routes with the
         same group share messages. ``concurrency`` bounds how many calls run at once; ``ordered``
-        keeps messages with the same key in order. ``retry`` defaults to a single attempt. A
+        keeps messages with the same key in order. ``retry`` defaults to a single attempt.
+        ``timeout`` limits each call, on every path; when not given, queued calls have the
+        bus's ``handler_timeout`` and ``publish_and_wait`` calls none (its caller waits). A
         handler whose parameter is ``list[Event]`` receives queued events in batches of up to
         ``batch_size`` (what has arrived; it never waits to fill a batch).
         """
@@ -200,11 +223,12 @@ class Bus:
             concurrency=concurrency,
             ordered=ordered,
             retry=retry or NO_RETRY,
-            timeout=timeout,
+            timeout=None if timeout is DEFAULT else timeout,
             codec=self.codec,
             middleware=(*self.middleware, *middleware),
             batch_size=batch_size,
         )
+        route.queued_timeout = self.handler_timeout if timeout is DEFAULT else timeout
         route.build(self.registry, self.clock)
         self._routes.append(route)
         self._routes_changed()
@@ -213,12 +237,26 @@ class Bus:
         return route
 
     def unsubscribe(self, route: Route) -> None:
-        """Stop delivering to ``route``. Messages already queued for its group stay queued."""
+        """Stop delivering to ``route``; returns at once.
+
+        Another route of the same group and topic takes over what was queued for it. Otherwise,
+        in process, the messages already accepted for its group are still handled (``drain`` and
+        ``aclose`` wait for them) and no new ones are queued for it; on a broker the group keeps
+        its messages for the next subscriber, and what the consumer had fetched ahead is given
+        back.
+        """
         self._routes.remove(route)
         self._routes_changed()
         running = self._consumers.pop(route, None)
-        if running is not None:
-            self._track(asyncio.ensure_future(running[0].stop()))
+        if running is None:
+            return
+        consumer, task = running
+        self._track(task)
+        shared = any(r.topic == route.topic and r.group == route.group for r in self._routes)
+        if self._broker is not None and not shared:
+            self._broker.retire(route.topic, route.group)  # its consumer ends once it is empty
+        else:
+            self._track(asyncio.ensure_future(consumer.stop(release_buffered=True)))
 
     def _routes_changed(self) -> None:
         self._by_topic.clear()
@@ -231,6 +269,8 @@ class Bus:
             return self._by_topic[topic]
         except KeyError:
             found = tuple(r for r in self._routes if matches(r.topic, topic))
+            if len(self._by_topic) >= ROUTE_CACHE_SIZE:
+                self._by_topic.clear()  # bounded: many distinct topics cost a recomputation
             self._by_topic[topic] = found
             return found
 
@@ -332,8 +372,11 @@ class Bus:
         The bus need not be running. Handlers that cannot suspend (``def``, or ``async def``
         without ``await``, and no middleware) run inline, in subscription order; the others run
         concurrently in Tasks. It returns when all have finished (retries included); handlers
-        that failed their last attempt are in the dead-letter store by then.
+        that failed their last attempt are in the dead-letter store by then. Raises ClosedError
+        once the bus was closed, before any handler runs.
         """
+        if self._closed:
+            raise ClosedError("the bus was closed")
         message = self.message(event, key=key, headers=headers)
         routes = self._by_topic.get(topic or message.type) or self.routes_for(topic or message.type)
         errors: dict[Route, BaseException] | None = None
@@ -507,12 +550,42 @@ class Bus:
                 self._start_consumer(route)
 
     def _start_consumer(self, route: Route) -> None:
-        # In process a batch costs nothing to hold; brokers lease what they prefetch.
+        # In process a batch costs nothing to hold (and counts against the channel's capacity);
+        # brokers lease what they prefetch.
         prefetch = 1024 if self._in_process else max(64, route.concurrency * 2)
         subscription = self.transport.subscribe(route.topic, group=route.group, prefetch=prefetch)
-        consumer = Consumer(route, subscription, self._dead_letter_store, self.clock.now, prefetch)
+        consumer = Consumer(
+            route,
+            subscription,
+            self._dead_letter_store,
+            self.clock,
+            prefetch=prefetch,
+            timeout=route.queued_timeout,
+            restart=self.restart,
+            on_failed=self._consumer_failed,
+        )
         task = asyncio.create_task(consumer.run(), name=f"tidings consumer {route.name}")
         self._consumers[route] = (consumer, task)
+
+    def _consumer_failed(self, consumer: Consumer) -> None:
+        self._failed.append(consumer)
+        if self._failure is not None:
+            self._failure.set()
+
+    def health(self) -> Health:
+        """Every running consumer's state (see :mod:`tidings.health`), and failed ones."""
+        consumers = [consumer for consumer, _ in self._consumers.values()]
+        consumers += [c for c in self._failed if c not in consumers]
+        return Health(self._running, tuple(c.health() for c in consumers))
+
+    async def consumer_failed(self) -> RouteHealth:
+        """Wait until a consumer gives up (its restart policy ran out); returns its health."""
+        if self._failure is None:
+            self._failure = asyncio.Event()
+            if self._failed:
+                self._failure.set()
+        await self._failure.wait()
+        return self._failed[0].health()
 
     async def drain(self) -> None:
         """Wait until every message published so far was handled (in-process transport)."""
@@ -528,38 +601,58 @@ class Bus:
         handlers in flight finish and are acked, messages fetched but not started are given
         back. If ``timeout`` seconds pass first, running handlers are cancelled and their
         messages given back too; in process, where nothing outlives the bus, everything not
-        handled is moved to the dead-letter store as NotHandled: never dropped.
+        handled (queued, fetched ahead, waiting for a retry) is moved to the dead-letter store
+        as NotHandled: never dropped. Called from a task that is being cancelled (Ctrl-C under
+        ``asyncio.run``), it waits for nothing, as with ``timeout=0``. The transport is closed
+        in every case.
         """
         if self._closed:
             return
         self._closed = True
-        if self._running:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.drain()
-                    for consumer, _ in self._consumers.values():
-                        await consumer.stop(release_buffered=not self._in_process)
-                    await asyncio.gather(*(task for _, task in self._consumers.values()))
-            except TimeoutError:
-                for consumer, _ in self._consumers.values():
-                    await consumer.abort()
-                await asyncio.gather(*(task for _, task in self._consumers.values()))
-                await self._report_unhandled()
-            self._consumers.clear()
-        self._running = False
-        await self.transport.aclose()
+        caller = asyncio.current_task()
+        if caller is not None and caller.cancelling():
+            timeout = 0.0  # the caller is being cancelled (Ctrl-C under asyncio.run): wait for none
+        try:
+            if self._running:
+                await self._stop_consumers(timeout)
+        finally:
+            self._running = False
+            await self.transport.aclose()
+
+    async def _stop_consumers(self, timeout: float | None) -> None:
+        consumers = [consumer for consumer, _ in self._consumers.values()]
+        tasks = [task for _, task in self._consumers.values()]
+        try:
+            async with asyncio.timeout(timeout):
+                await self.drain()
+                for consumer in consumers:
+                    await consumer.stop(release_buffered=not self._in_process)
+                if tasks:
+                    await asyncio.wait(tasks)
+                await self.drain()  # what unsubscribed routes still had
+        except TimeoutError:
+            for consumer in consumers:
+                await consumer.abort()
+            if tasks:
+                await asyncio.wait(tasks)
+            for task in list(self._background):
+                task.cancel()  # unsubscribed consumers among them: they give their work back
+            if self._background:
+                await asyncio.wait(self._background)
+            await self._report_unhandled()
+        self._consumers.clear()
 
     async def _report_unhandled(self) -> None:
-        if not isinstance(self.transport, MemoryTransport):
+        if self._broker is None:
             return
         reason = NotHandled("the bus closed before this message was handled")
-        for (topic, group), channel in list(self.transport.channels.items()):
-            for message in channel.pending():
+        for channel, messages in self._broker.unhandled():
+            for message in messages:
                 await store_failure(
                     self._dead_letter_store,
                     message,
-                    topic=topic,
-                    group=group,
+                    topic=channel.topic if not is_pattern(channel.topic) else message.type,
+                    group=channel.group,
                     codec=self.codec,
                     error=reason,
                     attempts=0,
@@ -586,14 +679,6 @@ class Bus:
 
 def _not_running() -> ClosedError:
     return ClosedError("the bus is not running: use `async with bus:` or `await bus.start()`")
-
-
-async def _outcome(route: Route, message: Message) -> BaseException | None:
-    try:
-        await route.direct_handler(message)
-    except Exception as error:
-        return error
-    return None
 
 
 def _run_inline(coro: Coroutine[Any, Any, Any]) -> None:

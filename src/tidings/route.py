@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,17 @@ from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import Retry, retry
 from tidings.middleware.timeout import timeout as timeout_middleware
 
-__all__ = ["Route"]
+__all__ = ["DEFAULT", "Default", "Route"]
+
+
+class Default(enum.Enum):
+    """The type of :data:`DEFAULT`."""
+
+    BUS = "the bus's default"
+
+
+DEFAULT = Default.BUS
+"""An option left to the bus's default (``subscribe(timeout=…)``)."""
 
 
 @dataclass(eq=False)
@@ -39,8 +50,10 @@ class Route:
     middleware: Sequence[Middleware] = ()
     batch_size: int = 100
     """For batch handlers (``list[Event]``): the most events one call receives."""
+    queued_timeout: float | None = None
+    """How long the consume loop lets one call run: ``timeout``, or the bus's default."""
     queued_handler: Handler = field(init=False, repr=False)
-    """Decode, timeout, middleware, handler: the consume loop does retry and dead-letter itself."""
+    """Decode, middleware, handler: the consume loop times calls, retries and dead-letters."""
     direct_handler: Handler = field(init=False, repr=False)
     """Decode, retry in place, timeout, middleware, handler: for publish_and_wait."""
     plain: bool = field(init=False, repr=False)
@@ -69,13 +82,13 @@ class Route:
             raise ValueError("ordered batch handlers need concurrency=1: batches would overlap")
         self.batch = shape.batch
         inner = to_handler(self.handler, shape)
-        if self.timeout is not None:
-            inner = timeout_middleware(self.timeout, self.name)(inner)
         if self.middleware:
             inner = chain(*self.middleware)(inner)
         self.decode = decoder_for(self.event_type, self.codec, registry)
         decoding = _decoding(self.decode)
-        self.queued_handler = decoding(inner)
+        self.queued_handler = decoding(inner)  # the consume loop times calls and retries
+        if self.timeout is not None:
+            inner = timeout_middleware(self.timeout, self.name)(inner)
         retrying = inner if self.retry.max_attempts == 1 else retry(self.retry, clock)(inner)
         self.direct_handler = decoding(retrying)
         self.is_async = shape.is_async

@@ -8,7 +8,9 @@ The worker starts the bus (its consumers) and runs until SIGINT or SIGTERM. It t
 stops fetching, lets the handlers in flight finish and acknowledges them, and closes the transport;
 on the in-process transport every queued message is handled first, or dead-lettered as not
 handled once ``--drain-timeout`` passes. It exits 0 after a clean drain. A second signal stops the
-drain at once (exit status 1); what was not acknowledged then is delivered again later.
+drain at once (exit status 1); what was not acknowledged then is delivered again later. A consumer
+that gives up (its restart policy ran out, see ``bus.health()``) ends the worker with exit status
+2 after a drain, so that the process supervisor starts it again rather than leaving it idle.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -29,7 +32,7 @@ from rich.table import Table
 from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
 
-__all__ = ["load_bus", "run", "serve"]
+__all__ = ["Ending", "load_bus", "run", "serve"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -65,17 +68,27 @@ def _nothing() -> None:
     pass
 
 
+class Ending(Enum):
+    """How :func:`serve` ended."""
+
+    DRAINED = "drained"
+    """A signal asked it to stop; everything in flight finished."""
+    CUT_SHORT = "cut short"
+    """A second signal stopped the drain."""
+    CONSUMER_FAILED = "consumer failed"
+    """A consumer gave up; the bus was drained and closed."""
+
+
 async def serve(
     bus: Bus,
     *,
     drain_timeout: float | None = None,
     ready: Callable[[], None] = _nothing,
     draining: Callable[[], None] = _nothing,
-) -> bool:
-    """Start ``bus``, call ``ready()``, run until SIGINT or SIGTERM, call ``draining()`` and
-    close the bus.
+) -> Ending:
+    """Start ``bus``, call ``ready()``, run until SIGINT or SIGTERM or until a consumer fails
+    for good, call ``draining()`` and close the bus.
 
-    Returns True after a complete drain, False when another signal cut the drain short.
     Raises what ``bus.start()`` raises (the bus is closed then).
     """
     loop = asyncio.get_running_loop()
@@ -97,7 +110,11 @@ async def serve(
             await bus.aclose()
             raise
         ready()
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(bus.consumer_failed())
+        await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        failing.cancel()
         draining()
         closing = asyncio.ensure_future(bus.aclose(timeout=drain_timeout))
         try:
@@ -105,8 +122,8 @@ async def serve(
         except asyncio.CancelledError:
             if not closing.cancelled():
                 raise
-            return False
-        return True
+            return Ending.CUT_SHORT
+        return Ending.DRAINED if stop.is_set() else Ending.CONSUMER_FAILED
     finally:
         for signum in _SIGNALS:
             loop.remove_signal_handler(signum)
@@ -153,8 +170,14 @@ def run(
     def draining() -> None:
         console.print("draining: waiting for the handlers in flight (signal again to stop now)")
 
-    drained = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining))
-    if not drained:
+    ending = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining))
+    if ending is Ending.CUT_SHORT:
         console.print("[yellow]stopped before the drain finished[/]")
         raise typer.Exit(1)
+    if ending is Ending.CONSUMER_FAILED:
+        for failed in bus.health().failed:
+            console.print(
+                f"[red]consumer {escape(failed.route)} failed:[/] {escape(failed.last_error or '')}"
+            )
+        raise typer.Exit(2)
     console.print("drained and stopped")

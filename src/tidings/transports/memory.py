@@ -1,12 +1,15 @@
 """The in-process transport: bounded channels, one per (pattern, group).
 
 Messages carry event objects (``features.in_process``): nothing is encoded. A
-:class:`MemoryBroker` holds a channel per (pattern, group), each with up to ``capacity`` queued
-messages; a publisher waits while a channel is full (``publish_nowait`` raises QueueFull
-instead). Subscriptions of one group take from the same channel (competing consumers).
-``nack(delay)`` puts the message back after the delay with its attempt counted. Several
-:class:`MemoryTransport` handles may share one broker, as clients share a server. Nothing
-survives the process.
+:class:`MemoryBroker` holds a channel per (pattern, group). ``capacity`` bounds, exactly, the
+messages of a group that wait for a handler: those queued in the channel plus those a consumer
+took ahead (its prefetch) and has not started yet, as a Go channel of that size would. A
+publisher waits while a channel is full (``publish_nowait`` raises QueueFull instead); a message
+published to several groups is queued on all of them or, if the publisher is cancelled while it
+waits for room, on none. Subscriptions of one group take from the same channel (competing
+consumers). ``nack(delay)`` puts the message back after the delay with its attempt counted.
+Several :class:`MemoryTransport` handles may share one broker, as clients share a server.
+Nothing survives the process.
 """
 
 from __future__ import annotations
@@ -26,27 +29,41 @@ from tidings.transports.base import Features
 __all__ = ["MemoryBroker", "MemoryTransport", "from_url"]
 
 DEFAULT_CAPACITY = 1024
+ROUTE_CACHE_SIZE = 4096
+"""Topics whose matching channels are remembered; past that the cache starts again."""
 
 
 class MemoryDelivery:
-    __slots__ = ("_channel", "attempt", "message")
+    __slots__ = ("_channel", "attempt", "lent", "message")
 
     def __init__(self, channel: Channel, message: Message, attempt: int) -> None:
         self._channel = channel
         self.message = message
         self.attempt = attempt
+        self.lent = True
+        """Taken by a subscriber that has neither started on it nor settled it yet."""
+
+    def start(self) -> None:
+        """Work on it began: it no longer waits, so it leaves the channel's capacity."""
+        if self.lent:
+            self.lent = False
+            self._channel.started(1)
 
     async def ack(self) -> None:
+        self.start()
         self._channel.finished()
 
     async def nack(self, delay: float = 0.0) -> None:
+        self.start()
         self._channel.redeliver(self.message, self.attempt + 1, delay)
 
 
 class Channel:
     """A bounded FIFO of deliveries for one group, counting messages not yet acknowledged."""
 
-    def __init__(self, capacity: int, clock: Clock) -> None:
+    def __init__(self, topic: str, group: str, capacity: int, clock: Clock) -> None:
+        self.topic = topic
+        self.group = group
         self.capacity = capacity
         self._clock = clock
         # First deliveries wait as bare messages (one object fewer for the garbage collector to
@@ -55,16 +72,20 @@ class Channel:
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._idle: list[asyncio.Future[None]] = []
-        self._timers: set[asyncio.Task[None]] = set()
+        self._delayed: dict[asyncio.Task[None], MemoryDelivery] = {}
+        self.lent = 0
+        """Deliveries taken by consumers that have not started on them yet."""
         self.unfinished = 0
         self.closed = False
+        self.retired = False
+        """No longer routed to: takers end once what it holds is finished."""
 
     def full(self) -> bool:
-        return len(self._queue) >= self.capacity
+        return len(self._queue) + self.lent >= self.capacity
 
     def offer(self, message: Message) -> bool:
         """Queue ``message`` if there is room; False when the channel is full."""
-        if len(self._queue) >= self.capacity:
+        if len(self._queue) + self.lent >= self.capacity:
             return False
         self._queue.append(message)
         self.unfinished += 1
@@ -72,31 +93,31 @@ class Channel:
             wake_one(self._getters)
         return True
 
-    def put_nowait(self, message: Message) -> None:
-        if not self.offer(message):
-            raise QueueFull(f"channel is at its capacity of {self.capacity}")
+    async def room(self) -> None:
+        """Wait until the channel may have room (check again: another publisher may take it)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._putters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            waiter.cancel()
+            if not waiter.cancelled():
+                self.pass_room()  # a wake-up this cancelled publisher received
+            raise
+        if self.closed:
+            raise ClosedError("the memory transport was closed")
 
-    async def put(self, message: Message) -> None:
-        while len(self._queue) >= self.capacity:
-            waiter = asyncio.get_running_loop().create_future()
-            self._putters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                waiter.cancel()
-                if not waiter.cancelled() and self._queue:
-                    wake_one(self._putters)  # pass on a wake-up this cancelled publisher received
-                raise
-            if self.closed:
-                raise ClosedError("the memory transport was closed")
-        self.put_nowait(message)
+    def pass_room(self) -> None:
+        """Hand a wake-up on to the next waiting publisher if there is still room."""
+        if self._putters and not self.full():
+            wake_one(self._putters)
 
     async def take(self, limit: int, stopped: Callable[[], bool]) -> list[MemoryDelivery] | None:
         """Up to ``limit`` deliveries, waiting while the channel is empty; None once the channel
         is closed or ``stopped()`` says the taker has stopped."""
         queue = self._queue
-        while not queue:
-            if self.closed or stopped():
+        while not queue or stopped():
+            if self.closed or stopped() or (self.retired and not self.unfinished):
                 return None
             waiter = asyncio.get_running_loop().create_future()
             self._getters.append(waiter)
@@ -106,36 +127,51 @@ class Channel:
                 waiter.cancel()
                 raise
         count = min(limit, len(queue))
+        self.lent += count
         popleft = queue.popleft
         batch: list[MemoryDelivery] = []
         append = batch.append
         for _ in range(count):
             item = popleft()
-            append(item if type(item) is MemoryDelivery else MemoryDelivery(self, item, 1))  # type: ignore[arg-type]
+            if type(item) is MemoryDelivery:
+                item.lent = True
+                append(item)
+            else:
+                append(MemoryDelivery(self, item, 1))  # type: ignore[arg-type]
+        return batch
+
+    def started(self, count: int) -> None:
+        """``count`` deliveries a subscriber took ahead were started or settled: room."""
+        self.lent -= count
         if self._putters:
             for _ in range(min(count, len(self._putters))):
                 wake_one(self._putters)
-        return batch
 
     def finished(self) -> None:
         self.unfinished -= 1
-        if self.unfinished == 0 and self._idle:
-            for waiter in self._idle:
-                if not waiter.done():
-                    waiter.set_result(None)
-            self._idle.clear()
+        if self.unfinished == 0:
+            if self._idle:
+                for waiter in self._idle:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._idle.clear()
+            if self.retired:
+                self.wake_takers()  # they end now
 
     def redeliver(self, message: Message, attempt: int, delay: float) -> None:
         if delay <= 0:
             self._requeue(message, attempt)
             return
-        timer = asyncio.ensure_future(self._requeue_later(message, attempt, delay))
-        self._timers.add(timer)
-        timer.add_done_callback(self._timers.discard)
+        delivery = MemoryDelivery(self, message, attempt)
+        timer = asyncio.ensure_future(self._requeue_later(delivery, delay))
+        self._delayed[timer] = delivery
 
-    async def _requeue_later(self, message: Message, attempt: int, delay: float) -> None:
-        await self._clock.sleep(delay)
-        self._requeue(message, attempt)
+    async def _requeue_later(self, delivery: MemoryDelivery, delay: float) -> None:
+        try:
+            await self._clock.sleep(delay)
+        finally:
+            self._delayed.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        self._requeue(delivery.message, delivery.attempt)
 
     def _requeue(self, message: Message, attempt: int) -> None:
         # Redeliveries may exceed the capacity: refusing them would lose an accepted message.
@@ -151,8 +187,10 @@ class Channel:
             await waiter
 
     def pending(self) -> list[Message]:
-        """Messages queued and not yet handed to a consumer."""
-        return [item.message if isinstance(item, MemoryDelivery) else item for item in self._queue]
+        """Messages queued and not yet handed to a consumer, and those waiting to be redelivered."""
+        queue = self._queue
+        queued = [item.message if isinstance(item, MemoryDelivery) else item for item in queue]
+        return queued + [delivery.message for delivery in self._delayed.values()]
 
     def wake_takers(self) -> None:
         while self._getters:
@@ -160,7 +198,7 @@ class Channel:
 
     def close(self) -> None:
         self.closed = True
-        for timer in self._timers:
+        for timer in list(self._delayed):
             timer.cancel()
         self.wake_takers()
         while self._putters:
@@ -199,15 +237,32 @@ class MemoryBroker:
         self.channels: dict[tuple[str, str], Channel] = {}
         self.dead_letters = MemoryDeadLetterStore()
         self._routes: dict[str, list[Channel]] = {}
+        self._retired: set[Channel] = set()
 
     def channel(self, topic: str, group: str) -> Channel:
         """The channel of ``group`` on ``topic``, created on first use."""
         key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = Channel(self.capacity, self.clock)
+            channel = self.channels[key] = Channel(*key, self.capacity, self.clock)
             self._routes.clear()
         return channel
+
+    def retire(self, topic: str, group: str) -> None:
+        """Route no more messages to ``group`` on ``topic``; its takers end once what the
+        channel holds is finished (a later subscription of the group gets a new channel)."""
+        key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
+        channel = self.channels.pop(key, None)
+        if channel is not None:
+            self._routes.clear()
+            channel.retired = True
+            self._retired.add(channel)
+            channel.wake_takers()
+
+    def unhandled(self) -> list[tuple[Channel, list[Message]]]:
+        """Each channel (retired ones too) with the messages it holds that no consumer has."""
+        self._retired = {c for c in self._retired if c.unfinished}
+        return [(c, c.pending()) for c in (*self.channels.values(), *self._retired)]
 
     def route(self, topic: str) -> list[Channel]:
         """Every channel whose pattern matches ``topic``."""
@@ -215,6 +270,8 @@ class MemoryBroker:
             return self._routes[topic]
         except KeyError:
             found = [c for (pattern, _), c in self.channels.items() if matches(pattern, topic)]
+            if len(self._routes) >= ROUTE_CACHE_SIZE:
+                self._routes.clear()  # bounded: many distinct topics cost a recomputation
             self._routes[topic] = found
             return found
 
@@ -232,13 +289,31 @@ class MemoryBroker:
             channel.offer(message)
         return True
 
+    async def put(self, topic: str, message: Message) -> None:
+        """Queue ``message`` on every matching channel, waiting until all have room at once.
+        Cancelled while waiting, it is queued on none."""
+        woken: Channel | None = None
+        while True:
+            channels = self.route(topic)
+            full = next((c for c in channels if c.full()), None)
+            if full is None:
+                for channel in channels:
+                    channel.offer(message)
+                if woken is not None:
+                    woken.pass_room()  # room may remain for the next publisher
+                return
+            if woken is not None and woken is not full:
+                woken.pass_room()  # this publisher waits elsewhere: do not keep the room
+            await full.room()
+            woken = full
+
     async def join(self) -> None:
         """Return once every message accepted so far was acknowledged by its groups."""
-        for channel in list(self.channels.values()):
+        for channel in (*self.channels.values(), *self._retired):
             await channel.join()
 
     def close(self) -> None:
-        for channel in self.channels.values():
+        for channel in (*self.channels.values(), *self._retired):
             channel.close()
 
 
@@ -275,11 +350,12 @@ class MemoryTransport:
             raise ClosedError("the memory transport was closed")
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Queue each message on every group of ``topic``: on all of them or on none."""
         self._check_open()
-        for channel in self.broker.route(topic):
-            for message in messages:
-                if not channel.offer(message):
-                    await channel.put(message)
+        broker = self.broker
+        for message in messages:
+            if not broker.offer(topic, message):
+                await broker.put(topic, message)
 
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""

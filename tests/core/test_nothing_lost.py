@@ -1,0 +1,274 @@
+"""Nothing accepted is lost in process: close with a timeout, cancelled publishes, handlers that
+raise BaseException, unsubscribing a running route, the exact capacity bound.
+
+Every case counts: accepted = handled + dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from events import OrderPlaced, UserSignedUp
+
+import tidings
+from tidings import Bus
+from tidings.testing import wait_for
+
+
+async def _letters(bus: Bus) -> list[tidings.DeadLetter]:
+    return await bus.dead_letters.list(limit=10_000)
+
+
+@pytest.mark.parametrize(("count", "concurrency"), [(20, 1), (100, 4)])
+async def test_close_with_timeout_dead_letters_every_message_not_handled(
+    count: int, concurrency: int
+) -> None:
+    bus = Bus()
+    handled: list[int] = []
+
+    async def slow(event: UserSignedUp) -> None:
+        await asyncio.sleep(0.05)
+        handled.append(event.user_id)
+
+    bus.subscribe(UserSignedUp, slow, concurrency=concurrency)
+    await bus.start()
+    for n in range(count):
+        await bus.publish(UserSignedUp(n, "x"))
+    await bus.aclose(timeout=0.12)
+    letters = await _letters(bus)
+    not_handled = sorted(int(letter.headers.get("n", -1)) for letter in letters)
+    assert len(handled) + len(letters) == count, (len(handled), not_handled)
+    assert {letter.error_type for letter in letters} <= {"tidings.errors.NotHandled"}
+
+
+async def test_close_with_timeout_keeps_messages_waiting_for_a_retry() -> None:
+    bus = Bus()
+    called = asyncio.Event()
+
+    async def failing(event: UserSignedUp) -> None:
+        called.set()
+        raise RuntimeError("down")
+
+    bus.subscribe(UserSignedUp, failing, retry=tidings.Retry(max_attempts=5, initial_delay=30))
+    await bus.start()
+    await bus.publish(UserSignedUp(1, "x"))
+    await called.wait()
+    await bus.aclose(timeout=0.05)
+    letters = await _letters(bus)
+    assert [letter.message_id for letter in letters] != []
+    assert letters[0].error_type == "tidings.errors.NotHandled"
+
+
+class Stop(BaseException):
+    """A handler's own BaseException subclass."""
+
+
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, Stop])
+async def test_a_handler_raising_base_exception_loses_nothing(
+    raised: type[BaseException],
+) -> None:
+    bus = Bus()
+    handled: list[int] = []
+
+    async def handler(event: UserSignedUp) -> None:
+        if event.user_id == 3:
+            raise raised()
+        handled.append(event.user_id)
+
+    bus.subscribe(UserSignedUp, handler)
+    async with bus:
+        for n in range(10):
+            await bus.publish(UserSignedUp(n, "x"))
+    letters = await _letters(bus)
+    assert handled == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert len(letters) == 1
+    assert raised.__name__ in letters[0].error_type
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "said"),
+    [("KeyboardInterrupt", -signal.SIGINT, "KeyboardInterrupt"), ("SystemExit(3)", 3, "")],
+)
+def test_keyboard_interrupt_in_a_handler_stops_the_process(
+    raised: str, status: int, said: str
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, tidings
+
+        bus = tidings.Bus()
+
+        @bus.subscribe("t")
+        async def handler(event):
+            raise {raised}
+
+        async def main():
+            async with bus:
+                await bus.publish({{"a": 1}}, topic="t")
+                await asyncio.sleep(30)
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert done.returncode == status
+    assert said in done.stderr
+    assert "NotHandled" in done.stderr  # the message was given back, then kept as a dead letter
+
+
+async def test_unsubscribe_stops_delivery_and_finishes_what_was_queued() -> None:
+    bus = Bus(capacity=4)
+    first: list[int] = []
+    second: list[int] = []
+    route = bus.subscribe(UserSignedUp, lambda e: first.append(e.user_id), group="a")
+    bus.subscribe(UserSignedUp, lambda e: second.append(e.user_id), group="b")
+    async with bus:
+        for n in range(3):
+            await bus.publish(UserSignedUp(n, "x"))
+        bus.unsubscribe(route)
+        for n in range(3, 50):  # more than the capacity: nothing may wait for the gone route
+            await asyncio.wait_for(bus.publish(UserSignedUp(n, "x")), 5)
+    assert first == [0, 1, 2]
+    assert second == list(range(50))
+
+
+async def test_wait_for_then_close_does_not_hang(bus: Bus) -> None:
+    async def publish_later() -> None:
+        for n in range(2000):
+            await bus.publish(OrderPlaced(n, "c"))
+
+    task = asyncio.ensure_future(publish_later())
+    event = await wait_for(bus, OrderPlaced)
+    assert event.order_id == 0
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_cancelled_publish_reaches_no_group() -> None:
+    bus = Bus(capacity=1)
+    release = asyncio.Event()
+    seen: dict[str, list[int]] = {"fast": [], "slow": []}
+
+    async def fast(event: UserSignedUp) -> None:
+        seen["fast"].append(event.user_id)
+
+    async def slow(event: UserSignedUp) -> None:
+        await release.wait()
+        seen["slow"].append(event.user_id)
+
+    bus.subscribe(UserSignedUp, fast)
+    bus.subscribe(UserSignedUp, slow)
+    async with bus:
+        accepted: list[int] = []
+        for n in range(10):
+            try:
+                async with asyncio.timeout(0.02):
+                    await bus.publish(UserSignedUp(n, "x"))
+                accepted.append(n)
+            except TimeoutError:
+                pass
+        release.set()
+    assert seen["slow"] == accepted
+    assert seen["fast"] == accepted
+
+
+async def test_capacity_is_the_exact_number_waiting() -> None:
+    bus = Bus(capacity=3)
+    release = asyncio.Event()
+
+    async def slow(event: UserSignedUp) -> None:
+        await release.wait()
+
+    bus.subscribe(UserSignedUp, slow, concurrency=2)
+    async with bus:
+        accepted = 0
+        while True:
+            try:
+                bus.publish_nowait(UserSignedUp(accepted, "x"))
+            except tidings.QueueFull:
+                break
+            accepted += 1
+            await asyncio.sleep(0)  # let the workers take what they can
+        release.set()
+    assert accepted == 3 + 2  # three waiting, two in the handlers
+
+
+async def test_publish_and_wait_on_a_closed_bus_runs_no_handler(tmp_path: object) -> None:
+    bus = Bus(f"sqlite:///{tmp_path}/x.db")
+    ran: list[int] = []
+    bus.subscribe(UserSignedUp, lambda e: ran.append(e.user_id))
+    async with bus:
+        pass
+    with pytest.raises(tidings.ClosedError):
+        await bus.publish_and_wait(UserSignedUp(1, "x"))
+    assert ran == []
+
+
+async def test_close_with_timeout_on_a_durable_transport_closes_it(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    bus = Bus(url)
+    started = asyncio.Event()
+
+    async def hangs(event: UserSignedUp) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    bus.subscribe(UserSignedUp, hangs, group="g", timeout=None)
+    await bus.start()
+    await bus.publish(UserSignedUp(1, "x"))
+    await asyncio.wait_for(started.wait(), 5)
+    await bus.aclose(timeout=0.1)  # returns; no CancelledError
+    handled: list[int] = []
+    came_again = asyncio.Event()
+
+    def handle(event: UserSignedUp) -> None:
+        handled.append(event.user_id)
+        came_again.set()
+
+    again = Bus(url)
+    again.subscribe(UserSignedUp, handle, group="g")
+    async with again:
+        await asyncio.wait_for(came_again.wait(), 10)  # given back: the group's next worker
+    assert handled == [1]
+
+
+async def test_a_hung_handler_times_out_by_default() -> None:
+    bus = Bus(handler_timeout=0.05)
+    handled: list[int] = []
+
+    async def handler(event: UserSignedUp) -> None:
+        if event.user_id == 0:
+            await asyncio.Event().wait()
+        handled.append(event.user_id)
+
+    bus.subscribe(UserSignedUp, handler)
+    async with bus:
+        for n in range(3):
+            await bus.publish(UserSignedUp(n, "x"))
+    letters = await _letters(bus)
+    assert handled == [1, 2]
+    assert [letter.error_type for letter in letters] == ["tidings.errors.HandlerTimeout"]
+
+
+async def test_no_timeout_when_asked_for_none() -> None:
+    bus = Bus(handler_timeout=0.01)
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def handler(event: UserSignedUp) -> None:
+        await release.wait()
+        handled.append(event.user_id)
+
+    bus.subscribe(UserSignedUp, handler, timeout=None)
+    async with bus:
+        await bus.publish(UserSignedUp(1, "x"))
+        await asyncio.sleep(0.05)  # longer than the bus default: this route has none
+        release.set()
+    assert handled == [1]
+    assert await _letters(bus) == []

@@ -1,0 +1,123 @@
+"""A consumer whose fetching or settling fails starts that part again, loses nothing, and says
+so in ``bus.health()``; once its restart policy runs out it is ``failed``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from events import UserSignedUp
+
+import tidings
+from tidings import Bus
+from tidings.transports.base import Delivery
+from tidings.transports.memory import MemorySubscription, MemoryTransport
+
+FAST_RESTART = tidings.Retry(max_attempts=5, initial_delay=0.001, max_delay=0.01)
+
+
+class Outage:
+    """The next ``count`` fetches fail as a broker outage would."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    def hit(self) -> None:
+        if self.left:
+            self.left -= 1
+            raise tidings.ServiceUnavailable("the broker went away")
+
+
+class FlakySubscription:
+    def __init__(self, inner: MemorySubscription, outage: Outage) -> None:
+        self._inner = inner
+        self._outage = outage
+
+    async def __aiter__(self) -> AsyncIterator[Sequence[Delivery]]:
+        self._outage.hit()
+        async for batch in self._inner:
+            yield batch
+            self._outage.hit()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class FlakyTransport(MemoryTransport):
+    """The in-process transport, with fetches that fail while ``outage`` lasts."""
+
+    def __init__(self, outage: Outage) -> None:
+        super().__init__()
+        self.outage = outage
+
+    def subscribe(  # type: ignore[override]
+        self, topic: str, *, group: str, prefetch: int = 256
+    ) -> FlakySubscription:
+        return FlakySubscription(
+            super().subscribe(topic, group=group, prefetch=prefetch), self.outage
+        )
+
+
+async def test_fetching_restarts_after_an_outage_and_loses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = Outage(3)
+    bus = Bus(FlakyTransport(outage), restart=FAST_RESTART)
+    handled: list[int] = []
+    route = bus.subscribe(UserSignedUp, lambda e: handled.append(e.user_id))
+    async with bus:
+        for n in range(20):
+            await bus.publish(UserSignedUp(n, "x"))
+        await bus.drain()
+        health = bus.health()
+    assert sorted(handled) == list(range(20))
+    (seen,) = health.routes
+    assert seen.route == route.name
+    assert seen.state == "running"
+    assert seen.restarts == 3
+    assert seen.last_error is not None
+    assert "ServiceUnavailable" in seen.last_error
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and route.name in r.message
+    ]
+    assert len(warnings) == 1  # once per outage, not once per try
+
+
+async def test_a_consumer_whose_restarts_run_out_has_failed() -> None:
+    bus = Bus(FlakyTransport(Outage(1_000)), restart=FAST_RESTART)
+    bus.subscribe(UserSignedUp, lambda e: None)
+    async with bus:
+        failed = await asyncio.wait_for(bus.consumer_failed(), 10)
+        health = bus.health()
+    assert failed.state == "failed"
+    assert not health.ok
+    assert [r.route for r in health.failed] == [failed.route]
+
+
+async def test_health_counts_what_a_consumer_holds() -> None:
+    bus = Bus()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(event: UserSignedUp) -> None:
+        started.set()
+        await release.wait()
+
+    bus.subscribe(UserSignedUp, slow, timeout=None)
+    async with bus:
+        assert bus.health().ok
+        for n in range(5):
+            await bus.publish(UserSignedUp(n, "x"))
+        await started.wait()
+        (route,) = bus.health().routes
+        assert route.in_flight == 5
+        assert route.oldest_age is not None
+        assert route.oldest_age >= 0
+        release.set()
+        await bus.drain()
+        (route,) = bus.health().routes
+        assert (route.in_flight, route.oldest_age) == (0, None)
+    assert [r.state for r in bus.health().routes] == []
+    assert not bus.health().running
