@@ -169,6 +169,43 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_running() -
     assert letters[0].data == b"{not json"
 
 
+async def test_a_malformed_message_reaches_no_handler_and_is_dead_lettered_raw() -> None:
+    """A message whose envelope a transport could not read is dead-lettered by every kind of
+    route (typed, topic, Message-taking, batch) with its reason and raw bytes; good ones pass."""
+    bus = Bus()
+    seen: dict[str, list[object]] = {"typed": [], "topic": [], "envelope": [], "batch": []}
+
+    async def typed(event: UserSignedUp) -> None:
+        seen["typed"].append(event)
+
+    async def topic(value: object) -> None:
+        seen["topic"].append(value)
+
+    async def envelope(message: Message) -> None:
+        seen["envelope"].append(message.data)
+
+    async def batch(events: list[UserSignedUp]) -> None:
+        seen["batch"].extend(events)
+
+    bus.subscribe(UserSignedUp, typed, group="typed", retry=Retry(max_attempts=5))
+    bus.subscribe("member.signed_up", topic, group="topic", retry=Retry(max_attempts=5))
+    bus.subscribe("member.signed_up", envelope, group="envelope")
+    bus.subscribe(UserSignedUp, batch, group="batch")
+    raw = b'{"user_id": 1, "email": "a@x"}'
+    bad = Message("member.signed_up", tidings.Malformed(raw, "its headers are not JSON"))
+    async with bus:
+        await bus.publish(bad)
+        await bus.publish(Message("member.signed_up", b'{"user_id": 2, "email": "b@x"}'))
+    good = UserSignedUp(2, "b@x")
+    assert seen == {"typed": [good], "topic": [good], "envelope": [good], "batch": [good]}
+    letters = await bus.dead_letters.list()
+    assert sorted(letter.group for letter in letters) == ["batch", "envelope", "topic", "typed"]
+    for letter in letters:
+        assert letter.error_type == "tidings.errors.DecodeError"
+        assert "its headers are not JSON" in letter.error_message
+        assert (letter.data, letter.attempts, letter.message_id) == (raw, 1, bad.id)
+
+
 async def test_a_failing_dead_letter_store_never_loses_the_message() -> None:
     class Refusing(tidings.deadletters.MemoryDeadLetterStore):
         failures = 2
