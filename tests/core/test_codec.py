@@ -187,7 +187,7 @@ def test_a_struct_is_encoded_without_help() -> None:
     assert JsonCodec().encode(S(1)) == b'{"n":1}'
 
 
-_DEEP = b'{"user_id": 1, "email": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+_DEEP = b'{"user_id": 1, "email": "a@x", "deep": ' + b"[" * 1000 + b"]" * 1000 + b"}"
 
 
 @pytest.mark.parametrize("into", [object, dict, UserSignedUp, Profile])
