@@ -13,7 +13,12 @@ from tidings.testing.suite_foreign import ForeignPublish
 from tidings.testing.transport_suite import TransportSuite
 from tidings.transports.sqlite import SqliteTransport
 
-_COLUMNS = {"tidings-id": "id", "tidings-type": "type", "tidings-key": "key", "tidings-time": "time"}
+_COLUMNS = {
+    "tidings-id": "id",
+    "tidings-type": "type",
+    "tidings-key": "key",
+    "tidings-time": "time",
+}
 
 
 def raw_headers(headers: dict[str, bytes]) -> bytes | None:
