@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aio_pika
 import pytest
 from test_rabbitmq import amqp_namespace, exchange, restart_rabbitmq  # noqa: F401  # fixtures
 
 from tidings.testing.receiver import TransportFactory
+from tidings.testing.suite_foreign import ForeignPublish
 from tidings.testing.transport_suite import RestartService, TransportSuite
 from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport
 
@@ -19,3 +23,31 @@ class TestRabbitMQTransport(TransportSuite):
     @pytest.fixture
     def restart_service(self) -> RestartService:
         return restart_rabbitmq
+
+    @pytest.fixture
+    async def foreign_publish(
+        self,
+        amqp_url: str,
+        exchange: str,  # noqa: F811
+    ) -> AsyncIterator[ForeignPublish]:
+        """Messages published with aio-pika to the transport's exchange: ``tidings-id`` and
+        ``tidings-type`` as the AMQP properties (text), the other headers as byte arrays."""
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel(publisher_confirms=True)
+        target = await channel.get_exchange(exchange, ensure=False)
+
+        async def publish(topic: str, data: bytes, headers: dict[str, bytes]) -> None:
+            properties = {"tidings-id": "message_id", "tidings-type": "type"}
+            message = aio_pika.Message(
+                data,
+                headers={k: bytearray(v) for k, v in headers.items() if k not in properties},
+                **{
+                    properties[k]: v.decode(errors="replace")
+                    for k, v in headers.items()
+                    if k in properties
+                },
+            )
+            await target.publish(message, routing_key=topic)
+
+        yield publish
+        await connection.close()
