@@ -14,6 +14,11 @@ from tidings.testing.transport_suite import RestartService, TransportSuite
 from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport
 
 
+def _text(value: bytes | None) -> str | None:
+    """What a short-string property holds of ``value``: aio-pika sends text only."""
+    return None if value is None else value.decode(errors="replace")
+
+
 class TestRabbitMQTransport(TransportSuite):
     @pytest.fixture
     def transport_factory(self, amqp_url: str, exchange: str) -> TransportFactory:  # noqa: F811
@@ -37,15 +42,12 @@ class TestRabbitMQTransport(TransportSuite):
         target = await channel.get_exchange(exchange, ensure=False)
 
         async def publish(topic: str, data: bytes, headers: dict[str, bytes]) -> None:
-            properties = {"tidings-id": "message_id", "tidings-type": "type"}
+            native = {"tidings-id", "tidings-type"}
             message = aio_pika.Message(
                 data,
-                headers={k: bytearray(v) for k, v in headers.items() if k not in properties},
-                **{
-                    properties[k]: v.decode(errors="replace")
-                    for k, v in headers.items()
-                    if k in properties
-                },
+                headers={k: bytearray(v) for k, v in headers.items() if k not in native},
+                message_id=_text(headers.get("tidings-id")),
+                type=_text(headers.get("tidings-type")),
             )
             await target.publish(message, routing_key=topic)
 
