@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -41,8 +42,9 @@ class TestRedisTransport(TransportSuite):
         client = redis.Redis.from_url(redis_url)
 
         async def publish(topic: str, data: bytes, headers: dict[str, bytes]) -> None:
-            fields = {_FIELDS.get(k, k): v for k, v in headers.items()}
-            await client.xadd(f"{redis_options.prefix}:topic:{topic}", {**fields, "data": data})
+            fields: dict[Any, bytes] = {_FIELDS.get(k, k): v for k, v in headers.items()}
+            fields["data"] = data
+            await client.xadd(f"{redis_options.prefix}:topic:{topic}", fields)
 
         yield publish
         await client.aclose()
