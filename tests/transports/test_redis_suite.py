@@ -42,7 +42,7 @@ class TestRedisTransport(TransportSuite):
         client = redis.Redis.from_url(redis_url)
 
         async def publish(topic: str, data: bytes, headers: dict[str, bytes]) -> None:
-            fields: dict[Any, bytes] = {_FIELDS.get(k, k): v for k, v in headers.items()}
+            fields: dict[Any, Any] = {_FIELDS.get(k, k): v for k, v in headers.items()}
             fields["data"] = data
             await client.xadd(f"{redis_options.prefix}:topic:{topic}", fields)
 
