@@ -147,3 +147,26 @@ def test_sqlite_file_is_not_locked_after_close(tmp_path: Path) -> None:
         ["sqlite3", str(tmp_path / "q.db"), "BEGIN IMMEDIATE; COMMIT;"], check=False
     )
     assert result.returncode == 0
+
+
+async def test_a_row_with_text_that_is_not_utf8_is_delivered(sqlite_url: str) -> None:
+    """Another program's row whose id, type and key columns hold bytes that are not UTF-8 (SQLite
+    does not check) arrives with fallbacks; the rows around it arrive too."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        receiver = Receiver(transport.subscribe("legacy", group="g"), timeout=30)
+        await transport.publish("legacy", messages(1))
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "INSERT INTO tidings_log (topic, id, type, key, data, time) VALUES "
+                "('legacy', CAST(X'FFFE' AS TEXT), CAST(X'FF' AS TEXT), CAST(X'6BFF' AS TEXT), "
+                "X'7B7D', 'xx')"
+            )
+        db.close()
+        await transport.publish("legacy", messages(1))
+        await receiver.until(lambda: len(receiver.deliveries) == 3, "all three rows")
+        foreign = receiver.messages[1]
+        assert (foreign.type, foreign.key, foreign.data) == ("legacy", "k\ufffd", b"{}")
+        assert foreign.id
+        foreign.time  # noqa: B018  # a valid time
+        await receiver.aclose()
