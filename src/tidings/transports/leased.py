@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
 from tidings.message import Message
 from tidings.topics import validate_pattern
-from tidings.transports.wire import ID, KEY, TIME, TYPE, from_wire
+from tidings.transports.wire import from_wire
 
 __all__ = [
     "Exchange",
@@ -216,8 +216,10 @@ class LeasedSubscription:
         """The delivery of a log row; a row another program wrote with garbage in it still
         comes through (see :func:`~tidings.transports.wire.from_wire`)."""
         seq, attempt, topic, id_, type_, key, headers, data, at = row
-        envelope = {ID: id_, TYPE: type_, KEY: key, TIME: at}
-        message, attempt = from_wire(topic, data, envelope, attempt, json_headers=headers or None)
+        message, attempt = from_wire(
+            topic, data, None, attempt, ident=id_, kind=type_, stamp=at, key=key,
+            json_headers=headers or None,
+        )  # fmt: skip
         return LeasedDelivery(self, seq, attempt, topic, message)
 
     def _settle(self, seq: int, delay: float | None) -> None:

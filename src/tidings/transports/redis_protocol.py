@@ -42,7 +42,7 @@ from redis.typing import EncodableT
 
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
-from tidings.transports.wire import ID, KEY, TIME, TYPE, from_wire
+from tidings.transports.wire import from_wire
 
 if TYPE_CHECKING:
     from tidings.transports.redis import RedisOptions
@@ -147,14 +147,25 @@ def decode(topic: str, fields: list[bytes]) -> Message:
     """The message stored as a stream entry's ``fields`` (flat name, value pairs), through
     :func:`~tidings.transports.wire.from_wire`: fields of other producers become headers, and
     garbage in tidings' own fields falls back instead of raising."""
+    if len(fields) == 8 and fields[0:7:2] == [b"id", b"type", b"time", b"data"]:
+        # the layout publish_args writes for a message without key and headers
+        return from_wire(topic, fields[7], None, ident=fields[1], kind=fields[3], stamp=fields[5])[
+            0
+        ]
     it = iter(fields)
     values: dict[Any, Any] = dict(zip(it, it, strict=False))
     pop = values.pop
     data, headers = pop(b"data", b""), pop(b"headers", None)
-    # What is left are other producers' fields (headers); tidings' own go under envelope names.
-    values[ID], values[TYPE] = pop(b"id", None), pop(b"type", None)
-    values[TIME], values[KEY] = pop(b"time", None), pop(b"key", None)
-    return from_wire(topic, data, values, json_headers=headers)[0]
+    ident, kind, stamp, key = (
+        pop(b"id", None),
+        pop(b"type", None),
+        pop(b"time", None),
+        pop(b"key", None),
+    )
+    # What is left are other producers' fields: headers.
+    return from_wire(
+        topic, data, values, ident=ident, kind=kind, stamp=stamp, key=key, json_headers=headers
+    )[0]
 
 
 class _HiredisPacking:

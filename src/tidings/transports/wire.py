@@ -18,7 +18,6 @@ JSON headers        not a JSON object of strings: ``data`` becomes :class:`~tidi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,18 +58,24 @@ def from_wire(
     headers: Mapping[Any, Any] | None,
     attempt: int | None = None,
     *,
+    ident: object = None,
+    kind: object = None,
+    stamp: object = None,
+    key: object = None,
     json_headers: object = None,
 ) -> tuple[Message, int]:
     """The message that :func:`to_wire` described, and its attempt number. Never raises.
 
     ``headers`` maps names (str or bytes) to values (str, bytes or anything a broker's header
     table holds; None is skipped): the envelope under the ``tidings-*`` names, the user's headers
-    under theirs. ``json_headers`` is the user's headers encoded as one JSON object, where the
-    broker keeps them so (SQL logs, Redis streams). ``attempt`` is the broker's own delivery count,
-    when it keeps one; otherwise the ``tidings-attempt`` header counts. Each field falls back as
-    the module docstring lists; when ``json_headers`` cannot be read the message's data is a
-    :class:`~tidings.Malformed` holding the payload and the reason, for the consumer to
-    dead-letter.
+    under theirs. Brokers that keep the envelope elsewhere (columns, stream fields, AMQP
+    properties) pass its id, type, time and key as ``ident``, ``kind``, ``stamp`` and ``key``
+    (``tidings-*`` headers take precedence), and ``json_headers``, the user's headers encoded as
+    one JSON object, where they keep them so (SQL logs, Redis streams). ``attempt`` is the
+    broker's own delivery count, when it keeps one; otherwise the ``tidings-attempt`` header
+    counts. Each field falls back as the module docstring lists; when ``json_headers`` cannot be
+    read the message's data is a :class:`~tidings.Malformed` holding the payload and the reason,
+    for the consumer to dead-letter.
     """
     user: dict[str, str] = {}
     reason = None
@@ -79,7 +84,7 @@ def from_wire(
             user = _json_headers(json_headers)  # type: ignore[arg-type]  # checked by decoding
         except Exception as exc:  # any type, any content: a foreign row or entry
             reason = f"its headers are not a JSON object of strings ({_brief(exc)})"
-    kind = ident = stamp = key = given = None
+    given = None
     if headers:
         for name, value in headers.items():
             if value is None:
@@ -100,20 +105,22 @@ def from_wire(
                 given = value
     payload = data if type(data) is bytes else _payload(data)
     message = Message.restore(
-        _strict_text(kind) or topic,
+        (kind is not None and _strict_text(kind)) or topic,
         payload if reason is None else Malformed(payload, reason),
         user or NO_HEADERS,
         None if key is None else _key(key),
-        _strict_text(ident),
+        None if ident is None else _strict_text(ident),
         None if stamp is None else _seconds(stamp),
     )
     if attempt is None:
         attempt = 1 if given is None else _count(given)
-    return message, max(attempt, 1)
+    return message, attempt if attempt > 1 else 1
 
 
 def _text(value: object) -> str:
     """Any header name or value as text: bytes decoded with replacement characters."""
+    if type(value) is bytes:
+        return value.decode("utf-8", "replace")
     if isinstance(value, _BINARY):
         return bytes(value).decode("utf-8", "replace")
     try:
@@ -124,14 +131,14 @@ def _text(value: object) -> str:
 
 def _strict_text(value: object) -> str | None:
     """Text for an id or a type: non-empty UTF-8 without NUL (which databases refuse), or None."""
-    if isinstance(value, _BINARY):
+    if type(value) is not str:
+        if not isinstance(value, _BINARY):
+            return None
         try:
-            value = bytes(value).decode()
+            value = (value if type(value) is bytes else bytes(value)).decode()
         except UnicodeDecodeError:
             return None
-    if type(value) is not str or not value or "\x00" in value:
-        return None
-    return value
+    return value if value and "\x00" not in value else None
 
 
 def _key(value: object) -> str | None:
@@ -140,18 +147,19 @@ def _key(value: object) -> str | None:
 
 
 def _seconds(value: object) -> float | None:
-    if isinstance(value, _BINARY):
-        value = bytes(value)
-    try:
-        seconds = float(value)  # type: ignore[arg-type]  # str, bytes and numbers; else caught
-    except Exception:  # not a number
-        return None
-    return seconds if math.isfinite(seconds) and 0.0 <= seconds < _LATEST else None
+    """Seconds since the epoch, or None for what is not a number or not a time (NaN fails the
+    comparison too)."""
+    if type(value) is not float:
+        try:
+            value = float(value)  # type: ignore[arg-type]  # str, bytes, numbers; else caught
+        except Exception:  # not a number
+            return None
+    return value if 0.0 <= value < _LATEST else None
 
 
 def _count(value: object) -> int:
-    if isinstance(value, _BINARY):
-        value = bytes(value)
+    if type(value) is int:
+        return value
     try:
         return int(value)  # type: ignore[call-overload, no-any-return]  # else caught
     except Exception:  # not an integer
