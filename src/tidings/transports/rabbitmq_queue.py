@@ -35,7 +35,7 @@ from pamqp.commands import Basic
 
 from tidings.errors import TransportError
 from tidings.message import Message
-from tidings.transports.wire import ATTEMPT, ID, KEY, TIME, TYPE, from_wire
+from tidings.transports.wire import ATTEMPT, KEY, TIME, from_wire
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel
@@ -395,9 +395,10 @@ def _delivery(
     frame = cast(Basic.Deliver, delivered.delivery)
     headers: dict[str, Any] | None = props.headers
     topic = frame.routing_key or ""
-    wire = {k: v for k, v in headers.items() if k not in _BROKER} if headers else {}
-    wire[TYPE], wire[ID] = props.message_type, props.message_id
-    message, attempt = from_wire(topic, delivered.body, wire)
+    own = {k: v for k, v in headers.items() if k not in _BROKER} if headers else None
+    message, attempt = from_wire(
+        topic, delivered.body, own, kind=props.message_type, ident=props.message_id
+    )
     if headers:
         copied = headers.get(TOPIC)  # a delayed copy, back from its queue
         if type(copied) is str and copied:
