@@ -104,7 +104,9 @@ class Codec(Protocol):
     def decode(self, raw: bytes | bytearray | memoryview, into: type[T]) -> T: ...
 
     def convert(self, obj: Any, into: type[T]) -> T:
-        """Turn decoded-but-untyped data (a dict from a broker, say) into ``into``."""
+        """Turn decoded-but-untyped data (a dict from a broker, say) into ``into``. Raises
+        DecodeError when it does not fit, and for a :class:`~tidings.Malformed` payload (raise
+        ``obj.error(name)``): the consume loop dead-letters only DecodeError at once."""
         ...
 
 
