@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from brokers import held_messages_come_again
+from test_sqlite_suite import insert_row
 
+from tidings.bus import Bus
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
@@ -170,3 +172,41 @@ async def test_a_row_with_text_that_is_not_utf8_is_delivered(sqlite_url: str) ->
         assert foreign.id
         foreign.time  # noqa: B018  # a valid time
         await receiver.aclose()
+
+
+async def test_a_row_with_unreadable_headers_is_dead_lettered_once(sqlite_url: str) -> None:
+    """A row whose headers column is not JSON, leased in one batch with good rows: the good ones
+    are handled, the bad one is dead-lettered with its raw payload, and a restarted bus neither
+    sees it again nor stops on it."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    handled: list[int] = []
+    done = asyncio.Event()
+
+    def handle(value: dict[str, int]) -> None:
+        handled.append(value["n"])
+        if value["n"] == 9:
+            done.set()
+
+    def start() -> Bus:
+        bus = Bus(sqlite_url)
+        bus.subscribe("legacy", handle, group="g")
+        return bus
+
+    good = [Message("legacy", b'{"n":%d}' % n) for n in range(3)]
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        await transport.publish("legacy", good[:2])
+        insert_row(path, "legacy", b'{"n":99}', {"h": b"\xff\xfe"})
+        await transport.publish("legacy", good[2:])
+    async with start() as bus:
+        await bus.publish(Message("legacy", b'{"n":9}'))
+        await asyncio.wait_for(done.wait(), 30)
+        (letter,) = await bus.dead_letters.list()
+    assert sorted(handled) == [0, 1, 2, 9]
+    assert (letter.data, letter.attempts) == (b'{"n":99}', 1)
+    assert "not a JSON object of strings" in letter.error_message
+    done.clear()
+    async with start() as bus:
+        await bus.publish(Message("legacy", b'{"n":9}'))
+        await asyncio.wait_for(done.wait(), 30)
+        assert len(await bus.dead_letters.list()) == 1
+    assert sorted(handled) == [0, 1, 2, 9, 9]
