@@ -39,6 +39,13 @@ def test_backoff_grows_by_the_multiplier_up_to_the_cap() -> None:
     assert policy.next_delay(RuntimeError(), 10) is None
 
 
+def test_backoff_of_a_huge_attempt_is_the_cap() -> None:
+    """An attempt count from another producer's header may be any number: the wait is capped,
+    never an OverflowError."""
+    policy = Retry(max_attempts=3, initial_delay=0.1, multiplier=2.0, max_delay=30.0)
+    assert policy.backoff(10**6) == 30.0
+
+
 def test_full_jitter_stays_within_the_backoff() -> None:
     policy = Retry(max_attempts=5, initial_delay=1.0, multiplier=3.0, jitter=True)
     for attempt in range(1, 5):
