@@ -32,7 +32,7 @@ from tidings.eventsourcing import (
     Repository,
     Upcasters,
 )
-from tidings.message import Message, new_id
+from tidings.message import Malformed, Message, new_id
 from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import Retry
 from tidings.outcome import Outcome, PublishResult
@@ -59,6 +59,7 @@ __all__ = [
     "Handler",
     "HandlerTimeout",
     "JsonCodec",
+    "Malformed",
     "Message",
     "Middleware",
     "NO_STREAM",

@@ -7,7 +7,8 @@ transported messages never carry import paths.
 :class:`JsonCodec` turns frozen dataclasses, msgspec Structs, pydantic models and plain dicts into
 JSON and back with msgspec: UUID, aware datetime, Decimal, enums and nested types round-trip
 exactly. Bad bytes or a payload that does not fit the type raise :class:`~tidings.DecodeError`
-naming the type and the field. Nothing is ever unpickled.
+naming the type and the field, whatever the decoder raised (hostile nesting makes msgspec raise
+RecursionError): such input fails the same way every time. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol, TypeVar, overload
 import msgspec
 
 from tidings.errors import DecodeError, UnknownEventType
+from tidings.message import Malformed
 
 __all__ = ["BINARY", "Codec", "JsonCodec", "Registry", "event", "registry"]
 
@@ -102,7 +104,9 @@ class Codec(Protocol):
     def decode(self, raw: bytes | bytearray | memoryview, into: type[T]) -> T: ...
 
     def convert(self, obj: Any, into: type[T]) -> T:
-        """Turn decoded-but-untyped data (a dict from a broker, say) into ``into``."""
+        """Turn decoded-but-untyped data (a dict from a broker, say) into ``into``. Raises
+        DecodeError when it does not fit, and for a :class:`~tidings.Malformed` payload (raise
+        ``obj.error(name)``): the consume loop dead-letters only DecodeError at once."""
         ...
 
 
@@ -137,10 +141,13 @@ class JsonCodec:
             decode = self._decoders[into] = self._decoder_for(into)
         try:
             return decode(raw)  # type: ignore[no-any-return]
-        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        except Exception as exc:  # hostile input may raise anything, RecursionError included
             raise self._decode_error(into, exc) from exc
 
     def convert(self, obj: Any, into: type[T]) -> T:
+        """``obj`` as ``into``; a :class:`~tidings.Malformed` payload raises its DecodeError."""
+        if type(obj) is Malformed:
+            raise obj.error(_name(into))
         if isinstance(obj, into):
             return obj
         if isinstance(obj, BINARY):
@@ -149,7 +156,7 @@ class JsonCodec:
             if self._pydantic is not None and issubclass(into, self._pydantic):
                 return into.model_validate(obj)  # type: ignore[attr-defined, no-any-return]
             return msgspec.convert(obj, into, strict=False)
-        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+        except Exception as exc:  # as in decode: any failure on this input is for good
             raise self._decode_error(into, exc) from exc
 
     def _decoder_for(self, into: type) -> Callable[[Any], Any]:
@@ -165,7 +172,7 @@ class JsonCodec:
 
     @staticmethod
     def _decode_error(into: type, exc: Exception) -> DecodeError:
-        name = getattr(into, "__qualname__", repr(into))
+        name = _name(into)
         errors = getattr(exc, "errors", None)
         if callable(errors):  # pydantic.ValidationError
             first = errors()[0]
@@ -178,3 +185,7 @@ class JsonCodec:
         if found:
             return DecodeError(name, message[: found.start()], found.group(1))
         return DecodeError(name, message)
+
+
+def _name(into: type) -> str:
+    return getattr(into, "__qualname__", repr(into))

@@ -18,7 +18,7 @@ import msgspec
 
 from tidings.codec import BINARY, Codec
 from tidings.errors import NotFound
-from tidings.message import Message, new_id
+from tidings.message import Malformed, Message, new_id
 
 __all__ = [
     "REPLAY_GROUP_HEADER",
@@ -94,10 +94,13 @@ def dead_letter_from(
 
 
 def payload_bytes(data: Any, codec: Codec) -> bytes:
-    """``data`` as stored bytes: as it is when already bytes, else encoded; an object the codec
-    cannot encode is kept as its JSON-encoded repr, so the reason survives even then."""
+    """``data`` as stored bytes: as it is when already bytes, the raw bytes of a
+    :class:`~tidings.Malformed` payload, else encoded; an object the codec cannot encode is kept
+    as its JSON-encoded repr, so the reason survives even then."""
     if isinstance(data, BINARY):
         return bytes(data)
+    if type(data) is Malformed:
+        return data.raw
     try:
         return codec.encode(data)
     except (TypeError, ValueError):

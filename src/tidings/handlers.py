@@ -17,7 +17,7 @@ from typing import Any
 
 from tidings.codec import BINARY, Codec, Registry
 from tidings.errors import UnknownEventType
-from tidings.message import Message
+from tidings.message import Malformed, Message
 from tidings.middleware import Handler
 
 __all__ = ["Decoder", "Shape", "UserHandler", "decoder_for", "describe", "name_of", "to_handler"]
@@ -105,7 +105,8 @@ def decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> De
 
     Objects of the subscribed type pass through untouched (the in-process case); bytes and dicts are
     decoded into the type. For topic subscriptions the registry names the class by message type;
-    unknown types are decoded to plain JSON values. Raises DecodeError on bad input.
+    unknown types are decoded to plain JSON values. Raises DecodeError on bad input, and for a
+    :class:`~tidings.Malformed` payload (a message whose envelope could not be read).
     """
     if event_type is not None:
         expected = event_type
@@ -121,6 +122,8 @@ def decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> De
     def decode_by_name(message: Message) -> Message:
         data = message.data
         if not isinstance(data, BINARY):
+            if type(data) is Malformed:
+                raise data.error(message.type)
             return message
         try:
             cls: type = registry.class_of(message.type)

@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 from msgspec.structs import force_setattr
 
-__all__ = ["NO_HEADERS", "Headers", "Message", "new_id"]
+from tidings.errors import DecodeError
+
+__all__ = ["NO_HEADERS", "Headers", "Malformed", "Message", "new_id"]
 
 Headers = Mapping[str, str]
 NO_HEADERS: Headers = MappingProxyType({})
@@ -46,6 +48,23 @@ def new_id(unix_ms: int | None = None) -> str:
             _prefix = f"{_last_ms >> 16:08x}-{_last_ms & 0xFFFF:04x}-7"
     tail = _getrandbits(62)
     return f"{_prefix}{_sequence:03x}-{0x8000 | tail >> 48:04x}-{tail & 0xFFFFFFFFFFFF:012x}"
+
+
+class Malformed(msgspec.Struct, frozen=True):
+    """The data of a message whose envelope a transport could not read (a SQL log row whose
+    headers are not a JSON object of strings, say): ``raw`` is the payload as received, ``reason``
+    says what was wrong.
+
+    It never reaches a handler: every decoder raises :meth:`error` for it, so the consumer
+    dead-letters the message with ``raw`` as its data.
+    """
+
+    raw: bytes
+    reason: str
+
+    def error(self, type_name: str) -> DecodeError:
+        """The DecodeError that a decoder into ``type_name`` raises for this payload."""
+        return DecodeError(type_name, f"unreadable message envelope: {self.reason}")
 
 
 class Message(msgspec.Struct, frozen=True, eq=False, gc=False):

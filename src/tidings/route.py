@@ -10,7 +10,7 @@ from typing import Any
 from tidings.clock import Clock
 from tidings.codec import BINARY, Codec, Registry
 from tidings.handlers import UserHandler, decoder_for, describe, to_handler
-from tidings.message import Message
+from tidings.message import Malformed, Message
 from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import Retry, retry
 from tidings.middleware.timeout import timeout as timeout_middleware
@@ -69,9 +69,10 @@ class Route:
     """A bare ``def`` taking the Message: the bus may call it right there with the message."""
 
     def accepts(self, data: Any) -> bool:
-        """Whether ``data`` can go to the handler as it is, without decoding."""
+        """Whether ``data`` can go to the handler as it is, without decoding (never a
+        :class:`~tidings.Malformed` payload: decoding raises its DecodeError)."""
         if self.event_type is None:
-            return not isinstance(data, BINARY)
+            return not isinstance(data, BINARY) and type(data) is not Malformed
         return type(data) is self.event_type
 
     def build(self, registry: Registry, clock: Clock) -> None:

@@ -180,3 +180,20 @@ def test_dead_letters_on_a_broker(cli: Invoke, broker_url: str) -> None:
     assert msgspec.json.decode(replayed.stdout) == {"replayed": 1}
     assert msgspec.json.decode(purged.stdout) == {"purged": 2}
     assert listed(cli, broker_url, "--topic", topic) == []
+
+
+def test_a_deeply_nested_payload_is_listed_as_text(cli: Invoke, sqlite_url: str) -> None:
+    """A payload nested past the JSON decoder's depth (dead-lettered as a DecodeError) is shown
+    as text rather than failing the listing."""
+    deep = b"[" * 1000 + b"]" * 1000
+
+    async def fail_one() -> None:
+        async with Bus(sqlite_url) as bus:
+            bus.subscribe("deep", lambda message: None, group="g")
+            await bus.publish_and_wait(Message("deep", deep))
+
+    asyncio.run(fail_one())
+
+    (letter,) = listed(cli, sqlite_url)
+    assert letter["data"] == deep.decode()
+    assert letter["error_type"] == "tidings.errors.DecodeError"

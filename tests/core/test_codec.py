@@ -185,3 +185,22 @@ def test_a_struct_is_encoded_without_help() -> None:
         n: int
 
     assert JsonCodec().encode(S(1)) == b'{"n":1}'
+
+
+_DEEP = b'{"user_id": 1, "email": "a@x", "deep": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+
+
+@pytest.mark.parametrize("into", [object, dict, UserSignedUp, Profile])
+def test_hostile_nesting_is_a_decode_error(into: type) -> None:
+    """1,000-deep JSON (2 KB) exhausts msgspec's recursion limit: a DecodeError, never a
+    RecursionError that retry would take for a transient failure."""
+    with pytest.raises(DecodeError) as raised:
+        JsonCodec().decode(_DEEP, into)
+    assert raised.value.type_name == into.__qualname__
+
+
+def test_malformed_data_is_a_decode_error_naming_the_reason() -> None:
+    bad = tidings.Malformed(b'{"user_id": 1}', "its headers are not a JSON object of strings")
+    for into in (UserSignedUp, object):
+        with pytest.raises(DecodeError, match="not a JSON object of strings"):
+            JsonCodec().convert(bad, into)

@@ -39,6 +39,13 @@ def test_backoff_grows_by_the_multiplier_up_to_the_cap() -> None:
     assert policy.next_delay(RuntimeError(), 10) is None
 
 
+def test_backoff_of_a_huge_attempt_is_the_cap() -> None:
+    """An attempt count from another producer's header may be any number: the wait is capped,
+    never an OverflowError."""
+    policy = Retry(max_attempts=3, initial_delay=0.1, multiplier=2.0, max_delay=30.0)
+    assert policy.backoff(10**6) == 30.0
+
+
 def test_full_jitter_stays_within_the_backoff() -> None:
     policy = Retry(max_attempts=5, initial_delay=1.0, multiplier=3.0, jitter=True)
     for attempt in range(1, 5):
@@ -167,6 +174,43 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_running() -
     assert "UserSignedUp" in letters[0].error_message
     assert "$.user_id" in letters[1].error_message
     assert letters[0].data == b"{not json"
+
+
+async def test_a_malformed_message_reaches_no_handler_and_is_dead_lettered_raw() -> None:
+    """A message whose envelope a transport could not read is dead-lettered by every kind of
+    route (typed, topic, Message-taking, batch) with its reason and raw bytes; good ones pass."""
+    bus = Bus()
+    seen: dict[str, list[object]] = {"typed": [], "topic": [], "envelope": [], "batch": []}
+
+    async def typed(event: UserSignedUp) -> None:
+        seen["typed"].append(event)
+
+    async def topic(value: object) -> None:
+        seen["topic"].append(value)
+
+    async def envelope(message: Message) -> None:
+        seen["envelope"].append(message.data)
+
+    async def batch(events: list[UserSignedUp]) -> None:
+        seen["batch"].extend(events)
+
+    bus.subscribe(UserSignedUp, typed, group="typed", retry=Retry(max_attempts=5))
+    bus.subscribe("member.signed_up", topic, group="topic", retry=Retry(max_attempts=5))
+    bus.subscribe("member.signed_up", envelope, group="envelope")
+    bus.subscribe(UserSignedUp, batch, group="batch")
+    raw = b'{"user_id": 1, "email": "a@x"}'
+    bad = Message("member.signed_up", tidings.Malformed(raw, "its headers are not JSON"))
+    async with bus:
+        await bus.publish(bad)
+        await bus.publish(Message("member.signed_up", b'{"user_id": 2, "email": "b@x"}'))
+    good = UserSignedUp(2, "b@x")
+    assert seen == {"typed": [good], "topic": [good], "envelope": [good], "batch": [good]}
+    letters = await bus.dead_letters.list()
+    assert sorted(letter.group for letter in letters) == ["batch", "envelope", "topic", "typed"]
+    for letter in letters:
+        assert letter.error_type == "tidings.errors.DecodeError"
+        assert "its headers are not JSON" in letter.error_message
+        assert (letter.data, letter.attempts, letter.message_id) == (raw, 1, bad.id)
 
 
 async def test_a_failing_dead_letter_store_never_loses_the_message() -> None:

@@ -23,9 +23,9 @@ from tidings.message import Message
 from tidings.testing.tansu import Tansu
 from tidings.transports import from_url
 from tidings.transports.kafka import KafkaOptions, KafkaTransport
-from tidings.transports.kafka_protocol import record_headers, record_message, topic_regex
+from tidings.transports.kafka_protocol import record_headers, topic_regex
 from tidings.transports.kafka_subscription import KafkaDelivery, KafkaSubscription
-from tidings.transports.wire import ATTEMPT
+from tidings.transports.wire import ATTEMPT, from_wire
 
 TIMEOUT = 30.0
 
@@ -109,17 +109,17 @@ def test_wildcards_become_anchored_regexes() -> None:
 
 def test_record_headers_carry_the_envelope() -> None:
     message = Message("user.signed_up", b"{}", {"tenant": "a"}, "user-1")
-    again, attempt = record_message("topic", message.data, record_headers(message))
+    again, attempt = from_wire("topic", message.data, dict(record_headers(message)))
     assert again == message
     assert again.timestamp == message.timestamp
     assert attempt == 1
     forged = message.with_headers({"tidings-id": "forged", ATTEMPT: "3"})
-    again, attempt = record_message("topic", b"{}", record_headers(forged))
+    again, attempt = from_wire("topic", b"{}", dict(record_headers(forged)))
     assert (again.id, again.headers, attempt) == (message.id, {"tenant": "a"}, 3)
 
 
 def test_records_of_other_producers_are_delivered() -> None:
-    message, attempt = record_message("orders", None, [("source", b"erp"), ("empty", None)])
+    message, attempt = from_wire("orders", None, {"source": b"erp", "empty": None})
     assert (message.type, message.data, dict(message.headers), attempt) == (
         "orders",
         b"",

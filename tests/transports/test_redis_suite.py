@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import redis.asyncio as redis
 from test_redis import delete_prefix, restart_redis, unique_prefix
 
 from tidings.testing.receiver import TransportFactory
+from tidings.testing.suite_foreign import ForeignPublish
 from tidings.testing.transport_suite import RestartService, TransportSuite
 from tidings.transports.redis import RedisOptions, RedisTransport
+
+_FIELDS = {"tidings-id": "id", "tidings-type": "type", "tidings-key": "key", "tidings-time": "time"}
 
 
 class TestRedisTransport(TransportSuite):
     @pytest.fixture
-    async def transport_factory(self, redis_url: str) -> AsyncIterator[TransportFactory]:
+    async def redis_options(self, redis_url: str) -> AsyncIterator[RedisOptions]:
         prefix = unique_prefix()
         # A short lease: what a closed or crashed subscriber held comes again within a second.
-        options = RedisOptions.from_url(f"{redis_url}?prefix={prefix}&lease=1")
-        yield lambda: RedisTransport(options)
+        yield RedisOptions.from_url(f"{redis_url}?prefix={prefix}&lease=1")
         await delete_prefix(redis_url, prefix)
+
+    @pytest.fixture
+    def transport_factory(self, redis_options: RedisOptions) -> TransportFactory:
+        return lambda: RedisTransport(redis_options)
 
     @pytest.fixture
     def restart_service(self, redis_url: str) -> RestartService:
         return lambda: restart_redis(redis_url)
+
+    @pytest.fixture
+    async def foreign_publish(
+        self, redis_url: str, redis_options: RedisOptions
+    ) -> AsyncIterator[ForeignPublish]:
+        """Entries added with redis-py's XADD: envelope headers as tidings' own fields, the
+        others as fields of their own."""
+        client = redis.Redis.from_url(redis_url)
+
+        async def publish(topic: str, data: bytes, headers: dict[str, bytes]) -> None:
+            fields: dict[Any, Any] = {_FIELDS.get(k, k): v for k, v in headers.items()}
+            fields["data"] = data
+            await client.xadd(f"{redis_options.prefix}:topic:{topic}", fields)
+
+        yield publish
+        await client.aclose()

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from brokers import held_messages_come_again
+from test_sqlite_suite import insert_row
 
+from tidings.bus import Bus
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
@@ -147,3 +149,64 @@ def test_sqlite_file_is_not_locked_after_close(tmp_path: Path) -> None:
         ["sqlite3", str(tmp_path / "q.db"), "BEGIN IMMEDIATE; COMMIT;"], check=False
     )
     assert result.returncode == 0
+
+
+async def test_a_row_with_text_that_is_not_utf8_is_delivered(sqlite_url: str) -> None:
+    """Another program's row whose id, type and key columns hold bytes that are not UTF-8 (SQLite
+    does not check) arrives with fallbacks; the rows around it arrive too."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        receiver = Receiver(transport.subscribe("legacy", group="g"), timeout=30)
+        await transport.publish("legacy", messages(1))
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "INSERT INTO tidings_log (topic, id, type, key, data, time) VALUES "
+                "('legacy', CAST(X'FFFE' AS TEXT), CAST(X'FF' AS TEXT), CAST(X'6BFF' AS TEXT), "
+                "X'7B7D', 'xx')"
+            )
+        db.close()
+        await transport.publish("legacy", messages(1))
+        await receiver.until(lambda: len(receiver.deliveries) == 3, "all three rows")
+        foreign = receiver.messages[1]
+        assert (foreign.type, foreign.key, foreign.data) == ("legacy", "k\ufffd", b"{}")
+        assert foreign.id
+        foreign.time  # noqa: B018  # a valid time
+        await receiver.aclose()
+
+
+async def test_a_row_with_unreadable_headers_is_dead_lettered_once(sqlite_url: str) -> None:
+    """A row whose headers column is not JSON, leased in one batch with good rows: the good ones
+    are handled, the bad one is dead-lettered with its raw payload, and a restarted bus neither
+    sees it again nor stops on it."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    handled: list[int] = []
+    done = asyncio.Event()
+
+    def handle(value: dict[str, int]) -> None:
+        handled.append(value["n"])
+        if value["n"] == 9:
+            done.set()
+
+    def start() -> Bus:
+        bus = Bus(sqlite_url)
+        bus.subscribe("legacy", handle, group="g")
+        return bus
+
+    good = [Message("legacy", b'{"n":%d}' % n) for n in range(3)]
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        await transport.publish("legacy", good[:2])
+        insert_row(path, "legacy", b'{"n":99}', {"h": b"\xff\xfe"})
+        await transport.publish("legacy", good[2:])
+    async with start() as bus:
+        await bus.publish(Message("legacy", b'{"n":9}'))
+        await asyncio.wait_for(done.wait(), 30)
+        (letter,) = await bus.dead_letters.list()
+    assert sorted(handled) == [0, 1, 2, 9]
+    assert (letter.data, letter.attempts) == (b'{"n":99}', 1)
+    assert "not a JSON object of strings" in letter.error_message
+    done.clear()
+    async with start() as bus:
+        await bus.publish(Message("legacy", b'{"n":9}'))
+        await asyncio.wait_for(done.wait(), 30)
+        assert len(await bus.dead_letters.list()) == 1
+    assert sorted(handled) == [0, 1, 2, 9, 9]

@@ -36,7 +36,7 @@ def letter_json(letter: DeadLetter) -> dict[str, Any]:
     try:
         msgspec.json.decode(letter.data)
         fields["data"] = msgspec.Raw(letter.data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past msgspec's limit
         fields["data"] = letter.data.decode(errors="replace")
     return fields
 

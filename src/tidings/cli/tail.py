@@ -47,7 +47,7 @@ def as_json(delivery: Delivery) -> dict[str, Any]:
     try:
         msgspec.json.decode(raw)
         data = msgspec.Raw(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past msgspec's limit
         data = raw.decode(errors="replace")
     return {
         "id": message.id,

@@ -43,7 +43,10 @@ class Retry:
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), before jitter."""
-        return min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        try:
+            return min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        except OverflowError:  # an attempt count from another producer can be any number
+            return self.max_delay
 
     def next_delay(self, error: BaseException, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None to give up after ``attempt``."""

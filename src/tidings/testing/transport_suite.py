@@ -2,7 +2,7 @@
 
 Modelled on watermill's universal pub/sub tests and told each transport's
 :class:`~tidings.transports.Features`: a case a transport does not claim is skipped. A test module
-subclasses the suite and provides two fixtures::
+subclasses the suite and provides its fixtures::
 
     class TestSqlite(TransportSuite):
         @pytest.fixture
@@ -12,6 +12,10 @@ subclasses the suite and provides two fixtures::
         @pytest.fixture
         def restart_service(self):     # optional: an async callable restarting the broker
             return None
+
+        @pytest.fixture
+        def foreign_publish(self):     # optional: writes with the broker's own client
+            return None                # (see tidings.testing.suite_foreign)
 
 ``transport_factory`` returns a NEW transport, not yet started, on the same broker and namespace
 on every call, so a case can open a second consumer or reopen after close. Every case uses its
@@ -43,6 +47,7 @@ from tidings.testing.receiver import (
 )
 from tidings.testing.suite_bus import BusCases
 from tidings.testing.suite_dead_letters import DeadLetterCases
+from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.transports.base import Delivery, Features, Transport
 
 __all__ = ["RestartService", "TransportSuite"]
@@ -65,7 +70,7 @@ def _messages(
     ]
 
 
-class TransportSuite(BusCases, DeadLetterCases):
+class TransportSuite(ForeignProducerCases, BusCases, DeadLetterCases):
     """The cases; see the module docstring for the fixtures a subclass provides."""
 
     timeout: ClassVar[float] = 30.0

@@ -8,7 +8,6 @@ expressions for aiokafka's pattern subscription. aiokafka errors are mapped to
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -21,15 +20,14 @@ from aiokafka.errors import (
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import is_pattern, validate_pattern
-from tidings.transports.wire import ATTEMPT, ID, KEY, TIME, TYPE
+from tidings.transports.wire import ID, KEY, TIME, TYPE
 
-__all__ = ["check_topic", "checked", "mapped", "record_headers", "record_message", "topic_regex"]
+__all__ = ["check_topic", "checked", "mapped", "record_headers", "topic_regex"]
 
 _LEGAL = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _LEGAL_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _ONE_TOKEN = r"[^.]+"
 _SET_BY_ENVELOPE = frozenset({ID, TYPE, TIME, KEY})
-_ENVELOPE = frozenset({ID, TYPE, TIME, KEY, ATTEMPT})
 _UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)
 
 
@@ -100,33 +98,3 @@ def record_headers(message: Message) -> list[tuple[str, bytes]]:
             (k, v.encode()) for k, v in message.headers.items() if k not in _SET_BY_ENVELOPE
         ]
     return headers
-
-
-def record_message(
-    topic: str, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
-) -> tuple[Message, int]:
-    """The message and attempt number a record carries: :func:`~tidings.transports.wire.from_wire`
-    read straight from Kafka record headers, for every record consumed. Records from other
-    producers get the topic as type, a fresh id and attempt 1."""
-    envelope: dict[str, bytes] = {}
-    own: dict[str, str] = {}
-    for name, raw in headers:
-        if raw is None:
-            continue
-        if name in _ENVELOPE:
-            envelope[name] = raw
-        else:
-            own[name] = raw.decode()
-    if not envelope:
-        return Message(topic, value or b"", own), 1
-    get = envelope.get
-    kind, key, message_id, time, attempt = get(TYPE), get(KEY), get(ID), get(TIME), get(ATTEMPT)
-    message = Message.restore(
-        kind.decode() if kind else topic,
-        value or b"",
-        own,
-        key.decode() if key else None,
-        message_id.decode() if message_id else None,
-        float(time) if time else None,
-    )
-    return message, int(attempt) if attempt else 1

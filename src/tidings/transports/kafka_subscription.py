@@ -31,8 +31,8 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStat
 from tidings.deadletters import REPLAY_GROUP_HEADER
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
-from tidings.transports.kafka_protocol import checked, mapped, record_message
-from tidings.transports.wire import ATTEMPT
+from tidings.transports.kafka_protocol import checked, mapped
+from tidings.transports.wire import ATTEMPT, from_wire
 
 if TYPE_CHECKING:
     from tidings.transports.kafka import KafkaTransport
@@ -222,7 +222,7 @@ class KafkaSubscription:
             pending = partition.pending
             topic = tp.topic
             for record in records:
-                message, attempt = record_message(topic, record.value, record.headers)
+                message, attempt = from_wire(topic, record.value, dict(record.headers))
                 delivery = KafkaDelivery(partition, record.offset, message, attempt)
                 pending.append(delivery)
                 batch.append(delivery)

@@ -21,16 +21,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol
-
-import msgspec
 
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
 from tidings.message import Message
 from tidings.topics import validate_pattern
+from tidings.transports.wire import from_wire
 
 __all__ = [
     "Exchange",
@@ -42,8 +40,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("tidings.transports")
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
-_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 Row = tuple[Any, ...]
 """``(seq, attempt, topic, id, type, key, headers, data, time)`` of one leased message."""
@@ -217,9 +213,13 @@ class LeasedSubscription:
                 _log.exception("giving back the leases of %r failed", self.topic)
 
     def _delivery(self, row: Row) -> LeasedDelivery:
+        """The delivery of a log row; a row another program wrote with garbage in it still
+        comes through (see :func:`~tidings.transports.wire.from_wire`)."""
         seq, attempt, topic, id_, type_, key, headers, data, at = row
-        headers = _decode_headers(headers) if headers else _NO_HEADERS
-        message = Message.restore(type_, data, headers, key, id_, at)
+        message, attempt = from_wire(
+            topic, data, None, attempt, ident=id_, kind=type_, stamp=at, key=key,
+            json_headers=headers or None,
+        )  # fmt: skip
         return LeasedDelivery(self, seq, attempt, topic, message)
 
     def _settle(self, seq: int, delay: float | None) -> None:

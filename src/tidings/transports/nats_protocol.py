@@ -94,13 +94,11 @@ def ack_command(reply: str, payload: bytes) -> bytes:
 
 
 def decode(topic: str, data: bytes, headers: dict[str, str] | None) -> Message:
-    """The message that :func:`publish_command` sent. ``headers`` is consumed."""
-    if headers is None:
-        return from_wire(topic, data, {})
-    message_id = headers.pop(MSG_ID, None)
-    if message_id is not None:
-        headers[ID] = message_id
-    return from_wire(topic, data, headers)
+    """The message that :func:`publish_commands` sent, or another producer's with the fallbacks
+    of :func:`~tidings.transports.wire.from_wire`. ``headers`` is consumed. The attempt is the
+    server's delivery count, not a header."""
+    ident = headers.pop(MSG_ID, None) if headers else None
+    return from_wire(topic, data, headers, ident=ident)[0]
 
 
 class Connection(NATS):

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
@@ -35,7 +35,7 @@ from pamqp.commands import Basic
 
 from tidings.errors import TransportError
 from tidings.message import Message
-from tidings.transports.wire import ATTEMPT, KEY, TIME
+from tidings.transports.wire import ATTEMPT, KEY, TIME, from_wire
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel
@@ -60,11 +60,8 @@ TOPIC = "tidings-topic"
 """On a delayed copy (whose routing key is its queue's name): the topic it was published to."""
 _MIN_DELAY = 0.001
 """Shorter nack delays requeue at once."""
-_RESERVED = frozenset(
+_BROKER = frozenset(
     {
-        TIME,
-        KEY,
-        ATTEMPT,
         TOPIC,
         DELIVERY_COUNT,
         # Set by RabbitMQ when a delayed copy is dead-lettered back to its queue.
@@ -77,7 +74,7 @@ _RESERVED = frozenset(
         "x-last-death-reason",
     }
 )
-_NO_HEADERS: Mapping[str, str] = {}
+"""Headers that belong to the broker or to tidings' delayed copies, not to the message."""
 _GONE = (AMQPError, ChannelInvalidStateError, ConnectionError, asyncio.CancelledError)
 """Errors of a channel that went away: its deliveries come again, nothing is left to do."""
 
@@ -392,37 +389,21 @@ class RabbitMQSubscription:
 def _delivery(
     subscription: RabbitMQSubscription, acks: Acks, delivered: DeliveredMessage
 ) -> RabbitMQDelivery:
+    """The delivery of an AMQP message, ours or another producer's: the envelope goes through
+    :func:`~tidings.transports.wire.from_wire`, so garbage in it falls back, never raises."""
     props = delivered.header.properties
     frame = cast(Basic.Deliver, delivered.delivery)
     headers: dict[str, Any] | None = props.headers
-    attempt = 1
-    time = key = None
     topic = frame.routing_key or ""
-    user = _NO_HEADERS
-    if headers:
-        given = headers.get(ATTEMPT)
-        if given:
-            attempt = int(given)
-            topic = headers.get(TOPIC) or topic
-        attempt += headers.get(DELIVERY_COUNT, 0)
-        time = headers.get(TIME)
-        key = headers.get(KEY)
-        user = {k: _text(v) for k, v in headers.items() if k not in _RESERVED}
-    message = Message.restore(
-        props.message_type or topic,
-        delivered.body,
-        user,
-        key,
-        props.message_id,
-        float(time) if time else None,
+    own = {k: v for k, v in headers.items() if k not in _BROKER} if headers else None
+    message, attempt = from_wire(
+        topic, delivered.body, own, kind=props.message_type, ident=props.message_id
     )
+    if headers:
+        copied = headers.get(TOPIC)  # a delayed copy, back from its queue
+        if type(copied) is str and copied:
+            topic = copied
+        count = headers.get(DELIVERY_COUNT)  # requeued after a consumer went away
+        if type(count) is int and count > 0:
+            attempt += count
     return RabbitMQDelivery(subscription, acks, frame.delivery_tag or 0, message, attempt, topic)
-
-
-def _text(value: object) -> str:
-    """Header values from other producers may be any AMQP type; tidings headers are text."""
-    if type(value) is str:
-        return value
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)

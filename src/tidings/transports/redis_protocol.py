@@ -42,6 +42,7 @@ from redis.typing import EncodableT
 
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
+from tidings.transports.wire import from_wire
 
 if TYPE_CHECKING:
     from tidings.transports.redis import RedisOptions
@@ -93,8 +94,6 @@ return 0
 message the number of field arguments followed by the fields and values."""
 
 _encode_headers = msgspec.json.Encoder().encode
-_decode_headers = msgspec.json.Decoder(dict[str, str]).decode
-_OWN_FIELDS = frozenset({b"id", b"type", b"time", b"key", b"headers", b"data"})
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -145,31 +144,28 @@ def publish_args(topic: str, maxlen: int | None, messages: Sequence[Message]) ->
 
 
 def decode(topic: str, fields: list[bytes]) -> Message:
-    """The message stored as a stream entry's ``fields`` (flat name, value pairs)."""
-    if len(fields) == 8 and fields[0] == b"id" and fields[2] == b"type" and fields[6] == b"data":
+    """The message stored as a stream entry's ``fields`` (flat name, value pairs), through
+    :func:`~tidings.transports.wire.from_wire`: fields of other producers become headers, and
+    garbage in tidings' own fields falls back instead of raising."""
+    if len(fields) == 8 and fields[0:7:2] == [b"id", b"type", b"time", b"data"]:
         # the layout publish_args writes for a message without key and headers
-        return Message.restore(
-            fields[3].decode(), fields[7], {}, None, fields[1].decode(), float(fields[5])
-        )
+        return from_wire(topic, fields[7], None, ident=fields[1], kind=fields[3], stamp=fields[5])[
+            0
+        ]
     it = iter(fields)
-    values = dict(zip(it, it, strict=True))
-    headers_raw = values.get(b"headers")
-    headers: dict[str, str] = _decode_headers(headers_raw) if headers_raw else {}
-    if not values.keys() <= _OWN_FIELDS:  # written by another producer
-        for field, value in values.items():
-            if field not in _OWN_FIELDS:
-                headers[field.decode(errors="replace")] = value.decode(errors="replace")
-    name, key, id_, stamp = values.get(b"type"), values.get(b"key"), values.get(b"id"), None
-    if (raw_time := values.get(b"time")) is not None:
-        stamp = float(raw_time)
-    return Message.restore(
-        name.decode() if name is not None else topic,
-        values.get(b"data", b""),
-        headers,
-        key.decode() if key is not None else None,
-        id_.decode() if id_ is not None else None,
-        stamp,
+    values: dict[Any, Any] = dict(zip(it, it, strict=False))
+    pop = values.pop
+    data, headers = pop(b"data", b""), pop(b"headers", None)
+    ident, kind, stamp, key = (
+        pop(b"id", None),
+        pop(b"type", None),
+        pop(b"time", None),
+        pop(b"key", None),
     )
+    # What is left are other producers' fields: headers.
+    return from_wire(
+        topic, data, values, ident=ident, kind=kind, stamp=stamp, key=key, json_headers=headers
+    )[0]
 
 
 class _HiredisPacking:

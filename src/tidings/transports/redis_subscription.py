@@ -27,12 +27,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from tidings.errors import ClosedError
-from tidings.message import Message
 from tidings.topics import is_pattern, matches
 from tidings.transports.redis_protocol import LOST, MAX_BLOCK, command, decode, mapped, stream_gone
 from tidings.transports.redis_settle import RedisDelivery, Settlement
@@ -207,7 +205,7 @@ class RedisSubscription:
         for stream, entries in reply:
             topic = streams[stream]
             for entry, fields in entries:
-                batch.append(RedisDelivery(settlement, stream, entry, _message(topic, fields), 1))
+                batch.append(RedisDelivery(settlement, stream, entry, decode(topic, fields), 1))
         return batch
 
     async def _claim(self, room: int) -> list[RedisDelivery]:
@@ -250,7 +248,7 @@ class RedisSubscription:
                 self._settlement,
                 stream,
                 entry,
-                _message(self._streams[stream], fields),
+                decode(self._streams[stream], fields),
                 int(found[0][3]) if found else 2,
             )
             for (stream, entry, fields), found in zip(claimed, pending, strict=True)
@@ -332,19 +330,3 @@ class RedisSubscription:
                 for stream in idle:
                     pipe.execute_command("XGROUP", "DELCONSUMER", stream, self.group, self.consumer)
                 await pipe.execute(raise_on_error=False)
-
-
-def _message(topic: str, fields: list[bytes]) -> Message:
-    """The entry's message; an entry whose tidings fields are malformed is still delivered (with
-    its raw fields as headers), so the consumer can dead-letter it."""
-    try:
-        return decode(topic, fields)
-    except (ValueError, UnicodeDecodeError, msgspec.DecodeError):
-        it = iter(fields)
-        raw = dict(zip(it, it, strict=False))
-        headers = {
-            k.decode(errors="replace"): v.decode(errors="replace")
-            for k, v in raw.items()
-            if k != b"data"
-        }
-        return Message(topic, raw.get(b"data", b""), headers)

@@ -32,8 +32,11 @@ _COPY_PATTERN = (
 )
 # A row is held back while an earlier row of its key is leased to another subscription or waits
 # for its nack delay; earlier rows that are free come first in the same batch (ORDER BY seq).
+# id, type and key come as bytes: SQLite does not check that text is UTF-8, and sqlite3 fails the
+# whole query on a row of another program's that is not; from_wire decodes them, with fallbacks.
 _CLAIM = """
-SELECT p.seq, p.attempts + 1, l.topic, l.id, l.type, l.key, l.headers, l.data, l.time
+SELECT p.seq, p.attempts + 1, l.topic, CAST(l.id AS BLOB), CAST(l.type AS BLOB),
+    CAST(l.key AS BLOB), l.headers, l.data, l.time
 FROM tidings_pending AS p JOIN tidings_log AS l ON l.seq = p.seq
 WHERE p.cursor = :cursor
   AND (p.lease_until IS NULL OR p.lease_until < :now) AND p.available_at <= :now
