@@ -92,6 +92,7 @@ def test_show_gives_the_message_and_the_traceback(cli: Invoke, sqlite_url: str) 
 
 
 def test_show_of_an_unknown_id_fails(cli: Invoke, sqlite_url: str) -> None:
+    asyncio.run(dead_letter(sqlite_url, "invoice.due", 1))
     result = cli("dlq", "show", "no-such-id", "--url", sqlite_url)
 
     assert result.exit_code == 1

@@ -95,6 +95,8 @@ class SqliteEventStore:
         if level not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         self.synchronous = level
+        self.name = f"SQLite event store {self.path!r}"
+        """What error messages call this store."""
         self.busy_timeout = busy_timeout
         self._reader: sqlite3.Connection | None = None
         self._writer: GroupCommitWriter | None = None
@@ -326,7 +328,9 @@ class SqliteEventStore:
             below = 2**62 if from_version is None else from_version
             while left:
                 rows = _sql.query(reader, _sql.READ_BACKWARD, (stream_id, below + 1, PAGE))
-                events, below, left = backward_page(stream, rows, below, left, _timestamp)
+                events, below, left = backward_page(
+                    self.name, stream, rows, below, left, _timestamp
+                )
                 for event in events:
                     yield event
                 if len(rows) < PAGE:
@@ -335,7 +339,7 @@ class SqliteEventStore:
             start = 1 if from_version is None else from_version
             while left:
                 rows = _sql.query(reader, _sql.READ_FORWARD, (stream_id, start, PAGE))
-                events, start, left = forward_page(stream, rows, start, left, _timestamp)
+                events, start, left = forward_page(self.name, stream, rows, start, left, _timestamp)
                 for event in events:
                     yield event
                 if len(rows) < PAGE:
@@ -348,7 +352,7 @@ class SqliteEventStore:
         left = -1 if limit is None else limit
         while left:
             rows = _sql.query(reader, _sql.READ_ALL, (after, PAGE if left < 0 else min(left, PAGE)))
-            events, after, left = log_page(rows, after, left, _timestamp)
+            events, after, left = log_page(self.name, rows, after, left, _timestamp)
             for event in events:
                 yield event
             if len(rows) < PAGE:
@@ -362,7 +366,7 @@ class SqliteEventStore:
         )
         if not rows:
             raise NotFound(f"stream {stream!r} does not exist")
-        return stream_info_of(rows[0])
+        return stream_info_of(self.name, rows[0])
 
     async def streams(self) -> list[StreamInfo]:
         rows = _sql.query(
@@ -370,7 +374,7 @@ class SqliteEventStore:
             "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id",
             (),
         )
-        return [stream_info_of(row) for row in rows]
+        return [stream_info_of(self.name, row) for row in rows]
 
     async def head_position(self) -> int:
         return self._readable_head(self._reader_or_closed())

@@ -43,7 +43,7 @@ def from_url(url: str) -> Transport:
         module_name, extra = _MODULES[scheme]
     except KeyError:
         known = ", ".join(sorted(_MODULES))
-        raise ValueError(f"unknown transport scheme in {redact(url)!r}; known: {known}") from None
+        raise ValueError(f"unknown transport scheme {scheme!r}; known: {known}") from None
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
