@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.message import Message
 
@@ -27,7 +27,6 @@ __all__ = ["DEAD_LETTER_TYPE", "NatsDeadLetterStore"]
 
 DEAD_LETTER_TYPE = "tidings.dead_letter"
 _LETTER_ID = re.compile(r"[A-Za-z0-9_-]+")
-_decode = msgspec.json.Decoder(DeadLetter).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -43,6 +42,7 @@ class NatsDeadLetterStore:
         self._transport = transport
         self._stream = transport.options.dead_letter_stream
         self._prefix = transport.options.dead_letter_prefix
+        self._name = f"NATS dead letters {self._stream!r}"
 
     async def add(self, letter: DeadLetter) -> None:
         """Returns once the letter is stored durably."""
@@ -63,7 +63,7 @@ class NatsDeadLetterStore:
             if found is None:
                 break
             sequence, data = found
-            letter = _decode(data)
+            letter = decode_letter(f"#{sequence}", data, self._name)
             if topic is None or letter.topic == topic:
                 letters.append(letter)
             sequence += 1
@@ -72,7 +72,7 @@ class NatsDeadLetterStore:
     async def get(self, letter_id: str) -> DeadLetter:
         """Raises NotFound."""
         _, data = await self._find(letter_id)
-        return _decode(data)
+        return decode_letter(letter_id, data, self._name)
 
     async def remove(self, letter_ids: Sequence[str]) -> int:
         """Delete these letters; returns how many existed."""
