@@ -52,7 +52,7 @@ from tidings.transports.nats_deadletters import NatsDeadLetterStore
 from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
-from tidings.transports.options import query_options
+from tidings.transports.options import query_options, redacted_repr
 
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 
@@ -114,6 +114,9 @@ class NatsOptions:
     @property
     def dead_letter_prefix(self) -> str:
         return f"{self.prefix}_dlq"
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     @classmethod
     def from_url(cls, url: str) -> NatsOptions:

@@ -48,6 +48,7 @@ from tidings.message import Message
 from tidings.topics import is_pattern, validate_pattern
 from tidings.transports import rabbitmq_publish, redact
 from tidings.transports.base import Features
+from tidings.transports.options import redacted_repr
 from tidings.transports.rabbitmq_deadletters import RabbitMQDeadLetterStore
 from tidings.transports.rabbitmq_queue import (
     QUORUM,
@@ -103,6 +104,9 @@ class RabbitMQOptions:
     before raising ServiceUnavailable."""
     connect_timeout: float = 10.0
     """Seconds the first connection attempt may take."""
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     @classmethod
     def from_url(cls, url: str) -> RabbitMQOptions:
