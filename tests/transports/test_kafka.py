@@ -132,7 +132,7 @@ async def test_unreachable_broker_names_kafka_without_credentials() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    transport = from_url(f"kafka://app:hunter2@127.0.0.1:{port}")
+    transport = from_url(f"kafka://app:hunter2@127.0.0.1:{port}?allow_plaintext_password=true")
     with pytest.raises(ServiceUnavailable) as raised:
         await transport.start()
     assert f"Kafka is not reachable at 127.0.0.1:{port}" in str(raised.value)

@@ -53,6 +53,7 @@ from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
 from tidings.transports.options import query_options, redacted_repr
+from tidings.transports.tls import check_client_certificate, client_context, wants_tls
 
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 
@@ -104,6 +105,10 @@ class NatsOptions:
     """Connect with TLS, verifying the server with the system's CA certificates."""
     tls_ca: str | None = None
     """A CA bundle file to verify the server with (implies ``tls``)."""
+    tls_cert: str | None = None
+    """A client certificate file (PEM) to present to servers that require one (implies ``tls``)."""
+    tls_key: str | None = None
+    """The private key of ``tls_cert`` when it is not in the same file."""
     name: str | None = None
     """Connection name shown by the server's monitoring."""
 
@@ -115,8 +120,17 @@ class NatsOptions:
     def dead_letter_prefix(self) -> str:
         return f"{self.prefix}_dlq"
 
+    def __post_init__(self) -> None:
+        check_client_certificate("nats", self.tls_cert, self.tls_key)
+
     def __repr__(self) -> str:
         return redacted_repr(self)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context nats-py connects with, None without TLS; ValueError for unreadable files."""
+        if not wants_tls(self.tls, self.tls_ca, self.tls_cert):
+            return None
+        return client_context(self.tls_ca, self.tls_cert, self.tls_key)
 
     @classmethod
     def from_url(cls, url: str) -> NatsOptions:
@@ -308,9 +322,7 @@ class NatsTransport:
 
     async def _connect(self, nc: NATS) -> None:
         options = self.options
-        tls = None
-        if options.tls or options.tls_ca:
-            tls = ssl.create_default_context(cafile=options.tls_ca)
+        tls = options.tls_context()
         try:
             # nats-py retries an unreachable server forever (max_reconnect_attempts=-1, which
             # later keeps a worker alive through broker restarts); the timeout bounds the start.
