@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError, for_code
 
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
+from tidings.topics import validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.kafka_deadletters import KafkaDeadLetterStore
@@ -236,6 +237,7 @@ class KafkaTransport:
         name Kafka rejects, TransportError (ServiceUnavailable) when the brokers fail,
         ClosedError after :meth:`aclose`.
         """
+        validate_topic(topic)
         if not messages:
             return
         if self._closed:

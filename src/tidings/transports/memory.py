@@ -20,7 +20,7 @@ from tidings.clock import Clock, SystemClock
 from tidings.deadletters import DeadLetterStore, MemoryDeadLetterStore
 from tidings.errors import ClosedError, QueueFull
 from tidings.message import Message
-from tidings.topics import is_pattern, matches, validate_pattern
+from tidings.topics import matches, validate_pattern, validate_topic
 from tidings.transports.base import Features
 
 __all__ = ["MemoryBroker", "MemoryTransport", "from_url"]
@@ -202,7 +202,7 @@ class MemoryBroker:
 
     def channel(self, topic: str, group: str) -> Channel:
         """The channel of ``group`` on ``topic``, created on first use."""
-        key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
+        key = (validate_pattern(topic), group)
         channel = self.channels.get(key)
         if channel is None:
             channel = self.channels[key] = Channel(self.capacity, self.clock)
@@ -276,6 +276,7 @@ class MemoryTransport:
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         self._check_open()
+        validate_topic(topic)
         for channel in self.broker.route(topic):
             for message in messages:
                 if not channel.offer(message):
@@ -284,6 +285,7 @@ class MemoryTransport:
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
         self._check_open()
+        validate_topic(topic)
         if not self.broker.offer(topic, message):
             raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
 

@@ -30,7 +30,7 @@ import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern
+from tidings.topics import validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
@@ -139,8 +139,7 @@ class PostgresTransport:
         after a lost connection may store the messages twice (same ids).
         """
         self._check_open()
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
+        validate_topic(topic)
         if not messages:
             return
         args = (

@@ -45,7 +45,7 @@ from pamqp.commands import Basic
 
 from tidings.errors import ClosedError, ServiceUnavailable, TransportError
 from tidings.message import Message
-from tidings.topics import is_pattern, validate_pattern
+from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import rabbitmq_publish, redact
 from tidings.transports.base import Features
 from tidings.transports.options import redacted_repr
@@ -294,8 +294,7 @@ class RabbitMQTransport:
         (some messages may have been delivered), TransportError when the broker nacks a message.
         """
         self._check_open()
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
+        validate_topic(topic)
         if not messages:
             return
         if self._connection is None:

@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern, validate_pattern
+from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.options import query_options
@@ -236,8 +236,7 @@ class RedisTransport:
         """
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}")
+        validate_topic(topic)
         if not messages:
             return
         client = self._client or await self.connected()

@@ -35,7 +35,7 @@ import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern
+from tidings.topics import validate_topic
 from tidings.transports.base import Features
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.options import query_options
@@ -135,8 +135,7 @@ class SqliteTransport:
         when the database fails (nothing of the call is stored then).
         """
         self._check_open()
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
+        validate_topic(topic)
         if not messages:
             return
         rows = [
