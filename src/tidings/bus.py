@@ -44,7 +44,7 @@ from tidings.middleware import Middleware
 from tidings.middleware.retry import NO_RETRY, Retry, attempts_made
 from tidings.outcome import PublishResult
 from tidings.route import Route
-from tidings.topics import is_pattern, matches, validate_pattern
+from tidings.topics import is_pattern, matches, validate_pattern, validate_topic
 from tidings.transports import from_url
 from tidings.transports.base import Transport
 from tidings.transports.memory import MemoryTransport
@@ -278,7 +278,8 @@ class Bus:
         bus is not running (use ``async with bus:``), TransportError when the broker fails.
         """
         message = self.message(event, key=key, headers=headers)
-        if self.inline:
+        validate_topic(topic or message.type)  # one rule on every path (the broker offer skips
+        if self.inline:  # the transport's own check)
             for route in self.routes_for(topic or message.type):
                 await self._run_direct(route, message)
             return message
@@ -335,6 +336,7 @@ class Bus:
         that failed their last attempt are in the dead-letter store by then.
         """
         message = self.message(event, key=key, headers=headers)
+        validate_topic(topic or message.type)
         routes = self._by_topic.get(topic or message.type) or self.routes_for(topic or message.type)
         errors: dict[Route, BaseException] | None = None
         if self.inline:
