@@ -224,8 +224,19 @@ async def _damage_redis(url: str) -> None:
 # the reason); ``replay`` leaves it alone and ``purge ID`` removes it.
 
 
+async def _damage_nats(url: str) -> None:
+    import nats
+
+    prefix = dict(parse_qsl(urlsplit(url).query))["prefix"]
+    connection = await nats.connect(urlsplit(url)._replace(query="").geturl())
+    try:
+        await connection.jetstream().publish(f"{prefix}_dlq.damaged", b"{")
+    finally:
+        await connection.close()
+
+
 def damage(url: str) -> None:
-    """Spoil the headers of the second letter (SQL), or add a record that is not JSON (Redis)."""
+    """Spoil the headers of the second letter (SQL), or add a record that is not JSON (Redis, NATS)."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         with sqlite3.connect(urlsplit(url).path[1:]) as connection:
@@ -235,11 +246,13 @@ def damage(url: str) -> None:
             )
     elif scheme.startswith("postgres"):
         asyncio.run(_damage_postgres(url))
+    elif scheme == "nats":
+        asyncio.run(_damage_nats(url))
     else:
         asyncio.run(_damage_redis(url))
 
 
-@pytest.mark.parametrize("broker_url", ["postgresql", "redis"], indirect=True)
+@pytest.mark.parametrize("broker_url", ["postgresql", "redis", "nats"], indirect=True)
 def test_a_damaged_letter_is_listed_marked_and_can_be_purged(cli: Invoke, broker_url: str) -> None:
     check_damaged_letter(cli, broker_url)
 
@@ -257,7 +270,7 @@ def check_damaged_letter(cli: Invoke, url: str) -> None:
     letters = listed(cli, url)
     readable = [letter for letter in letters if letter["error_type"] != UNREADABLE]
     unreadable = [letter for letter in letters if letter["error_type"] == UNREADABLE]
-    assert len(readable) == 3 - (1 if urlsplit(url).scheme != "redis" else 0)
+    assert len(readable) == (2 if urlsplit(url).scheme in ("sqlite", "postgresql") else 3)
     assert unreadable
     assert all("corrupt record" in letter["error_message"] for letter in unreadable)
     assert all(repr(letter["id"]) in letter["error_message"] for letter in unreadable)

@@ -279,27 +279,27 @@ class NatsTransport:
 
     async def next_stored(
         self, stream: str, subject: str, sequence: int
-    ) -> tuple[int, bytes] | None:
+    ) -> tuple[int, str, bytes] | None:
         """The first message of ``stream`` at or after ``sequence`` matching ``subject``, as
-        (sequence, data); None when there is none."""
+        (sequence, its subject, data); None when there is none."""
         _, js = await self._client()
         with self._errors(f"reading {stream}"):
             request = js.get_msg(stream, seq=sequence, subject=subject, next=True)
             return await self._stored(request)
 
-    async def last_stored(self, stream: str, subject: str) -> tuple[int, bytes] | None:
-        """The last message of ``stream`` on ``subject`` as (sequence, data), or None."""
+    async def last_stored(self, stream: str, subject: str) -> tuple[int, str, bytes] | None:
+        """The last message of ``stream`` on ``subject`` as (sequence, subject, data), or None."""
         _, js = await self._client()
         with self._errors(f"reading {stream}"):
             return await self._stored(js.get_msg(stream, subject=subject))
 
-    async def _stored(self, request: Awaitable[RawStreamMsg]) -> tuple[int, bytes] | None:
+    async def _stored(self, request: Awaitable[RawStreamMsg]) -> tuple[int, str, bytes] | None:
         try:
             raw = await self._api(request)
         except nats.js.errors.NotFoundError:
             return None
         assert raw.seq is not None
-        return raw.seq, raw.data or b""
+        return raw.seq, raw.subject or "", raw.data or b""
 
     async def delete_stored(self, stream: str, sequence: int) -> int:
         """Delete one message of ``stream``; 1 if it existed, else 0."""

@@ -62,8 +62,8 @@ class NatsDeadLetterStore:
             found = await self._transport.next_stored(self._stream, f"{self._prefix}.>", sequence)
             if found is None:
                 break
-            sequence, data = found
-            letter = decode_letter(f"#{sequence}", data, self._name)
+            sequence, subject, data = found
+            letter = decode_letter(subject.rpartition(".")[2], data, self._name)
             if topic is None or letter.topic == topic:
                 letters.append(letter)
             sequence += 1
@@ -91,7 +91,8 @@ class NatsDeadLetterStore:
             found = await self._transport.last_stored(self._stream, f"{self._prefix}.{letter_id}")
         if found is None:
             raise NotFound(f"no dead letter with id {letter_id!r}")
-        return found
+        sequence, _, data = found
+        return sequence, data
 
 
 def _checked(letter_id: str) -> str:
