@@ -236,7 +236,7 @@ async def _damage_nats(url: str) -> None:
 
 
 def damage(url: str) -> None:
-    """Spoil the headers of the second letter (SQL), or add a record that is not JSON (Redis, NATS)."""
+    """Spoil the second letter's headers (SQL), or add a record that is not JSON (Redis, NATS)."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         with sqlite3.connect(urlsplit(url).path[1:]) as connection:
