@@ -63,6 +63,7 @@ def refusal(make: Callable[[], object]) -> str:
         f"kafka://app:{SECRET}@127.0.0.1:9092?partitions=some",
         f"amqp://app:{SECRET}@127.0.0.1:5672/?reconnect_timeout=-1",
         f"redis://app:{SECRET}@127.0.0.1:6379/x",
+        f"sqlite://app:{SECRET}@127.0.0.1/x.db",
     ],
 )
 def test_errors_about_a_url_show_no_password(url: str) -> None:
@@ -75,6 +76,7 @@ def test_errors_about_a_url_show_no_password(url: str) -> None:
         f"mongodb://app:{SECRET}@127.0.0.1/db",
         f"app:{SECRET}@127.0.0.1/db",
         f"postgresql://app:{SECRET}@127.0.0.1/test?pool_size=many",
+        f"sqlite://app:{SECRET}@127.0.0.1/x.db",
     ],
 )
 def test_event_store_url_errors_show_no_password(url: str) -> None:

@@ -61,6 +61,7 @@ from tidings.eventsourcing.store import (
     check_expected_version,
     validate_expected_version,
 )
+from tidings.transports import redact
 
 __all__ = ["SqliteEventStore", "SqliteTransaction"]
 
@@ -114,7 +115,7 @@ class SqliteEventStore:
         rest = url.partition("://")[2]
         rest, _, query = rest.partition("?")
         if not rest.startswith("/"):
-            raise ValueError(f"expected sqlite:///path, got {url!r}")
+            raise ValueError(f"expected sqlite:///path, got {redact(url)!r}")
         options = dict(parse_qsl(query))
         synchronous = options.pop("synchronous", "NORMAL").upper()
         if options:
