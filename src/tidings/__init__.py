@@ -6,6 +6,7 @@ from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
 from tidings.errors import (
     ClosedError,
     ConcurrencyError,
+    CorruptRecord,
     DeadLettered,
     DecodeError,
     HandlerTimeout,
@@ -48,6 +49,7 @@ __all__ = [
     "ClosedError",
     "Codec",
     "ConcurrencyError",
+    "CorruptRecord",
     "DeadLetter",
     "DeadLetterStore",
     "DeadLettered",

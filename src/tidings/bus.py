@@ -45,7 +45,7 @@ from tidings.middleware import Middleware
 from tidings.middleware.retry import NO_RETRY, Retry, attempts_made
 from tidings.outcome import PublishResult
 from tidings.route import DEFAULT, Default, Route
-from tidings.topics import is_pattern, matches, validate_pattern
+from tidings.topics import is_pattern, matches, validate_pattern, validate_topic
 from tidings.transports import from_url
 from tidings.transports.base import Transport
 from tidings.transports.memory import ROUTE_CACHE_SIZE, MemoryTransport
@@ -318,6 +318,7 @@ class Bus:
         bus is not running (use ``async with bus:``), TransportError when the broker fails.
         """
         message = self.message(event, key=key, headers=headers)
+        validate_topic(topic or message.type)  # inline and the broker offer skip the transport
         if self.inline:
             for route in self.routes_for(topic or message.type):
                 await self._run_direct(route, message)
@@ -378,6 +379,7 @@ class Bus:
         if self._closed:
             raise ClosedError("the bus was closed")
         message = self.message(event, key=key, headers=headers)
+        validate_topic(topic or message.type)
         routes = self._by_topic.get(topic or message.type) or self.routes_for(topic or message.type)
         errors: dict[Route, BaseException] | None = None
         if self.inline:

@@ -17,24 +17,30 @@ from typing import Any, Protocol
 import msgspec
 
 from tidings.codec import BINARY, Codec
-from tidings.errors import NotFound
+from tidings.errors import CorruptRecord, NotFound
 from tidings.message import Malformed, Message, new_id
 
 __all__ = [
     "REPLAY_GROUP_HEADER",
+    "UNREADABLE",
     "DeadLetter",
     "DeadLetterStore",
     "DeadLetters",
     "MemoryDeadLetterStore",
     "dead_letter_from",
+    "decode_letter",
     "payload_bytes",
     "store_failure",
+    "unreadable_letter",
 ]
 
 _log = logging.getLogger("tidings.dead_letters")
 
 REPLAY_GROUP_HEADER = "tidings-replay-group"
 """A replayed message carries the group it is meant for; other groups acknowledge it unhandled."""
+
+UNREADABLE = f"{CorruptRecord.__module__}.{CorruptRecord.__qualname__}"
+"""``error_type`` of the stand-in a store lists for a stored letter it cannot read back."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +97,34 @@ def dead_letter_from(
         failed_at=failed_at,
         published_at=message.timestamp,
     )
+
+
+def unreadable_letter(letter_id: str, error: CorruptRecord) -> DeadLetter:
+    """The stand-in for a stored letter that cannot be read back: its id, and ``error`` as the
+    reason (``error_type`` is :data:`UNREADABLE`).
+
+    Stores list it in the letter's place, so one damaged record neither hides the others nor
+    goes unseen; it can be shown and purged by id, and is never replayed.
+    """
+    _log.warning("%s", error)
+    return DeadLetter(
+        id=letter_id, message_id="", topic="", type="", group="", data=b"", headers={}, key=None,
+        error_type=UNREADABLE, error_message=str(error), traceback="", attempts=0,
+        failed_at=0.0, published_at=0.0,
+    )  # fmt: skip
+
+
+_decode_json = msgspec.json.Decoder(DeadLetter).decode
+
+
+def decode_letter(letter_id: str, data: bytes, store: str) -> DeadLetter:
+    """The letter a broker store kept as JSON under ``letter_id``, or its
+    :func:`unreadable_letter` stand-in when ``data`` is not a dead letter."""
+    try:
+        return _decode_json(data)
+    except msgspec.DecodeError as exc:
+        error = CorruptRecord(store, f"dead letter {letter_id!r}", f"{exc}")
+        return unreadable_letter(letter_id, error)
 
 
 def payload_bytes(data: Any, codec: Codec) -> bytes:
@@ -209,9 +243,15 @@ class DeadLetters:
         """Publish these letters (all when None) again and remove them; returns how many.
 
         Each letter is removed only after its publish returned, so a crash replays it again
-        rather than losing it.
+        rather than losing it. Letters the store cannot read back (see :func:`unreadable_letter`)
+        stay where they are: skipped when replaying all, CorruptRecord when asked for by id.
         """
         letters = await self._chosen(letter_ids)
+        unreadable = [letter.id for letter in letters if letter.error_type == UNREADABLE]
+        if unreadable and letter_ids is not None:
+            reason = "it cannot be read back, so it cannot be replayed (purge it by id)"
+            raise CorruptRecord("the dead-letter store", f"dead letter {unreadable[0]!r}", reason)
+        letters = [letter for letter in letters if letter.error_type != UNREADABLE]
         for letter in letters:
             await self._republish(letter.topic, letter.to_message())
             await self.store.remove([letter.id])

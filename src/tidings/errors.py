@@ -15,6 +15,7 @@ Every error the library raises on purpose derives from :class:`TidingsError`::
     ├── ConcurrencyError       an append found another version than the expected one
     ├── StreamDeleted          an append to, or a read of, a stream that was deleted
     ├── NotFound               a stream, aggregate or dead letter that does not exist
+    ├── CorruptRecord          a stored commit or dead letter that cannot be read back
     └── NotHandled             recorded for messages a bus closed before handling them
 
 Errors from broker clients are mapped at the transport boundary (``raise TransportError(...) from
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "ClosedError",
     "ConcurrencyError",
+    "CorruptRecord",
     "DeadLettered",
     "DecodeError",
     "HandlerTimeout",
@@ -128,6 +130,21 @@ class ConcurrencyError(TidingsError):
 
 class NotFound(TidingsError, LookupError):
     """A stream, aggregate or dead letter does not exist."""
+
+
+class CorruptRecord(TidingsError, ValueError):
+    """A stored record cannot be read back: its bytes or fields are not what tidings wrote.
+
+    ``store`` names the store (``SQLite event store 'events.db'``), ``record`` the record in it
+    (``stream 'account-1' versions 3-4, positions 7-8``, ``dead letter '0193…'``) and ``reason``
+    what is wrong. The record stays where it is: nothing is deleted or rewritten.
+    """
+
+    def __init__(self, store: str, record: str, reason: str) -> None:
+        self.store = store
+        self.record = record
+        self.reason = reason
+        super().__init__(f"corrupt record in {store}: {record}: {reason}")
 
 
 class StreamDeleted(TidingsError):

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
+import pytest
 from typer.testing import Result
 
 from tidings import Bus, Message
+from tidings.deadletters import UNREADABLE
 
 Invoke = Callable[..., Result]
 
@@ -92,6 +96,7 @@ def test_show_gives_the_message_and_the_traceback(cli: Invoke, sqlite_url: str) 
 
 
 def test_show_of_an_unknown_id_fails(cli: Invoke, sqlite_url: str) -> None:
+    asyncio.run(dead_letter(sqlite_url, "invoice.due", 1))
     result = cli("dlq", "show", "no-such-id", "--url", sqlite_url)
 
     assert result.exit_code == 1
@@ -197,3 +202,107 @@ def test_a_deeply_nested_payload_is_listed_as_text(cli: Invoke, sqlite_url: str)
     (letter,) = listed(cli, sqlite_url)
     assert letter["data"] == deep.decode()
     assert letter["error_type"] == "tidings.errors.DecodeError"
+
+
+async def _damage_postgres(url: str) -> None:
+    import asyncpg
+
+    parts = urlsplit(url)
+    schema = dict(parse_qsl(parts.query))["schema"]
+    connection = await asyncpg.connect(parts._replace(query="").geturl())
+    try:
+        await connection.execute(
+            f'UPDATE "{schema}".dead_letters SET headers = $1 '
+            f'WHERE n = (SELECT min(n) + 1 FROM "{schema}".dead_letters)',
+            b"{not json",
+        )
+    finally:
+        await connection.close()
+
+
+async def _damage_redis(url: str) -> None:
+    import redis.asyncio as redis
+
+    from tidings.transports.redis import RedisOptions, RedisTransport
+
+    keys = RedisTransport(RedisOptions.from_url(url)).keys
+    client = redis.Redis.from_url(urlsplit(url)._replace(query="").geturl())
+    try:
+        entry = await client.xadd(
+            keys.dead_letters, {"id": "damaged", "topic": "invoice.due", "letter": b"{"}
+        )
+        await client.hset(keys.dead_letter_index, "damaged", entry)
+    finally:
+        await client.aclose()
+
+
+# One damaged dead-letter record neither hides the others nor goes unseen: ``dlq list`` shows it
+# in its place, marked unreadable (error type CorruptRecord, the store and the letter named in
+# the reason); ``replay`` leaves it alone and ``purge ID`` removes it.
+
+
+async def _damage_nats(url: str) -> None:
+    import nats
+
+    prefix = dict(parse_qsl(urlsplit(url).query))["prefix"]
+    connection = await nats.connect(urlsplit(url)._replace(query="").geturl())
+    try:
+        await connection.jetstream().publish(f"{prefix}_dlq.damaged", b"{")
+    finally:
+        await connection.close()
+
+
+def damage(url: str) -> None:
+    """Spoil the second letter's headers (SQL), or add a record that is not JSON (Redis, NATS)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        with sqlite3.connect(urlsplit(url).path[1:]) as connection:
+            connection.execute(
+                "UPDATE tidings_dead_letters SET headers = x'7b', attempts = 'many' "
+                "WHERE n = (SELECT min(n) + 1 FROM tidings_dead_letters)"
+            )
+    elif scheme.startswith("postgres"):
+        asyncio.run(_damage_postgres(url))
+    elif scheme == "nats":
+        asyncio.run(_damage_nats(url))
+    else:
+        asyncio.run(_damage_redis(url))
+
+
+@pytest.mark.parametrize("broker_url", ["postgresql", "redis", "nats"], indirect=True)
+def test_a_damaged_letter_is_listed_marked_and_can_be_purged(cli: Invoke, broker_url: str) -> None:
+    check_damaged_letter(cli, broker_url)
+
+
+def test_a_damaged_sqlite_letter_is_listed_marked_and_can_be_purged(
+    cli: Invoke, sqlite_url: str
+) -> None:
+    check_damaged_letter(cli, sqlite_url)
+
+
+def check_damaged_letter(cli: Invoke, url: str) -> None:
+    asyncio.run(dead_letter(url, "invoice.due", 3))
+    damage(url)
+
+    letters = listed(cli, url)
+    readable = [letter for letter in letters if letter["error_type"] != UNREADABLE]
+    unreadable = [letter for letter in letters if letter["error_type"] == UNREADABLE]
+    assert len(readable) == (2 if urlsplit(url).scheme in ("sqlite", "postgresql") else 3)
+    assert unreadable
+    assert all("corrupt record" in letter["error_message"] for letter in unreadable)
+    assert all(repr(letter["id"]) in letter["error_message"] for letter in unreadable)
+    human = cli("dlq", "list", "--url", url)
+    assert human.exit_code == 0
+    assert "CorruptRecord" in human.stdout
+
+    replayed = cli("dlq", "replay", "--url", url, "--json")
+    assert replayed.exit_code == 0, replayed.output
+    assert msgspec.json.decode(replayed.stdout) == {"replayed": len(readable)}
+    refused = cli("dlq", "replay", unreadable[0]["id"], "--url", url)
+    assert refused.exit_code == 1
+    assert "cannot be replayed" in refused.stderr
+
+    assert [letter["id"] for letter in listed(cli, url)] == [u["id"] for u in unreadable]
+    purged = cli("dlq", "purge", *[u["id"] for u in unreadable], "--url", url, "--json")
+    assert msgspec.json.decode(purged.stdout) == {"purged": len(unreadable)}
+    assert listed(cli, url) == []

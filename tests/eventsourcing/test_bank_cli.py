@@ -80,7 +80,8 @@ def test_reading_an_unknown_stream_fails_with_a_message(url: str) -> None:
 
 
 def test_a_store_that_cannot_be_opened_fails_with_a_message(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'missing-directory' / 'events.db'}"
+    (tmp_path / "events.db").write_text("not a database, but a note to self\n" * 100)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
     result = runner.invoke(store.app, ["streams", "--url", url])
     assert result.exit_code == 1
     assert "error: cannot open SQLite event store" in result.stderr

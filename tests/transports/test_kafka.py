@@ -104,7 +104,7 @@ def test_wildcards_become_anchored_regexes() -> None:
     assert everything.match("orders.placed")
     assert not everything.match("tidings.dead-letters"), "dead letters are never a wildcard's"
     with pytest.raises(ValueError, match="cannot be part of a Kafka topic name"):
-        topic_regex("user.a b.*", exclude="tidings.dead-letters")
+        topic_regex("user.a$b.*", exclude="tidings.dead-letters")
 
 
 def test_record_headers_carry_the_envelope() -> None:
@@ -132,7 +132,7 @@ async def test_unreachable_broker_names_kafka_without_credentials() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    transport = from_url(f"kafka://app:hunter2@127.0.0.1:{port}")
+    transport = from_url(f"kafka://app:hunter2@127.0.0.1:{port}?allow_plaintext_password=true")
     with pytest.raises(ServiceUnavailable) as raised:
         await transport.start()
     assert f"Kafka is not reachable at 127.0.0.1:{port}" in str(raised.value)
@@ -142,7 +142,7 @@ async def test_unreachable_broker_names_kafka_without_credentials() -> None:
 
 async def test_illegal_topic_names_are_refused_at_once(kafka: KafkaTransport) -> None:
     with pytest.raises(ValueError, match="not a legal Kafka topic name"):
-        await kafka.publish("orders placed", messages(1))
+        await kafka.publish("orders/placed", messages(1))
     with pytest.raises(ValueError, match="not a legal Kafka topic name"):
         kafka.subscribe("orders/placed", group="g")
 

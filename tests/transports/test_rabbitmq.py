@@ -20,7 +20,7 @@ import pytest
 from brokers import RABBITMQ, shell, wait_ready
 from pamqp.commands import Basic
 
-from tidings.deadletters import DeadLetter, dead_letter_from
+from tidings.deadletters import UNREADABLE, DeadLetter, dead_letter_from
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.transports import from_url
@@ -481,7 +481,7 @@ async def test_dead_letter_queue_deleted_meanwhile_comes_back(
     assert await store.list() == [second]
 
 
-async def test_dead_letter_queue_skips_foreign_records(
+async def test_dead_letter_queue_lists_a_foreign_record_as_unreadable(
     transport: RabbitMQTransport, amqp_url: str
 ) -> None:
     store = transport.dead_letters()
@@ -489,8 +489,14 @@ async def test_dead_letter_queue_skips_foreign_records(
     await store.add(kept)
     connection = await aiormq.connect(amqp_url)
     channel = await connection.channel()
-    await channel.basic_publish(b"not json", routing_key=store.queue)
+    await channel.basic_publish(
+        b"not json", routing_key=store.queue, properties=Basic.Properties(message_id="x-1")
+    )
     await connection.close()
+    listed = await store.list()
+    assert listed[0] == kept
+    assert [(u.id, u.error_type) for u in listed[1:]] == [("x-1", UNREADABLE)]
+    assert await store.remove(["x-1"]) == 1
     assert await store.list() == [kept]
 
 

@@ -3,6 +3,8 @@
 Works on every transport URL through ``Bus(url).dead_letters``, so it sees the same store the
 application's consumers write to. Replaying publishes a letter again to its original topic,
 addressed to the group that failed it, and removes it from the store once the publish returned.
+A SQLite file that does not exist is an error (exit status 1), not an empty store: these
+commands never create one.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def list_(
     """List dead letters, oldest first."""
 
     async def fetch() -> list[DeadLetter]:
-        async with open_bus(url) as bus:
+        async with open_bus(url, create=False) as bus:
             return await bus.dead_letters.list(topic=topic, limit=limit)
 
     letters = run(fetch(), url)
@@ -88,7 +90,7 @@ def show(
     """Show one dead letter: the message, its reason and the traceback."""
 
     async def fetch() -> DeadLetter:
-        async with open_bus(url) as bus:
+        async with open_bus(url, create=False) as bus:
             return await bus.dead_letters.show(letter_id)
 
     letter = run(fetch(), url)
@@ -121,7 +123,7 @@ def replay(ids: Ids = None, url: Url = DEFAULT_URL, json: Json = False) -> None:
     """Deliver dead letters again (all, or the given ids) to the groups that failed them."""
 
     async def send() -> int:
-        async with open_bus(url) as bus:
+        async with open_bus(url, create=False) as bus:
             return await bus.dead_letters.replay(ids or None)
 
     replayed = run(send(), url)
@@ -145,7 +147,7 @@ def purge(
         typer.confirm("Delete every dead letter for good?", abort=True, err=True)
 
     async def remove() -> int:
-        async with open_bus(url) as bus:
+        async with open_bus(url, create=False) as bus:
             return await bus.dead_letters.purge(ids or None)
 
     purged = run(remove(), url)

@@ -20,9 +20,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tidings.cli.store import DEFAULT_URL, Json, Url, run, write_json
+from tidings.cli.connect import run
+from tidings.cli.store import DEFAULT_URL, Json, Url, open_store, write_json
 from tidings.eventsourcing.projection import Projection, ProjectionStatus
-from tidings.eventsourcing.store import EventStore
 
 __all__ = ["app", "load_projections"]
 
@@ -84,10 +84,10 @@ def status(
     chosen = [_choose(projections, name)] if name else list(projections.values())
 
     async def fetch() -> list[ProjectionStatus]:
-        async with EventStore(url) as store:
+        async with open_store(url) as store:
             return [await projection.status(store) for projection in chosen]
 
-    statuses = run(fetch())
+    statuses = run(fetch(), url)
     if json:
         write_json(
             [
@@ -126,10 +126,10 @@ def rebuild(
             bar.update(task, completed=position, total=head)
 
         async def replay() -> int:
-            async with EventStore(url) as store:
+            async with open_store(url) as store:
                 return await projection.rebuild(store, progress=progress)
 
-        position = run(replay())
+        position = run(replay(), url)
     if json:
         write_json({"name": name, "position": position})
     else:

@@ -2,17 +2,16 @@
 
 ``streams`` lists the streams with their versions; ``read STREAM`` prints a stream's events.
 The store comes from ``--url`` (or ``TIDINGS_STORE_URL``), the embedded SQLite file
-``.tidings/events.db`` by default. ``--json`` prints one JSON array for scripts, with each
-event's payload embedded as JSON. Errors (an unknown stream, a database that cannot be opened)
-print a message and exit with status 1.
+``.tidings/events.db`` by default; these commands never create it (a missing file is an error).
+``--json`` prints one JSON array for scripts, with each event's payload embedded as JSON. Errors
+(an unknown stream, a missing or unreadable database, a corrupt record) print one line on stderr
+and exit with status 1.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -21,12 +20,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from tidings.errors import TidingsError
+from tidings.cli.connect import require_database, run
 from tidings.eventsourcing.store import EventStore, RecordedEvent, StreamInfo
 
-__all__ = ["DEFAULT_URL", "Json", "Url", "app", "run", "write_json"]
-
-T = TypeVar("T")
+__all__ = ["DEFAULT_URL", "Json", "Url", "app", "open_store", "write_json"]
 
 DEFAULT_URL = "sqlite:///.tidings/events.db"
 
@@ -43,14 +40,10 @@ Url = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main``; a TidingsError (unknown stream, unreachable database…) becomes a message on
-    stderr and exit status 1 instead of a traceback."""
-    try:
-        return asyncio.run(main)
-    except TidingsError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+def open_store(url: str) -> EventStore:
+    """The store at ``url``, not started; raises NotFound for a SQLite file that does not exist."""
+    require_database(url)
+    return EventStore(url)
 
 
 def write_json(value: Any) -> None:
@@ -64,10 +57,10 @@ def streams(url: Url = DEFAULT_URL, json: Json = False) -> None:
     """List the streams with their current version."""
 
     async def fetch() -> list[StreamInfo]:
-        async with EventStore(url) as store:
+        async with open_store(url) as store:
             return await store.streams()
 
-    infos = run(fetch())
+    infos = run(fetch(), url)
     if json:
         write_json([_stream_json(info) for info in infos])
         return
@@ -93,12 +86,12 @@ def read(
     """Print the events of STREAM."""
 
     async def fetch() -> list[RecordedEvent]:
-        async with EventStore(url) as store:
+        async with open_store(url) as store:
             await store.stream_info(stream)  # NotFound for a stream that was never written
             events = store.read(stream, from_version=from_version, backwards=backwards, limit=limit)
             return [recorded async for recorded in events]
 
-    events = run(fetch())
+    events = run(fetch(), url)
     if json:
         write_json([_event_json(recorded) for recorded in events])
         return

@@ -26,14 +26,18 @@ _BACKENDS = {
 
 
 def open_backend(url: str) -> EventStoreBackend:
-    """The backend for ``url``, constructed without I/O. Raises ValueError for an unknown scheme."""
+    """The backend for ``url``, constructed without I/O.
+
+    Raises ValueError for an unknown scheme, naming the scheme only (a URL may hold a password).
+    """
     scheme, separator, _ = url.partition("://")
+    known = ", ".join(f"{s}://" for s in _BACKENDS)
+    if not separator:
+        raise ValueError(f"an event store URL starts with a scheme: one of {known}")
     try:
         module, name = _BACKENDS[scheme.lower()]
     except KeyError:
-        known = ", ".join(f"{s}://" for s in _BACKENDS)
-        raise ValueError(f"unknown event store URL {url!r}; expected one of {known}") from None
-    if not separator:
-        raise ValueError(f"unknown event store URL {url!r}")
+        reason = f"unknown event store scheme {scheme!r}; expected one of {known}"
+        raise ValueError(reason) from None
     backend: EventStoreBackend = getattr(importlib.import_module(module), name).from_url(url)
     return backend

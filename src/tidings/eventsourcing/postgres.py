@@ -103,6 +103,8 @@ class PostgresEventStore:
         parts = urlsplit(dsn)
         self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
         """host:port/database, for error messages (no credentials)."""
+        self.name = f"PostgreSQL event store {self.where} (schema {schema})"
+        """What error messages call this store."""
         self._pool: ConnectionPool | None = None
         self._batcher: AppendBatcher | None = None
         self._listener: Any = None
@@ -196,7 +198,7 @@ class PostgresEventStore:
             while left:
                 async with _mapped(self.where):
                     rows = await pool.fetch(READ_BACKWARD, stream, below + 1, PAGE)
-                events, below, left = backward_page(stream, rows, below, left, _as_is)
+                events, below, left = backward_page(self.name, stream, rows, below, left, _as_is)
                 for event in events:
                     yield event
                 if len(rows) < PAGE:
@@ -206,7 +208,7 @@ class PostgresEventStore:
             while left:
                 async with _mapped(self.where):
                     rows = await pool.fetch(READ_FORWARD, stream, start, PAGE)
-                events, start, left = forward_page(stream, rows, start, left, _as_is)
+                events, start, left = forward_page(self.name, stream, rows, start, left, _as_is)
                 for event in events:
                     yield event
                 if len(rows) < PAGE:
@@ -220,7 +222,7 @@ class PostgresEventStore:
         while left:
             async with _mapped(self.where):
                 rows = await pool.fetch(READ_ALL, after, PAGE if left < 0 else min(left, PAGE))
-            events, after, left = log_page(rows, after, left, _as_is)
+            events, after, left = log_page(self.name, rows, after, left, _as_is)
             for event in events:
                 yield event
             if len(rows) < PAGE:
@@ -234,7 +236,7 @@ class PostgresEventStore:
             )
         if row is None:
             raise NotFound(f"stream {stream!r} does not exist")
-        return stream_info_of(row)
+        return stream_info_of(self.name, row)
 
     async def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         encoded = msgspec.json.encode(dict(metadata)).decode()
@@ -250,7 +252,7 @@ class PostgresEventStore:
             rows = await self._open_pool().fetch(
                 "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id"
             )
-        return [stream_info_of(row) for row in rows]
+        return [stream_info_of(self.name, row) for row in rows]
 
     async def delete_stream(self, stream: str) -> None:
         async with _mapped(self.where):

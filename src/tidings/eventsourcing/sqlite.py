@@ -61,6 +61,7 @@ from tidings.eventsourcing.store import (
     check_expected_version,
     validate_expected_version,
 )
+from tidings.transports import redact
 
 __all__ = ["SqliteEventStore", "SqliteTransaction"]
 
@@ -95,6 +96,8 @@ class SqliteEventStore:
         if level not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         self.synchronous = level
+        self.name = f"SQLite event store {self.path!r}"
+        """What error messages call this store."""
         self.busy_timeout = busy_timeout
         self._reader: sqlite3.Connection | None = None
         self._writer: GroupCommitWriter | None = None
@@ -112,7 +115,7 @@ class SqliteEventStore:
         rest = url.partition("://")[2]
         rest, _, query = rest.partition("?")
         if not rest.startswith("/"):
-            raise ValueError(f"expected sqlite:///path, got {url!r}")
+            raise ValueError(f"expected sqlite:///path, got {redact(url)!r}")
         options = dict(parse_qsl(query))
         synchronous = options.pop("synchronous", "NORMAL").upper()
         if options:
@@ -326,7 +329,9 @@ class SqliteEventStore:
             below = 2**62 if from_version is None else from_version
             while left:
                 rows = _sql.query(reader, _sql.READ_BACKWARD, (stream_id, below + 1, PAGE))
-                events, below, left = backward_page(stream, rows, below, left, _timestamp)
+                events, below, left = backward_page(
+                    self.name, stream, rows, below, left, _timestamp
+                )
                 for event in events:
                     yield event
                 if len(rows) < PAGE:
@@ -335,7 +340,7 @@ class SqliteEventStore:
             start = 1 if from_version is None else from_version
             while left:
                 rows = _sql.query(reader, _sql.READ_FORWARD, (stream_id, start, PAGE))
-                events, start, left = forward_page(stream, rows, start, left, _timestamp)
+                events, start, left = forward_page(self.name, stream, rows, start, left, _timestamp)
                 for event in events:
                     yield event
                 if len(rows) < PAGE:
@@ -348,7 +353,7 @@ class SqliteEventStore:
         left = -1 if limit is None else limit
         while left:
             rows = _sql.query(reader, _sql.READ_ALL, (after, PAGE if left < 0 else min(left, PAGE)))
-            events, after, left = log_page(rows, after, left, _timestamp)
+            events, after, left = log_page(self.name, rows, after, left, _timestamp)
             for event in events:
                 yield event
             if len(rows) < PAGE:
@@ -362,7 +367,7 @@ class SqliteEventStore:
         )
         if not rows:
             raise NotFound(f"stream {stream!r} does not exist")
-        return stream_info_of(rows[0])
+        return stream_info_of(self.name, rows[0])
 
     async def streams(self) -> list[StreamInfo]:
         rows = _sql.query(
@@ -370,7 +375,7 @@ class SqliteEventStore:
             "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id",
             (),
         )
-        return [stream_info_of(row) for row in rows]
+        return [stream_info_of(self.name, row) for row in rows]
 
     async def head_position(self) -> int:
         return self._readable_head(self._reader_or_closed())

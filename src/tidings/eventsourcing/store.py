@@ -29,6 +29,7 @@ import msgspec
 
 from tidings.errors import ClosedError, ConcurrencyError, StreamDeleted
 from tidings.message import new_id
+from tidings.transports import redact
 
 __all__ = [
     "ANY",
@@ -203,10 +204,11 @@ class EventStore:
 
     ``memory://`` (in process, for tests), ``sqlite:///path/events.db`` (the embedded default;
     ``?synchronous=full`` for power-loss durability) and ``postgresql://user@host/db``
-    (``?schema=name``). The constructor does no I/O: the store opens on ``start()``, on
-    ``async with store``, or on first use, and ``aclose()`` closes it; any call afterwards raises
-    :class:`~tidings.ClosedError`. All methods are safe to call concurrently from tasks of one
-    event loop.
+    (``?schema=name``). ``url`` is the URL with its password replaced by ``***`` (for logs;
+    the backend keeps what it needs to connect). The constructor does no I/O: the store opens on
+    ``start()``, on ``async with store``, or on first use, and ``aclose()`` closes it; any call
+    afterwards raises :class:`~tidings.ClosedError`. All methods are safe to call concurrently
+    from tasks of one event loop.
     """
 
     __slots__ = ("_backend", "_closed", "_started", "url")
@@ -215,8 +217,8 @@ class EventStore:
         from tidings.eventsourcing.open import open_backend  # backends import this module
 
         if isinstance(url, str):
-            self.url = url
             self._backend: EventStoreBackend = open_backend(url)
+            self.url = redact(url)
         else:
             self.url = type(url).__name__
             self._backend = url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from urllib.parse import urlsplit
 
 from tidings.transports.base import Delivery, Features, Subscription, Transport
@@ -23,13 +24,34 @@ _MODULES = {
 }
 
 
+# A query parameter whose name says it holds a secret (``sslpassword``, ``keyfile_password``).
+_SECRET_PARAMETER = re.compile(r"(?i)((?:^|&)[^=&]*(?:password|secret|token)[^=&]*=)[^&]*")
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """The URL with every password replaced by ``***``, for reprs, logs and error messages.
+
+    Covers ``user:password@`` before each host (NATS and Kafka URLs list several hosts, each
+    with credentials) and query parameters whose names contain ``password``, ``secret`` or
+    ``token``. The one helper for every place a URL is shown.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not even a URL: show its scheme only
+        return f"{url.partition(':')[0]}:***"
+    hosts = []
+    for host in parts.netloc.split(","):
+        userinfo, at, address = host.rpartition("@")
+        if at and ":" in userinfo:
+            host = f"{userinfo.partition(':')[0]}:***@{address}"
+        hosts.append(host)
+    netloc, query = ",".join(hosts), _SECRET_PARAMETER.sub(r"\1***", parts.query)
+    # replaced in place: urlunsplit would turn ``sqlite:///x.db`` into ``sqlite:/x.db``
+    if netloc != parts.netloc:
+        url = url.replace(parts.netloc, netloc, 1)
+    if query != parts.query:
+        url = url.replace(f"?{parts.query}", f"?{query}", 1)
+    return url
 
 
 def from_url(url: str) -> Transport:
@@ -43,7 +65,7 @@ def from_url(url: str) -> Transport:
         module_name, extra = _MODULES[scheme]
     except KeyError:
         known = ", ".join(sorted(_MODULES))
-        raise ValueError(f"unknown transport scheme in {redact(url)!r}; known: {known}") from None
+        raise ValueError(f"unknown transport scheme {scheme!r}; known: {known}") from None
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

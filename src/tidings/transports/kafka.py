@@ -22,7 +22,6 @@ ServiceUnavailable when no broker answers.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from aiokafka.errors import KafkaError, for_code
 
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
+from tidings.topics import validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.kafka_deadletters import KafkaDeadLetterStore
@@ -42,6 +42,7 @@ from tidings.transports.kafka_protocol import check_topic, mapped
 from tidings.transports.kafka_publish import Publisher
 from tidings.transports.kafka_subscription import KafkaSubscription
 from tidings.transports.options import query_options
+from tidings.transports.tls import check_client_certificate, client_context, wants_tls
 
 __all__ = ["FEATURES", "KafkaOptions", "KafkaTransport", "from_url"]
 
@@ -76,6 +77,13 @@ class KafkaOptions:
     """Connect with TLS, verifying the brokers with the system's CA certificates."""
     tls_ca: str | None = None
     """A CA bundle file to verify the brokers with (implies ``tls``)."""
+    tls_cert: str | None = None
+    """A client certificate file (PEM) to present to servers that require one (implies ``tls``)."""
+    tls_key: str | None = None
+    """The private key of ``tls_cert`` when it is not in the same file."""
+    allow_plaintext_password: bool = False
+    """Send ``username`` and ``password`` without TLS (SASL_PLAINTEXT). Refused unless set: on
+    an untrusted network anyone on the path could read the password."""
     client_id: str = "tidings"
     partitions: int | None = None
     """Create each topic tidings publishes to or subscribes to with this many partitions (the
@@ -102,6 +110,18 @@ class KafkaOptions:
     """Seconds a closing subscription waits for deliveries in progress to settle, so that their
     offsets are committed; those still unsettled then are delivered again to the group."""
     dead_letter_topic: str = "tidings.dead-letters"
+
+    def __post_init__(self) -> None:
+        check_client_certificate("kafka", self.tls_cert, self.tls_key)
+        if (
+            self.username is not None
+            and not wants_tls(self.tls, self.tls_ca, self.tls_cert)
+            and not self.allow_plaintext_password
+        ):
+            raise ValueError(
+                "kafka: a password without TLS would cross the network in the clear; add "
+                "?tls=true, or ?allow_plaintext_password=true if the network is trusted"
+            )
 
     @classmethod
     def from_url(cls, url: str) -> KafkaOptions:
@@ -132,9 +152,9 @@ class KafkaOptions:
             "request_timeout_ms": self.request_timeout_ms,
             "metadata_max_age_ms": self.metadata_max_age_ms,
         }
-        tls = self.tls or self.tls_ca is not None
+        tls = wants_tls(self.tls, self.tls_ca, self.tls_cert)
         if tls:
-            settings["ssl_context"] = ssl.create_default_context(cafile=self.tls_ca)
+            settings["ssl_context"] = client_context(self.tls_ca, self.tls_cert, self.tls_key)
         if self.username is not None:
             settings["security_protocol"] = "SASL_SSL" if tls else "SASL_PLAINTEXT"
             settings["sasl_mechanism"] = self.sasl_mechanism
@@ -217,6 +237,7 @@ class KafkaTransport:
         name Kafka rejects, TransportError (ServiceUnavailable) when the brokers fail,
         ClosedError after :meth:`aclose`.
         """
+        validate_topic(topic)
         if not messages:
             return
         if self._closed:

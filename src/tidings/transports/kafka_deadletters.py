@@ -22,7 +22,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.transports.kafka_protocol import mapped
 
@@ -33,7 +33,6 @@ __all__ = ["KafkaDeadLetterStore"]
 
 _log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(DeadLetter).decode
 
 
 class KafkaDeadLetterStore:
@@ -46,6 +45,7 @@ class KafkaDeadLetterStore:
     def __init__(self, transport: KafkaTransport) -> None:
         self._transport = transport
         self.topic = transport.options.dead_letter_topic
+        self._name = f"Kafka dead letters {self.topic!r}"
 
     async def add(self, letter: DeadLetter) -> None:
         """Append ``letter``; returns once the brokers stored it."""
@@ -121,10 +121,7 @@ class KafkaDeadLetterStore:
                     if record.value is None:
                         letters.pop(letter_id, None)
                         continue
-                    try:
-                        letters[letter_id] = _decode(record.value)
-                    except msgspec.DecodeError as exc:
-                        _log.warning("skipped a record of %s: no dead letter: %s", self.topic, exc)
+                    letters[letter_id] = decode_letter(letter_id, record.value, self._name)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)

@@ -67,6 +67,7 @@ def topic_regex(pattern: str, *, exclude: str) -> str:
 
 def checked(topic: str, *, exclude: str) -> str | None:
     """The regex for a pattern, or None after checking a plain topic name."""
+    validate_pattern(topic)
     if is_pattern(topic):
         return topic_regex(topic, exclude=exclude)
     check_topic(topic)

@@ -23,7 +23,7 @@ from tidings.clock import Clock, SystemClock
 from tidings.deadletters import DeadLetterStore, MemoryDeadLetterStore
 from tidings.errors import ClosedError, QueueFull
 from tidings.message import Message
-from tidings.topics import is_pattern, matches, validate_pattern
+from tidings.topics import matches, validate_pattern, validate_topic
 from tidings.transports.base import Features
 
 __all__ = ["MemoryBroker", "MemoryTransport", "from_url"]
@@ -241,7 +241,7 @@ class MemoryBroker:
 
     def channel(self, topic: str, group: str) -> Channel:
         """The channel of ``group`` on ``topic``, created on first use."""
-        key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
+        key = (validate_pattern(topic), group)
         channel = self.channels.get(key)
         if channel is None:
             channel = self.channels[key] = Channel(*key, self.capacity, self.clock)
@@ -251,8 +251,7 @@ class MemoryBroker:
     def retire(self, topic: str, group: str) -> None:
         """Route no more messages to ``group`` on ``topic``; its takers end once what the
         channel holds is finished (a later subscription of the group gets a new channel)."""
-        key = (validate_pattern(topic) if is_pattern(topic) else topic, group)
-        channel = self.channels.pop(key, None)
+        channel = self.channels.pop((validate_pattern(topic), group), None)
         if channel is not None:
             self._routes.clear()
             channel.retired = True
@@ -352,6 +351,7 @@ class MemoryTransport:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Queue each message on every group of ``topic``: on all of them or on none."""
         self._check_open()
+        validate_topic(topic)
         broker = self.broker
         for message in messages:
             if not broker.offer(topic, message):
@@ -360,6 +360,7 @@ class MemoryTransport:
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
         self._check_open()
+        validate_topic(topic)
         if not self.broker.offer(topic, message):
             raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
 

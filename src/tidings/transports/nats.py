@@ -52,7 +52,8 @@ from tidings.transports.nats_deadletters import NatsDeadLetterStore
 from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
-from tidings.transports.options import query_options
+from tidings.transports.options import query_options, redacted_repr
+from tidings.transports.tls import check_client_certificate, client_context, wants_tls
 
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 
@@ -104,6 +105,10 @@ class NatsOptions:
     """Connect with TLS, verifying the server with the system's CA certificates."""
     tls_ca: str | None = None
     """A CA bundle file to verify the server with (implies ``tls``)."""
+    tls_cert: str | None = None
+    """A client certificate file (PEM) to present to servers that require one (implies ``tls``)."""
+    tls_key: str | None = None
+    """The private key of ``tls_cert`` when it is not in the same file."""
     name: str | None = None
     """Connection name shown by the server's monitoring."""
 
@@ -114,6 +119,18 @@ class NatsOptions:
     @property
     def dead_letter_prefix(self) -> str:
         return f"{self.prefix}_dlq"
+
+    def __post_init__(self) -> None:
+        check_client_certificate("nats", self.tls_cert, self.tls_key)
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context nats-py connects with, None without TLS; ValueError for unreadable files."""
+        if not wants_tls(self.tls, self.tls_ca, self.tls_cert):
+            return None
+        return client_context(self.tls_ca, self.tls_cert, self.tls_key)
 
     @classmethod
     def from_url(cls, url: str) -> NatsOptions:
@@ -262,27 +279,27 @@ class NatsTransport:
 
     async def next_stored(
         self, stream: str, subject: str, sequence: int
-    ) -> tuple[int, bytes] | None:
+    ) -> tuple[int, str, bytes] | None:
         """The first message of ``stream`` at or after ``sequence`` matching ``subject``, as
-        (sequence, data); None when there is none."""
+        (sequence, its subject, data); None when there is none."""
         _, js = await self._client()
         with self._errors(f"reading {stream}"):
             request = js.get_msg(stream, seq=sequence, subject=subject, next=True)
             return await self._stored(request)
 
-    async def last_stored(self, stream: str, subject: str) -> tuple[int, bytes] | None:
-        """The last message of ``stream`` on ``subject`` as (sequence, data), or None."""
+    async def last_stored(self, stream: str, subject: str) -> tuple[int, str, bytes] | None:
+        """The last message of ``stream`` on ``subject`` as (sequence, subject, data), or None."""
         _, js = await self._client()
         with self._errors(f"reading {stream}"):
             return await self._stored(js.get_msg(stream, subject=subject))
 
-    async def _stored(self, request: Awaitable[RawStreamMsg]) -> tuple[int, bytes] | None:
+    async def _stored(self, request: Awaitable[RawStreamMsg]) -> tuple[int, str, bytes] | None:
         try:
             raw = await self._api(request)
         except nats.js.errors.NotFoundError:
             return None
         assert raw.seq is not None
-        return raw.seq, raw.data or b""
+        return raw.seq, raw.subject or "", raw.data or b""
 
     async def delete_stored(self, stream: str, sequence: int) -> int:
         """Delete one message of ``stream``; 1 if it existed, else 0."""
@@ -305,9 +322,7 @@ class NatsTransport:
 
     async def _connect(self, nc: NATS) -> None:
         options = self.options
-        tls = None
-        if options.tls or options.tls_ca:
-            tls = ssl.create_default_context(cafile=options.tls_ca)
+        tls = options.tls_context()
         try:
             # nats-py retries an unreachable server forever (max_reconnect_attempts=-1, which
             # later keeps a worker alive through broker restarts); the timeout bounds the start.

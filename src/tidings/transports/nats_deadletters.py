@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.message import Message
 
@@ -27,7 +27,6 @@ __all__ = ["DEAD_LETTER_TYPE", "NatsDeadLetterStore"]
 
 DEAD_LETTER_TYPE = "tidings.dead_letter"
 _LETTER_ID = re.compile(r"[A-Za-z0-9_-]+")
-_decode = msgspec.json.Decoder(DeadLetter).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -43,6 +42,7 @@ class NatsDeadLetterStore:
         self._transport = transport
         self._stream = transport.options.dead_letter_stream
         self._prefix = transport.options.dead_letter_prefix
+        self._name = f"NATS dead letters {self._stream!r}"
 
     async def add(self, letter: DeadLetter) -> None:
         """Returns once the letter is stored durably."""
@@ -62,8 +62,8 @@ class NatsDeadLetterStore:
             found = await self._transport.next_stored(self._stream, f"{self._prefix}.>", sequence)
             if found is None:
                 break
-            sequence, data = found
-            letter = _decode(data)
+            sequence, subject, data = found
+            letter = decode_letter(subject.rpartition(".")[2], data, self._name)
             if topic is None or letter.topic == topic:
                 letters.append(letter)
             sequence += 1
@@ -72,7 +72,7 @@ class NatsDeadLetterStore:
     async def get(self, letter_id: str) -> DeadLetter:
         """Raises NotFound."""
         _, data = await self._find(letter_id)
-        return _decode(data)
+        return decode_letter(letter_id, data, self._name)
 
     async def remove(self, letter_ids: Sequence[str]) -> int:
         """Delete these letters; returns how many existed."""
@@ -91,7 +91,8 @@ class NatsDeadLetterStore:
             found = await self._transport.last_stored(self._stream, f"{self._prefix}.{letter_id}")
         if found is None:
             raise NotFound(f"no dead letter with id {letter_id!r}")
-        return found
+        sequence, _, data = found
+        return sequence, data
 
 
 def _checked(letter_id: str) -> str:

@@ -15,7 +15,9 @@ from types import NoneType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import parse_qsl
 
-__all__ = ["query_options"]
+from tidings.transports import redact
+
+__all__ = ["query_options", "redacted_repr"]
 
 
 def query_options(
@@ -58,3 +60,18 @@ def _parse(scheme: str, name: str, kind: Any, value: str) -> object:
         except ValueError:
             raise ValueError(f"{scheme} option {name} cannot be {value!r}") from None
     return value
+
+
+def redacted_repr(options: Any) -> str:
+    """``Options(field=value, …)`` of the dataclass ``options``, leaving out fields declared with
+    ``repr=False`` and showing every URL (or tuple of URLs) through :func:`redact`."""
+
+    def shown(value: object) -> object:
+        if isinstance(value, str) and "://" in value:
+            return redact(value)
+        if isinstance(value, tuple):
+            return tuple(shown(item) for item in value)
+        return value
+
+    items = (f"{f.name}={shown(getattr(options, f.name))!r}" for f in fields(options) if f.repr)
+    return f"{type(options).__name__}({', '.join(items)})"

@@ -30,10 +30,11 @@ import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern
+from tidings.topics import validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
+from tidings.transports.options import redacted_repr
 from tidings.transports.postgres_db import Database
 from tidings.transports.postgres_deadletters import PostgresDeadLetterStore
 from tidings.transports.postgres_queue import PostgresQueue
@@ -70,6 +71,9 @@ class PostgresOptions:
     """Most connections in the pool (plus one for LISTEN)."""
     reconnect_timeout: float = 30.0
     """Seconds a publish keeps trying while the server is unreachable."""
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresOptions:
@@ -135,8 +139,7 @@ class PostgresTransport:
         after a lost connection may store the messages twice (same ids).
         """
         self._check_open()
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
+        validate_topic(topic)
         if not messages:
             return
         args = (

@@ -22,6 +22,7 @@ class PostgresDeadLetterStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._name = f"PostgreSQL dead letters {db.where} (schema {db.schema})"
         self._insert = db.sql(
             f"INSERT INTO {{s}}.dead_letters ({COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
@@ -40,13 +41,13 @@ class PostgresDeadLetterStore:
             rows = await self._fetch("ORDER BY n LIMIT $1", limit)
         else:
             rows = await self._fetch("WHERE topic = $1 ORDER BY n LIMIT $2", topic, limit)
-        return [from_row(row) for row in rows]
+        return [from_row(row, self._name) for row in rows]
 
     async def get(self, letter_id: str) -> DeadLetter:
         rows = await self._fetch("WHERE id = $1", letter_id)
         if not rows:
             raise NotFound(f"no dead letter with id {letter_id!r}")
-        return from_row(rows[0])
+        return from_row(rows[0], self._name)
 
     async def remove(self, letter_ids: Sequence[str]) -> int:
         if not letter_ids:

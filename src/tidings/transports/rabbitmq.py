@@ -45,9 +45,10 @@ from pamqp.commands import Basic
 
 from tidings.errors import ClosedError, ServiceUnavailable, TransportError
 from tidings.message import Message
-from tidings.topics import is_pattern, validate_pattern
+from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import rabbitmq_publish, redact
 from tidings.transports.base import Features
+from tidings.transports.options import redacted_repr
 from tidings.transports.rabbitmq_deadletters import RabbitMQDeadLetterStore
 from tidings.transports.rabbitmq_queue import (
     QUORUM,
@@ -103,6 +104,9 @@ class RabbitMQOptions:
     before raising ServiceUnavailable."""
     connect_timeout: float = 10.0
     """Seconds the first connection attempt may take."""
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     @classmethod
     def from_url(cls, url: str) -> RabbitMQOptions:
@@ -290,8 +294,7 @@ class RabbitMQTransport:
         (some messages may have been delivered), TransportError when the broker nacks a message.
         """
         self._check_open()
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
+        validate_topic(topic)
         if not messages:
             return
         if self._connection is None:

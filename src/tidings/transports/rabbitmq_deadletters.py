@@ -28,7 +28,7 @@ import msgspec
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 from pamqp.commands import Basic
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound, ServiceUnavailable, TransportError
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ __all__ = ["RabbitMQDeadLetterStore"]
 _log = logging.getLogger("tidings.transports.rabbitmq")
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(DeadLetter).decode
 _CLASSIC: dict[str, Any] = {
     "x-queue-type": "classic"
 }  # quorum queues do not keep requeued records in place
@@ -58,6 +57,7 @@ class RabbitMQDeadLetterStore:
     def __init__(self, transport: RabbitMQTransport, queue: str) -> None:
         self._transport = transport
         self.queue = queue
+        self._name = f"RabbitMQ dead letters {queue!r}"
         self._lock_queue = f"{queue}.lock"
         self._lock = asyncio.Lock()
         self._declared = False
@@ -92,7 +92,7 @@ class RabbitMQDeadLetterStore:
 
         async def visit(record: DeliveredMessage) -> bool:
             if topic is None or record.header.properties.message_type == topic:
-                letter = _letter(record)
+                letter = _letter(record, self._name)
                 if letter is not None:
                     found.append(letter)
             return len(found) >= limit
@@ -107,7 +107,7 @@ class RabbitMQDeadLetterStore:
         async def visit(record: DeliveredMessage) -> bool:
             if record.header.properties.message_id != letter_id:
                 return False
-            letter = _letter(record)
+            letter = _letter(record, self._name)
             if letter is not None:
                 found.append(letter)
             return True
@@ -184,12 +184,13 @@ class RabbitMQDeadLetterStore:
             pause = min(pause * 2, 0.25)
 
 
-def _letter(record: DeliveredMessage) -> DeadLetter | None:
-    try:
-        return _decode(record.body)
-    except msgspec.DecodeError:
-        _log.warning("skipping a record of the dead-letter queue that is not a dead letter")
+def _letter(record: DeliveredMessage, store: str) -> DeadLetter | None:
+    """The letter ``record`` holds, its unreadable stand-in, or None for a record with no id."""
+    letter_id = record.header.properties.message_id
+    if letter_id is None:
+        _log.warning("skipping a record of %s that has no message id: no dead letter", store)
         return None
+    return decode_letter(letter_id, record.body, store)
 
 
 async def _ignore(_: DeliveredMessage) -> None:

@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern, validate_pattern
+from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.options import query_options
@@ -54,6 +54,7 @@ from tidings.transports.redis_protocol import (
     sha1,
 )
 from tidings.transports.redis_subscription import RedisSubscription
+from tidings.transports.tls import check_client_certificate, wants_tls
 
 __all__ = ["FEATURES", "RedisOptions", "RedisTransport", "from_url"]
 
@@ -99,6 +100,10 @@ class RedisOptions:
     """Connect with TLS (``rediss://``), verifying the server's certificate."""
     tls_ca: str | None = None
     """A CA bundle file to verify the server with (implies ``tls``; otherwise the system's)."""
+    tls_cert: str | None = None
+    """A client certificate file (PEM) to present to servers that require one (implies ``tls``)."""
+    tls_key: str | None = None
+    """The private key of ``tls_cert`` when it is not in the same file."""
     prefix: str = "tidings"
     """Prefix of every key this transport uses, so several applications can share a database."""
     maxlen: int | None = None
@@ -120,7 +125,7 @@ class RedisOptions:
     @property
     def address(self) -> str:
         """The server's URL without credentials, for messages."""
-        scheme = "rediss" if self.tls or self.tls_ca else "redis"
+        scheme = "rediss" if wants_tls(self.tls, self.tls_ca, self.tls_cert) else "redis"
         return f"{scheme}://{self.host}:{self.port}/{self.db}"
 
     @classmethod
@@ -142,6 +147,7 @@ class RedisOptions:
         return cls(**values)  # type: ignore[arg-type]  # each value parsed for its field
 
     def __post_init__(self) -> None:
+        check_client_certificate("redis", self.tls_cert, self.tls_key)
         for name in ("lease", "discovery", "reconnect", "timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"redis option {name} must be positive")
@@ -230,8 +236,7 @@ class RedisTransport:
         """
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}")
+        validate_topic(topic)
         if not messages:
             return
         client = self._client or await self.connected()

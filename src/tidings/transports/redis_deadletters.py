@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from redis.asyncio import Redis
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.transports.redis_protocol import command, evaluate, retrying, sha1
 
@@ -46,7 +46,6 @@ _ADD_SHA, _REMOVE_SHA = sha1(_ADD), sha1(_REMOVE)
 _PAGE = 500
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(DeadLetter).decode
 
 
 class RedisDeadLetterStore:
@@ -60,6 +59,7 @@ class RedisDeadLetterStore:
         self._transport = transport
         keys = transport.keys
         self._keys = (keys.dead_letters, keys.dead_letter_index)
+        self._name = f"Redis dead letters {keys.dead_letters!r}"
 
     async def add(self, letter: DeadLetter) -> None:
         """Store ``letter``; it is on Redis when this returns."""
@@ -83,7 +83,7 @@ class RedisDeadLetterStore:
             for _, fields in entries:
                 values = _fields(fields)
                 if wanted is None or values.get(b"topic") == wanted:
-                    found.append(_decode(values[b"letter"]))
+                    found.append(self._letter(values))
                     if len(found) == limit:
                         break
             if len(entries) < page:
@@ -103,7 +103,7 @@ class RedisDeadLetterStore:
         entries = await self._run(read, "get")
         if not entries:
             raise NotFound(f"no dead letter with id {letter_id!r}")
-        return _decode(_fields(entries[0][1])[b"letter"])
+        return self._letter(_fields(entries[0][1]))
 
     async def remove(self, letter_ids: Sequence[str]) -> int:
         """Remove these letters; returns how many existed."""
@@ -127,6 +127,10 @@ class RedisDeadLetterStore:
             where=transport.options.address,
             doing=f"{what} dead letters",
         )
+
+    def _letter(self, values: dict[bytes, bytes]) -> DeadLetter:
+        letter_id = values.get(b"id", b"?").decode(errors="replace")
+        return decode_letter(letter_id, values.get(b"letter", b""), self._name)
 
 
 def _fields(fields: builtins.list[bytes]) -> dict[bytes, bytes]:

@@ -42,6 +42,7 @@ from redis.typing import EncodableT
 
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
+from tidings.transports.tls import wants_tls
 from tidings.transports.wire import from_wire
 
 if TYPE_CHECKING:
@@ -203,9 +204,12 @@ def connect(options: RedisOptions) -> Redis:
         "connection_class": PackedConnection,
         "client_name": f"tidings:{options.consumer}",
     }
-    if options.tls or options.tls_ca:
+    if wants_tls(options.tls, options.tls_ca, options.tls_cert):
+        # redis-py builds its SSLContext itself, from these files
         settings["connection_class"] = PackedSSLConnection
         settings["ssl_ca_certs"] = options.tls_ca
+        settings["ssl_certfile"] = options.tls_cert
+        settings["ssl_keyfile"] = options.tls_key
     client = Redis.from_pool(ConnectionPool(**settings))
     client.response_callbacks.clear()  # every reply raw: the modules parse what they use
     return client

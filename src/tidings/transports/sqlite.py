@@ -35,7 +35,8 @@ import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import is_pattern
+from tidings.topics import validate_topic
+from tidings.transports import redact
 from tidings.transports.base import Features
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.options import query_options
@@ -83,10 +84,10 @@ class SqliteOptions:
         """Parse ``sqlite:///path?option=value``; raises ValueError for anything else."""
         parts = urlsplit(url)
         if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
-            raise ValueError(f"expected sqlite:///path/to/file.db, got {url!r}")
+            raise ValueError(f"expected sqlite:///path/to/file.db, got {redact(url)!r}")
         path = parts.path[1:]
         if not path:
-            raise ValueError(f"no database file in {url!r}")
+            raise ValueError(f"no database file in {redact(url)!r}")
         values = query_options(cls, parts.query, scheme="sqlite", exclude=("path",))
         options = cls(path, **values)  # type: ignore[arg-type]  # each value parsed by its type
         if min(options.lease, options.poll, options.busy_timeout) <= 0:
@@ -135,8 +136,7 @@ class SqliteTransport:
         when the database fails (nothing of the call is stored then).
         """
         self._check_open()
-        if is_pattern(topic):
-            raise ValueError(f"cannot publish to the pattern {topic!r}; use a plain topic")
+        validate_topic(topic)
         if not messages:
             return
         rows = [

@@ -28,6 +28,7 @@ class SqliteDeadLetterStore:
             self._db, self._owned = Database(db), True
         else:
             self._db, self._owned = db, False
+        self._name = f"SQLite dead letters {self._db.path!r}"
 
     async def add(self, letter: DeadLetter) -> None:
         row = to_row(letter)
@@ -46,13 +47,13 @@ class SqliteDeadLetterStore:
             rows = await self._select("ORDER BY n LIMIT ?", (limit,))
         else:
             rows = await self._select("WHERE topic = ? ORDER BY n LIMIT ?", (topic, limit))
-        return [from_row(row) for row in rows]
+        return [from_row(row, self._name) for row in rows]
 
     async def get(self, letter_id: str) -> DeadLetter:
         rows = await self._select("WHERE id = ?", (letter_id,))
         if not rows:
             raise NotFound(f"no dead letter with id {letter_id!r}")
-        return from_row(rows[0])
+        return from_row(rows[0], self._name)
 
     async def remove(self, letter_ids: Sequence[str]) -> int:
         ids = [(letter_id,) for letter_id in letter_ids]
