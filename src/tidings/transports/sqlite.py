@@ -74,7 +74,8 @@ class SqliteOptions:
     poll: float = 0.2
     """Seconds between looks for messages that other processes wrote to the file."""
     busy_timeout: float = 5.0
-    """Seconds to wait for another process's write lock before raising TransportError."""
+    """Seconds a publish waits for another connection's write lock (a backup, a VACUUM) before
+    raising ServiceUnavailable, with nothing stored; subscriptions wait as long as it takes."""
     synchronous: Literal["normal", "full"] = "normal"
     """``normal`` survives process crashes; ``full`` also survives power loss, at a cost."""
 
