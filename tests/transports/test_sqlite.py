@@ -122,6 +122,36 @@ async def test_acknowledged_messages_are_deleted(sqlite_url: str, tmp_path: Path
     assert log_rows(tmp_path / "tidings.db") <= 1, "only the newest message may be left"
 
 
+async def test_deletion_keeps_up_with_a_large_backlog(sqlite_url: str, tmp_path: Path) -> None:
+    """Once a backlog far larger than one deletion batch of old (20,000 rows) was acknowledged,
+    the next fetch deletes all of it."""
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group="g", prefetch=5000))
+        for _ in range(6):
+            await transport.publish("kept", messages(5000))
+        await receiver.until(lambda: len(receiver.deliveries) == 30_000, "the backlog")
+    await _one_more(sqlite_url, "g")
+    assert log_rows(tmp_path / "tidings.db") <= 1
+
+
+async def test_space_of_deleted_messages_is_given_back(tmp_path: Path) -> None:
+    """A new file shrinks back to its ``spare_mb`` of free space once a backlog is handled."""
+    path = tmp_path / "tidings.db"
+    url = f"sqlite:///{path}?spare_mb=1"
+    await _one_more(url, "g")  # the group exists: it keeps what is published
+    async with opened(lambda: SqliteTransport(url)) as transport:
+        for _ in range(10):
+            await transport.publish("kept", [Message("item", b"x" * 1000) for _ in range(1000)])
+    grown = path.stat().st_size
+    async with opened(lambda: SqliteTransport(url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group="g"))
+        await receiver.until(lambda: len(receiver.deliveries) == 10_000, "the backlog")
+    await _one_more(url, "g")  # deletes the rows
+    await _one_more(url, "g")  # gives their pages back
+    assert grown > 10_000_000
+    assert path.stat().st_size < 3_000_000
+
+
 async def _one_more(url: str, group: str) -> None:
     """Publish and receive one message: a fetch, which deletes what is no longer needed."""
     async with opened(lambda: SqliteTransport(url)) as transport:

@@ -15,8 +15,10 @@ and leases a batch of pending rows to the fetching subscription, all in one tran
 * per key, a group is handed messages in log order: a row is held back while an earlier row with the
   same key is leased to another subscription or waits for its nack delay;
 * a new group starts at the oldest message still in the log (``features.replays_history``). Log rows
-  that every cursor has passed and nobody has pending are deleted; with no cursor at all, nothing
-  is deleted.
+  that every cursor has passed and nobody has pending are deleted about every second by a fetching
+  subscription (in batches of 100,000, again at once while a batch is full); with no cursor at
+  all, nothing is deleted. A file this transport created gives the free space beyond
+  ``spare_mb`` back to the file system (incremental auto_vacuum).
 
 A commit wakes this process's waiting subscriptions at once; other processes writing the same file
 are noticed within ``poll`` seconds.
@@ -78,6 +80,9 @@ class SqliteOptions:
     raising ServiceUnavailable, with nothing stored; subscriptions wait as long as it takes."""
     synchronous: Literal["normal", "full"] = "normal"
     """``normal`` survives process crashes; ``full`` also survives power loss, at a cost."""
+    spare_mb: float = 32.0
+    """Megabytes of free space the file keeps for new messages once they were deleted; the
+    rest is given back to the file system (in files this version created; see the docs)."""
 
     @classmethod
     def from_url(cls, url: str) -> SqliteOptions:
@@ -92,6 +97,8 @@ class SqliteOptions:
         options = cls(path, **values)  # type: ignore[arg-type]  # each value parsed by its type
         if min(options.lease, options.poll, options.busy_timeout) <= 0:
             raise ValueError("lease, poll and busy_timeout must be positive")
+        if options.spare_mb < 0:
+            raise ValueError("spare_mb cannot be negative")
         return options
 
 
@@ -116,6 +123,7 @@ class SqliteTransport:
             options.path,
             busy_timeout=options.busy_timeout,
             synchronous=options.synchronous.upper(),
+            spare=int(options.spare_mb * (1 << 20)),
         )
         self._subscriptions = LeasedSubscriptions(
             partial(SqliteQueue, self._db), lease=options.lease, poll=options.poll

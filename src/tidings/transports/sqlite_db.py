@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS tidings_dead_letters (
 CREATE INDEX IF NOT EXISTS tidings_dead_letters_topic ON tidings_dead_letters (topic, n);
 """
 
+_INCREMENTAL = 2
+_RECLAIM = 32 << 20
+"""Most bytes given back at once (moving pages holds the write lock: some tens of ms)."""
+_WAL_KEPT = 64 << 20
+"""Bytes the write-ahead log file is cut back to after a checkpoint."""
 _SLICE = 0.5
 """Most seconds one wait for another connection's write lock blocks the thread."""
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
@@ -128,14 +133,25 @@ class Database:
     written then).
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 5.0, synchronous: str = "NORMAL"):
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+        spare: int = 32 << 20,
+    ) -> None:
         self.path = path
+        self.spare = spare
+        """Bytes of free pages the file keeps for new rows; :meth:`reclaim` gives back more."""
         self._busy = busy_timeout
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._thread: ThreadPoolExecutor | None = None
         self._closed = False
+        self.reclaims = False
+        """Whether the file gives free pages back (incremental auto_vacuum); known once open."""
 
     @property
     def key(self) -> str:
@@ -167,6 +183,9 @@ class Database:
         return conn
 
     def _setup(self, conn: sqlite3.Connection) -> None:
+        # Only takes effect on a new file (before its first table): an existing file keeps its
+        # mode until a VACUUM (see docs/transports/sqlite.md).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         # Connections opening a new file at once race to switch it to WAL; a loser gets the old
         # mode back instead of an error, and must not go on without WAL (readers would block).
         # The switch can also fail as busy at once, without waiting on the busy timeout (SQLite
@@ -177,9 +196,11 @@ class Database:
                 raise sqlite3.OperationalError("could not switch the database to WAL mode")
             time.sleep(0.01)  # in the opening thread, never on the event loop
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_KEPT}")
         conn.create_function("tidings_match", 2, matches, deterministic=True)
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         conn.execute("PRAGMA busy_timeout=0")
+        self.reclaims = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
 
     @staticmethod
     def _switched_to_wal(conn: sqlite3.Connection) -> bool:
@@ -240,6 +261,21 @@ class Database:
             raise TransportError(f"sqlite {self.path!r}: {exc}") from exc
         finally:
             conn.execute("PRAGMA busy_timeout=0")
+
+    async def reclaim(self) -> None:
+        """Give the free pages beyond ``spare`` bytes back to the file system (at most
+        :data:`_RECLAIM` bytes per call) if the file is in incremental auto_vacuum mode; the
+        file shrinks at the next checkpoint."""
+        if self.reclaims:
+            await self.run(self._reclaim)
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+        surplus = min(free - self.spare // page, _RECLAIM // page)
+        if surplus > 0:
+            # executescript runs the pragma to its end; execute() would free a single page
+            conn.executescript(f"PRAGMA incremental_vacuum({surplus})")
 
     async def _off_loop(self, fn: Callable[[], T]) -> T:
         if self._thread is None:

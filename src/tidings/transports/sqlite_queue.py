@@ -19,8 +19,10 @@ from tidings.transports.sqlite_db import Database, Doorbell, transaction
 __all__ = ["SqliteQueue"]
 
 _encode_ids = msgspec.json.Encoder().encode
-_PRUNE_EVERY = 5.0
-_PRUNE_ROWS = 20_000
+_PRUNE_EVERY = 1.0
+"""Seconds between deletions of log rows no group needs, while each deletes them all."""
+_PRUNE_ROWS = 100_000
+"""Most log rows deleted per transaction; after a full batch, the next fetch deletes more."""
 
 _COPY_TOPIC = (
     "INSERT INTO tidings_pending (cursor, seq, key) SELECT ?, seq, key FROM tidings_log "
@@ -111,20 +113,25 @@ class SqliteQueue:
     async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
         prune = exchange.want > 0 and exchange.now >= self._prune_at
         if prune:
-            self._prune_at = exchange.now + _PRUNE_EVERY
+            # What the previous prunes freed; before the exchange, whose leases must not be lost
+            # to a failure here.
+            await self._db.reclaim()
 
-        def run(conn: sqlite3.Connection) -> tuple[list[Row], float | None]:
+        def run(conn: sqlite3.Connection) -> tuple[list[Row], float | None, int]:
             with transaction(conn):
                 return self._write(conn, exchange, prune)
 
-        result = await self._db.run(run)
+        rows, due, pruned = await self._db.run(run)
+        if prune:
+            self._prune_at = exchange.now + (0 if pruned >= _PRUNE_ROWS else _PRUNE_EVERY)
         if exchange.nacks or exchange.release:
             Doorbell.ring(self._db.key)  # the waiting subscriptions look again
-        return result
+        return rows, due
 
     def _write(
         self, conn: sqlite3.Connection, x: Exchange, prune: bool
-    ) -> tuple[list[Row], float | None]:
+    ) -> tuple[list[Row], float | None, int]:
+        """The exchange's writes and leases, and how many log rows the prune deleted."""
         cursor, owner = self._cursor, x.owner
         if x.acks:
             conn.execute(_ACK, (cursor, _encode_ids(x.acks).decode()))
@@ -134,18 +141,17 @@ class SqliteQueue:
             conn.execute(_RELEASE, (cursor, owner))
         elif x.renew:
             conn.execute(_RENEW, (x.lease_until, cursor, owner, _encode_ids(x.renew).decode()))
-        if prune:
-            conn.execute(_PRUNE, {"rows": _PRUNE_ROWS})
+        pruned = conn.execute(_PRUNE, {"rows": _PRUNE_ROWS}).rowcount if prune else 0
         if x.want <= 0:
-            return [], None
+            return [], None, pruned
         self._copy(conn, x.want)
         params = {"cursor": cursor, "owner": owner, "now": x.now, "want": x.want}
         rows = conn.execute(_CLAIM, params).fetchall()
         if not rows:
-            return rows, conn.execute(_NEXT_DUE, params).fetchone()[0]
+            return rows, conn.execute(_NEXT_DUE, params).fetchone()[0], pruned
         seqs = _encode_ids([row[0] for row in rows]).decode()
         conn.execute(_LEASE, (x.lease_until, owner, cursor, seqs))
-        return rows, None
+        return rows, None, pruned
 
     def _copy(self, conn: sqlite3.Connection, want: int) -> None:
         """Move the cursor over up to ``want`` new matching log rows, into the pending table."""
