@@ -122,6 +122,28 @@ async def test_acknowledged_messages_are_deleted(sqlite_url: str, tmp_path: Path
     assert log_rows(tmp_path / "tidings.db") <= 1, "only the newest message may be left"
 
 
+async def test_a_dropped_group_no_longer_holds_messages(sqlite_url: str, tmp_path: Path) -> None:
+    """A group whose consumers are gone keeps every message until it is dropped."""
+
+    async def hold(delivery: Delivery) -> None:
+        pass
+
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        fast = Receiver(transport.subscribe("kept", group="fast"))
+        gone = Receiver(transport.subscribe("kept", group="gone"), settle=hold)
+        await transport.publish("kept", messages(50))
+        await fast.until(lambda: len(fast.deliveries) == 50, "fast's messages")
+        await gone.until(lambda: len(gone.deliveries) == 50, "gone's messages")
+    await _one_more(sqlite_url, "fast")
+    assert log_rows(tmp_path / "tidings.db") == 51
+
+    transport = SqliteTransport(sqlite_url)
+    await transport.drop_group("kept", "gone")
+    await transport.aclose()
+    await _one_more(sqlite_url, "fast")
+    assert log_rows(tmp_path / "tidings.db") <= 1
+
+
 async def test_deletion_keeps_up_with_a_large_backlog(sqlite_url: str, tmp_path: Path) -> None:
     """Once a backlog far larger than one deletion batch of old (20,000 rows) was acknowledged,
     the next fetch deletes all of it."""

@@ -5,9 +5,25 @@ from __future__ import annotations
 import importlib
 from urllib.parse import urlsplit
 
-from tidings.transports.base import Delivery, Features, Subscription, Transport
+from tidings.transports.base import (
+    Delivery,
+    Features,
+    GroupInfo,
+    Groups,
+    Subscription,
+    Transport,
+)
 
-__all__ = ["Delivery", "Features", "Subscription", "Transport", "from_url", "redact"]
+__all__ = [
+    "Delivery",
+    "Features",
+    "GroupInfo",
+    "Groups",
+    "Subscription",
+    "Transport",
+    "from_url",
+    "redact",
+]
 
 _MODULES = {
     "memory": ("tidings.transports.memory", None),

@@ -27,6 +27,7 @@ are noticed within ``poll`` seconds.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -38,11 +39,12 @@ import msgspec
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import is_pattern
-from tidings.transports.base import Features
+from tidings.transports.base import Features, GroupInfo
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.options import query_options
 from tidings.transports.sqlite_db import Database, Doorbell, transaction
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
+from tidings.transports.sqlite_groups import drop_group, list_groups
 from tidings.transports.sqlite_queue import SqliteQueue
 
 __all__ = ["FEATURES", "SqliteOptions", "SqliteTransport", "from_url"]
@@ -168,6 +170,18 @@ class SqliteTransport:
         deliveries are handed out and not yet acked or nacked at any time."""
         self._check_open()
         return self._subscriptions.open(topic, group, prefetch)
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every group's subscription to a topic or pattern, with its lag: see
+        :class:`~tidings.transports.base.Groups`."""
+        self._check_open()
+        return await self._db.run(partial(list_groups, time.time()))
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Forget ``group`` on ``topic`` (as subscribed: a pattern stays a pattern) and what it
+        has pending; the log rows only it held are deleted by the next prune. Raises NotFound."""
+        self._check_open()
+        await self._db.run(partial(drop_group, topic, group))
 
     def dead_letters(self) -> SqliteDeadLetterStore:
         """Dead letters in a table of the same file."""

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS tidings_cursors (
     grp TEXT NOT NULL,
     topic TEXT NOT NULL,
     position INTEGER NOT NULL,
+    active_at REAL,
     UNIQUE (grp, topic)
 );
 CREATE TABLE IF NOT EXISTS tidings_pending (
@@ -95,6 +96,13 @@ _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 def _is_busy(exc: sqlite3.Error) -> bool:
     """Whether another connection holds the lock (extended codes like BUSY_RECOVERY too)."""
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _BUSY
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add what files made by earlier versions lack."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(tidings_cursors)")}
+    if "active_at" not in columns:
+        conn.execute("ALTER TABLE tidings_cursors ADD COLUMN active_at REAL")
 
 
 class transaction:
@@ -199,6 +207,8 @@ class Database:
         conn.execute(f"PRAGMA journal_size_limit={_WAL_KEPT}")
         conn.create_function("tidings_match", 2, matches, deterministic=True)
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        with transaction(conn):
+            _upgrade(conn)
         conn.execute("PRAGMA busy_timeout=0")
         self.reclaims = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
 

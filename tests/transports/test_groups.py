@@ -1,0 +1,77 @@
+"""Consumer groups as the transports that keep them report them: lag, in flight, dropping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tidings.errors import NotFound
+from tidings.message import Message
+from tidings.testing.receiver import Receiver, opened, prime, unique
+from tidings.transports import GroupInfo, Groups, from_url
+from tidings.transports.base import Delivery
+
+
+async def hold(delivery: Delivery) -> None:
+    """Settle nothing: the delivery stays in flight."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A transport URL of a namespace of the test's own, for each transport keeping groups."""
+    kind: str = request.param
+    if kind == "sqlite":
+        yield request.getfixturevalue("sqlite_url")
+    else:
+        pg_dsn: str = request.getfixturevalue("pg_dsn")
+        yield f"{pg_dsn}?schema={request.getfixturevalue('pg_schema')}"
+
+
+def by_group(groups: list[GroupInfo], topic: str) -> dict[str, GroupInfo]:
+    return {info.group: info for info in groups if info.topic == topic}
+
+
+async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
+    topic = unique("orders")
+    async with opened(lambda: from_url(url)) as transport:
+        assert isinstance(transport, Groups)
+        fast = Receiver(transport.subscribe(topic, group="fast"))
+        slow = Receiver(transport.subscribe(topic, group="slow"), settle=hold)
+        await prime(transport, topic, [fast, slow])
+        started = time.time()
+        await transport.publish(topic, [Message("order", b"{}") for _ in range(5)])
+        await fast.until(lambda: len(fast.deliveries) == 5, "fast's messages")
+        await slow.until(lambda: len(slow.deliveries) == 5, "slow's messages")
+        await fast.aclose()  # writes the acks
+        await slow.aclose()
+        await transport.publish(topic, [Message("order", b"{}") for _ in range(3)])
+
+        groups = by_group(await transport.groups(), topic)
+
+        assert set(groups) == {"fast", "slow"}
+        assert groups["fast"].lag == 3, "published after it stopped"
+        assert groups["slow"].lag == 8, "5 in flight and 3 new"
+        assert groups["slow"].in_flight in (5, None)
+        active = groups["slow"].last_active
+        assert active is None or active >= started - 1
+
+        await transport.drop_group(topic, "slow")
+        assert set(by_group(await transport.groups(), topic)) == {"fast"}
+        with pytest.raises(NotFound, match="slow"):
+            await transport.drop_group(topic, "slow")
+
+
+async def test_a_running_consumer_of_a_dropped_group_starts_again(url: str) -> None:
+    """Dropping the group of a consumer that still runs does not leave it deaf."""
+    topic = unique("orders")
+    async with opened(lambda: from_url(url)) as transport:
+        assert isinstance(transport, Groups)
+        receiver = Receiver(transport.subscribe(topic, group="g"))
+        await prime(transport, topic, [receiver])
+        await transport.drop_group(topic, "g")
+        sent = Message("order", b"{}")
+        await transport.publish(topic, [sent])
+        await receiver.until_ids([sent.id])
+        assert [info.group for info in await transport.groups() if info.topic == topic] == ["g"]
