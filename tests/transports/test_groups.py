@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
+from test_redis import delete_prefix, unique_prefix
 
 from tidings.errors import NotFound
 from tidings.message import Message
@@ -18,15 +20,20 @@ async def hold(delivery: Delivery) -> None:
     """Settle nothing: the delivery stays in flight."""
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A transport URL of a namespace of the test's own, for each transport keeping groups."""
     kind: str = request.param
     if kind == "sqlite":
         yield request.getfixturevalue("sqlite_url")
-    else:
+    elif kind == "postgresql":
         pg_dsn: str = request.getfixturevalue("pg_dsn")
         yield f"{pg_dsn}?schema={request.getfixturevalue('pg_schema')}"
+    else:
+        redis_url: str = request.getfixturevalue("redis_url")
+        prefix = unique_prefix()
+        yield f"{redis_url}?prefix={prefix}"
+        asyncio.run(delete_prefix(redis_url, prefix))
 
 
 def by_group(groups: list[GroupInfo], topic: str) -> dict[str, GroupInfo]:
