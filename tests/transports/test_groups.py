@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from test_nats import delete_streams
 from test_redis import delete_prefix, unique_prefix
 
 from tidings.errors import NotFound
@@ -14,26 +16,47 @@ from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened, prime, unique
 from tidings.transports import GroupInfo, Groups, from_url
 from tidings.transports.base import Delivery
+from tidings.transports.nats import NatsOptions
 
 
 async def hold(delivery: Delivery) -> None:
     """Settle nothing: the delivery stays in flight."""
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+KEEPING_GROUPS = ["sqlite", "postgresql", "redis", "nats"]
+RECREATING = ["sqlite", "postgresql", "redis"]
+"""Where a running consumer of a dropped group subscribes again (on NATS it waits, deaf, until
+it is restarted)."""
+
+
+@pytest.fixture(params=KEEPING_GROUPS)
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A transport URL of a namespace of the test's own, for each transport keeping groups."""
-    kind: str = request.param
+    yield from _namespace(request, request.param)
+
+
+@pytest.fixture(params=RECREATING)
+def recreating_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from _namespace(request, request.param)
+
+
+def _namespace(request: pytest.FixtureRequest, kind: str) -> Iterator[str]:
     if kind == "sqlite":
         yield request.getfixturevalue("sqlite_url")
     elif kind == "postgresql":
         pg_dsn: str = request.getfixturevalue("pg_dsn")
         yield f"{pg_dsn}?schema={request.getfixturevalue('pg_schema')}"
-    else:
+    elif kind == "redis":
         redis_url: str = request.getfixturevalue("redis_url")
         prefix = unique_prefix()
         yield f"{redis_url}?prefix={prefix}"
         asyncio.run(delete_prefix(redis_url, prefix))
+    else:
+        nats_url: str = request.getfixturevalue("nats_url")
+        tag = uuid.uuid4().hex[:10]
+        options = NatsOptions.from_url(f"{nats_url}?stream=G{tag}&prefix=g{tag}&storage=memory")
+        yield f"{nats_url}?stream=G{tag}&prefix=g{tag}&storage=memory"
+        asyncio.run(delete_streams(nats_url, options))
 
 
 def by_group(groups: list[GroupInfo], topic: str) -> dict[str, GroupInfo]:
@@ -70,10 +93,10 @@ async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
             await transport.drop_group(topic, "slow")
 
 
-async def test_a_running_consumer_of_a_dropped_group_starts_again(url: str) -> None:
+async def test_a_running_consumer_of_a_dropped_group_starts_again(recreating_url: str) -> None:
     """Dropping the group of a consumer that still runs does not leave it deaf."""
     topic = unique("orders")
-    async with opened(lambda: from_url(url)) as transport:
+    async with opened(lambda: from_url(recreating_url)) as transport:
         assert isinstance(transport, Groups)
         receiver = Receiver(transport.subscribe(topic, group="g"))
         await prime(transport, topic, [receiver])

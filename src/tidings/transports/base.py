@@ -132,6 +132,7 @@ class Groups(Protocol):
     async def drop_group(self, topic: str, group: str) -> None:
         """Forget ``group``'s subscription to ``topic`` and what it has not acknowledged.
 
-        Raises NotFound if there is no such group. A consumer of the group still running
-        subscribes again as a new group would.
+        Raises NotFound if there is no such group. Stop the group's consumers first: one still
+        running subscribes again as a new group would (SQLite, PostgreSQL, Redis) or stops
+        receiving until it is restarted (NATS).
         """
