@@ -80,3 +80,41 @@ async def test_the_log_stays_small_at_20k_messages_a_second(tmp_path: Path) -> N
     print(f"peak after 5s: {peak_rows} rows, {peak_bytes / 1e6:.1f} MB; sent {sent}")
     assert peak_rows < 3 * RATE, "the log holds no more than a few seconds of messages"
     assert peak_bytes < 64 << 20
+
+
+async def test_a_drained_backlog_gives_its_space_back(tmp_path: Path) -> None:
+    """1,000,000 messages published while their group was stopped, then consumed: the file
+    shrinks back to about its ``spare_mb`` (32 MB), 32 MB a second while consumers run."""
+    path = tmp_path / "backlog.db"
+    async with opened(lambda: SqliteTransport(f"sqlite:///{path}")) as transport:
+        subscription = transport.subscribe("load", group="g", prefetch=2000)
+        batches = aiter(subscription)
+        await transport.publish("load", [Message("order", PAYLOAD)])
+        for delivery in await anext(batches):  # the group exists from here on
+            await delivery.ack()
+        started = time.monotonic()
+        for _ in range(1000):
+            await transport.publish("load", [Message("order", PAYLOAD) for _ in range(1000)])
+        grown = on_disk(path)
+        received = 0
+        while received < 1_000_000:
+            batch = await anext(batches)
+            for delivery in batch:
+                await delivery.ack()
+            received += len(batch)
+        drained, took = on_disk(path), time.monotonic() - started
+        with contextlib.closing(sqlite3.connect(path)) as monitor:
+            async with waiting(60, "the free pages given back"):
+                while monitor.execute("PRAGMA freelist_count").fetchone()[0] > 33 << 8:
+                    await transport.publish("load", [Message("order", PAYLOAD)])
+                    for delivery in await anext(batches):  # each fetch may give space back
+                        await delivery.ack()
+                    await asyncio.sleep(0.2)  # a trickle of traffic, not synchronisation
+        await subscription.aclose()
+    print(
+        f"backlog: {grown / 1e6:.0f} MB, consumed after {took:.0f}s: {drained / 1e6:.0f} MB, "
+        f"given back {time.monotonic() - started - took:.0f}s later, closed: "
+        f"{on_disk(path) / 1e6:.0f} MB"
+    )
+    assert grown > 150_000_000
+    assert on_disk(path) < 40_000_000
