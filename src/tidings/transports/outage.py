@@ -30,10 +30,6 @@ class Outage:
         self._delay = first
         self._since: float | None = None
 
-    @property
-    def ongoing(self) -> bool:
-        return self._since is not None
-
     def failed(self, error: BaseException) -> float:
         """Record a failed try; the seconds to wait before the next one."""
         if self._since is None:

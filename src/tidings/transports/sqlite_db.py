@@ -84,6 +84,7 @@ CREATE INDEX IF NOT EXISTS tidings_dead_letters_topic ON tidings_dead_letters (t
 """
 
 _INCREMENTAL = 2
+"""``PRAGMA auto_vacuum``'s value for incremental mode."""
 _RECLAIM = 32 << 20
 """Most bytes given back at once (moving pages holds the write lock: some tens of ms)."""
 _WAL_KEPT = 64 << 20
