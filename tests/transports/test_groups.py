@@ -24,19 +24,11 @@ async def hold(delivery: Delivery) -> None:
 
 
 KEEPING_GROUPS = ["sqlite", "postgresql", "redis", "nats"]
-RECREATING = ["sqlite", "postgresql", "redis"]
-"""Where a running consumer of a dropped group subscribes again (on NATS it waits, deaf, until
-it is restarted)."""
 
 
 @pytest.fixture(params=KEEPING_GROUPS)
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A transport URL of a namespace of the test's own, for each transport keeping groups."""
-    yield from _namespace(request, request.param)
-
-
-@pytest.fixture(params=RECREATING)
-def recreating_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield from _namespace(request, request.param)
 
 
@@ -93,10 +85,10 @@ async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
             await transport.drop_group(topic, "slow")
 
 
-async def test_a_running_consumer_of_a_dropped_group_starts_again(recreating_url: str) -> None:
+async def test_a_running_consumer_of_a_dropped_group_starts_again(url: str) -> None:
     """Dropping the group of a consumer that still runs does not leave it deaf."""
     topic = unique("orders")
-    async with opened(lambda: from_url(recreating_url)) as transport:
+    async with opened(lambda: from_url(url)) as transport:
         assert isinstance(transport, Groups)
         receiver = Receiver(transport.subscribe(topic, group="g"))
         await prime(transport, topic, [receiver])

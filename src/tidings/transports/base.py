@@ -133,6 +133,5 @@ class Groups(Protocol):
         """Forget ``group``'s subscription to ``topic`` and what it has not acknowledged.
 
         Raises NotFound if there is no such group. Stop the group's consumers first: one still
-        running subscribes again as a new group would (SQLite, PostgreSQL, Redis) or stops
-        receiving until it is restarted (NATS).
+        running subscribes again as a new group would (from the oldest message kept).
         """

@@ -259,11 +259,14 @@ class NatsTransport:
             with suppress(Exception):
                 await nc.close()  # writes what is still buffered (acks) before closing
 
-    async def attach(self, subscription: NatsSubscription) -> tuple[NATS, str]:
-        """Make sure ``subscription``'s consumer exists; the connection and its pull subject."""
+    async def attach(
+        self, subscription: NatsSubscription, *, again: bool = False
+    ) -> tuple[NATS, str]:
+        """Make sure ``subscription``'s consumer exists (``again``: it was deleted, create it
+        even if this transport made it before); the connection and its pull subject."""
         nc, js = await self._client()
         name = durable_name(subscription.group, subscription.topic)
-        if name not in self._consumers:
+        if again or name not in self._consumers:
             config = ConsumerConfig(
                 durable_name=name,
                 description=subscription.group,  # for groups(): the name is not reversible
