@@ -99,3 +99,15 @@ async def test_a_publish_waits_for_a_short_lock(tmp_path: Path) -> None:
             assert not publish.done()
         await publish
     assert remaining(path)[0] == 1
+
+
+async def test_a_publish_waiting_for_the_lock_obeys_the_callers_timeout(tmp_path: Path) -> None:
+    """However long ``busy_timeout`` is, the caller's own timeout ends the wait; the connection
+    is fine afterwards."""
+    path = tmp_path / "bus.db"
+    async with opened(lambda: SqliteTransport(f"sqlite:///{path}?busy_timeout=60")) as transport:
+        with write_locked(path), pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await transport.publish("t", [Message("t", b"1")])
+        await transport.publish("t", [Message("t", b"2")])
+    assert remaining(path)[0] == 1

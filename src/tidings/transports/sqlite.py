@@ -142,8 +142,10 @@ class SqliteTransport:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Append ``messages`` to the log in one transaction, in order.
 
-        Raises ValueError for a wildcard topic, ClosedError after :meth:`aclose`, TransportError
-        when the database fails (nothing of the call is stored then).
+        Raises ValueError for a wildcard topic, ClosedError after :meth:`aclose`,
+        ServiceUnavailable when another connection held the write lock for ``busy_timeout``
+        seconds, TransportError when the database fails (nothing of the call is stored then). A
+        call cancelled while it waits for the lock may still be stored, within half a second.
         """
         self._check_open()
         if is_pattern(topic):
