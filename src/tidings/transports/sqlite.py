@@ -145,7 +145,8 @@ class SqliteTransport:
         Raises ValueError for a wildcard topic, ClosedError after :meth:`aclose`,
         ServiceUnavailable when another connection held the write lock for ``busy_timeout``
         seconds, TransportError when the database fails (nothing of the call is stored then). A
-        call cancelled while it waits for the lock may still be stored, within half a second.
+        call cancelled while it waits for the lock ends within half a second; if the lock came
+        free meanwhile, its messages may have been stored.
         """
         self._check_open()
         if is_pattern(topic):
