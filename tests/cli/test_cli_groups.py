@@ -16,7 +16,7 @@ from tidings.transports import from_url
 
 Invoke = Callable[..., Result]
 
-KEEPING_GROUPS = ["postgresql", "redis", "nats"]
+KEEPING_GROUPS = ["postgresql", "redis", "nats", "kafka"]
 """The brokers whose transports implement ``transports.Groups`` (besides SQLite)."""
 
 
@@ -83,15 +83,11 @@ def test_a_transport_without_groups_says_so(cli: Invoke) -> None:
 
 @pytest.mark.parametrize("broker_url", KEEPING_GROUPS, indirect=True)
 def test_list_and_drop_on_brokers(cli: Invoke, broker_url: str) -> None:
-    topic = unique("orders")
-    asyncio.run(lagging(broker_url, topic, "billing", 3))
+    topic, group = unique("orders"), unique("billing")  # unique on the session's Kafka
+    asyncio.run(lagging(broker_url, topic, group, 3))
 
-    assert [(g["group"], g["lag"]) for g in listed(cli, broker_url, topic)] == [("billing", 3)]
-    dropped = cli("groups", "drop", topic, "billing", "--url", broker_url, "--yes", "--json")
+    assert [(g["group"], g["lag"]) for g in listed(cli, broker_url, topic)] == [(group, 3)]
+    dropped = cli("groups", "drop", topic, group, "--url", broker_url, "--yes", "--json")
     assert dropped.exit_code == 0, dropped.output
-    assert msgspec.json.decode(dropped.stdout) == {
-        "topic": topic,
-        "group": "billing",
-        "dropped": True,
-    }
+    assert msgspec.json.decode(dropped.stdout) == {"topic": topic, "group": group, "dropped": True}
     assert listed(cli, broker_url, topic) == []
