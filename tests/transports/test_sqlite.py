@@ -4,6 +4,7 @@ retention, errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from brokers import held_messages_come_again
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
-from tidings.transports import from_url
+from tidings.transports import GroupInfo, from_url
 from tidings.transports.base import Delivery
 from tidings.transports.sqlite import SqliteOptions, SqliteTransport
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
@@ -142,6 +143,23 @@ async def test_a_dropped_group_no_longer_holds_messages(sqlite_url: str, tmp_pat
     await transport.aclose()
     await _one_more(sqlite_url, "fast")
     assert log_rows(tmp_path / "tidings.db") <= 1
+
+
+async def test_a_file_of_an_earlier_version_gets_group_activity(tmp_path: Path) -> None:
+    """Cursors of files made before groups recorded their activity gain the column on open."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE tidings_cursors (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, "
+            "topic TEXT NOT NULL, position INTEGER NOT NULL, UNIQUE (grp, topic))"
+        )
+        db.execute("INSERT INTO tidings_cursors (grp, topic, position) VALUES ('old', 't', 0)")
+        db.commit()
+    transport = SqliteTransport(f"sqlite:///{path}")
+    try:
+        assert await transport.groups() == [GroupInfo("t", "old", 0, 0, None)]
+    finally:
+        await transport.aclose()
 
 
 async def test_deletion_keeps_up_with_a_large_backlog(sqlite_url: str, tmp_path: Path) -> None:
