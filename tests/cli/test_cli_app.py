@@ -18,7 +18,7 @@ def test_help_lists_every_command(cli: Invoke) -> None:
     result = cli("--help")
 
     assert result.exit_code == 0
-    for command in ("demo", "run", "publish", "tail", "dlq", "store", "projections"):
+    for command in ("demo", "run", "publish", "tail", "dlq", "groups", "store", "projections"):
         assert f" {command} " in result.stdout
 
 

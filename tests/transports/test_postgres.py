@@ -11,6 +11,7 @@ from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
 from tidings.topics import matches
 from tidings.transports import from_url
+from tidings.transports.base import Delivery
 from tidings.transports.postgres import PostgresOptions, PostgresTransport
 from tidings.transports.postgres_queue import topic_regex
 
@@ -71,6 +72,32 @@ async def test_acknowledged_messages_are_deleted(pg_dsn: str, pg_schema: str) ->
         receiver = Receiver(transport.subscribe("kept", group="only"))
         await transport.publish("kept", messages(1))
         await receiver.until(lambda: len(receiver.ids) == 1, "one more message")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        left = await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".log')
+    finally:
+        await conn.close()
+    assert left <= 1, "only the newest message may be left"
+
+
+async def test_a_dropped_group_no_longer_holds_messages(pg_dsn: str, pg_schema: str) -> None:
+    url = f"{pg_dsn}?schema={pg_schema}"
+
+    async def hold(delivery: Delivery) -> None:
+        pass
+
+    async with opened(lambda: PostgresTransport(url)) as transport:
+        fast = Receiver(transport.subscribe("kept", group="fast"))
+        gone = Receiver(transport.subscribe("kept", group="gone"), settle=hold)
+        await transport.publish("kept", messages(30))
+        await fast.until(lambda: len(fast.deliveries) == 30, "fast's messages")
+        await gone.until(lambda: len(gone.deliveries) == 30, "gone's messages")
+    async with opened(lambda: PostgresTransport(url)) as transport:
+        assert isinstance(transport, PostgresTransport)
+        await transport.drop_group("kept", "gone")
+        receiver = Receiver(transport.subscribe("kept", group="fast"))
+        await transport.publish("kept", messages(1))
+        await receiver.until(lambda: len(receiver.deliveries) == 1, "one more message")
     conn = await asyncpg.connect(pg_dsn)
     try:
         left = await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".log')

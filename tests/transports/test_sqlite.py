@@ -4,6 +4,7 @@ retention, errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from tidings.bus import Bus
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
-from tidings.transports import from_url
+from tidings.transports import GroupInfo, from_url
 from tidings.transports.base import Delivery
 from tidings.transports.sqlite import SqliteOptions, SqliteTransport
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
@@ -122,6 +123,75 @@ async def test_acknowledged_messages_are_deleted(sqlite_url: str, tmp_path: Path
         await slow.until(lambda: len(slow.ids) == 51, "the slow group's messages")
     await _one_more(sqlite_url, "slow")
     assert log_rows(tmp_path / "tidings.db") <= 1, "only the newest message may be left"
+
+
+async def test_a_dropped_group_no_longer_holds_messages(sqlite_url: str, tmp_path: Path) -> None:
+    """A group whose consumers are gone keeps every message until it is dropped."""
+
+    async def hold(delivery: Delivery) -> None:
+        pass
+
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        fast = Receiver(transport.subscribe("kept", group="fast"))
+        gone = Receiver(transport.subscribe("kept", group="gone"), settle=hold)
+        await transport.publish("kept", messages(50))
+        await fast.until(lambda: len(fast.deliveries) == 50, "fast's messages")
+        await gone.until(lambda: len(gone.deliveries) == 50, "gone's messages")
+    await _one_more(sqlite_url, "fast")
+    assert log_rows(tmp_path / "tidings.db") == 51
+
+    transport = SqliteTransport(sqlite_url)
+    await transport.drop_group("kept", "gone")
+    await transport.aclose()
+    await _one_more(sqlite_url, "fast")
+    assert log_rows(tmp_path / "tidings.db") <= 1
+
+
+async def test_a_file_of_an_earlier_version_gets_group_activity(tmp_path: Path) -> None:
+    """Cursors of files made before groups recorded their activity gain the column on open."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE tidings_cursors (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, "
+            "topic TEXT NOT NULL, position INTEGER NOT NULL, UNIQUE (grp, topic))"
+        )
+        db.execute("INSERT INTO tidings_cursors (grp, topic, position) VALUES ('old', 't', 0)")
+        db.commit()
+    transport = SqliteTransport(f"sqlite:///{path}")
+    try:
+        assert await transport.groups() == [GroupInfo("t", "old", 0, 0, None)]
+    finally:
+        await transport.aclose()
+
+
+async def test_deletion_keeps_up_with_a_large_backlog(sqlite_url: str, tmp_path: Path) -> None:
+    """Once a backlog far larger than one deletion batch of old (20,000 rows) was acknowledged,
+    the next fetch deletes all of it."""
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group="g", prefetch=5000))
+        for _ in range(6):
+            await transport.publish("kept", messages(5000))
+        await receiver.until(lambda: len(receiver.deliveries) == 30_000, "the backlog")
+    await _one_more(sqlite_url, "g")
+    assert log_rows(tmp_path / "tidings.db") <= 1
+
+
+async def test_space_of_deleted_messages_is_given_back(tmp_path: Path) -> None:
+    """A new file shrinks back to its ``spare_mb`` of free space once a backlog is handled."""
+    path = tmp_path / "tidings.db"
+    url = f"sqlite:///{path}?spare_mb=1"
+    await _one_more(url, "g")  # the group exists: it keeps what is published
+    async with opened(lambda: SqliteTransport(url)) as transport:
+        for _ in range(10):
+            await transport.publish("kept", [Message("item", b"x" * 1000) for _ in range(1000)])
+    grown = path.stat().st_size
+    async with opened(lambda: SqliteTransport(url)) as transport:
+        receiver = Receiver(transport.subscribe("kept", group="g"))
+        await receiver.until(lambda: len(receiver.deliveries) == 10_000, "the backlog")
+    await _one_more(url, "g")  # deletes the rows
+    await _one_more(url, "g")  # gives their pages back
+    assert grown > 10_000_000
+    assert path.stat().st_size < 3_000_000
 
 
 async def _one_more(url: str, group: str) -> None:

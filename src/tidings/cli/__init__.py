@@ -1,8 +1,8 @@
 """The ``tidings`` command line: one typer app, one module per command (group).
 
 ``demo`` runs the signup demo (``demo bank`` the event-sourcing one); ``run`` runs a worker;
-``publish``, ``tail`` and ``dlq`` talk to a transport chosen by ``--url``; ``store`` and
-``projections`` look into an event store. Human output uses rich tables; ``--json`` prints JSON
+``publish``, ``tail``, ``dlq`` and ``groups`` talk to a transport chosen by ``--url``; ``store``
+and ``projections`` look into an event store. Human output uses rich tables; ``--json`` prints JSON
 for scripts. Log records (failures in handlers, for one) go to stderr.
 """
 
@@ -16,13 +16,14 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from tidings.cli import demo, dlq, projections, publish, store, tail, worker
+from tidings.cli import demo, dlq, groups, projections, publish, store, tail, worker
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="tidings",
-    help="Typed, fast event-driven applications: demo, worker, publish, tail, dead letters.",
+    help="Typed, fast event-driven applications: demo, worker, publish, tail, dead letters, "
+    "groups.",
     no_args_is_help=True,
 )
 app.add_typer(demo.app, name="demo")
@@ -30,6 +31,7 @@ app.command("run")(worker.run)
 app.command("publish")(publish.publish)
 app.command("tail")(tail.tail)
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(groups.app, name="groups")
 app.add_typer(store.app, name="store")
 app.add_typer(projections.app, name="projections")
 

@@ -6,9 +6,25 @@ import importlib
 import re
 from urllib.parse import urlsplit
 
-from tidings.transports.base import Delivery, Features, Subscription, Transport
+from tidings.transports.base import (
+    Delivery,
+    Features,
+    GroupInfo,
+    Groups,
+    Subscription,
+    Transport,
+)
 
-__all__ = ["Delivery", "Features", "Subscription", "Transport", "from_url", "redact"]
+__all__ = [
+    "Delivery",
+    "Features",
+    "GroupInfo",
+    "Groups",
+    "Subscription",
+    "Transport",
+    "from_url",
+    "redact",
+]
 
 _MODULES = {
     "memory": ("tidings.transports.memory", None),

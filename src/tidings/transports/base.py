@@ -22,6 +22,9 @@ Contract
     The dead-letter store that lives on the same broker or database.
 ``aclose()``
     Idempotent. Pending publishes finish; subscriptions end.
+
+Transports that keep consumer groups on the broker also implement :class:`Groups`: a group's
+lag, and dropping a group nobody consumes for any more (so it stops holding messages).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tidings.message import Message
 if TYPE_CHECKING:
     from tidings.deadletters import DeadLetterStore
 
-__all__ = ["Delivery", "Features", "Subscription", "Transport"]
+__all__ = ["Delivery", "Features", "GroupInfo", "Groups", "Subscription", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +103,35 @@ class Transport(Protocol):
     def dead_letters(self) -> DeadLetterStore: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """One consumer group's subscription to one topic (or pattern), as the broker keeps it."""
+
+    topic: str
+    """The topic or pattern the group subscribed to, as given to ``subscribe``."""
+    group: str
+    lag: int
+    """Messages published to it that the group has not acknowledged yet (in flight included)."""
+    in_flight: int | None
+    """Messages handed to a consumer of the group and not settled yet; None where unknown."""
+    last_active: float | None
+    """When a consumer of the group last fetched (Unix time); None where unknown."""
+
+
+@runtime_checkable
+class Groups(Protocol):
+    """The consumer groups a transport keeps: see how far behind each is, drop those whose
+    consumers are gone (a renamed handler's group otherwise keeps its messages forever)."""
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every group on every topic, sorted by topic then group."""
+        ...
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Forget ``group``'s subscription to ``topic`` and what it has not acknowledged.
+
+        Raises NotFound if there is no such group. Stop the group's consumers first: one still
+        running subscribes again as a new group would (from the oldest message kept).
+        """

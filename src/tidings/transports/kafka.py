@@ -36,8 +36,9 @@ from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports import redact
-from tidings.transports.base import Features
+from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kafka_deadletters import KafkaDeadLetterStore
+from tidings.transports.kafka_groups import drop_group, list_groups
 from tidings.transports.kafka_protocol import check_topic, mapped
 from tidings.transports.kafka_publish import Publisher
 from tidings.transports.kafka_subscription import KafkaSubscription
@@ -297,6 +298,32 @@ class KafkaTransport:
 
     def forget(self, subscription: KafkaSubscription) -> None:
         self._subscriptions.discard(subscription)
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every consumer group on every topic it committed offsets on, with its lag: see
+        :class:`~tidings.transports.base.Groups` and :mod:`~tidings.transports.kafka_groups`."""
+        if self._closed:
+            raise ClosedError("the Kafka transport was closed")
+        options = self.options
+        admin = self._admin or await self._admin_client()
+        try:
+            return await list_groups(admin, options.client_settings(), options.dead_letter_topic)
+        except KafkaError as exc:
+            raise mapped(exc, "listing the groups", options.where) from exc
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Delete the Kafka group ``group``, whose offsets must all be on ``topic``; raises
+        NotFound, TransportError while it has members or offsets on other topics."""
+        if self._closed:
+            raise ClosedError("the Kafka transport was closed")
+        options = self.options
+        admin = self._admin or await self._admin_client()
+        try:
+            await drop_group(
+                admin, options.client_settings(), options.dead_letter_topic, topic, group
+            )
+        except KafkaError as exc:
+            raise mapped(exc, f"dropping the group {group!r}", options.where) from exc
 
     def dead_letters(self) -> KafkaDeadLetterStore:
         if self._dead_letters is None:

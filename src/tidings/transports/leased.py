@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
 from tidings.message import Message
 from tidings.topics import validate_pattern
+from tidings.transports.outage import Outage
 from tidings.transports.wire import from_wire
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("tidings.transports")
+_RETRY_CAP = 5.0
+"""Most seconds between tries while the database is unavailable."""
 
 Row = tuple[Any, ...]
 """``(seq, attempt, topic, id, type, key, headers, data, time)`` of one leased message."""
@@ -113,8 +116,11 @@ class LeasedDelivery:
 class LeasedSubscription:
     """Batches of :class:`LeasedDelivery` from a :class:`Queue`; see the module docstring.
 
-    A database that cannot be reached while fetching is retried every ``poll`` seconds (logged),
-    so consumers ride out a restart; other errors are raised from the iteration.
+    A database that is unavailable (:class:`ServiceUnavailable`: unreachable, restarting, or
+    locked by another connection for long) never ends the subscription: opening, fetching and
+    writing are tried again after ``poll`` seconds, doubling up to :data:`_RETRY_CAP`, with one
+    log record when the spell begins and one when it ends. Other errors are raised from the
+    iteration.
     """
 
     def __init__(
@@ -143,6 +149,8 @@ class LeasedSubscription:
         self._renew_at = 0.0
         self._wake = asyncio.Event()
         self._kick = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._outage = Outage(f"the queue of {group!r} on {topic!r}", first=poll, cap=_RETRY_CAP)
         self._keeper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -160,8 +168,11 @@ class LeasedSubscription:
             raise
 
     async def _next(self) -> list[LeasedDelivery]:
-        if not self._opened and not self._closed:
-            await self._open()
+        while not self._opened and not self._closed:
+            try:
+                await self._open()
+            except ServiceUnavailable as exc:
+                await self._pause(exc)
         while not self._closed:
             want = self._prefetch - len(self._out)
             self._wake.clear()
@@ -170,8 +181,8 @@ class LeasedSubscription:
                 try:
                     rows, due = await self._exchange(want)
                 except ServiceUnavailable as exc:
-                    _log.warning("fetching %r failed, trying again: %s", self.topic, exc)
-                    rows, due = [], None
+                    await self._pause(exc)
+                    continue
                 if rows:
                     self._out.update(row[0] for row in rows)
                     return [self._delivery(row) for row in rows]
@@ -185,6 +196,15 @@ class LeasedSubscription:
                     pass
         raise StopAsyncIteration
 
+    async def _pause(self, error: ServiceUnavailable) -> None:
+        """Wait before trying again after ``error`` (less if the subscription closes)."""
+        delay = self._outage.failed(error)
+        try:
+            async with asyncio.timeout(delay):
+                await self._stop.wait()
+        except TimeoutError:
+            pass
+
     async def aclose(self) -> None:
         """Stop fetching and write the recorded acks and nacks. Deliveries handed out keep their
         leases (renewed) until settled; those never settled come again once the transport
@@ -193,11 +213,15 @@ class LeasedSubscription:
             return
         self._closed = True
         self._wake.set()
+        self._stop.set()
         self._queue.unwatch(self._wake)
         if self._keeper is None:
             self._on_idle(self)
             return
-        await self._flush()
+        try:
+            await self._flush()
+        except ServiceUnavailable as exc:
+            self._outage.failed(exc)  # the keeper tries again
         self._kick.set()  # the keeper ends once nothing is in flight
 
     async def shutdown(self) -> None:
@@ -251,13 +275,20 @@ class LeasedSubscription:
                     pass
                 self._kick.clear()
                 await asyncio.sleep(0)  # let the handlers finishing in this loop turn settle too
-                await self._flush()
+                try:
+                    await self._flush()
+                except ServiceUnavailable as exc:
+                    await asyncio.sleep(self._outage.failed(exc))
         finally:
             self._on_idle(self)
 
     async def _flush(self) -> None:
+        """Write the recorded acks and nacks and renew the leases; raises ServiceUnavailable
+        (they are kept for the next try), logs other failures."""
         try:
             await self._exchange(0)
+        except ServiceUnavailable:
+            raise
         except (TidingsError, OSError):
             _log.exception("writing the acks of %r failed; trying again later", self.topic)
 
@@ -279,6 +310,7 @@ class LeasedSubscription:
             self._acks[:0] = acks  # keep them for the next try
             self._nacks[:0] = nacks
             raise
+        self._outage.over()
         if renew:
             self._renew_at = now + self._lease / 3
         return result

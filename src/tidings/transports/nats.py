@@ -44,11 +44,12 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from tidings.errors import ClosedError, ServiceUnavailable, TidingsError, TransportError
+from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TidingsError, TransportError
 from tidings.message import Message
 from tidings.transports import redact
-from tidings.transports.base import Features
+from tidings.transports.base import Features, GroupInfo
 from tidings.transports.nats_deadletters import NatsDeadLetterStore
+from tidings.transports.nats_groups import consumers, group_info
 from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
@@ -236,6 +237,26 @@ class NatsTransport:
         self._subscriptions.add(subscription)
         return subscription
 
+    async def groups(self) -> list[GroupInfo]:
+        """Every group's durable consumer on the stream, with its lag: see
+        :class:`~tidings.transports.base.Groups`."""
+        _, js = await self._client()
+        with self._errors(f"listing the consumers of {self.options.stream}"):
+            found = await self._api(consumers(js, self.options.stream))
+        groups = [group_info(consumer, self.options.prefix) for consumer in found]
+        return sorted(groups, key=lambda info: (info.topic, info.group))
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Delete ``group``'s durable consumer of ``topic`` (or pattern); raises NotFound."""
+        _, js = await self._client()
+        name = durable_name(group, topic)
+        with self._errors(f"deleting the consumer {name}"):
+            try:
+                await self._api(js.delete_consumer(self.options.stream, name))
+            except nats.js.errors.NotFoundError:
+                raise NotFound(f"no group {group!r} on {topic!r}") from None
+        self._consumers.discard(name)
+
     def dead_letters(self) -> NatsDeadLetterStore:
         return NatsDeadLetterStore(self)
 
@@ -255,13 +276,17 @@ class NatsTransport:
             with suppress(Exception):
                 await nc.close()  # writes what is still buffered (acks) before closing
 
-    async def attach(self, subscription: NatsSubscription) -> tuple[NATS, str]:
-        """Make sure ``subscription``'s consumer exists; the connection and its pull subject."""
+    async def attach(
+        self, subscription: NatsSubscription, *, again: bool = False
+    ) -> tuple[NATS, str]:
+        """Make sure ``subscription``'s consumer exists (``again``: it was deleted, create it
+        even if this transport made it before); the connection and its pull subject."""
         nc, js = await self._client()
         name = durable_name(subscription.group, subscription.topic)
-        if name not in self._consumers:
+        if again or name not in self._consumers:
             config = ConsumerConfig(
                 durable_name=name,
+                description=subscription.group,  # for groups(): the name is not reversible
                 filter_subject=subject_for(self.options.prefix, subscription.topic),
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,

@@ -15,6 +15,7 @@ server's delivery count. A delivery nobody settles comes again after the consume
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import suppress
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ __all__ = ["NatsDelivery", "NatsSubscription"]
 
 _ACK = b"+ACK"
 _NAK = b"-NAK"
+_log = logging.getLogger("tidings.transports.nats")
 _GRACE = 1.0
 """Seconds past a pull request's expiry after which its unanswered rest is written off."""
 
@@ -92,6 +94,8 @@ class NatsSubscription:
         self._unsettled = 0
         """Deliveries handed out and neither acked nor nacked."""
         self._expires_at = 0.0
+        self._gone = False
+        """The group's consumer was deleted (``tidings groups drop``): create it again."""
         self._closed = False
 
     def __aiter__(self) -> NatsSubscription:
@@ -106,6 +110,8 @@ class NatsSubscription:
                     raise StopAsyncIteration from None
                 raise
         while not self._closed:
+            if self._gone:
+                await self._attach_again()
             if self._buffer:
                 batch = self._take()
                 await self._pull()
@@ -162,6 +168,11 @@ class NatsSubscription:
             raise ClosedError("the subscription was closed")
         self._inbox = inbox
 
+    async def _attach_again(self) -> None:
+        _log.warning("group %r on %r was dropped; it starts again", self.group, self.topic)
+        self._gone = False
+        self._nc, _ = await self._transport.attach(self, again=True)
+
     async def _on_message(self, msg: Msg) -> None:
         self._buffer.append(msg)
         self._wake.set()
@@ -189,6 +200,8 @@ class NatsSubscription:
             self._requested = max(0, self._requested - int(pending))
         elif headers.get("Status") in ("408", "409"):
             self._requested = 0  # how much of which request ended is unknown: ask afresh
+            if headers.get("Description") == "Consumer Deleted":
+                self._gone = True
 
     def _room(self) -> int:
         return self._prefetch - self._requested - self._unsettled

@@ -20,6 +20,7 @@ applications or tests sharing a database):
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -32,11 +33,12 @@ from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports import redact
-from tidings.transports.base import Features
+from tidings.transports.base import Features, GroupInfo
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.options import redacted_repr
 from tidings.transports.postgres_db import Database
 from tidings.transports.postgres_deadletters import PostgresDeadLetterStore
+from tidings.transports.postgres_groups import drop_group, list_groups
 from tidings.transports.postgres_queue import PostgresQueue
 
 __all__ = ["FEATURES", "PostgresOptions", "PostgresTransport", "from_url"]
@@ -159,6 +161,18 @@ class PostgresTransport:
         deliveries are handed out and not yet acked or nacked at any time."""
         self._check_open()
         return self._subscriptions.open(topic, group, prefetch)
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every group's subscription to a topic or pattern, with its lag: see
+        :class:`~tidings.transports.base.Groups`."""
+        self._check_open()
+        return await list_groups(self._db, time.time())
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Forget ``group`` on ``topic`` (as subscribed: a pattern stays a pattern) and what it
+        has pending; the log rows only it held are deleted by the next prune. Raises NotFound."""
+        self._check_open()
+        await drop_group(self._db, topic, group)
 
     def dead_letters(self) -> PostgresDeadLetterStore:
         """Dead letters in a table of the same schema."""

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {s}.cursors (
     pattern text NOT NULL,
     UNIQUE (grp, topic)
 );
+ALTER TABLE {s}.cursors ADD COLUMN IF NOT EXISTS active_at float8;
 CREATE TABLE IF NOT EXISTS {s}.pending (
     cursor int NOT NULL,
     seq bigint NOT NULL,

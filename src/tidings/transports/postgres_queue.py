@@ -10,6 +10,7 @@ this subscription is leased in this same claim (``prev`` chains them).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
@@ -18,7 +19,10 @@ from tidings.transports.postgres_db import Database
 
 __all__ = ["PostgresQueue", "topic_regex"]
 
+_log = logging.getLogger("tidings.transports")
 _PRUNE_EVERY = 10.0
+_MARK_EVERY = 1.0
+"""Seconds between notes that the group is active (``cursors.active_at``)."""
 
 _CANDIDATES = """
 SELECT p.seq, p.key,
@@ -73,6 +77,10 @@ WHERE seq < coalesce((SELECT min(seq) FROM {s}.pending), (SELECT max(seq) + 1 FR
 """
 
 
+# Also tells whether the cursor still exists: ``tidings groups drop`` may have deleted it.
+_MARK = "UPDATE {s}.cursors SET active_at = $2 WHERE id = $1"
+
+
 def topic_regex(topic: str) -> str:
     """A PostgreSQL regular expression matching the topics that ``topic`` (maybe a pattern)
     matches: ``*`` one token, ``>`` one or more."""
@@ -96,12 +104,13 @@ class PostgresQueue:
         self._group = group
         self._cursor = 0
         self._prune_at = 0.0
+        self._mark_at = 0.0
         self._sql = {
             name: db.sql(template)
             for name, template in [
                 ("candidates", _CANDIDATES), ("lease", _LEASE), ("next_due", _NEXT_DUE),
                 ("ack", _ACK), ("nack", _NACK), ("renew", _RENEW), ("release", _RELEASE),
-                ("prune", _PRUNE),
+                ("prune", _PRUNE), ("mark", _MARK),
             ]
         }  # fmt: skip
 
@@ -124,15 +133,26 @@ class PostgresQueue:
         prune = exchange.want > 0 and exchange.now >= self._prune_at
         if prune:
             self._prune_at = exchange.now + _PRUNE_EVERY
+        mark = exchange.want > 0 and exchange.now >= self._mark_at
+        if mark:
+            self._mark_at = exchange.now + _MARK_EVERY
 
-        async def run(conn: Any) -> tuple[list[Row], float | None]:
+        async def run(conn: Any) -> tuple[list[Row], float | None] | None:
             async with conn.transaction():
+                if mark:
+                    marked = await conn.execute(self._sql["mark"], self._cursor, exchange.now)
+                    if marked == "UPDATE 0":
+                        return None  # the group was dropped
                 return await self._write(conn, exchange, prune)
 
         # Not retried here: the subscription looks again itself, with what it recorded since.
         result = await self._db.run(run, retry=False)
         if exchange.nacks or exchange.release:
             self._db.ring()
+        if result is None:
+            _log.warning("group %r on %r was dropped; it starts again", self._group, self._topic)
+            await self.open()
+            return [], None
         return result
 
     async def _write(self, conn: Any, x: Exchange, prune: bool) -> tuple[list[Row], float | None]:

@@ -39,9 +39,10 @@ from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import redact
-from tidings.transports.base import Features
+from tidings.transports.base import Features, GroupInfo
 from tidings.transports.options import query_options
 from tidings.transports.redis_deadletters import RedisDeadLetterStore
+from tidings.transports.redis_groups import drop_group, list_groups
 from tidings.transports.redis_protocol import (
     PUBLISH_SCRIPT,
     Keys,
@@ -273,6 +274,19 @@ class RedisTransport:
         subscription = RedisSubscription(self, topic, group, prefetch)
         self._subscriptions.add(subscription)
         return subscription
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every consumer group on every topic's stream, with its lag: see
+        :class:`~tidings.transports.base.Groups` (a pattern's group is listed per topic)."""
+        if self._closed:
+            raise ClosedError("the Redis transport is closed")
+        return await list_groups(self)
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Destroy ``group`` on ``topic``'s stream (a plain topic); raises NotFound."""
+        if self._closed:
+            raise ClosedError("the Redis transport is closed")
+        await drop_group(self, topic, group)
 
     def dead_letters(self) -> RedisDeadLetterStore:
         """The dead letters, kept in a stream on the same Redis."""

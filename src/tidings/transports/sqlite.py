@@ -15,8 +15,10 @@ and leases a batch of pending rows to the fetching subscription, all in one tran
 * per key, a group is handed messages in log order: a row is held back while an earlier row with the
   same key is leased to another subscription or waits for its nack delay;
 * a new group starts at the oldest message still in the log (``features.replays_history``). Log rows
-  that every cursor has passed and nobody has pending are deleted; with no cursor at all, nothing
-  is deleted.
+  that every cursor has passed and nobody has pending are deleted about every second by a fetching
+  subscription (in batches of 100,000, again at once while a batch is full); with no cursor at
+  all, nothing is deleted. A file this transport created gives the free space beyond
+  ``spare_mb`` back to the file system (incremental auto_vacuum).
 
 A commit wakes this process's waiting subscriptions at once; other processes writing the same file
 are noticed within ``poll`` seconds.
@@ -25,6 +27,7 @@ are noticed within ``poll`` seconds.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -37,11 +40,12 @@ from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports import redact
-from tidings.transports.base import Features
+from tidings.transports.base import Features, GroupInfo
 from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.options import query_options
 from tidings.transports.sqlite_db import Database, Doorbell, transaction
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
+from tidings.transports.sqlite_groups import drop_group, list_groups
 from tidings.transports.sqlite_queue import SqliteQueue
 
 __all__ = ["FEATURES", "SqliteOptions", "SqliteTransport", "from_url"]
@@ -75,9 +79,13 @@ class SqliteOptions:
     poll: float = 0.2
     """Seconds between looks for messages that other processes wrote to the file."""
     busy_timeout: float = 5.0
-    """Seconds to wait for another process's write lock before raising TransportError."""
+    """Seconds a publish waits for another connection's write lock (a backup, a VACUUM) before
+    raising ServiceUnavailable, with nothing stored; subscriptions wait as long as it takes."""
     synchronous: Literal["normal", "full"] = "normal"
     """``normal`` survives process crashes; ``full`` also survives power loss, at a cost."""
+    spare_mb: float = 32.0
+    """Megabytes of free space the file keeps for new messages once they were deleted; the
+    rest is given back to the file system (in files this version created; see the docs)."""
 
     @classmethod
     def from_url(cls, url: str) -> SqliteOptions:
@@ -92,6 +100,8 @@ class SqliteOptions:
         options = cls(path, **values)  # type: ignore[arg-type]  # each value parsed by its type
         if min(options.lease, options.poll, options.busy_timeout) <= 0:
             raise ValueError("lease, poll and busy_timeout must be positive")
+        if options.spare_mb < 0:
+            raise ValueError("spare_mb cannot be negative")
         return options
 
 
@@ -116,6 +126,7 @@ class SqliteTransport:
             options.path,
             busy_timeout=options.busy_timeout,
             synchronous=options.synchronous.upper(),
+            spare=int(options.spare_mb * (1 << 20)),
         )
         self._subscriptions = LeasedSubscriptions(
             partial(SqliteQueue, self._db), lease=options.lease, poll=options.poll
@@ -132,8 +143,11 @@ class SqliteTransport:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Append ``messages`` to the log in one transaction, in order.
 
-        Raises ValueError for a wildcard topic, ClosedError after :meth:`aclose`, TransportError
-        when the database fails (nothing of the call is stored then).
+        Raises ValueError for a wildcard topic, ClosedError after :meth:`aclose`,
+        ServiceUnavailable when another connection held the write lock for ``busy_timeout``
+        seconds, TransportError when the database fails (nothing of the call is stored then). A
+        call cancelled while it waits for the lock ends within half a second; if the lock came
+        free meanwhile, its messages may have been stored.
         """
         self._check_open()
         validate_topic(topic)
@@ -159,6 +173,18 @@ class SqliteTransport:
         deliveries are handed out and not yet acked or nacked at any time."""
         self._check_open()
         return self._subscriptions.open(topic, group, prefetch)
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every group's subscription to a topic or pattern, with its lag: see
+        :class:`~tidings.transports.base.Groups`."""
+        self._check_open()
+        return await self._db.run(partial(list_groups, time.time()))
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Forget ``group`` on ``topic`` (as subscribed: a pattern stays a pattern) and what it
+        has pending; the log rows only it held are deleted by the next prune. Raises NotFound."""
+        self._check_open()
+        await self._db.run(partial(drop_group, topic, group))
 
     def dead_letters(self) -> SqliteDeadLetterStore:
         """Dead letters in a table of the same file."""

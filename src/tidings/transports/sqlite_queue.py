@@ -8,6 +8,7 @@ log and not yet acknowledged, with their lease, attempts and nack delay).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 
 import msgspec
@@ -18,9 +19,12 @@ from tidings.transports.sqlite_db import Database, Doorbell, transaction
 
 __all__ = ["SqliteQueue"]
 
+_log = logging.getLogger("tidings.transports")
 _encode_ids = msgspec.json.Encoder().encode
-_PRUNE_EVERY = 5.0
-_PRUNE_ROWS = 20_000
+_PRUNE_EVERY = 1.0
+"""Seconds between deletions of log rows no group needs, while each deletes them all."""
+_PRUNE_ROWS = 100_000
+"""Most log rows deleted per transaction; after a full batch, the next fetch deletes more."""
 
 _COPY_TOPIC = (
     "INSERT INTO tidings_pending (cursor, seq, key) SELECT ?, seq, key FROM tidings_log "
@@ -88,21 +92,25 @@ class SqliteQueue:
         self._copy_sql = _COPY_PATTERN if is_pattern(topic) else _COPY_TOPIC
         self._cursor = 0
         self._prune_at = 0.0
+        self._mark_at = 0.0
 
     async def open(self) -> None:
-        self._cursor = await self._db.run(self._create_cursor)
+        def create(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                return self._create_cursor(conn)
+
+        self._cursor = await self._db.run(create)
 
     def _create_cursor(self, conn: sqlite3.Connection) -> int:
-        with transaction(conn):
-            conn.execute(
-                "INSERT INTO tidings_cursors (grp, topic, position) VALUES (?, ?, 0) "
-                "ON CONFLICT (grp, topic) DO NOTHING",
-                (self._group, self._topic),
-            )
-            row = conn.execute(
-                "SELECT id FROM tidings_cursors WHERE grp = ? AND topic = ?",
-                (self._group, self._topic),
-            ).fetchone()
+        conn.execute(
+            "INSERT INTO tidings_cursors (grp, topic, position) VALUES (?, ?, 0) "
+            "ON CONFLICT (grp, topic) DO NOTHING",
+            (self._group, self._topic),
+        )
+        row = conn.execute(
+            "SELECT id FROM tidings_cursors WHERE grp = ? AND topic = ?",
+            (self._group, self._topic),
+        ).fetchone()
         return int(row[0])
 
     def watch(self, event: asyncio.Event) -> None:
@@ -114,20 +122,25 @@ class SqliteQueue:
     async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
         prune = exchange.want > 0 and exchange.now >= self._prune_at
         if prune:
-            self._prune_at = exchange.now + _PRUNE_EVERY
+            # What the previous prunes freed; before the exchange, whose leases must not be lost
+            # to a failure here.
+            await self._db.reclaim()
 
-        def run(conn: sqlite3.Connection) -> tuple[list[Row], float | None]:
+        def run(conn: sqlite3.Connection) -> tuple[list[Row], float | None, int]:
             with transaction(conn):
                 return self._write(conn, exchange, prune)
 
-        result = await self._db.run(run)
+        rows, due, pruned = await self._db.run(run)
+        if prune:
+            self._prune_at = exchange.now + (0 if pruned >= _PRUNE_ROWS else _PRUNE_EVERY)
         if exchange.nacks or exchange.release:
             Doorbell.ring(self._db.key)  # the waiting subscriptions look again
-        return result
+        return rows, due
 
     def _write(
         self, conn: sqlite3.Connection, x: Exchange, prune: bool
-    ) -> tuple[list[Row], float | None]:
+    ) -> tuple[list[Row], float | None, int]:
+        """The exchange's writes and leases, and how many log rows the prune deleted."""
         cursor, owner = self._cursor, x.owner
         if x.acks:
             conn.execute(_ACK, (cursor, _encode_ids(x.acks).decode()))
@@ -137,25 +150,31 @@ class SqliteQueue:
             conn.execute(_RELEASE, (cursor, owner))
         elif x.renew:
             conn.execute(_RENEW, (x.lease_until, cursor, owner, _encode_ids(x.renew).decode()))
-        if prune:
-            conn.execute(_PRUNE, {"rows": _PRUNE_ROWS})
+        pruned = conn.execute(_PRUNE, {"rows": _PRUNE_ROWS}).rowcount if prune else 0
         if x.want <= 0:
-            return [], None
-        self._copy(conn, x.want)
+            return [], None, pruned
+        cursor = self._copy(conn, x.want, x.now)
         params = {"cursor": cursor, "owner": owner, "now": x.now, "want": x.want}
         rows = conn.execute(_CLAIM, params).fetchall()
         if not rows:
-            return rows, conn.execute(_NEXT_DUE, params).fetchone()[0]
+            return rows, conn.execute(_NEXT_DUE, params).fetchone()[0], pruned
         seqs = _encode_ids([row[0] for row in rows]).decode()
         conn.execute(_LEASE, (x.lease_until, owner, cursor, seqs))
-        return rows, None
+        return rows, None, pruned
 
-    def _copy(self, conn: sqlite3.Connection, want: int) -> None:
-        """Move the cursor over up to ``want`` new matching log rows, into the pending table."""
+    def _copy(self, conn: sqlite3.Connection, want: int, now: float) -> int:
+        """Move the cursor over up to ``want`` new matching log rows, into the pending table,
+        and note the group active (at most once a second); returns the cursor's id (new if the
+        group was dropped meanwhile: it starts again as a new group)."""
         cursor = self._cursor
-        (position,) = conn.execute(
+        row = conn.execute(
             "SELECT position FROM tidings_cursors WHERE id = ?", (cursor,)
         ).fetchone()
+        if row is None:
+            _log.warning("group %r on %r was dropped; it starts again", self._group, self._topic)
+            cursor = self._cursor = self._create_cursor(conn)
+            row = (0,)
+        (position,) = row
         copied = conn.execute(self._copy_sql, (cursor, self._topic, position, want)).rowcount
         if copied < want:  # nothing more matches up to the head of the log
             (new,) = conn.execute(
@@ -165,5 +184,10 @@ class SqliteQueue:
             (new,) = conn.execute(
                 "SELECT max(seq) FROM tidings_pending WHERE cursor = ?", (cursor,)
             ).fetchone()
-        if new != position:
-            conn.execute("UPDATE tidings_cursors SET position = ? WHERE id = ?", (new, cursor))
+        if new != position or now >= self._mark_at:
+            conn.execute(
+                "UPDATE tidings_cursors SET position = ?, active_at = ? WHERE id = ?",
+                (new, now, cursor),
+            )
+            self._mark_at = now + 1
+        return cursor

@@ -1,0 +1,85 @@
+"""The consumer groups on Redis: the consumer groups of the topics' streams.
+
+A group of a pattern subscription is a group on each stream it matched, so it is listed (and
+dropped) per concrete topic. Lag is what Redis counts as not yet delivered to the group
+(``XINFO GROUPS`` ``lag``, or the stream's length when Redis cannot tell, as after a trim) plus
+what was delivered and not acknowledged (``pending``); the last activity is the most recent
+interaction of any of its consumers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from tidings.errors import NotFound
+from tidings.transports.base import GroupInfo
+from tidings.transports.redis_protocol import command, mapped
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from tidings.transports.redis import RedisTransport
+
+__all__ = ["drop_group", "list_groups"]
+
+_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+def _fields(reply: list[Any]) -> dict[str, Any]:
+    return {name.decode(): value for name, value in zip(reply[::2], reply[1::2], strict=True)}
+
+
+async def _streams(client: Redis, prefix: str) -> list[bytes]:
+    streams: list[bytes] = []
+    cursor: Any = 0
+    while True:
+        cursor, keys = await command(
+            client, "SCAN", cursor, "MATCH", prefix.translate(_GLOB) + "*", "COUNT", 1000,
+            "TYPE", "stream",
+        )  # fmt: skip
+        streams.extend(keys)
+        if int(cursor) == 0:
+            return sorted(streams)
+
+
+async def _group(client: Redis, stream: bytes, topic: str, info: dict[str, Any]) -> GroupInfo:
+    lag = info.get("lag")
+    if lag is None:
+        lag = await command(client, "XLEN", stream)
+    consumers = await command(client, "XINFO", "CONSUMERS", stream, info["name"])
+    idle = [_fields(consumer)["idle"] for consumer in consumers]
+    last_active = time.time() - min(idle) / 1000 if idle else None
+    return GroupInfo(
+        topic, info["name"].decode(), lag + info["pending"], info["pending"], last_active
+    )
+
+
+async def list_groups(transport: RedisTransport) -> list[GroupInfo]:
+    """Every group on every topic's stream, sorted by topic then group."""
+    client = await transport.connected()
+    prefix = transport.keys.stream("")
+    try:
+        groups = []
+        for stream in await _streams(client, prefix):
+            topic = stream.decode()[len(prefix) :]
+            for reply in await command(client, "XINFO", "GROUPS", stream):
+                groups.append(await _group(client, stream, topic, _fields(reply)))
+    except RedisError as exc:
+        raise mapped(exc, transport.options.address, "listing the groups") from exc
+    return sorted(groups, key=lambda info: (info.topic, info.group))
+
+
+async def drop_group(transport: RedisTransport, topic: str, group: str) -> None:
+    """``XGROUP DESTROY`` the group on ``topic``'s stream; raises NotFound."""
+    client = await transport.connected()
+    stream = transport.keys.stream(topic)
+    try:
+        exists = await command(client, "EXISTS", stream)
+        destroyed = exists and await command(client, "XGROUP", "DESTROY", stream, group)
+    except RedisError as exc:
+        raise mapped(exc, transport.options.address, f"dropping {group!r}") from exc
+    if not destroyed:
+        raise NotFound(f"no group {group!r} on {topic!r}")
