@@ -43,6 +43,7 @@ from tidings.testing.receiver import (
 )
 from tidings.testing.suite_bus import BusCases
 from tidings.testing.suite_dead_letters import DeadLetterCases
+from tidings.testing.suite_faults import FaultCases
 from tidings.transports.base import Delivery, Features, Transport
 
 __all__ = ["RestartService", "TransportSuite"]
@@ -65,7 +66,7 @@ def _messages(
     ]
 
 
-class TransportSuite(BusCases, DeadLetterCases):
+class TransportSuite(FaultCases, BusCases, DeadLetterCases):
     """The cases; see the module docstring for the fixtures a subclass provides."""
 
     timeout: ClassVar[float] = 30.0
