@@ -78,6 +78,11 @@ _CASES = {
         dead_letters="DecodeError",
     ),
     "corrupt_headers": _Case(transport_faults={"corrupt_headers": lambda: Chance(0.3, seed=13)}),
+    "corrupt_headers_dead_lettered": _Case(
+        lambda: fail_with_probability(0.3, seed=17),
+        transport_faults={"corrupt_headers": lambda: Chance(1.0)},
+        dead_letters="InjectedFault",
+    ),
     "drop_publishes": _Case(transport_faults={"drop_publishes": lambda: Times(3)}),
     "drop_fetches": _Case(transport_faults={"drop_fetches": lambda: Times(2)}),
 }

@@ -21,6 +21,7 @@ __all__ = ["FaultKind", "FaultyTransport", "Injection"]
 FaultKind = Literal["duplicate", "corrupt_payload", "corrupt_headers", "drop_publish", "drop_fetch"]
 
 _ENVELOPE = (ID, TYPE, TIME, KEY, ATTEMPT)
+# Strings no one expects, yet every transport can carry: no NUL, which PostgreSQL text refuses.
 _GARBAGE = "abcXYZ019 !\"#%&'()*+,-./:;<=>?@[\\]^_`{|}~\t\x01\x1b\x7fé€☃\u2028"
 
 
