@@ -23,6 +23,7 @@ from tidings.message import Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import Retry
 from tidings.middleware.timeout import timeout
+from tidings.testing.deadletters import RecordingDeadLetters
 from tidings.testing.faults import (
     Chance,
     FaultyTransport,
@@ -165,6 +166,97 @@ async def _publish(bus: Bus, event: SuiteEvent, topic: str) -> Message:
             continue
 
 
+class _Run:
+    """One case's bookkeeping: what was published, handled, dead-lettered and injected."""
+
+    def __init__(
+        self,
+        spec: _Case,
+        faulty: FaultyTransport,
+        fault: HandlerFault | None,
+        letters: RecordingDeadLetters,
+        tally: _Tally,
+    ) -> None:
+        self.spec = spec
+        self.faulty = faulty
+        self.fault = fault
+        self.letters = letters
+        self.tally = tally
+        self.number: dict[str, int] = {}
+        """Published message id -> event number."""
+
+    def duplicates(self) -> Counter[int]:
+        return Counter(self.number.get(i, -1) for i in self.faulty.ids("duplicate"))
+
+    def dead(self) -> set[int]:
+        return {self.number.get(letter.message_id, -1) for letter in self.letters.added}
+
+    def settled(self) -> bool:
+        """Every event dead-lettered or handled (as many times as it was delivered)."""
+        dead, twice, calls = self.dead(), self.duplicates(), self.tally.calls
+        return all(n in dead or calls[n] >= 1 + twice[n] for n in range(COUNT))
+
+    def spoiled(self) -> set[int]:
+        """The events the fault should have sent to the dead-letter store."""
+        if self.spec.dead_letters == "DecodeError":
+            return {self.number[i] for i in self.faulty.ids("corrupt_payload") if i in self.number}
+        if self.spec.dead_letters is not None and self.fault is not None:
+            return _numbers(self.fault.struck)
+        return set()
+
+    def disarm(self) -> None:
+        faulty = self.faulty
+        faulty.duplicate = faulty.corrupt_payload = faulty.corrupt_headers = None
+        faulty.drop_publishes = faulty.drop_fetches = None
+        if self.fault is not None:
+            self.fault.when = Times(0)
+
+    def check(self, topic: str) -> None:
+        dead, letters = self.dead(), self.letters.added
+        assert len(letters) == len(dead), "an event was dead-lettered twice"
+        assert -1 not in dead, "a message that was not published was dead-lettered"
+        handled = {n for n in range(COUNT) if self.tally.calls[n]}
+        assert handled | dead == set(range(COUNT)), "an event was lost"
+        assert not handled & dead, f"handled and dead-lettered: {handled & dead}"
+        if self.spec.either:
+            return
+        assert dead == self.spoiled(), "dead-lettered exactly the events the fault spoiled"
+        for letter in letters:
+            assert letter.error_type.endswith(str(self.spec.dead_letters)), letter
+            assert letter.topic == topic
+            if self.spec.dead_letters == "DecodeError":
+                assert letter.attempts == 1, "undecodable input is not retried"
+        twice = self.duplicates()
+        for n in handled:
+            calls = self.tally.calls[n]
+            assert calls == 1 + twice[n], (
+                f"event {n} handled {calls} times, delivered {1 + twice[n]}"
+            )
+
+
+def _subscription(
+    spec: _Case, shape: Shape, fault: HandlerFault | None, tally: _Tally
+) -> dict[str, Any]:
+    """``bus.subscribe`` arguments: the fault as middleware for the plain handler (a timeout
+    outside it), as a wrapper for the batch handler (the route's timeout)."""
+
+    async def handle(value: object) -> None:
+        tally.saw(value)
+
+    async def handle_batch(values: list[object]) -> None:
+        for value in values:
+            tally.saw(value)
+
+    retry = Retry(max_attempts=spec.attempts, initial_delay=0.01, jitter=False)
+    if shape == "batch":
+        batch = handle_batch if fault is None else fault.wrap(handle_batch)
+        return {"handler": batch, "retry": retry, "timeout": spec.deadline, "batch_size": 4}
+    middleware: list[Middleware] = [] if fault is None else [fault]
+    if spec.deadline is not None:
+        middleware.insert(0, timeout(spec.deadline))
+    return {"handler": handle, "retry": retry, "middleware": middleware, "concurrency": 4}
+
+
 class FaultCases(BusCases):
     fault_patience: ClassVar[float] = 10.0
     """Seconds a fault case waits with nothing handled or dead-lettered before it fails."""
@@ -183,82 +275,25 @@ class FaultCases(BusCases):
         strikes = fault.when if fault else None
         if fault is not None:
             fault.when = Times(0)  # armed once the bus receives: probes must not be struck
-
-        async def handle(value: object) -> None:
-            tally.saw(value)
-
-        async def handle_batch(values: list[object]) -> None:
-            for value in values:
-                tally.saw(value)
-
-        subscribe: dict[str, Any] = {
-            "retry": Retry(max_attempts=spec.attempts, initial_delay=0.01, jitter=False)
-        }
-        if shape == "plain":
-            middleware: list[Middleware] = [] if fault is None else [fault]
-            if spec.deadline is not None:
-                middleware.insert(0, timeout(spec.deadline))
-            subscribe.update(handler=handle, middleware=middleware, concurrency=4)
-        else:
-            batch = handle_batch if fault is None else fault.wrap(handle_batch)
-            subscribe.update(handler=batch, timeout=spec.deadline, batch_size=4)
-
+        subscribe = _subscription(spec, shape, fault, tally)
         try:
             async with self.running(lambda: faulty, topic, tally, **subscribe) as (bus, letters):
-                letters.changed = tally.changed
+                letters.changed = tally.changed  # one signal for handled and dead-lettered
+                run = _Run(spec, faulty, fault, letters, tally)
                 if fault is not None:
                     fault.when = strikes
                 for name, trigger in spec.transport_faults.items():
                     setattr(faulty, name, trigger())
-                sent = [await _publish(bus, SuiteEvent(n), topic) for n in range(COUNT)]
-                number = {m.id: n for n, m in enumerate(sent)}
-
-                def duplicates() -> Counter[int]:
-                    return Counter(number.get(i, -1) for i in faulty.ids("duplicate"))
-
-                def dead() -> set[int]:
-                    return {number.get(letter.message_id, -1) for letter in letters.added}
-
-                def settled() -> bool:
-                    gone, twice = dead(), duplicates()
-                    return all(n in gone or tally.calls[n] >= 1 + twice[n] for n in range(COUNT))
-
+                for n in range(COUNT):
+                    run.number[(await _publish(bus, SuiteEvent(n), topic)).id] = n
                 await tally.until(
-                    settled, f"{COUNT} events handled or dead-lettered", self.fault_patience
+                    run.settled, f"{COUNT} events handled or dead-lettered", self.fault_patience
                 )
-                _disarm(faulty, fault)
+                run.disarm()
                 await _publish(bus, SuiteEvent(COUNT), topic)
                 await tally.until(
                     lambda: tally.calls[COUNT] == 1, "the sentinel", self.fault_patience
                 )
-
         finally:
             await faulty.aclose()  # also when the bus failed to close it
-
-        gone = dead()
-        assert len(letters.added) == len(gone), "an event was dead-lettered twice"
-        assert -1 not in gone, "a message that was not published was dead-lettered"
-        handled = {n for n in range(COUNT) if tally.calls[n]}
-        assert handled | gone == set(range(COUNT)), "an event was lost"
-        assert not handled & gone, f"handled and dead-lettered: {handled & gone}"
-        if spec.either:
-            return
-        expected: set[int] = set()
-        if spec.dead_letters == "DecodeError":
-            expected = {number[i] for i in faulty.ids("corrupt_payload") if i in number}
-        elif spec.dead_letters is not None and fault is not None:
-            expected = _numbers(fault.struck)
-        assert gone == expected, "dead-lettered exactly the events the fault spoiled"
-        for letter in letters.added:
-            assert letter.error_type.endswith(str(spec.dead_letters)), letter
-            assert letter.topic == topic
-        twice = duplicates()
-        for n in handled:
-            assert tally.calls[n] == 1 + twice[n], f"event {n} handled {tally.calls[n]} times"
-
-
-def _disarm(faulty: FaultyTransport, fault: HandlerFault | None) -> None:
-    faulty.duplicate = faulty.corrupt_payload = faulty.corrupt_headers = None
-    faulty.drop_publishes = faulty.drop_fetches = None
-    if fault is not None:
-        fault.when = Times(0)
+        run.check(topic)
