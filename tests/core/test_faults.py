@@ -210,7 +210,7 @@ async def test_dropped_publishes_raise_service_unavailable_and_lose_nothing() ->
         await bus.publish(UserSignedUp(2, "b"))
         await seen.until(lambda: 2 in seen.ids)
     assert seen.ids == Counter({2: 1}), "a publish that raised delivered nothing"
-    assert faulty.count("drop_publish") == 2
+    assert faulty.count("drop_publishes") == 2
 
 
 async def test_a_dropped_fetch_raises_and_the_next_fetch_carries_on() -> None:
@@ -226,7 +226,7 @@ async def test_a_dropped_fetch_raises_and_the_next_fetch_carries_on() -> None:
     assert delivery.message.id == message.id
     await delivery.ack()
     await faulty.aclose()
-    assert faulty.count("drop_fetch") == 1
+    assert faulty.count("drop_fetches") == 1
 
 
 async def test_only_limits_message_faults_to_the_messages_it_accepts() -> None:

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FaultKind", "FaultyTransport", "Injection"]
 
-FaultKind = Literal["duplicate", "corrupt_payload", "corrupt_headers", "drop_publish", "drop_fetch"]
+FaultKind = Literal[
+    "duplicate", "corrupt_payload", "corrupt_headers", "drop_publishes", "drop_fetches"
+]
 
 _ENVELOPE = (ID, TYPE, TIME, KEY, ATTEMPT)
 # Strings no one expects, yet every transport can carry: no NUL, which PostgreSQL text refuses.
@@ -95,7 +97,7 @@ class FaultyTransport:
         await self.inner.start()
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
-        if self._strikes("drop_publish", self.drop_publishes, topic):
+        if self._strikes("drop_publishes", self.drop_publishes, topic):
             raise ServiceUnavailable(f"injected fault: connection dropped publishing to {topic}")
         await self.inner.publish(topic, messages)
 
@@ -164,7 +166,7 @@ class _FaultySubscription:
 
     async def __anext__(self) -> Sequence[Delivery]:
         transport = self._transport
-        if transport._strikes("drop_fetch", transport.drop_fetches, self._topic):
+        if transport._strikes("drop_fetches", transport.drop_fetches, self._topic):
             raise ServiceUnavailable(f"injected fault: connection dropped fetching {self._topic}")
         if self._batches is None:
             self._batches = aiter(self._inner)
