@@ -58,6 +58,9 @@ class FaultyTransport:
     seed=…)``) or None; they are attributes, so a test can arm and disarm them while running.
     Message faults apply only to messages ``only`` accepts (all by default). Garbage comes from
     ``random.Random(seed)``. ``injected`` records every fault, in order.
+
+    Around the in-process transport the bus sees a broker like any other: ``bus.drain()`` does
+    not wait for the handlers, so wait for what the test expects instead.
     """
 
     def __init__(
