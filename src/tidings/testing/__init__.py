@@ -2,7 +2,9 @@
 
 ``Recorder``, ``FakeClock`` and ``wait_for`` are light; ``TransportSuite`` and ``EventStoreSuite``
 import pytest and load on first use. The pytest plugin (installed with tidings) provides the
-``bus``, ``inline_bus``, ``recorder`` and ``fake_clock`` fixtures.
+``bus``, ``inline_bus``, ``recorder`` and ``fake_clock`` fixtures. Seeded fault injection
+(failing, slow and hanging handlers; a transport that duplicates, corrupts and drops) lives in
+:mod:`tidings.testing.faults`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from tidings.bus import Bus
 from tidings.codec import event
@@ -18,7 +18,7 @@ from tidings.middleware.retry import Retry
 from tidings.testing.deadletters import RecordingDeadLetters
 from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique, waiting
 
-__all__ = ["BusCases", "SuiteEvent", "WatchedDeadLetters"]
+__all__ = ["BusCases", "Probed", "SuiteEvent", "WatchedDeadLetters"]
 
 
 @event("tidings.testing.suite_event")
@@ -37,6 +37,13 @@ class WatchedDeadLetters(RecordingDeadLetters):
     async def until(self, count: int, timeout: float | None = None) -> None:
         async with waiting(timeout or self._timeout, f"{count} dead letters"):
             await super().until(count, timeout or self._timeout)
+
+
+class Probed(Protocol):
+    """What :meth:`BusCases.running` needs of a case's record of handled events."""
+
+    probed: asyncio.Event
+    """Set once the handler saw a probe."""
 
 
 class _Handled:
@@ -68,7 +75,7 @@ class BusCases:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, factory: TransportFactory, topic: str, handled: _Handled, **subscribe: Any
+        self, factory: TransportFactory, topic: str, handled: Probed, **subscribe: Any
     ) -> AsyncIterator[tuple[Bus, WatchedDeadLetters]]:
         """A started Bus on a new transport with one subscription to ``topic``, able to receive
         (probed where a new group starts at the end of the log)."""

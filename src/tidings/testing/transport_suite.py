@@ -47,6 +47,7 @@ from tidings.testing.receiver import (
 )
 from tidings.testing.suite_bus import BusCases
 from tidings.testing.suite_dead_letters import DeadLetterCases
+from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.testing.suite_topics import TopicCases
 from tidings.transports.base import Delivery, Features, Transport
@@ -71,7 +72,7 @@ def _messages(
     ]
 
 
-class TransportSuite(ForeignProducerCases, BusCases, DeadLetterCases, TopicCases):
+class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases, TopicCases):
     """The cases; see the module docstring for the fixtures a subclass provides."""
 
     timeout: ClassVar[float] = 30.0
