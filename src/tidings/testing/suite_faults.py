@@ -63,7 +63,6 @@ class _Case:
     """Struck events may end handled or dead-lettered (the loop decides), never both or lost."""
 
 
-_CONSUME_LOOP = "consume loop: being fixed in the consumer and bus (issue 7)"
 _CASES = {
     "fail_times": _Case(lambda: fail_times(3), attempts=5),
     "fail_with_probability": _Case(
@@ -87,17 +86,8 @@ _CASES = {
     "drop_publishes": _Case(transport_faults={"drop_publishes": lambda: Times(3)}),
     "drop_fetches": _Case(transport_faults={"drop_fetches": lambda: Times(2)}),
 }
-_XFAIL = {
-    "base_exception": f"a handler's BaseException kills its worker; {_CONSUME_LOOP}",
-    "drop_fetches": f"a failing fetch ends the consumer for good; {_CONSUME_LOOP}",
-}
 _PARAMS = [
-    pytest.param(
-        name,
-        shape,
-        id=f"{name}-{shape}",
-        marks=[pytest.mark.xfail(reason=_XFAIL[name], strict=False)] if name in _XFAIL else [],
-    )
+    pytest.param(name, shape, id=f"{name}-{shape}")
     for name in _CASES
     for shape in ("plain", "batch")
 ]
