@@ -10,6 +10,7 @@ from tidings.errors import (
     DeadLettered,
     DecodeError,
     HandlerTimeout,
+    MessageTooLarge,
     NotFound,
     NotHandled,
     QueueFull,
@@ -33,6 +34,7 @@ from tidings.eventsourcing import (
     Repository,
     Upcasters,
 )
+from tidings.health import Health, RouteHealth
 from tidings.message import Malformed, Message, new_id
 from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import Retry
@@ -60,9 +62,11 @@ __all__ = [
     "Features",
     "Handler",
     "HandlerTimeout",
+    "Health",
     "JsonCodec",
     "Malformed",
     "Message",
+    "MessageTooLarge",
     "Middleware",
     "NO_STREAM",
     "NewEvent",
@@ -79,6 +83,7 @@ __all__ = [
     "Repository",
     "Retry",
     "Route",
+    "RouteHealth",
     "ServiceUnavailable",
     "StreamDeleted",
     "Subscription",

@@ -37,7 +37,7 @@ from tidings.deadletters import (
     DeadLetterStore,
     store_failure,
 )
-from tidings.errors import ClosedError, NotHandled
+from tidings.errors import ClosedError, MessageTooLarge, NotHandled
 from tidings.handlers import UserHandler, name_of
 from tidings.health import Health, RouteHealth
 from tidings.message import NO_HEADERS, Message
@@ -66,6 +66,8 @@ DEFAULT_RESTART = Retry(
     max_attempts=20, initial_delay=0.1, max_delay=30.0, give_up_on=(ClosedError,)
 )
 """How consumer parts start again after an unexpected error: about eight minutes of tries."""
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+"""Bytes of an encoded payload, as the brokers' own defaults (NATS, Kafka): 1 MiB."""
 _BINARY_TYPES = frozenset(BINARY)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,7 +85,10 @@ class Bus:
     wait beyond it). ``handler_timeout`` is how long a queued handler call may run before it
     fails with HandlerTimeout (``subscribe(timeout=…)`` overrides it per route; None: no limit).
     ``restart`` is how a consumer part that failed unexpectedly is started again; once it
-    gives up, the consumer is ``failed`` in :meth:`health`.
+    gives up, the consumer is ``failed`` in :meth:`health`. ``max_message_size`` bounds an
+    encoded payload in bytes: publish refuses a larger one (MessageTooLarge) and consumers
+    dead-letter one from another producer undecoded (None: no limit; in process nothing is
+    encoded, so nothing is measured).
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class Bus:
         clock: Clock | None = None,
         handler_timeout: float | None = DEFAULT_HANDLER_TIMEOUT,
         restart: Retry = DEFAULT_RESTART,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         if url is None or url == "memory://":
@@ -123,6 +129,7 @@ class Bus:
         self._emit_routes: dict[Callable[[Any], Any], Route] = {}
         self.handler_timeout = handler_timeout
         self.restart = restart
+        self.max_message_size = max_message_size
         self._consumers: dict[Route, tuple[Consumer, asyncio.Task[None]]] = {}
         self._failed: list[Consumer] = []
         self._failure: asyncio.Event | None = None
@@ -523,10 +530,16 @@ class Bus:
         )
 
     def _outgoing(self, message: Message) -> Message:
-        """The message as the transport carries it: encoded unless the transport is in process."""
-        if self._in_process or isinstance(message.data, bytes):
+        """The message as the transport carries it: encoded unless the transport is in process.
+        Raises MessageTooLarge for a payload past ``max_message_size``."""
+        if self._in_process:
             return message
-        return message.replace(data=self.codec.encode(message.data))
+        if not isinstance(message.data, bytes):
+            message = message.replace(data=self.codec.encode(message.data))
+        limit = self.max_message_size
+        if limit is not None and len(message.data) > limit:
+            raise MessageTooLarge(len(message.data), limit)
+        return message
 
     async def _republish(self, topic: str, message: Message) -> None:
         if self._in_process and not self._running:
@@ -564,6 +577,7 @@ class Bus:
             prefetch=prefetch,
             timeout=route.queued_timeout,
             restart=self.restart,
+            max_size=self.max_message_size,
             on_failed=self._consumer_failed,
         )
         task = asyncio.create_task(consumer.run(), name=f"tidings consumer {route.name}")

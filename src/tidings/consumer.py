@@ -40,7 +40,7 @@ from tidings import context
 from tidings._waiters import wake_one
 from tidings.context import in_task
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
-from tidings.errors import DecodeError, HandlerTimeout
+from tidings.errors import DecodeError, HandlerTimeout, MessageTooLarge
 from tidings.health import ConsumerState, RouteHealth
 from tidings.message import Message
 from tidings.middleware.retry import Retry
@@ -72,6 +72,7 @@ class Consumer:
         timeout: float | None,
         restart: Retry,
         on_failed: Callable[[Consumer], None],
+        max_size: int | None = None,
     ) -> None:
         self.route = route
         self._subscription = subscription
@@ -81,6 +82,7 @@ class Consumer:
         self._timeout = timeout
         self._restart = restart
         self._on_failed = on_failed
+        self._max_size = max_size if max_size is not None else 1 << 62
         self._buffer: deque[Delivery] = deque()
         self._arrivals: deque[list[float]] = deque()
         """``[fetched at, deliveries of that batch still in the buffer]``, oldest first."""
@@ -308,6 +310,9 @@ class Consumer:
         if message.headers and not self._meant_for_us(message):
             await delivery.ack()
             return
+        if type(message.data) is bytes and len(message.data) > self._max_size:
+            await self._dead_letter(delivery, message, self._too_large(message))
+            return
         self._started[slot] = self._now()
         try:
             if route.plain:  # no middleware: decode here and call the handler directly
@@ -385,6 +390,9 @@ class Consumer:
             if message.headers and not self._meant_for_us(message):
                 await delivery.ack()
                 continue
+            if type(message.data) is bytes and len(message.data) > self._max_size:
+                await self._dead_letter(delivery, message, self._too_large(message))
+                continue
             try:
                 events.append(route.decode(message).data)
             except DecodeError as error:
@@ -421,6 +429,9 @@ class Consumer:
             return
         for delivery in ready:
             await self._fail(delivery, failure)
+
+    def _too_large(self, message: Message) -> MessageTooLarge:
+        return MessageTooLarge(len(message.data), self._max_size)
 
     def _made_room(self) -> None:
         room = self._room

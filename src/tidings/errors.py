@@ -6,6 +6,7 @@ Every error the library raises on purpose derives from :class:`TidingsError`::
     ├── DecodeError            bytes or a payload that does not fit the event type
     ├── UnknownEventType       an event name with no registered class
     ├── QueueFull              publish_nowait on a full subscription channel
+    ├── MessageTooLarge        a payload past the bus's max_message_size
     ├── ClosedError            use of a bus, transport or store after aclose()
     ├── SyncInAsyncError       a synchronous facade called from inside a running event loop
     ├── HandlerTimeout         a handler ran past its timeout (also a TimeoutError)
@@ -31,6 +32,7 @@ __all__ = [
     "DeadLettered",
     "DecodeError",
     "HandlerTimeout",
+    "MessageTooLarge",
     "NotFound",
     "NotHandled",
     "QueueFull",
@@ -71,6 +73,21 @@ class UnknownEventType(TidingsError, LookupError):
 
 class QueueFull(TidingsError):
     """``publish_nowait`` found a subscription channel at its capacity."""
+
+
+class MessageTooLarge(TidingsError, ValueError):
+    """A message's encoded payload is larger than the bus allows (``Bus(max_message_size=…)``).
+
+    Raised by ``publish`` before anything is sent; a consumer dead-letters such a message from
+    another producer without decoding it (a payload of tens of megabytes would stall the loop).
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"the payload is {size:,} bytes; the limit is {limit:,} (max_message_size)"
+        )
 
 
 class ClosedError(TidingsError):

@@ -6,13 +6,13 @@ import random
 from dataclasses import dataclass
 
 from tidings.clock import Clock, SystemClock
-from tidings.errors import DecodeError, UnknownEventType
+from tidings.errors import DecodeError, MessageTooLarge, UnknownEventType
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware
 
 __all__ = ["NO_RETRY", "Retry", "attempts_made", "retry"]
 
-_HOPELESS: tuple[type[BaseException], ...] = (DecodeError, UnknownEventType)
+_HOPELESS: tuple[type[BaseException], ...] = (DecodeError, MessageTooLarge, UnknownEventType)
 """Errors no retry can cure: the input itself is bad."""
 
 
