@@ -604,9 +604,11 @@ class Bus:
         return self._failed[0].health()
 
     async def drain(self) -> None:
-        """Wait until every message published so far was handled (in-process transport)."""
-        if isinstance(self.transport, MemoryTransport):
-            await self.transport.join()
+        """Wait until every message published so far was handled (in process: transports
+        with ``join()``; a broker's handlers are not waited for)."""
+        join = getattr(self.transport, "join", None)
+        if join is not None:
+            await join()
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 

@@ -192,3 +192,27 @@ def test_worker_refuses_what_is_not_a_bus(
 
     assert result.exit_code == 2
     assert reason in " ".join(result.output.split())
+
+
+FAILING_APP = """
+import tidings
+from tidings.testing.faults import FaultyTransport, Times
+from tidings.transports.memory import MemoryTransport
+
+bus = tidings.Bus(
+    FaultyTransport(MemoryTransport(), drop_fetches=Times(1_000)),
+    restart=tidings.Retry(max_attempts=3, initial_delay=0.01),
+)
+bus.subscribe("jobs.run", lambda message: None, group="jobs")
+"""
+
+
+async def test_a_consumer_that_fails_for_good_ends_the_worker(tmp_path: Path) -> None:
+    name = f"failing_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(FAILING_APP))
+    async with worker(tmp_path, f"{name}:bus") as running:
+        status, stderr = await running.finish()
+
+    assert status == 2, stderr
+    assert "consumer" in stderr
+    assert "ServiceUnavailable" in stderr

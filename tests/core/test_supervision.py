@@ -5,66 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from events import UserSignedUp
 
 import tidings
 from tidings import Bus
-from tidings.transports.base import Delivery
-from tidings.transports.memory import MemorySubscription, MemoryTransport
+from tidings.testing.faults import FaultyTransport, Times
+from tidings.transports.memory import MemoryTransport
 
 FAST_RESTART = tidings.Retry(max_attempts=5, initial_delay=0.001, max_delay=0.01)
-
-
-class Outage:
-    """The next ``count`` fetches fail as a broker outage would."""
-
-    def __init__(self, count: int) -> None:
-        self.left = count
-
-    def hit(self) -> None:
-        if self.left:
-            self.left -= 1
-            raise tidings.ServiceUnavailable("the broker went away")
-
-
-class FlakySubscription:
-    def __init__(self, inner: MemorySubscription, outage: Outage) -> None:
-        self._inner = inner
-        self._outage = outage
-
-    async def __aiter__(self) -> AsyncIterator[Sequence[Delivery]]:
-        self._outage.hit()
-        async for batch in self._inner:
-            yield batch
-            self._outage.hit()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class FlakyTransport(MemoryTransport):
-    """The in-process transport, with fetches that fail while ``outage`` lasts."""
-
-    def __init__(self, outage: Outage) -> None:
-        super().__init__()
-        self.outage = outage
-
-    def subscribe(  # type: ignore[override]
-        self, topic: str, *, group: str, prefetch: int = 256
-    ) -> FlakySubscription:
-        return FlakySubscription(
-            super().subscribe(topic, group=group, prefetch=prefetch), self.outage
-        )
 
 
 async def test_fetching_restarts_after_an_outage_and_loses_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    outage = Outage(3)
-    bus = Bus(FlakyTransport(outage), restart=FAST_RESTART)
+    bus = Bus(FaultyTransport(MemoryTransport(), drop_fetches=Times(3)), restart=FAST_RESTART)
     handled: list[int] = []
     route = bus.subscribe(UserSignedUp, lambda e: handled.append(e.user_id))
     async with bus:
@@ -86,7 +42,7 @@ async def test_fetching_restarts_after_an_outage_and_loses_nothing(
 
 
 async def test_a_consumer_whose_restarts_run_out_has_failed() -> None:
-    bus = Bus(FlakyTransport(Outage(1_000)), restart=FAST_RESTART)
+    bus = Bus(FaultyTransport(MemoryTransport(), drop_fetches=Times(1_000)), restart=FAST_RESTART)
     bus.subscribe(UserSignedUp, lambda e: None)
     async with bus:
         failed = await asyncio.wait_for(bus.consumer_failed(), 10)

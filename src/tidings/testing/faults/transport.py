@@ -59,8 +59,8 @@ class FaultyTransport:
     Message faults apply only to messages ``only`` accepts (all by default). Garbage comes from
     ``random.Random(seed)``. ``injected`` records every fault, in order.
 
-    Around the in-process transport the bus sees a broker like any other: ``bus.drain()`` does
-    not wait for the handlers, so wait for what the test expects instead.
+    Around the in-process transport ``bus.drain()`` still waits for every message to be
+    settled (``join`` passes through).
     """
 
     def __init__(
@@ -114,6 +114,13 @@ class FaultyTransport:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    async def join(self) -> None:
+        """Wait until the inner transport has every accepted message settled, where it can
+        tell (the in-process transport); otherwise return at once."""
+        join = getattr(self.inner, "join", None)
+        if join is not None:
+            await join()
 
     # -- faults -------------------------------------------------------------------------------
 
