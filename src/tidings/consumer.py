@@ -248,7 +248,7 @@ class Consumer:
                     return
 
     async def _serve(self, slot: int) -> None:
-        buffer, idle, keys = self._buffer, self._idle, self._keys
+        buffer, idle, keys, arrivals = self._buffer, self._idle, self._keys, self._arrivals
         handle = self._handle
         batch_size = self.route.batch_size if self.route.batch else 0
         while True:
@@ -263,14 +263,23 @@ class Consumer:
                 batch = [buffer.popleft() for _ in range(min(batch_size, len(buffer)))]
                 self._took(len(batch))
                 for delivery in batch:
-                    _start(delivery)
+                    start = getattr(delivery, "start", None)
+                    if start is not None:
+                        start()
                 if buffer and idle:
                     wake_one(idle)
                 await self._handle_batch(batch, slot)
                 continue
             delivery = buffer.popleft()
-            self._took(1)
-            _start(delivery)
+            head = arrivals[0]  # self._took(1), inlined: this runs per message
+            head[1] -= 1
+            if not head[1]:
+                arrivals.popleft()
+            if self._room is not None:
+                self._made_room()
+            start = getattr(delivery, "start", None)
+            if start is not None:
+                start()  # in process: it leaves the channel's capacity
             if buffer and idle:
                 wake_one(idle)  # more waiting: another worker can start on it meanwhile
             key = delivery.message.key
@@ -343,7 +352,9 @@ class Consumer:
             failure = error
             self._finished(slot)
         else:
-            self._finished(slot)
+            self._started[slot] = 0.0  # self._finished(slot), inlined for the common case
+            if self._expired[slot]:
+                self._finished(slot)
             if self._failures:
                 self._recovered()
             await delivery.ack()
@@ -482,14 +493,6 @@ class Consumer:
             in_flight=len(self._buffer) + len(busy) + parked,
             oldest_age=now - min(held) if held else None,
         )
-
-
-def _start(delivery: Delivery) -> None:
-    """Tell a delivery that work on it begins, where the transport wants to know: in process a
-    message stops counting against its channel's capacity once a handler has it."""
-    start = getattr(delivery, "start", None)
-    if start is not None:
-        start()
 
 
 def _topic_of(delivery: Delivery, route: Route) -> str:

@@ -50,11 +50,13 @@ class MemoryDelivery:
             self._channel.started(1)
 
     async def ack(self) -> None:
-        self.start()
+        if self.lent:
+            self.start()
         self._channel.finished()
 
     async def nack(self, delay: float = 0.0) -> None:
-        self.start()
+        if self.lent:
+            self.start()
         self._channel.redeliver(self.message, self.attempt + 1, delay)
 
 
@@ -143,9 +145,10 @@ class Channel:
     def started(self, count: int) -> None:
         """``count`` deliveries a subscriber took ahead were started or settled: room."""
         self.lent -= count
-        if self._putters:
-            for _ in range(min(count, len(self._putters))):
-                wake_one(self._putters)
+        putters = self._putters
+        if putters:
+            for _ in range(min(count, len(putters))):
+                wake_one(putters)
 
     def finished(self) -> None:
         self.unfinished -= 1
