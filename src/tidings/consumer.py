@@ -98,7 +98,7 @@ class Consumer:
         self._now = time.monotonic  # the event loop's clock
         self._failures = 0
         """Unexpected errors in a row, across the consumer's parts; progress resets it."""
-        self.state: ConsumerState = "starting"
+        self.state: ConsumerState = "running"
         self.last_error: str | None = None
         self.restarts = 0
 
@@ -114,7 +114,6 @@ class Consumer:
         watchdog = None
         if self._timeout is not None:
             watchdog = asyncio.create_task(self._watch(self._timeout))
-        self.state = "running"
         try:
             await self._fetch()
         finally:
@@ -124,7 +123,7 @@ class Consumer:
             await asyncio.wait(workers)  # they finish what was fetched (aborted: give it back)
             if watchdog is not None:
                 watchdog.cancel()
-            if self.state != "failed":  # type: ignore[comparison-overlap]  # set meanwhile
+            if self.state != "failed":
                 self.state = "stopped"
 
     async def _fetch(self) -> None:

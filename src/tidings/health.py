@@ -13,7 +13,7 @@ from typing import Literal
 
 __all__ = ["ConsumerState", "Health", "RouteHealth"]
 
-ConsumerState = Literal["starting", "running", "restarting", "failed", "stopped"]
+ConsumerState = Literal["running", "restarting", "failed", "stopped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Health:
 
     @property
     def ok(self) -> bool:
-        return self.running and all(r.state in ("starting", "running") for r in self.routes)
+        return self.running and all(r.state == "running" for r in self.routes)
 
     @property
     def failed(self) -> tuple[RouteHealth, ...]:
