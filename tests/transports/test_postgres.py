@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 from brokers import held_messages_come_again
 
+from tidings.deadletters import dead_letter_from
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
@@ -104,3 +105,22 @@ async def test_a_dropped_group_no_longer_holds_messages(pg_dsn: str, pg_schema: 
     finally:
         await conn.close()
     assert left <= 1, "only the newest message may be left"
+
+
+async def test_a_dead_letter_with_nul_characters_is_stored(pg_dsn: str, pg_schema: str) -> None:
+    """PostgreSQL text holds no NUL: a failure whose message or key has one (from another
+    transport's producer) is still stored, the NUL shown as a replacement character, instead of
+    bouncing between handler and dead-letter store."""
+    url = f"{pg_dsn}?schema={pg_schema}"
+    message = Message("item", b"{}", {"h": "a\x00b"}, "key\x00")
+    letter = dead_letter_from(
+        message, topic="item", group="g", data=b"{}", error=ValueError("bad\x00byte"),
+        attempts=1, failed_at=0.0,
+    )  # fmt: skip
+    async with opened(lambda: PostgresTransport(url)) as transport:
+        store = transport.dead_letters()
+        await store.add(letter)
+        (kept,) = await store.list()
+    assert kept.error_message == "bad\ufffdbyte"
+    assert kept.key == "key\ufffd"
+    assert kept.headers == {"h": "a\x00b"}  # headers are bytes in the table: kept as they were

@@ -31,7 +31,9 @@ class PostgresDeadLetterStore:
         self._delete = db.sql("DELETE FROM {s}.dead_letters WHERE id = ANY($1::text[])")
 
     async def add(self, letter: DeadLetter) -> None:
-        row = to_row(letter)
+        # PostgreSQL text cannot hold NUL, which a foreign producer's key or an error message
+        # may carry: a letter refused for it would bounce between handler and store for ever.
+        row = [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in to_row(letter)]
         await self._db.run(lambda conn: conn.execute(self._insert, *row))
 
     async def list(
