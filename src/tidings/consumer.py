@@ -89,6 +89,7 @@ class Consumer:
         self._idle: deque[asyncio.Future[None]] = deque()
         self._room: asyncio.Future[None] | None = None
         self._fetching = True
+        self._stopping = asyncio.Event()
         self._keys: dict[str, deque[Delivery]] | None = {} if route.ordered else None
         self._workers: list[asyncio.Task[None]] = []
         self._started = [0.0] * route.concurrency
@@ -156,6 +157,7 @@ class Consumer:
         """Stop fetching. What was fetched is still handled, or, with ``release_buffered``,
         given back to the transport (nacked) unless a handler already started on it."""
         self._fetching = False
+        self._stopping.set()
         await self._subscription.aclose()
         if release_buffered:
             await self._release_buffered()
@@ -202,8 +204,18 @@ class Consumer:
         else:
             _log.debug("%s: %s failed again (%d in a row): %s", name, part, self._failures, error)
         self.state = "restarting"
-        await self._clock.sleep(delay)
+        await self._pause(delay)
         return self._fetching
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less if the consumer is stopped meanwhile."""
+        sleeping = asyncio.ensure_future(self._clock.sleep(delay))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopping.cancel()
 
     def _recovered(self) -> None:
         if self.state == "restarting":

@@ -77,3 +77,14 @@ async def test_health_counts_what_a_consumer_holds() -> None:
         assert (route.in_flight, route.oldest_age) == (0, None)
     assert [r.state for r in bus.health().routes] == []
     assert not bus.health().running
+
+
+async def test_close_does_not_wait_out_a_restart_backoff() -> None:
+    slow_restart = tidings.Retry(max_attempts=100, initial_delay=60.0, max_delay=60.0)
+    bus = Bus(FaultyTransport(MemoryTransport(), drop_fetches=Times(1_000)), restart=slow_restart)
+    bus.subscribe(UserSignedUp, lambda e: None)
+    await bus.start()
+    for _ in range(10):  # a few turns of the loop: the first fetch fails at once
+        await asyncio.sleep(0)
+    assert bus.health().routes[0].state == "restarting"
+    await asyncio.wait_for(bus.aclose(), 5)  # not after the minute's backoff
