@@ -17,6 +17,14 @@ from tidings.transports.postgres import PostgresOptions, PostgresTransport
 from tidings.transports.postgres_queue import topic_regex
 
 
+async def log_rows(pg_dsn: str, pg_schema: str) -> int:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".log'))
+    finally:
+        await conn.close()
+
+
 def messages(count: int) -> list[Message]:
     return [Message("item", b'{"n":%d}' % n, {"n": str(n)}) for n in range(count)]
 
@@ -73,12 +81,7 @@ async def test_acknowledged_messages_are_deleted(pg_dsn: str, pg_schema: str) ->
         receiver = Receiver(transport.subscribe("kept", group="only"))
         await transport.publish("kept", messages(1))
         await receiver.until(lambda: len(receiver.ids) == 1, "one more message")
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        left = await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".log')
-    finally:
-        await conn.close()
-    assert left <= 1, "only the newest message may be left"
+    assert await log_rows(pg_dsn, pg_schema) <= 1, "only the newest message may be left"
 
 
 async def test_a_dropped_group_no_longer_holds_messages(pg_dsn: str, pg_schema: str) -> None:
@@ -99,12 +102,7 @@ async def test_a_dropped_group_no_longer_holds_messages(pg_dsn: str, pg_schema: 
         receiver = Receiver(transport.subscribe("kept", group="fast"))
         await transport.publish("kept", messages(1))
         await receiver.until(lambda: len(receiver.deliveries) == 1, "one more message")
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        left = await conn.fetchval(f'SELECT count(*) FROM "{pg_schema}".log')
-    finally:
-        await conn.close()
-    assert left <= 1, "only the newest message may be left"
+    assert await log_rows(pg_dsn, pg_schema) <= 1, "only the newest message may be left"
 
 
 async def test_a_dead_letter_with_nul_characters_is_stored(pg_dsn: str, pg_schema: str) -> None:
