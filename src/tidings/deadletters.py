@@ -11,16 +11,19 @@ from __future__ import annotations
 import builtins
 import logging
 import traceback
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
+from tidings.clock import Clock, SystemClock
 from tidings.codec import BINARY, Codec
 from tidings.errors import CorruptRecord, NotFound
 from tidings.message import Malformed, Message, new_id
 
 __all__ = [
+    "DEFAULT_MAX_LETTERS",
     "REPLAY_GROUP_HEADER",
     "UNREADABLE",
     "DeadLetter",
@@ -194,14 +197,52 @@ class DeadLetterStore(Protocol):
         ...
 
 
-class MemoryDeadLetterStore:
-    """Dead letters kept in a dict, for the in-process bus and tests."""
+DEFAULT_MAX_LETTERS = 10_000
+"""How many dead letters a :class:`MemoryDeadLetterStore` keeps unless told otherwise."""
 
-    def __init__(self) -> None:
-        self._letters: dict[str, DeadLetter] = {}
+
+class MemoryDeadLetterStore:
+    """Dead letters kept in memory, for the in-process bus and tests: at most ``max_letters``.
+
+    When full, adding a letter evicts the oldest one; ``evicted`` counts the letters evicted
+    since the store was made. Evictions are logged at WARNING, at most once a second (by
+    ``clock``), with how many were evicted since the last such warning. Pass a store of your
+    own bound as ``Bus(dead_letters=MemoryDeadLetterStore(max_letters=...))``.
+    """
+
+    def __init__(self, max_letters: int = DEFAULT_MAX_LETTERS, clock: Clock | None = None) -> None:
+        if max_letters < 1:
+            raise ValueError(f"max_letters must be at least 1, not {max_letters}")
+        self.max_letters = max_letters
+        self.evicted = 0
+        self._clock = clock or SystemClock()
+        # OrderedDict: evicting the oldest of a plain dict scans the slots its evictions emptied
+        self._letters: OrderedDict[str, DeadLetter] = OrderedDict()
+        self._unlogged = 0
+        self._logged_at: float | None = None
 
     async def add(self, letter: DeadLetter) -> None:
         self._letters[letter.id] = letter
+        if len(self._letters) > self.max_letters:
+            self._letters.popitem(last=False)
+            self.evicted += 1
+            self._unlogged += 1
+            self._warn_evicted()
+
+    def _warn_evicted(self) -> None:
+        now = self._clock.now()
+        # abs(): a clock set back must not silence the warnings until it catches up
+        if self._logged_at is not None and abs(now - self._logged_at) < _WARN_INTERVAL:
+            return
+        _log.warning(
+            "the in-memory dead-letter store is full (max_letters=%d): evicted %d oldest "
+            "letter(s) since the last warning, %d in all",
+            self.max_letters,
+            self._unlogged,
+            self.evicted,
+        )
+        self._logged_at = now
+        self._unlogged = 0
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100
@@ -218,6 +259,8 @@ class MemoryDeadLetterStore:
     async def remove(self, letter_ids: Sequence[str]) -> int:
         return sum(self._letters.pop(i, None) is not None for i in letter_ids)
 
+
+_WARN_INTERVAL = 1.0  # seconds between eviction warnings: a flood of failures logs a few lines
 
 _ALL = 1 << 31
 

@@ -11,6 +11,7 @@ from events import UserSignedUp
 
 from tidings import Bus, Message
 from tidings.middleware.dedupe import MemoryInbox, SqliteInbox, dedupe, inbox_transaction
+from tidings.testing import FakeClock
 
 
 async def test_a_redelivered_message_is_handled_once() -> None:
@@ -88,3 +89,114 @@ async def test_sqlite_effects_commit_with_the_record_or_not_at_all(tmp_path: Pat
 def test_inbox_transaction_outside_a_handler_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="dedupe handler"):
         inbox_transaction()
+
+
+class Handled(list[str]):
+    """A handler that lists the ids of the messages it handled."""
+
+    async def __call__(self, message: Message) -> None:
+        self.append(message.id)
+
+
+async def test_a_memory_inbox_forgets_ids_after_keep() -> None:
+    clock = FakeClock()
+    inbox = MemoryInbox(keep=60, clock=clock)
+    handled = Handled()
+    once = dedupe(inbox, scope="g")(handled)
+    message = Message("t", None)
+    await once(message)
+    clock.advance(59)
+    await once(message)  # remembered: skipped
+    clock.advance(2)
+    await once(message)  # forgotten: handled again
+    assert handled == [message.id, message.id]
+    assert inbox.keys == {f"g:{message.id}"}
+
+
+async def test_a_memory_inbox_keeps_the_newest_max_ids() -> None:
+    inbox = MemoryInbox(max_ids=3)
+    handled = Handled()
+    once = dedupe(inbox)(handled)
+    messages = [Message("t", None) for _ in range(5)]
+    for message in messages:
+        await once(message)
+    assert inbox.keys == {f":{m.id}" for m in messages[-3:]}
+    await once(messages[-1])  # remembered: skipped
+    await once(messages[0])  # forgotten: handled again
+    assert handled == [m.id for m in [*messages, messages[0]]]
+
+
+def sqlite_keys(path: str) -> list[str]:
+    with sqlite3.connect(path) as check:
+        return [key for (key,) in check.execute("SELECT key FROM tidings_inbox ORDER BY rowid")]
+
+
+async def test_a_sqlite_inbox_forgets_ids_after_keep(tmp_path: Path) -> None:
+    path = str(tmp_path / "app.db")
+    clock = FakeClock()
+    inbox = SqliteInbox(path, keep=60, clock=clock)
+    handled = Handled()
+    once = dedupe(inbox)(handled)
+    expired = [Message("t", None) for _ in range(20)]
+    for message in expired:
+        await once(message)
+    clock.advance(61)
+    recent = [Message("t", None) for _ in range(20)]  # old ids are deleted once every 16
+    for message in [*recent, recent[0], expired[0]]:
+        await once(message)
+    inbox.close()
+    assert handled == [m.id for m in [*expired, *recent, expired[0]]]
+    assert sqlite_keys(path) == [f":{m.id}" for m in [*recent, expired[0]]]
+
+
+async def test_a_sqlite_inbox_keeps_about_the_newest_max_ids(tmp_path: Path) -> None:
+    path = str(tmp_path / "app.db")
+    inbox = SqliteInbox(path, max_ids=3)
+    handled = Handled()
+    once = dedupe(inbox)(handled)
+    messages = [Message("t", None) for _ in range(40)]
+    for message in messages:
+        await once(message)
+    keys = sqlite_keys(path)
+    assert 3 <= len(keys) < 3 + 16  # old ids are deleted once every 16 recorded
+    assert keys == [f":{m.id}" for m in messages[-len(keys) :]]
+    await once(messages[-1])  # remembered: skipped
+    await once(messages[0])  # forgotten: handled again
+    inbox.close()
+    assert handled == [m.id for m in [*messages, messages[0]]]
+
+
+async def test_a_sqlite_inbox_of_an_earlier_version_keeps_its_ids(tmp_path: Path) -> None:
+    path = str(tmp_path / "app.db")
+    message = Message("t", None)
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE tidings_inbox (key TEXT PRIMARY KEY)")
+        old.execute("INSERT INTO tidings_inbox VALUES (?)", (f"g:{message.id}",))
+    clock = FakeClock()
+    inbox = SqliteInbox(path, keep=60, clock=clock)
+    handled = Handled()
+    once = dedupe(inbox, scope="g")(handled)
+    await once(message)  # recorded before the upgrade: skipped
+    clock.advance(61)
+    for _ in range(16):  # the old id counts from the upgrade, and is then forgotten
+        await once(Message("t", None))
+    await once(message)
+    inbox.close()
+    assert handled[0] != message.id
+    assert handled[-1] == message.id
+
+
+@pytest.mark.parametrize(
+    ("retention", "match"), [({"keep": 0}, "keep"), ({"max_ids": 0}, "max_ids")]
+)
+def test_retention_must_be_positive(retention: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        MemoryInbox(**retention)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=match):
+        SqliteInbox("unused.db", **retention)  # type: ignore[arg-type]
+
+
+def test_inboxes_have_a_documented_default_retention() -> None:
+    assert MemoryInbox().keep == SqliteInbox("unused.db").keep == 7 * 24 * 3600
+    assert MemoryInbox().max_ids == 1_000_000
+    assert SqliteInbox("unused.db").max_ids is None
