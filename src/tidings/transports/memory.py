@@ -238,7 +238,7 @@ class MemoryBroker:
         self.capacity = capacity
         self.clock = clock or SystemClock()
         self.channels: dict[tuple[str, str], Channel] = {}
-        self.dead_letters = MemoryDeadLetterStore()
+        self.dead_letters = MemoryDeadLetterStore(clock=self.clock)
         self._routes: dict[str, list[Channel]] = {}
         self._retired: set[Channel] = set()
 
