@@ -20,13 +20,25 @@ KEEPING_GROUPS = ["postgresql", "redis", "nats", "kafka"]
 """The brokers whose transports implement ``transports.Groups`` (besides SQLite)."""
 
 
-async def lagging(url: str, topic: str, group: str, count: int) -> None:
-    """Leave ``group`` on ``topic`` with ``count`` messages it has not received."""
+async def joined(url: str, topic: str, group: str) -> None:
+    """Make ``group`` exist on ``topic`` (it received a probe), with no consumer left. A probe
+    published while it was joining may be left unreceived: count lag from after this."""
     async with opened(lambda: from_url(url)) as transport:
         receiver = Receiver(transport.subscribe(topic, group=group))
         await prime(transport, topic, [receiver])
         await receiver.aclose()
+
+
+async def published(url: str, topic: str, count: int) -> None:
+    async with opened(lambda: from_url(url)) as transport:
         await transport.publish(topic, [Message("order", b"{}") for _ in range(count)])
+
+
+async def lagging(url: str, topic: str, group: str, count: int) -> None:
+    """Leave ``group`` on ``topic`` with ``count`` messages it has not received (besides any
+    probe left over from joining)."""
+    await joined(url, topic, group)
+    await published(url, topic, count)
 
 
 def listed(cli: Invoke, url: str, topic: str) -> list[dict[str, Any]]:
@@ -84,9 +96,13 @@ def test_a_transport_without_groups_says_so(cli: Invoke) -> None:
 @pytest.mark.parametrize("broker_url", KEEPING_GROUPS, indirect=True)
 def test_list_and_drop_on_brokers(cli: Invoke, broker_url: str) -> None:
     topic, group = unique("orders"), unique("billing")  # unique on the session's Kafka
-    asyncio.run(lagging(broker_url, topic, group, 3))
+    asyncio.run(joined(broker_url, topic, group))
+    (before,) = listed(cli, broker_url, topic)
+    asyncio.run(published(broker_url, topic, 3))
 
-    assert [(g["group"], g["lag"]) for g in listed(cli, broker_url, topic)] == [(group, 3)]
+    (after,) = listed(cli, broker_url, topic)
+    assert after["group"] == group
+    assert after["lag"] == before["lag"] + 3
     dropped = cli("groups", "drop", topic, group, "--url", broker_url, "--yes", "--json")
     assert dropped.exit_code == 0, dropped.output
     assert msgspec.json.decode(dropped.stdout) == {"topic": topic, "group": group, "dropped": True}
