@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 from typer.testing import Result
 
-from tidings import Bus, Delivery, Message
-from tidings.cli.tail import as_json, follow
+from tidings import Bus, Delivery, Malformed, Message
+from tidings.cli.tail import as_json, follow, payload_text
 
 Invoke = Callable[..., Result]
 
@@ -167,3 +167,8 @@ async def test_a_running_tail_shows_what_another_process_publishes(sqlite_url: s
             await tail.wait()
     assert b"live.topic" in line
     assert b'{"n": 7}' in line
+
+
+def test_tail_shows_an_unreadable_message_as_it_came() -> None:
+    """A message whose envelope could not be read (its data Malformed) shows its raw payload."""
+    assert payload_text(Malformed(b'{"n": 1}', "headers are not JSON")) == b'{"n": 1}'

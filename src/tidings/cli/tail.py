@@ -23,7 +23,7 @@ from rich.text import Text
 from tidings.cli.connect import DEFAULT_URL, Url, open_bus, run
 from tidings.cli.store import Json, write_json
 from tidings.codec import JsonCodec
-from tidings.message import Message, new_id
+from tidings.message import Malformed, Message, new_id
 from tidings.transports import redact
 from tidings.transports.base import Delivery, Subscription
 
@@ -33,9 +33,12 @@ _codec = JsonCodec()
 
 
 def payload_text(data: Any) -> bytes:
-    """The payload as JSON bytes: bytes stay as they are, objects (in process) are encoded."""
+    """The payload as JSON bytes: bytes stay as they are (a Malformed message's as received),
+    objects (in process) are encoded."""
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
+    if isinstance(data, Malformed):
+        return data.raw
     return _codec.encode(data)
 
 
