@@ -288,23 +288,27 @@ class Consumer:
                 arrivals.popleft()
             if self._room is not None:
                 self._made_room()
-            start = getattr(delivery, "start", None)
-            if start is not None:
-                start()  # in process: it leaves the channel's capacity
             if buffer and idle:
                 wake_one(idle)  # more waiting: another worker can start on it meanwhile
             key = delivery.message.key
+            if keys is not None and key is not None and key in keys:
+                keys[key].append(delivery)  # its holder runs it after the ones before it
+                continue  # still waiting: it keeps counting against the capacity
+            start = getattr(delivery, "start", None)
+            if start is not None:
+                start()  # in process: it leaves the channel's capacity
             if keys is None or key is None:
                 await handle(delivery, slot)
-                continue
-            if key in keys:
-                keys[key].append(delivery)  # its holder runs it after the ones before it
                 continue
             parked = keys[key] = deque()
             try:
                 await handle(delivery, slot)
                 while parked:
-                    await handle(parked.popleft(), slot)
+                    delivery = parked.popleft()
+                    start = getattr(delivery, "start", None)
+                    if start is not None:
+                        start()
+                    await handle(delivery, slot)
             finally:
                 del keys[key]
                 for left in parked:  # only when stopped mid-way: give them back
@@ -370,7 +374,7 @@ class Consumer:
                 self._recovered()
             await delivery.ack()
             return
-        await self._fail(delivery, failure)
+        await self._fail(delivery, failure, slot)
 
     def _stopped_from_outside(self, slot: int) -> bool:
         """Whether a CancelledError out of a handler is a stop of the worker (rather than the
@@ -394,10 +398,19 @@ class Consumer:
             assert task is not None
             task.uncancel()
 
-    async def _fail(self, delivery: Delivery, error: BaseException) -> None:
+    async def _fail(self, delivery: Delivery, error: BaseException, slot: int = -1) -> None:
         delay = self.route.retry.next_delay(error, delivery.attempt)
         if delay is None:
             await self._dead_letter(delivery, delivery.message, error)
+        elif slot >= 0 and self._keys is not None and delivery.message.key is not None:
+            # Ordered: the worker keeps the key and tries again here after the backoff, so no
+            # later message of the key overtakes this one (a nack would let them).
+            try:
+                await self._clock.sleep(delay)
+            except asyncio.CancelledError:
+                await delivery.nack(0.0)
+                raise
+            await self._handle(_Again(delivery), slot)
         else:
             await delivery.nack(delay)
 
@@ -504,6 +517,27 @@ class Consumer:
             in_flight=len(self._buffer) + len(busy) + parked,
             oldest_age=now - min(held) if held else None,
         )
+
+
+class _Again:
+    """A delivery tried again in place: the same message, one attempt later."""
+
+    __slots__ = ("_delivery", "attempt", "message")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+        self.message = delivery.message
+        self.attempt = delivery.attempt + 1
+
+    @property
+    def topic(self) -> str | None:
+        return getattr(self._delivery, "topic", None)
+
+    async def ack(self) -> None:
+        await self._delivery.ack()
+
+    async def nack(self, delay: float = 0.0) -> None:
+        await self._delivery.nack(delay)
 
 
 def _topic_of(delivery: Delivery, route: Route) -> str:

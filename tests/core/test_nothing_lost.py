@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from events import OrderPlaced, UserSignedUp
@@ -274,3 +275,50 @@ async def test_no_timeout_when_asked_for_none() -> None:
         release.set()
     assert handled == [1]
     assert await _letters(bus) == []
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_a_retried_message_keeps_its_place_in_its_key(durable: bool, tmp_path: Path) -> None:
+    bus = Bus(f"sqlite:///{tmp_path}/x.db" if durable else None)
+    seen: list[int] = []
+    failed: set[int] = set()
+    done = asyncio.Event()
+
+    async def handler(event: UserSignedUp) -> None:
+        if event.user_id % 3 == 0 and event.user_id not in failed:
+            failed.add(event.user_id)
+            raise RuntimeError("transient")
+        seen.append(event.user_id)
+        if len(seen) == 9:
+            done.set()
+
+    quick = tidings.Retry(max_attempts=3, initial_delay=0.01, jitter=False)
+    bus.subscribe(UserSignedUp, handler, ordered=True, concurrency=4, retry=quick)
+    async with bus:
+        for n in range(9):
+            await bus.publish(UserSignedUp(n, "x"), key="k")
+        await asyncio.wait_for(done.wait(), 10)
+    assert seen == list(range(9))
+
+
+async def test_capacity_holds_for_messages_waiting_behind_their_key() -> None:
+    bus = Bus(capacity=5)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(event: UserSignedUp) -> None:
+        started.set()
+        await release.wait()
+
+    bus.subscribe(UserSignedUp, slow, concurrency=2, ordered=True, timeout=None)
+    async with bus:
+        bus.publish_nowait(UserSignedUp(0, "x"), key="k")
+        await started.wait()
+        accepted = 1
+        with pytest.raises(tidings.QueueFull):  # noqa: PT012  # counts what fits first
+            for n in range(1, 100):
+                bus.publish_nowait(UserSignedUp(n, "x"), key="k")
+                accepted += 1
+                await asyncio.sleep(0)  # the consumer fetches and parks what it can
+        release.set()
+    assert accepted == 1 + 5  # one running, five waiting behind it
