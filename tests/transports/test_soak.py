@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -180,19 +180,22 @@ def rss() -> int:
 class Samples:
     """What the soak saw every few seconds: RSS, disk, and consumers not ``running``."""
 
-    rss: list[tuple[float, int]]
-    disk: list[int]
-    troubles: list[str]
+    rss: list[tuple[float, int]] = field(default_factory=list)
+    disk: list[int] = field(default_factory=list)
+    troubles: list[str] = field(default_factory=list)
+    """A consumer seen not ``running``, or restarted since the sample before."""
+    restarts: dict[str, int] = field(default_factory=dict)
 
     def take(self, at: float, bus: Bus, path: Path | None) -> None:
         self.rss.append((at, rss()))
         if path is not None:
             self.disk.append(on_disk(path))
-        self.troubles += [
-            f"{at:.0f}s {r.group}: {r.state} ({r.last_error}, {r.restarts} restarts)"
-            for r in bus.health().routes
-            if r.state != "running" or r.restarts
-        ]
+        for r in bus.health().routes:
+            if r.state != "running" or r.restarts > self.restarts.get(r.group, 0):
+                self.troubles.append(
+                    f"{at:.0f}s {r.group}: {r.state}, {r.restarts} restarts, {r.last_error}"
+                )
+            self.restarts[r.group] = r.restarts
 
     def at(self, moment: float) -> int:
         """RSS at the first sample taken at ``moment`` or later."""
@@ -225,7 +228,7 @@ async def test_steady_load_loses_nothing_and_stays_bounded(
     topic = unique("soak")
     for group, tally in tallies.items():
         bus.subscribe(topic, tally.handle, group=group, retry=RETRY, concurrency=8)
-    samples = Samples([], [], [])
+    samples = Samples()
     loop = asyncio.get_running_loop()
     async with bus:
         await receiving(bus, topic, list(tallies.values()))
@@ -277,7 +280,7 @@ async def test_steady_load_loses_nothing_and_stays_bounded(
     doomed = len(range(0, published, FAIL_EVERY))
     for tally in tallies.values():
         assert (tally.handled, tally.dead) == (published - doomed, doomed), "nothing lost"
-    assert samples.troubles == [], "the consumers stayed running"
+    assert not samples.troubles, f"the consumers stayed running: {samples.troubles}"
     assert final_health.ok, final_health
     assert end - half < max(RSS_GROWTH[0] * half, RSS_GROWTH[1]), "RSS stays bounded"
     if samples.disk:
