@@ -18,6 +18,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not stress"
 
+# The soak (tests/transports/test_soak.py) runs TIDINGS_SOAK_SECONDS (default 600) on each of the
+# six durable transports, about an hour in all; shorter: TIDINGS_SOAK_SECONDS=60 make test-stress
 test-stress: $(STAMP)
 	$(BIN)/python -m pytest -q -m stress
 
