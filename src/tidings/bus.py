@@ -133,6 +133,9 @@ class Bus:
         self._consumers: dict[Route, tuple[Consumer, asyncio.Task[None]]] = {}
         self._failed: list[Consumer] = []
         self._failure: asyncio.Event | None = None
+        self._retiring: dict[Consumer, asyncio.Task[None]] = {}
+        self._closing: asyncio.Future[None] | None = None
+        self._cut_short: asyncio.Event | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._running = False
         self._closed = False
@@ -259,6 +262,8 @@ class Bus:
             return
         consumer, task = running
         self._track(task)
+        self._retiring[consumer] = task
+        task.add_done_callback(lambda _: self._retiring.pop(consumer, None))
         shared = any(r.topic == route.topic and r.group == route.group for r in self._routes)
         if self._broker is not None and not shared:
             self._broker.retire(route.topic, route.group)  # its consumer ends once it is empty
@@ -624,59 +629,100 @@ class Bus:
         ``asyncio.run``), it waits for nothing, as with ``timeout=0``. The transport is closed
         in every case.
         """
-        if self._closed:
-            return
-        self._closed = True
         caller = asyncio.current_task()
         if caller is not None and caller.cancelling():
             timeout = 0.0  # the caller is being cancelled (Ctrl-C under asyncio.run): wait for none
+        if self._closing is not None:  # closing already: wait for it, cut short at our timeout
+            assert self._cut_short is not None
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._closing)
+            except TimeoutError:
+                self._cut_short.set()
+                await asyncio.shield(self._closing)
+            return
+        self._closed = True
+        self._closing = asyncio.get_running_loop().create_future()
+        self._cut_short = asyncio.Event()
         try:
             if self._running:
-                await self._stop_consumers(timeout)
+                await self._stop_consumers(timeout, self._cut_short)
         finally:
             self._running = False
-            await self.transport.aclose()
+            try:
+                await self.transport.aclose()
+            finally:
+                self._closing.set_result(None)
 
-    async def _stop_consumers(self, timeout: float | None) -> None:
-        consumers = [consumer for consumer, _ in self._consumers.values()]
-        tasks = [task for _, task in self._consumers.values()]
+    async def _stop_consumers(self, timeout: float | None, cut_short: asyncio.Event) -> None:
+        """Drain gracefully; after ``timeout``, when another close cuts it short, or when an
+        in-process consumer has failed (its messages can no longer drain), stop at once."""
+        graceful = asyncio.ensure_future(self._drain_and_stop())
+        stops = [asyncio.ensure_future(cut_short.wait())]
+        if self._in_process:
+            if self._failure is None:
+                self._failure = asyncio.Event()
+                if self._failed:
+                    self._failure.set()
+            stops.append(asyncio.ensure_future(self._failure.wait()))
         try:
-            async with asyncio.timeout(timeout):
-                await self.drain()
-                for consumer in consumers:
-                    await consumer.stop(release_buffered=not self._in_process)
-                if tasks:
-                    await asyncio.wait(tasks)
-                await self.drain()  # what unsubscribed routes still had
-        except TimeoutError:
-            for consumer in consumers:
-                await consumer.abort()
-            if tasks:
-                await asyncio.wait(tasks)
-            for task in list(self._background):
-                task.cancel()  # unsubscribed consumers among them: they give their work back
-            if self._background:
-                await asyncio.wait(self._background)
-            await self._report_unhandled()
+            done, _ = await asyncio.wait(
+                (graceful, *stops), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            graceful.cancel()
+            raise
+        finally:
+            for stop in stops:
+                stop.cancel()
+        if graceful in done:
+            graceful.result()
+        else:
+            graceful.cancel()
+            await asyncio.wait((graceful,))
+            await self._abort_consumers()
         self._consumers.clear()
 
+    async def _drain_and_stop(self) -> None:
+        await self.drain()
+        for consumer, _ in self._consumers.values():
+            await consumer.stop(release_buffered=not self._in_process)
+        tasks = [task for _, task in self._consumers.values()]
+        if tasks:
+            await asyncio.wait(tasks)
+        await self.drain()  # what unsubscribed routes still had
+
+    async def _abort_consumers(self) -> None:
+        """Cancel every handler, give back what consumers hold, and in process keep what was
+        not handled as NotHandled dead letters."""
+        running = {**dict(self._consumers.values()), **self._retiring}
+        for consumer in running:
+            await consumer.abort()
+        if running:
+            await asyncio.wait(running.values())
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background)
+        await self._report_unhandled()
+
     async def _report_unhandled(self) -> None:
-        if self._broker is None:
+        take = getattr(self.transport, "take_unhandled", None)
+        if take is None:
             return
         reason = NotHandled("the bus closed before this message was handled")
-        for channel, messages in self._broker.unhandled():
+        for topic, group, messages in take():
             for message in messages:
                 await store_failure(
                     self._dead_letter_store,
                     message,
-                    topic=channel.topic if not is_pattern(channel.topic) else message.type,
-                    group=channel.group,
+                    topic=topic if not is_pattern(topic) else message.type,
+                    group=group,
                     codec=self.codec,
                     error=reason,
                     attempts=0,
                     failed_at=self.clock.now(),
                 )
-            channel.close()
 
     async def __aenter__(self) -> Bus:
         await self.start()

@@ -152,6 +152,7 @@ class LeasedSubscription:
         self._stop = asyncio.Event()
         self._outage = Outage(f"the queue of {group!r} on {topic!r}", first=poll, cap=_RETRY_CAP)
         self._keeper: asyncio.Task[None] | None = None
+        self._exchanging = asyncio.Lock()
         self._closed = False
 
     def __aiter__(self) -> LeasedSubscription:
@@ -295,6 +296,12 @@ class LeasedSubscription:
     async def _exchange(
         self, want: int, *, release: bool = False
     ) -> tuple[list[Row], float | None]:
+        # One transaction at a time per subscription: the fetcher's and the keeper's, run at
+        # once on two connections, lock the same pending rows in different orders (deadlock).
+        async with self._exchanging:
+            return await self._exchange_now(want, release)
+
+    async def _exchange_now(self, want: int, release: bool) -> tuple[list[Row], float | None]:
         acks, self._acks = self._acks, []
         nacks, self._nacks = self._nacks, []
         now = time.time()

@@ -261,10 +261,15 @@ class MemoryBroker:
             self._retired.add(channel)
             channel.wake_takers()
 
-    def unhandled(self) -> list[tuple[Channel, list[Message]]]:
-        """Each channel (retired ones too) with the messages it holds that no consumer has."""
+    def take_unhandled(self) -> list[tuple[str, str, list[Message]]]:
+        """Close every channel (retired ones too); returns each one's pattern, group and the
+        messages it held that no consumer has."""
         self._retired = {c for c in self._retired if c.unfinished}
-        return [(c, c.pending()) for c in (*self.channels.values(), *self._retired)]
+        held = []
+        for channel in (*self.channels.values(), *self._retired):
+            held.append((channel.topic, channel.group, channel.pending()))
+            channel.close()
+        return held
 
     def route(self, topic: str) -> list[Channel]:
         """Every channel whose pattern matches ``topic``."""
@@ -378,6 +383,11 @@ class MemoryTransport:
 
     async def join(self) -> None:
         await self.broker.join()
+
+    def take_unhandled(self) -> list[tuple[str, str, list[Message]]]:
+        """What the broker's channels hold that no consumer has, closing them: for a bus that
+        closes before handling it (see :meth:`MemoryBroker.take_unhandled`)."""
+        return self.broker.take_unhandled()
 
     async def aclose(self) -> None:
         self._closed = True

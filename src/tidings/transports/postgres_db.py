@@ -63,7 +63,16 @@ CREATE TABLE IF NOT EXISTS {s}.cursors (
     pattern text NOT NULL,
     UNIQUE (grp, topic)
 );
-ALTER TABLE {s}.cursors ADD COLUMN IF NOT EXISTS active_at float8;
+-- Only when missing (a schema of an earlier version): ALTER TABLE locks the table whole even
+-- when the column exists, which deadlocks with the publishers of a running transport.
+DO $$ BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = '{s}.cursors'::regclass AND attname = 'active_at' AND NOT attisdropped
+    ) THEN
+        ALTER TABLE {s}.cursors ADD COLUMN active_at float8;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS {s}.pending (
     cursor int NOT NULL,
     seq bigint NOT NULL,

@@ -79,6 +79,9 @@ WHERE seq < coalesce((SELECT min(seq) FROM {s}.pending), (SELECT max(seq) + 1 FR
 
 # Also tells whether the cursor still exists: ``tidings groups drop`` may have deleted it.
 _MARK = "UPDATE {s}.cursors SET active_at = $2 WHERE id = $1"
+# Taken first by a transaction that will prune or mark: cursor creation takes the lock alone and
+# then rows of cursors, so taking rows first and the lock after would deadlock with it.
+_SHARE_LOCK = "SELECT pg_advisory_xact_lock_shared({lock})"
 
 
 def topic_regex(topic: str) -> str:
@@ -110,7 +113,7 @@ class PostgresQueue:
             for name, template in [
                 ("candidates", _CANDIDATES), ("lease", _LEASE), ("next_due", _NEXT_DUE),
                 ("ack", _ACK), ("nack", _NACK), ("renew", _RENEW), ("release", _RELEASE),
-                ("prune", _PRUNE), ("mark", _MARK),
+                ("prune", _PRUNE), ("mark", _MARK), ("share_lock", _SHARE_LOCK),
             ]
         }  # fmt: skip
 
@@ -139,6 +142,8 @@ class PostgresQueue:
 
         async def run(conn: Any) -> tuple[list[Row], float | None] | None:
             async with conn.transaction():
+                if mark or prune:
+                    await conn.execute(self._sql["share_lock"])
                 if mark:
                     marked = await conn.execute(self._sql["mark"], self._cursor, exchange.now)
                     if marked == "UPDATE 0":

@@ -115,6 +115,11 @@ class FaultyTransport:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def take_unhandled(self) -> list[tuple[str, str, list[Message]]]:
+        """What the inner in-process transport held unhandled (nothing for others)."""
+        take = getattr(self.inner, "take_unhandled", None)
+        return take() if take is not None else []
+
     async def join(self) -> None:
         """Wait until the inner transport has every accepted message settled, where it can
         tell (the in-process transport); otherwise return at once."""
