@@ -59,6 +59,8 @@ CAUSATION_ID = "causation-id"
 
 _log = logging.getLogger("tidings.bus")
 
+_STOPPING_PROCESS = (KeyboardInterrupt, SystemExit)
+
 DEFAULT_HANDLER_TIMEOUT = 60.0
 """Seconds a queued handler call may run by default: a hung call must not hold its message (and
 its key, and a broker's lease) for ever."""
@@ -421,7 +423,9 @@ class Bus:
                     else:
                         pending = pending or {}
                         pending[route] = context.spawn(route.direct_handler(message), message)
-                except Exception as error:
+                except _STOPPING_PROCESS:
+                    raise
+                except BaseException as error:  # the handler's own, CancelledError too: it fails
                     errors = errors or {}
                     errors[route] = error
         finally:
@@ -434,7 +438,11 @@ class Bus:
                     task.cancel()
                 raise
             for route, task in pending.items():
-                if (failure := task.exception()) is not None:
+                if task.cancelled():  # only the handler itself can have cancelled its Task
+                    failure: BaseException | None = asyncio.CancelledError("raised by the handler")
+                else:
+                    failure = task.exception()
+                if failure is not None:
                     errors = errors or {}
                     errors[route] = failure
         if errors:
@@ -459,7 +467,9 @@ class Bus:
         for call in calls:
             try:
                 call(event)
-            except Exception as error:
+            except _STOPPING_PROCESS:
+                raise
+            except BaseException as error:  # the handler's own, CancelledError too: it fails
                 route = self._emit_routes[call]
                 message = self.message(event, key=key, headers=headers)
                 self._run_soon(self._dead_letter(route, message, error), message)
@@ -517,7 +527,15 @@ class Bus:
         """Run ``route``'s handler in place; dead-letter and return its error if it fails."""
         try:
             await route.direct_handler(message)
-        except Exception as error:
+        except _STOPPING_PROCESS:
+            raise
+        except asyncio.CancelledError as error:
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise  # cancelled from outside, not the handler's doing
+            await self._dead_letter(route, message, error)
+            return error
+        except BaseException as error:  # the handler's own BaseExceptions fail it too
             await self._dead_letter(route, message, error)
             return error
         return None

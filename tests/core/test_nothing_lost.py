@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from events import OrderPlaced, UserSignedUp
 import tidings
 from tidings import Bus
 from tidings.testing import wait_for
+from tidings.testing.faults import FaultyTransport, Times
+from tidings.transports.memory import MemoryTransport
 
 
 async def _letters(bus: Bus) -> list[tidings.DeadLetter]:
@@ -322,3 +325,75 @@ async def test_capacity_holds_for_messages_waiting_behind_their_key() -> None:
                 await asyncio.sleep(0)  # the consumer fetches and parks what it can
         release.set()
     assert accepted == 1 + 5  # one running, five waiting behind it
+
+
+async def _hang(event: UserSignedUp) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_second_close_cuts_the_first_short_and_loses_nothing() -> None:
+    bus = Bus()
+    bus.subscribe(UserSignedUp, _hang, timeout=None)
+    await bus.start()
+    for n in range(5):
+        await bus.publish(UserSignedUp(n, "x"))
+    first = asyncio.ensure_future(bus.aclose())  # waits for handlers that never finish
+    await asyncio.sleep(0)
+    await asyncio.wait_for(bus.aclose(timeout=0.1), 5)
+    assert first.done()
+    letters = await _letters(bus)
+    assert sorted(letter.error_type for letter in letters) == ["tidings.errors.NotHandled"] * 5
+
+
+async def test_close_with_timeout_after_unsubscribe_keeps_its_timeout() -> None:
+    bus = Bus()
+    route = bus.subscribe(UserSignedUp, _hang, timeout=None)
+    await bus.start()
+    for n in range(3):
+        await bus.publish(UserSignedUp(n, "x"))
+    await asyncio.sleep(0)
+    bus.unsubscribe(route)  # its queued messages are still to be handled: they hang
+    await asyncio.wait_for(bus.aclose(timeout=0.1), 5)
+    assert len(await _letters(bus)) == 3
+
+
+async def test_close_of_a_bus_whose_consumer_failed_keeps_what_it_accepted() -> None:
+    outage = FaultyTransport(MemoryTransport(), drop_fetches=Times(1_000))
+    bus = Bus(outage, restart=tidings.Retry(max_attempts=2, initial_delay=0.001))
+    bus.subscribe(UserSignedUp, lambda e: None)
+    await bus.start()
+    for n in range(10):
+        await bus.publish(UserSignedUp(n, "x"))
+    await asyncio.wait_for(bus.consumer_failed(), 5)
+    await asyncio.wait_for(bus.aclose(), 5)  # no drain can finish: nothing waits for one
+    assert len(await _letters(bus)) == 10
+
+
+class Refused(BaseException):
+    """A handler's own BaseException."""
+
+
+def _refuse(event: UserSignedUp) -> None:
+    raise Refused
+
+
+async def _cancel_itself(event: UserSignedUp) -> None:
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("bad", [_refuse, _cancel_itself])
+async def test_publish_and_wait_isolates_a_handler_raising_base_exception(
+    bad: Callable[[UserSignedUp], object],
+) -> None:
+    bus = Bus()
+    later: list[int] = []
+    bus.subscribe(UserSignedUp, bad, group="bad")  # type: ignore[arg-type]
+    bus.subscribe(UserSignedUp, lambda e: later.append(e.user_id), group="later")
+    async with bus:
+        result = await bus.publish_and_wait(UserSignedUp(1, "x"))
+        bus.emit(UserSignedUp(2, "x"))
+        await bus.drain()
+    assert later == [1, 2]
+    assert not result.ok
+    assert len(await _letters(bus)) == 2
