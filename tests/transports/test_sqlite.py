@@ -8,6 +8,7 @@ import contextlib
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,33 @@ async def test_a_row_with_unreadable_headers_is_dead_lettered_once(sqlite_url: s
         await asyncio.wait_for(done.wait(), 30)
         assert len(await bus.dead_letters.list()) == 1
     assert sorted(handled) == [0, 1, 2, 9, 9]
+
+
+async def test_a_row_whose_topic_is_a_blob_does_not_stop_a_wildcard_subscription(
+    sqlite_url: str,
+) -> None:
+    """Another program's row with a BLOB topic is matched as text: the pattern consumer goes on."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    handled: list[int] = []
+    done = asyncio.Event()
+
+    def handle(value: dict[str, int]) -> None:
+        handled.append(value["n"])
+        if value["n"] == 9:
+            done.set()
+
+    async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
+        await transport.publish("t.a", [Message("t.a", b'{"n":1}')])
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO tidings_log (topic, id, type, key, headers, data, time) "
+            "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+            (b"t.\xff", "foreign", "t.b", b'{"n":2}', time.time()),
+        )
+    bus = Bus(sqlite_url)
+    bus.subscribe("t.>", handle, group="g")
+    async with bus:
+        await bus.publish(Message("t.c", b'{"n":9}'))
+        await asyncio.wait_for(done.wait(), 30)
+        assert bus.health().ok
+    assert 9 in handled

@@ -206,7 +206,7 @@ class Database:
             time.sleep(0.01)  # in the opening thread, never on the event loop
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute(f"PRAGMA journal_size_limit={_WAL_KEPT}")
-        conn.create_function("tidings_match", 2, matches, deterministic=True)
+        conn.create_function("tidings_match", 2, _matches, deterministic=True)
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         with transaction(conn):
             _upgrade(conn)
@@ -349,3 +349,11 @@ class Doorbell:
                 event.set()
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
+
+
+def _matches(pattern: str, topic: object) -> bool:
+    """``matches`` for SQL: a row another program wrote may hold a topic that is not text (a
+    blob, a number); it is read as text, so one odd row never fails the whole query."""
+    if isinstance(topic, bytes):
+        topic = topic.decode(errors="replace")
+    return matches(pattern, topic if isinstance(topic, str) else str(topic))
