@@ -11,11 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import redis.asyncio as redis
 from brokers import REDIS, shell, wait_ready
 
+from tidings.bus import Bus
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Malformed, Message
 from tidings.testing.receiver import Receiver, opened, waiting
@@ -294,3 +296,32 @@ def test_options_from_url() -> None:
         RedisOptions.from_url("redis://127.0.0.1/0?maxlen=many")
     with pytest.raises(ValueError, match=r"redis://\*\*\*|expected redis"):
         RedisOptions.from_url("http://127.0.0.1/0")
+
+
+async def test_foreign_entries_in_the_topic_set_do_not_stop_a_wildcard_subscription(
+    url: str, redis_url: str
+) -> None:
+    """Another program's member of the topic set, naming a key that is no stream or bytes that
+    are not UTF-8, is left alone: the pattern consumer goes on."""
+    prefix = dict(parse_qsl(urlsplit(url).query))["prefix"]
+    handled: list[int] = []
+    done = asyncio.Event()
+
+    def handle(value: dict[str, int]) -> None:
+        handled.append(value["n"])
+        if value["n"] == 9:
+            done.set()
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.sadd(f"{prefix}:topics", "t.bad", b"t.\xff\xfe")
+        await client.set(f"{prefix}:topic:t.bad", "not a stream")
+        bus = Bus(url)
+        bus.subscribe("t.>", handle, group="g")
+        async with bus:
+            await bus.publish(Message("t.good", b'{"n":9}'))
+            await asyncio.wait_for(done.wait(), 30)
+            assert bus.health().ok
+    finally:
+        await client.aclose()
+    assert handled == [9]

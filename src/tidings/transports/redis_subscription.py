@@ -59,6 +59,7 @@ class RedisSubscription:
         self._claim_every = min(max(options.lease / 4, 0.05), 5.0)
         self._pattern = is_pattern(topic)
         self._streams: dict[bytes, str] = {}  # stream key -> topic
+        self._ignored: set[bytes] = set()  # keys in the topic set that hold no stream
         self._tail: tuple[Any, ...] = ()  # STREAMS <keys…> <">"…>
         self._cursors: dict[bytes, bytes] = {}  # XAUTOCLAIM position per stream
         self._reader: Redis | None = None
@@ -153,27 +154,40 @@ class RedisSubscription:
         await self._create_groups(self._streams)
         self._ready = True
 
-    async def _create_groups(self, streams: Iterable[bytes]) -> None:
+    async def _create_groups(self, streams: Iterable[bytes]) -> set[bytes]:
+        """Create the group on each stream; returns the keys that hold something other than a
+        stream (another program's), which are left alone."""
         client = await self._transport.connected()
+        streams = list(streams)
         async with client.pipeline(transaction=False) as pipe:
             for stream in streams:
                 pipe.execute_command("XGROUP", "CREATE", stream, self.group, "0", "MKSTREAM")
             results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, BaseException) and not str(result).startswith("BUSYGROUP"):
+        not_streams = set()
+        for stream, result in zip(streams, results, strict=True):
+            if isinstance(result, BaseException) and str(result).startswith("WRONGTYPE"):
+                not_streams.add(stream)
+            elif isinstance(result, BaseException) and not str(result).startswith("BUSYGROUP"):
                 raise result
+        return not_streams
 
     async def _discover(self) -> None:
         client = await self._transport.connected()
         keys = self._transport.keys
         found: dict[bytes, str] = {}
         for member in await command(client, "SMEMBERS", keys.topics):
-            topic = member.decode()
+            topic = member.decode(errors="replace")
+            if "\ufffd" in topic:
+                continue  # not a topic tidings wrote (not UTF-8): no tidings stream behind it
             stream = keys.stream(topic).encode()
             if stream not in self._streams and matches(self.topic, topic):
                 found[stream] = topic
         if found:
-            await self._create_groups(found)
+            for stream in await self._create_groups(found):
+                if stream not in self._ignored:
+                    self._ignored.add(stream)
+                    logger.warning("%r holds no stream; %s leaves it alone", stream, self.topic)
+                del found[stream]
             self._streams.update(found)
             self._tail = ("STREAMS", *self._streams, *(">",) * len(self._streams))
         self._discover_at = time.monotonic() + self._transport.options.discovery
