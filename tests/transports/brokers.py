@@ -160,3 +160,17 @@ async def _die_holding(url: str, topic: str, group: str, count: int) -> None:
     finally:
         process.kill()
         await process.wait()
+
+
+class Numbers:
+    """A handler of ``{"n": …}`` payloads that records each ``n`` and sets ``done`` on ``last``."""
+
+    def __init__(self, last: int = 9) -> None:
+        self.last = last
+        self.handled: list[int] = []
+        self.done = asyncio.Event()
+
+    def __call__(self, value: dict[str, int]) -> None:
+        self.handled.append(value["n"])
+        if value["n"] == self.last:
+            self.done.set()

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import redis.asyncio as redis
-from brokers import REDIS, shell, wait_ready
+from brokers import REDIS, Numbers, shell, wait_ready
 
 from tidings.bus import Bus
 from tidings.errors import ClosedError, ServiceUnavailable
@@ -304,13 +304,8 @@ async def test_foreign_entries_in_the_topic_set_do_not_stop_a_wildcard_subscript
     """Another program's member of the topic set, naming a key that is no stream or bytes that
     are not UTF-8, is left alone: the pattern consumer goes on."""
     prefix = dict(parse_qsl(urlsplit(url).query))["prefix"]
-    handled: list[int] = []
-    done = asyncio.Event()
-
-    def handle(value: dict[str, int]) -> None:
-        handled.append(value["n"])
-        if value["n"] == 9:
-            done.set()
+    handle = Numbers()
+    handled, done = handle.handled, handle.done
 
     client = redis.Redis.from_url(redis_url)
     try:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from brokers import held_messages_come_again
+from brokers import Numbers, held_messages_come_again
 from test_sqlite_suite import insert_row
 
 from tidings.bus import Bus
@@ -250,13 +250,8 @@ async def test_a_row_with_unreadable_headers_is_dead_lettered_once(sqlite_url: s
     are handled, the bad one is dead-lettered with its raw payload, and a restarted bus neither
     sees it again nor stops on it."""
     path = sqlite_url.removeprefix("sqlite:///")
-    handled: list[int] = []
-    done = asyncio.Event()
-
-    def handle(value: dict[str, int]) -> None:
-        handled.append(value["n"])
-        if value["n"] == 9:
-            done.set()
+    handle = Numbers()
+    handled, done = handle.handled, handle.done
 
     def start() -> Bus:
         bus = Bus(sqlite_url)
@@ -288,13 +283,8 @@ async def test_a_row_whose_topic_is_a_blob_does_not_stop_a_wildcard_subscription
 ) -> None:
     """Another program's row with a BLOB topic is matched as text: the pattern consumer goes on."""
     path = sqlite_url.removeprefix("sqlite:///")
-    handled: list[int] = []
-    done = asyncio.Event()
-
-    def handle(value: dict[str, int]) -> None:
-        handled.append(value["n"])
-        if value["n"] == 9:
-            done.set()
+    handle = Numbers()
+    handled, done = handle.handled, handle.done
 
     async with opened(lambda: SqliteTransport(sqlite_url)) as transport:
         await transport.publish("t.a", [Message("t.a", b'{"n":1}')])
