@@ -469,7 +469,7 @@ class Consumer:
         return MessageTooLarge(len(message.data), self._max_size)
 
     def _made_room(self) -> None:
-        room = self._room
+        room, self._room = self._room, None
         if room is not None and not room.done():
             room.set_result(None)
 

@@ -47,7 +47,10 @@ class MemoryDelivery:
         """Work on it began: it no longer waits, so it leaves the channel's capacity."""
         if self.lent:
             self.lent = False
-            self._channel.started(1)
+            channel = self._channel  # channel.started(1), inlined: this runs per message
+            channel.lent -= 1
+            if channel._putters:
+                wake_one(channel._putters)
 
     async def ack(self) -> None:
         if self.lent:
@@ -272,10 +275,12 @@ class MemoryBroker:
         return held
 
     def route(self, topic: str) -> list[Channel]:
-        """Every channel whose pattern matches ``topic``."""
+        """Every channel whose pattern matches ``topic``; raises ValueError for a name that is
+        not a topic (checked once per topic: the cache holds only checked ones)."""
         try:
             return self._routes[topic]
         except KeyError:
+            validate_topic(topic)
             found = [c for (pattern, _), c in self.channels.items() if matches(pattern, topic)]
             if len(self._routes) >= ROUTE_CACHE_SIZE:
                 self._routes.clear()  # bounded: many distinct topics cost a recomputation
@@ -359,7 +364,6 @@ class MemoryTransport:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Queue each message on every group of ``topic``: on all of them or on none."""
         self._check_open()
-        validate_topic(topic)
         broker = self.broker
         for message in messages:
             if not broker.offer(topic, message):
@@ -368,7 +372,6 @@ class MemoryTransport:
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` on every matching channel now, or raise QueueFull and queue none."""
         self._check_open()
-        validate_topic(topic)
         if not self.broker.offer(topic, message):
             raise QueueFull(f"a subscriber of {topic!r} is at its capacity")
 
