@@ -72,7 +72,7 @@ async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
         fast_group, slow_group = unique("fast"), unique("slow")  # unique on a shared Kafka
         fast = Receiver(transport.subscribe(topic, group=fast_group))
         slow = Receiver(transport.subscribe(topic, group=slow_group), settle=hold)
-        await prime(transport, topic, [fast, slow])
+        probes = await prime(transport, topic, [fast, slow])
         started = time.time()
         await transport.publish(topic, [Message("order", b"{}") for _ in range(5)])
         await fast.until(lambda: len(fast.deliveries) == 5, "fast's messages")
@@ -85,7 +85,9 @@ async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
 
         assert set(groups) == {fast_group, slow_group}
         assert groups[fast_group].lag == 3, "published after it stopped"
-        assert groups[slow_group].lag == 8, "5 in flight and 3 new"
+        # 5 in flight and 3 new; where acks are committed in order (Kafka), a probe from priming
+        # that arrived behind the held messages is not committed either
+        assert 8 <= groups[slow_group].lag <= 8 + probes - 1, "5 in flight and 3 new"
         assert groups[slow_group].in_flight in (5, None)
         active = groups[slow_group].last_active
         assert active is None or active >= started - 1

@@ -172,10 +172,11 @@ async def until(receivers: Sequence[Receiver], condition: Callable[[], bool], wh
             receiver._waiters.remove(waiter)
 
 
-async def prime(transport: Transport, topic: str, receivers: Sequence[Receiver]) -> None:
+async def prime(transport: Transport, topic: str, receivers: Sequence[Receiver]) -> int:
     """Publish probes to ``topic`` until every receiver got one: from then on they receive what
     is published (needed where a new subscription starts at the end of the log, and where
-    joining a consumer group takes a while)."""
+    joining a consumer group takes a while). Returns how many probes it published."""
+    published = 0
     timeout = max(r.timeout for r in receivers)
     # a pattern is primed through a concrete topic it matches: brokers refuse to publish to one
     concrete = ".".join("probe" if token in ("*", ">") else token for token in topic.split("."))
@@ -183,6 +184,8 @@ async def prime(transport: Transport, topic: str, receivers: Sequence[Receiver])
         while not all(r.probes for r in receivers):
             probe = Message("tidings.probe", b"{}", {PROBE_HEADER: "1"}, unique("probe"))
             await transport.publish(concrete, [probe])
+            published += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):
                     await until(receivers, lambda: all(r.probes for r in receivers), "probes")
+    return published
