@@ -30,7 +30,7 @@ from typing import Any, TypeVar, overload
 from tidings import context
 from tidings.clock import Clock, SystemClock
 from tidings.codec import BINARY, Codec, JsonCodec, Registry, registry
-from tidings.consumer import Consumer
+from tidings.consumer import _STOPPING_PROCESS, Consumer
 from tidings.deadletters import (
     REPLAY_GROUP_HEADER,
     DeadLetters,
@@ -59,7 +59,6 @@ CAUSATION_ID = "causation-id"
 
 _log = logging.getLogger("tidings.bus")
 
-_STOPPING_PROCESS = (KeyboardInterrupt, SystemExit)
 
 DEFAULT_HANDLER_TIMEOUT = 60.0
 """Seconds a queued handler call may run by default: a hung call must not hold its message (and

@@ -56,6 +56,7 @@ __all__ = ["Consumer"]
 _log = logging.getLogger("tidings.consumer")
 
 _STOPPING_PROCESS = (KeyboardInterrupt, SystemExit)
+"""What a handler raises to stop the process: its message is given back, the exception goes on."""
 
 
 class Consumer:
@@ -274,9 +275,7 @@ class Consumer:
                 batch = [buffer.popleft() for _ in range(min(batch_size, len(buffer)))]
                 self._took(len(batch))
                 for delivery in batch:
-                    start = getattr(delivery, "start", None)
-                    if start is not None:
-                        start()
+                    _start(delivery)
                 if buffer and idle:
                     wake_one(idle)
                 await self._handle_batch(batch, slot)
@@ -294,9 +293,9 @@ class Consumer:
             if keys is not None and key is not None and key in keys:
                 keys[key].append(delivery)  # its holder runs it after the ones before it
                 continue  # still waiting: it keeps counting against the capacity
-            start = getattr(delivery, "start", None)
+            start = getattr(delivery, "start", None)  # _start(delivery), inlined: per message
             if start is not None:
-                start()  # in process: it leaves the channel's capacity
+                start()
             if keys is None or key is None:
                 await handle(delivery, slot)
                 continue
@@ -305,9 +304,7 @@ class Consumer:
                 await handle(delivery, slot)
                 while parked:
                     delivery = parked.popleft()
-                    start = getattr(delivery, "start", None)
-                    if start is not None:
-                        start()
+                    _start(delivery)
                     await handle(delivery, slot)
             finally:
                 del keys[key]
@@ -517,6 +514,14 @@ class Consumer:
             in_flight=len(self._buffer) + len(busy) + parked,
             oldest_age=now - min(held) if held else None,
         )
+
+
+def _start(delivery: Delivery) -> None:
+    """Tell a delivery that a handler takes it now, where the transport wants to know: in process
+    it then stops counting against its channel's capacity."""
+    start = getattr(delivery, "start", None)
+    if start is not None:
+        start()
 
 
 class _Again:

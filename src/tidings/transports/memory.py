@@ -47,7 +47,7 @@ class MemoryDelivery:
         """Work on it began: it no longer waits, so it leaves the channel's capacity."""
         if self.lent:
             self.lent = False
-            channel = self._channel  # channel.started(1), inlined: this runs per message
+            channel = self._channel
             channel.lent -= 1
             if channel._putters:
                 wake_one(channel._putters)
@@ -144,14 +144,6 @@ class Channel:
             else:
                 append(MemoryDelivery(self, item, 1))  # type: ignore[arg-type]
         return batch
-
-    def started(self, count: int) -> None:
-        """``count`` deliveries a subscriber took ahead were started or settled: room."""
-        self.lent -= count
-        putters = self._putters
-        if putters:
-            for _ in range(min(count, len(putters))):
-                wake_one(putters)
 
     def finished(self) -> None:
         self.unfinished -= 1
