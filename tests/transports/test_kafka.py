@@ -25,7 +25,7 @@ from tidings.transports import from_url
 from tidings.transports.kafka import KafkaOptions, KafkaTransport
 from tidings.transports.kafka_protocol import record_headers, topic_regex
 from tidings.transports.kafka_subscription import KafkaDelivery, KafkaSubscription
-from tidings.transports.wire import ATTEMPT, from_wire
+from tidings.transports.kit.wire import ATTEMPT, from_wire
 
 TIMEOUT = 30.0
 

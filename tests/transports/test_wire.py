@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tidings.message import Malformed, Message
-from tidings.transports.wire import ATTEMPT, ID, KEY, TIME, TYPE, from_wire, to_wire
+from tidings.transports.kit.wire import ATTEMPT, ID, KEY, TIME, TYPE, from_wire, to_wire
 
 
 def test_round_trip() -> None:

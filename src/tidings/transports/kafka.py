@@ -3,8 +3,8 @@
 A tidings topic is a Kafka topic of the same name. A message's ``key`` is the record key, so
 Kafka's default partitioner (murmur2, as in the Java client) keeps one key on one partition and
 therefore in order; messages without a key are spread over the partitions one ``publish`` call at a
-time (:mod:`tidings.transports.kafka_publish`). The envelope travels in record headers
-(:mod:`tidings.transports.wire`), the payload as the record value, ``message.time`` as the record
+time (:mod:`tidings.transports.kafka_publish`). The envelope travels in record
+headers (:mod:`tidings.transports.kit.wire`), the payload as the record value, ``message.time`` as the record
 timestamp.
 
 A group is a Kafka consumer group, and a subscription one member of it (see
@@ -42,8 +42,8 @@ from tidings.transports.kafka_groups import drop_group, list_groups
 from tidings.transports.kafka_protocol import check_topic, mapped
 from tidings.transports.kafka_publish import Publisher
 from tidings.transports.kafka_subscription import KafkaSubscription
-from tidings.transports.options import query_options
-from tidings.transports.tls import check_client_certificate, client_context, wants_tls
+from tidings.transports.kit.options import query_options
+from tidings.transports.kit.tls import check_client_certificate, client_context, wants_tls
 
 __all__ = ["FEATURES", "KafkaOptions", "KafkaTransport", "from_url"]
 

@@ -20,7 +20,7 @@ from aiokafka.errors import (
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import is_pattern, validate_pattern
-from tidings.transports.wire import ID, KEY, TIME, TYPE
+from tidings.transports.kit.wire import ID, KEY, TIME, TYPE
 
 __all__ = ["check_topic", "checked", "mapped", "record_headers", "topic_regex"]
 
@@ -84,7 +84,7 @@ def mapped(exc: Exception, doing: str, where: str) -> TransportError:
 
 
 def record_headers(message: Message) -> list[tuple[str, bytes]]:
-    """:func:`~tidings.transports.wire.to_wire` in the form of Kafka record headers (byte
+    """:func:`~tidings.transports.kit.wire.to_wire` in the form of Kafka record headers (byte
     values), built in one step because it runs for every record published: the envelope, then
     the message's own headers except those the envelope sets."""
     headers = [

@@ -32,7 +32,7 @@ from tidings.deadletters import REPLAY_GROUP_HEADER
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
 from tidings.transports.kafka_protocol import checked, mapped
-from tidings.transports.wire import ATTEMPT, from_wire
+from tidings.transports.kit.wire import ATTEMPT, from_wire
 
 if TYPE_CHECKING:
     from tidings.transports.kafka import KafkaTransport

@@ -48,13 +48,13 @@ from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TidingsErr
 from tidings.message import Message
 from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
+from tidings.transports.kit.options import query_options, redacted_repr
+from tidings.transports.kit.tls import check_client_certificate, client_context, wants_tls
 from tidings.transports.nats_deadletters import NatsDeadLetterStore
 from tidings.transports.nats_groups import consumers, group_info
 from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
-from tidings.transports.options import query_options, redacted_repr
-from tidings.transports.tls import check_client_certificate, client_context, wants_tls
 
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 

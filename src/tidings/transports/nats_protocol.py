@@ -10,7 +10,7 @@ the version range of the ``nats`` extra pins them.
 
 Envelope on the wire: the message id travels as ``Nats-Msg-Id`` (JetStream de-duplicates
 re-sent messages by it), type, time and key as the ``tidings-*`` headers of
-:mod:`tidings.transports.wire`, the user's headers beside them.
+:mod:`tidings.transports.kit.wire`, the user's headers beside them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 from tidings.errors import ClosedError
 from tidings.message import Headers, Message
 from tidings.topics import validate_pattern
-from tidings.transports.wire import ID, from_wire, to_wire
+from tidings.transports.kit.wire import ID, from_wire, to_wire
 
 __all__ = [
     "MSG_ID",
@@ -95,7 +95,7 @@ def ack_command(reply: str, payload: bytes) -> bytes:
 
 def decode(topic: str, data: bytes, headers: dict[str, str] | None) -> Message:
     """The message that :func:`publish_commands` sent, or another producer's with the fallbacks
-    of :func:`~tidings.transports.wire.from_wire`. ``headers`` is consumed. The attempt is the
+    of :func:`~tidings.transports.kit.wire.from_wire`. ``headers`` is consumed. The attempt is the
     server's delivery count, not a header."""
     ident = headers.pop(MSG_ID, None) if headers else None
     return from_wire(topic, data, headers, ident=ident)[0]

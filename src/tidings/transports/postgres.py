@@ -34,8 +34,8 @@ from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
-from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
-from tidings.transports.options import redacted_repr
+from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
+from tidings.transports.kit.options import redacted_repr
 from tidings.transports.postgres_db import Database
 from tidings.transports.postgres_deadletters import PostgresDeadLetterStore
 from tidings.transports.postgres_groups import drop_group, list_groups

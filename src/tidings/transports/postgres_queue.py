@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Any
 
-from tidings.transports.leased import Exchange, Row
+from tidings.transports.kit.leased import Exchange, Row
 from tidings.transports.postgres_db import Database
 
 __all__ = ["PostgresQueue", "topic_regex"]
@@ -99,7 +99,7 @@ def topic_regex(topic: str) -> str:
 
 
 class PostgresQueue:
-    """A :class:`~tidings.transports.leased.Queue` in PostgreSQL."""
+    """A :class:`~tidings.transports.kit.leased.Queue` in PostgreSQL."""
 
     def __init__(self, db: Database, topic: str, group: str) -> None:
         self._db = db

@@ -48,7 +48,7 @@ from tidings.message import Message
 from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import rabbitmq_publish, redact
 from tidings.transports.base import Features
-from tidings.transports.options import redacted_repr
+from tidings.transports.kit.options import redacted_repr
 from tidings.transports.rabbitmq_deadletters import RabbitMQDeadLetterStore
 from tidings.transports.rabbitmq_queue import (
     QUORUM,

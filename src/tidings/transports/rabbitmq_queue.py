@@ -35,7 +35,7 @@ from pamqp.commands import Basic
 
 from tidings.errors import TransportError
 from tidings.message import Message
-from tidings.transports.wire import ATTEMPT, KEY, TIME, from_wire
+from tidings.transports.kit.wire import ATTEMPT, KEY, TIME, from_wire
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel
@@ -390,7 +390,7 @@ def _delivery(
     subscription: RabbitMQSubscription, acks: Acks, delivered: DeliveredMessage
 ) -> RabbitMQDelivery:
     """The delivery of an AMQP message, ours or another producer's: the envelope goes through
-    :func:`~tidings.transports.wire.from_wire`, so garbage in it falls back, never raises."""
+    :func:`~tidings.transports.kit.wire.from_wire`, so garbage in it falls back, never raises."""
     props = delivered.header.properties
     frame = cast(Basic.Deliver, delivered.delivery)
     headers: dict[str, Any] | None = props.headers

@@ -40,7 +40,8 @@ from tidings.message import Message
 from tidings.topics import validate_pattern, validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
-from tidings.transports.options import query_options
+from tidings.transports.kit.options import query_options
+from tidings.transports.kit.tls import check_client_certificate, wants_tls
 from tidings.transports.redis_deadletters import RedisDeadLetterStore
 from tidings.transports.redis_groups import drop_group, list_groups
 from tidings.transports.redis_protocol import (
@@ -55,7 +56,6 @@ from tidings.transports.redis_protocol import (
     sha1,
 )
 from tidings.transports.redis_subscription import RedisSubscription
-from tidings.transports.tls import check_client_certificate, wants_tls
 
 __all__ = ["FEATURES", "RedisOptions", "RedisTransport", "from_url"]
 

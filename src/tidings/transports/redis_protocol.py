@@ -42,8 +42,8 @@ from redis.typing import EncodableT
 
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
-from tidings.transports.tls import wants_tls
-from tidings.transports.wire import from_wire
+from tidings.transports.kit.tls import wants_tls
+from tidings.transports.kit.wire import from_wire
 
 if TYPE_CHECKING:
     from tidings.transports.redis import RedisOptions
@@ -146,7 +146,7 @@ def publish_args(topic: str, maxlen: int | None, messages: Sequence[Message]) ->
 
 def decode(topic: str, fields: list[bytes]) -> Message:
     """The message stored as a stream entry's ``fields`` (flat name, value pairs), through
-    :func:`~tidings.transports.wire.from_wire`: fields of other producers become headers, and
+    :func:`~tidings.transports.kit.wire.from_wire`: fields of other producers become headers, and
     garbage in tidings' own fields falls back instead of raising."""
     if len(fields) == 8 and fields[0:7:2] == [b"id", b"type", b"time", b"data"]:
         # the layout publish_args writes for a message without key and headers

@@ -41,8 +41,8 @@ from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
-from tidings.transports.leased import LeasedSubscription, LeasedSubscriptions
-from tidings.transports.options import query_options
+from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
+from tidings.transports.kit.options import query_options
 from tidings.transports.sqlite_db import Database, Doorbell, transaction
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
 from tidings.transports.sqlite_groups import drop_group, list_groups

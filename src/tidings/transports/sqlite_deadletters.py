@@ -9,7 +9,7 @@ from typing import Any
 
 from tidings.deadletters import DeadLetter
 from tidings.errors import NotFound
-from tidings.transports.deadletter_rows import COLUMNS, from_row, to_row
+from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
 from tidings.transports.sqlite_db import Database, transaction
 
 __all__ = ["SqliteDeadLetterStore"]

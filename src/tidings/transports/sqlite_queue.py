@@ -14,7 +14,7 @@ import sqlite3
 import msgspec
 
 from tidings.topics import is_pattern
-from tidings.transports.leased import Exchange, Row
+from tidings.transports.kit.leased import Exchange, Row
 from tidings.transports.sqlite_db import Database, Doorbell, transaction
 
 __all__ = ["SqliteQueue"]
@@ -83,7 +83,7 @@ DELETE FROM tidings_log WHERE seq <= min(
 
 
 class SqliteQueue:
-    """A :class:`~tidings.transports.leased.Queue` in a SQLite file."""
+    """A :class:`~tidings.transports.kit.leased.Queue` in a SQLite file."""
 
     def __init__(self, db: Database, topic: str, group: str) -> None:
         self._db = db

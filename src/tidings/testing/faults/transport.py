@@ -11,7 +11,7 @@ from tidings.errors import ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.faults.triggers import Trigger
 from tidings.transports.base import Delivery, Subscription, Transport
-from tidings.transports.wire import ATTEMPT, ID, KEY, TIME, TYPE
+from tidings.transports.kit.wire import ATTEMPT, ID, KEY, TIME, TYPE
 
 if TYPE_CHECKING:
     from tidings.deadletters import DeadLetterStore

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
 from tidings.message import Message
 from tidings.topics import validate_pattern
-from tidings.transports.outage import Outage
-from tidings.transports.wire import from_wire
+from tidings.transports.kit.outage import Outage
+from tidings.transports.kit.wire import from_wire
 
 __all__ = [
     "Exchange",
@@ -239,7 +239,7 @@ class LeasedSubscription:
 
     def _delivery(self, row: Row) -> LeasedDelivery:
         """The delivery of a log row; a row another program wrote with garbage in it still
-        comes through (see :func:`~tidings.transports.wire.from_wire`)."""
+        comes through (see :func:`~tidings.transports.kit.wire.from_wire`)."""
         seq, attempt, topic, id_, type_, key, headers, data, at = row
         message, attempt = from_wire(
             topic, data, None, attempt, ident=id_, kind=type_, stamp=at, key=key,

@@ -1,0 +1,130 @@
+"""The kit every broker package is built from: error mapping and bulk settlement."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from tidings.errors import ClosedError, ServiceUnavailable, TidingsError, TransportError
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.settle import Settler
+
+
+class Lost(Exception):
+    pass
+
+
+class Refused(Exception):
+    pass
+
+
+def _refused(exc: BaseException, doing: str) -> TidingsError | None:
+    return TransportError(f"login refused while {doing}") if isinstance(exc, Refused) else None
+
+
+ERRORS = ErrorMap(
+    "Broker", "127.0.0.1:1", unreachable=(Lost,), client=(ValueError, Refused), special=_refused
+)
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind", "text"),
+    [
+        (Lost("reset"), ServiceUnavailable, "Broker is not reachable at 127.0.0.1:1 (publishing)"),
+        (ValueError("bad"), TransportError, "Broker failed publishing at 127.0.0.1:1: bad"),
+        (Refused(), TransportError, "login refused while publishing"),
+    ],
+)
+def test_client_errors_become_tidings_errors_chained_to_the_cause(
+    raised: Exception, kind: type[Exception], text: str
+) -> None:
+    with pytest.raises(kind, match=re.escape(text)) as caught, ERRORS.mapping("publishing"):
+        raise raised
+    assert caught.value.__cause__ is raised
+
+
+def test_tidings_errors_and_foreign_bugs_pass_unchanged() -> None:
+    closed = ClosedError("closed")
+    with pytest.raises(ClosedError) as caught, ERRORS.mapping("publishing"):
+        raise closed
+    assert caught.value is closed
+    with pytest.raises(KeyError), ERRORS.mapping("publishing"):
+        raise KeyError("a bug is not a broker error")
+
+
+async def test_settlements_recorded_in_one_turn_are_written_as_one_batch() -> None:
+    batches: list[list[int]] = []
+
+    async def send(batch: list[int]) -> None:
+        batches.append(batch)
+
+    settler = Settler(send, name="test")
+    for tag in range(5):
+        settler.record(tag)
+    await settler.drain()
+    assert batches == [[0, 1, 2, 3, 4]]
+
+
+async def test_records_made_while_a_batch_is_written_go_in_the_next() -> None:
+    batches: list[list[int]] = []
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def send(batch: list[int]) -> None:
+        batches.append(batch)
+        writing.set()
+        await release.wait()
+
+    settler = Settler(send, name="test")
+    settler.record(1)
+    await writing.wait()
+    settler.record(2)
+    settler.record(3)
+    release.set()
+    await settler.drain()
+    assert batches == [[1], [2, 3]]
+
+
+async def test_a_transient_failure_keeps_the_batch_and_tries_again() -> None:
+    batches: list[list[int]] = []
+
+    async def send(batch: list[int]) -> None:
+        batches.append(batch)
+        if len(batches) == 1:
+            raise Lost("connection reset")
+
+    settler = Settler(send, name="test", transient=(Lost,))
+    settler.record(7)
+    await settler.drain()
+    assert batches == [[7], [7]]
+
+
+async def test_any_other_failure_gives_the_batch_up_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def send(batch: list[int]) -> None:
+        raise ValueError("queue deleted")
+
+    settler = Settler(send, name="orders/billing")
+    settler.record(1)
+    settler.record(2)
+    await settler.drain()
+    assert settler.pending == 0
+    (record,) = caplog.records
+    assert "orders/billing: could not settle 2 deliveries" in record.getMessage()
+
+
+async def test_after_close_writes_are_tried_once_and_records_ignored() -> None:
+    tries: list[list[int]] = []
+
+    async def send(batch: list[int]) -> None:
+        tries.append(batch)
+        raise Lost("down")
+
+    settler = Settler(send, name="test", transient=(Lost,))
+    settler.record(1)
+    await settler.close()
+    settler.record(2)
+    assert tries == [[1]]
+    assert settler.pending == 0
