@@ -4,8 +4,8 @@ A tidings topic is a Kafka topic of the same name. A message's ``key`` is the re
 Kafka's default partitioner (murmur2, as in the Java client) keeps one key on one partition and
 therefore in order; messages without a key are spread over the partitions one ``publish`` call at a
 time (:mod:`tidings.transports.kafka_publish`). The envelope travels in record
-headers (:mod:`tidings.transports.kit.wire`), the payload as the record value, ``message.time`` as the record
-timestamp.
+headers (:mod:`tidings.transports.kit.wire`), the payload as the record value, ``message.time``
+as the record timestamp.
 
 A group is a Kafka consumer group, and a subscription one member of it (see
 :mod:`tidings.transports.kafka_subscription`): offsets are committed only up to the oldest
