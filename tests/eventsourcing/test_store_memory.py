@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tidings.eventsourcing.memory import MemoryEventStore
+from tidings.eventsourcing.backends.memory import MemoryEventStore
 from tidings.eventsourcing.store import EventStore
 from tidings.testing.eventstore_suite import EventStoreSuite, new_events
 

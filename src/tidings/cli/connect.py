@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from tidings.bus import Bus
 from tidings.errors import NotFound, TidingsError
-from tidings.transports import redact
+from tidings.urls import redact
 
 __all__ = ["DEFAULT_URL", "Url", "open_bus", "require_database", "run", "scrub"]
 

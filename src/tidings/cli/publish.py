@@ -18,7 +18,7 @@ from rich.markup import escape
 from tidings.cli.connect import DEFAULT_URL, Url, open_bus, run
 from tidings.cli.store import Json, write_json
 from tidings.message import Message
-from tidings.transports import redact
+from tidings.urls import redact
 
 __all__ = ["parse_headers", "publish"]
 

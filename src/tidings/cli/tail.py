@@ -24,8 +24,8 @@ from tidings.cli.connect import DEFAULT_URL, Url, open_bus, run
 from tidings.cli.store import Json, write_json
 from tidings.codec import JsonCodec
 from tidings.message import Malformed, Message, new_id
-from tidings.transports import redact
 from tidings.transports.base import Delivery, Subscription
+from tidings.urls import redact
 
 __all__ = ["as_json", "follow", "payload_text", "tail"]
 

@@ -1,7 +1,7 @@
 """Event store URLs: the scheme picks the backend, whose module is imported only when used.
 
 ================================  ===========================================================
-``memory://``                     :class:`~tidings.eventsourcing.memory.MemoryEventStore`
+``memory://``                     :class:`~tidings.eventsourcing.backends.memory.MemoryEventStore`
 ``sqlite:///relative/path.db``    :class:`~tidings.eventsourcing.sqlite.SqliteEventStore`
 ``sqlite:////absolute/path.db``   (``?synchronous=full`` for power-loss durability)
 ``postgresql://user@host/db``     :class:`~tidings.eventsourcing.postgres.PostgresEventStore`
@@ -18,7 +18,7 @@ from tidings.eventsourcing.store import EventStoreBackend
 __all__ = ["open_backend"]
 
 _BACKENDS = {
-    "memory": ("tidings.eventsourcing.memory", "MemoryEventStore"),
+    "memory": ("tidings.eventsourcing.backends.memory", "MemoryEventStore"),
     "sqlite": ("tidings.eventsourcing.sqlite", "SqliteEventStore"),
     "postgresql": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
     "postgres": ("tidings.eventsourcing.postgres", "PostgresEventStore"),

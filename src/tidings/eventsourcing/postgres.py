@@ -43,14 +43,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from tidings.errors import ClosedError, ConcurrencyError, NotFound
-from tidings.eventsourcing._commits import (
-    PAGE,
-    backward_page,
-    forward_page,
-    log_page,
-    pack,
-    stream_info_of,
-)
 from tidings.eventsourcing._postgres_batch import AppendBatcher
 from tidings.eventsourcing._postgres_pool import ConnectionPool
 from tidings.eventsourcing._postgres_sql import (
@@ -67,6 +59,14 @@ from tidings.eventsourcing._postgres_sql import (
 )
 from tidings.eventsourcing._postgres_sql import mapped_errors as _mapped
 from tidings.eventsourcing._wakeup import Wakeup
+from tidings.eventsourcing.backends.commits import (
+    PAGE,
+    backward_page,
+    forward_page,
+    log_page,
+    pack,
+    stream_info_of,
+)
 from tidings.eventsourcing.store import (
     ANY,
     NO_STREAM,

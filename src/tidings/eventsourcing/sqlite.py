@@ -3,7 +3,8 @@
 Layout
     ``tidings_streams`` (one row per stream: id, name, version, tombstone flag, metadata),
     ``tidings_commits`` (one row per append, events packed; see
-    :mod:`tidings.eventsourcing._commits`), ``tidings_snapshots`` and ``tidings_checkpoints``.
+    :mod:`tidings.eventsourcing.backends.commits`),
+    ``tidings_snapshots`` and ``tidings_checkpoints``.
     Projections may keep their own tables in the same file and write them through
     :meth:`transaction`.
 Concurrency
@@ -40,7 +41,9 @@ import msgspec
 
 from tidings.errors import ClosedError, NotFound, TransportError
 from tidings.eventsourcing import _sqlite_sql as _sql
-from tidings.eventsourcing._commits import (
+from tidings.eventsourcing._sqlite_writer import GroupCommitWriter
+from tidings.eventsourcing._wakeup import Wakeup
+from tidings.eventsourcing.backends.commits import (
     PAGE,
     backward_page,
     forward_page,
@@ -48,8 +51,6 @@ from tidings.eventsourcing._commits import (
     pack,
     stream_info_of,
 )
-from tidings.eventsourcing._sqlite_writer import GroupCommitWriter
-from tidings.eventsourcing._wakeup import Wakeup
 from tidings.eventsourcing.store import (
     ANY,
     NO_STREAM,
@@ -61,7 +62,7 @@ from tidings.eventsourcing.store import (
     check_expected_version,
     validate_expected_version,
 )
-from tidings.transports import redact
+from tidings.urls import redact
 
 __all__ = ["SqliteEventStore", "SqliteTransaction"]
 

@@ -29,7 +29,7 @@ import msgspec
 
 from tidings.errors import ClosedError, ConcurrencyError, StreamDeleted
 from tidings.message import new_id
-from tidings.transports import redact
+from tidings.urls import redact
 
 __all__ = [
     "ANY",

@@ -23,7 +23,7 @@ from datetime import datetime
 import pytest
 
 from tidings.errors import ClosedError, ConcurrencyError, NotFound
-from tidings.eventsourcing._commits import MAX_EVENTS_PER_COMMIT
+from tidings.eventsourcing.backends.commits import MAX_EVENTS_PER_COMMIT
 from tidings.eventsourcing.store import (
     ANY,
     NO_STREAM,

@@ -13,7 +13,7 @@ from tidings.transports.base import (
     Subscription,
     Transport,
 )
-from tidings.transports.kit.urls import redact
+from tidings.urls import redact
 
 __all__ = [
     "Delivery",

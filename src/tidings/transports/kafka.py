@@ -35,7 +35,6 @@ from aiokafka.errors import KafkaError, for_code
 from tidings.errors import ClosedError, TransportError
 from tidings.message import Message
 from tidings.topics import validate_topic
-from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kafka_deadletters import KafkaDeadLetterStore
 from tidings.transports.kafka_groups import drop_group, list_groups
@@ -44,6 +43,7 @@ from tidings.transports.kafka_publish import Publisher
 from tidings.transports.kafka_subscription import KafkaSubscription
 from tidings.transports.kit.options import query_options
 from tidings.transports.kit.tls import check_client_certificate, client_context, wants_tls
+from tidings.urls import redact
 
 __all__ = ["FEATURES", "KafkaOptions", "KafkaTransport", "from_url"]
 

@@ -46,7 +46,6 @@ from nats.js.api import (
 
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TidingsError, TransportError
 from tidings.message import Message
-from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.options import query_options, redacted_repr
 from tidings.transports.kit.tls import check_client_certificate, client_context, wants_tls
@@ -55,6 +54,7 @@ from tidings.transports.nats_groups import consumers, group_info
 from tidings.transports.nats_protocol import Connection, subject_for
 from tidings.transports.nats_publish import Publisher
 from tidings.transports.nats_subscription import NatsSubscription
+from tidings.urls import redact
 
 __all__ = ["FEATURES", "NatsOptions", "NatsTransport", "durable_name", "from_url"]
 

@@ -32,7 +32,6 @@ import msgspec
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_topic
-from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.kit.options import redacted_repr
@@ -40,6 +39,7 @@ from tidings.transports.postgres_db import Database
 from tidings.transports.postgres_deadletters import PostgresDeadLetterStore
 from tidings.transports.postgres_groups import drop_group, list_groups
 from tidings.transports.postgres_queue import PostgresQueue
+from tidings.urls import redact
 
 __all__ = ["FEATURES", "PostgresOptions", "PostgresTransport", "from_url"]
 

@@ -38,7 +38,6 @@ from redis.exceptions import RedisError
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_pattern, validate_topic
-from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.options import query_options
 from tidings.transports.kit.tls import check_client_certificate, wants_tls
@@ -56,6 +55,7 @@ from tidings.transports.redis_protocol import (
     sha1,
 )
 from tidings.transports.redis_subscription import RedisSubscription
+from tidings.urls import redact
 
 __all__ = ["FEATURES", "RedisOptions", "RedisTransport", "from_url"]
 

@@ -39,7 +39,6 @@ import msgspec
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_topic
-from tidings.transports import redact
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
 from tidings.transports.kit.options import query_options
@@ -47,6 +46,7 @@ from tidings.transports.sqlite_db import Database, Doorbell, transaction
 from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
 from tidings.transports.sqlite_groups import drop_group, list_groups
 from tidings.transports.sqlite_queue import SqliteQueue
+from tidings.urls import redact
 
 __all__ = ["FEATURES", "SqliteOptions", "SqliteTransport", "from_url"]
 

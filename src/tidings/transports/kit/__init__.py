@@ -5,7 +5,6 @@
 :mod:`.errors`         one client's exceptions mapped to tidings' at the boundary
 :mod:`.settle`         acks and nacks recorded now, written in bulk on the next loop turn
 :mod:`.options`        URL query parameters as a transport's options dataclass
-:mod:`.urls`           a URL without its secrets, for reprs, logs and errors
 :mod:`.tls`            client TLS settings
 :mod:`.leased`         subscriptions over a database queue with leases (the SQL transports)
 :mod:`.outage`         riding out a database that is unavailable for a while

@@ -15,7 +15,7 @@ from types import NoneType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import parse_qsl
 
-from tidings.transports.kit.urls import redact
+from tidings.urls import redact
 
 __all__ = ["query_options", "redacted_repr"]
 
