@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
+from tidings._waiters import Wakeup
 from tidings.errors import ClosedError, ConcurrencyError, NotFound
 from tidings.eventsourcing._postgres_batch import AppendBatcher
 from tidings.eventsourcing._postgres_pool import ConnectionPool
@@ -58,7 +59,6 @@ from tidings.eventsourcing._postgres_sql import (
     schema_ddl,
 )
 from tidings.eventsourcing._postgres_sql import mapped_errors as _mapped
-from tidings.eventsourcing._wakeup import Wakeup
 from tidings.eventsourcing.backends.commits import (
     PAGE,
     backward_page,

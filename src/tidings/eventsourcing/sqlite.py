@@ -39,10 +39,10 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from tidings._waiters import Wakeup
 from tidings.errors import ClosedError, NotFound, TransportError
 from tidings.eventsourcing import _sqlite_sql as _sql
 from tidings.eventsourcing._sqlite_writer import GroupCommitWriter
-from tidings.eventsourcing._wakeup import Wakeup
 from tidings.eventsourcing.backends.commits import (
     PAGE,
     backward_page,

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from tidings._waiters import Wakeup
 from tidings.errors import ClosedError, NotFound
-from tidings.eventsourcing._wakeup import Wakeup
 from tidings.eventsourcing.store import (
     ANY,
     ExpectedVersion,
