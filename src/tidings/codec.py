@@ -19,10 +19,10 @@ from typing import Any, Protocol, TypeVar, overload
 
 import msgspec
 
-from tidings.errors import DecodeError, UnknownEventType
-from tidings.message import Malformed
+from tidings.errors import DecodeError, MessageTooLarge, UnknownEventType
+from tidings.message import Malformed, Message
 
-__all__ = ["BINARY", "Codec", "JsonCodec", "Registry", "event", "registry"]
+__all__ = ["BINARY", "Codec", "JsonCodec", "Registry", "encoded", "event", "registry"]
 
 T = TypeVar("T")
 
@@ -185,6 +185,16 @@ class JsonCodec:
         if found:
             return DecodeError(name, message[: found.start()], found.group(1))
         return DecodeError(name, message)
+
+
+def encoded(message: Message, codec: Codec, limit: int | None) -> Message:
+    """The message as a broker carries it: its data encoded (bytes pass as they are). Raises
+    MessageTooLarge for a payload of more than ``limit`` bytes."""
+    if not isinstance(message.data, bytes):
+        message = message.replace(data=codec.encode(message.data))
+    if limit is not None and len(message.data) > limit:
+        raise MessageTooLarge(len(message.data), limit)
+    return message
 
 
 def _name(into: type) -> str:

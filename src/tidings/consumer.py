@@ -40,7 +40,7 @@ from tidings import context
 from tidings._waiters import wake_one
 from tidings.context import in_task
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
-from tidings.errors import DecodeError, HandlerTimeout, MessageTooLarge
+from tidings.errors import STOPPING_PROCESS, DecodeError, HandlerTimeout, MessageTooLarge
 from tidings.health import ConsumerState, RouteHealth
 from tidings.message import Message
 from tidings.middleware.retry import Retry
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["Consumer"]
 
 _log = logging.getLogger("tidings.consumer")
-
-_STOPPING_PROCESS = (KeyboardInterrupt, SystemExit)
-"""What a handler raises to stop the process: its message is given back, the exception goes on."""
 
 
 class Consumer:
@@ -356,7 +353,7 @@ class Consumer:
                 await delivery.nack(0.0)  # stopped mid-way: it must come again
                 raise
             failure: BaseException = self._cancel_reason(slot, error)
-        except _STOPPING_PROCESS:
+        except STOPPING_PROCESS:
             self._finished(slot)
             await delivery.nack(0.0)
             raise
@@ -446,7 +443,7 @@ class Consumer:
                     await delivery.nack(0.0)
                 raise
             failure: BaseException = self._cancel_reason(slot, error)
-        except _STOPPING_PROCESS:
+        except STOPPING_PROCESS:
             self._finished(slot)
             for delivery in ready:
                 await delivery.nack(0.0)

@@ -38,6 +38,7 @@ __all__ = [
     "QueueFull",
     "ServiceUnavailable",
     "StreamDeleted",
+    "STOPPING_PROCESS",
     "SyncInAsyncError",
     "TidingsError",
     "TransportError",
@@ -174,3 +175,8 @@ class StreamDeleted(TidingsError):
 
 class NotHandled(TidingsError):
     """Recorded in the dead-letter store for messages the bus closed before handling."""
+
+
+STOPPING_PROCESS = (KeyboardInterrupt, SystemExit)
+"""What a handler may raise that stops the process rather than fails the handler: never caught
+as the handler's failure, on any path."""

@@ -14,7 +14,20 @@ from msgspec.structs import force_setattr
 
 from tidings.errors import DecodeError
 
-__all__ = ["NO_HEADERS", "Headers", "Malformed", "Message", "new_id"]
+__all__ = [
+    "CAUSATION_ID",
+    "CORRELATION_ID",
+    "NO_HEADERS",
+    "Headers",
+    "Malformed",
+    "Message",
+    "new_id",
+]
+
+CORRELATION_ID = "correlation-id"
+"""Header: the id of the message that started the chain of events."""
+CAUSATION_ID = "causation-id"
+"""Header: the id of the message whose handler published this one."""
 
 Headers = Mapping[str, str]
 NO_HEADERS: Headers = MappingProxyType({})

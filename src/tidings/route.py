@@ -5,17 +5,18 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tidings.clock import Clock
 from tidings.codec import BINARY, Codec, Registry
-from tidings.handlers import UserHandler, decoder_for, describe, to_handler
+from tidings.handlers import UserHandler, decoder_for, describe, name_of, to_handler
 from tidings.message import Malformed, Message
 from tidings.middleware import Handler, Middleware, chain
-from tidings.middleware.retry import Retry, retry
+from tidings.middleware.retry import NO_RETRY, Retry, retry
 from tidings.middleware.timeout import timeout as timeout_middleware
+from tidings.topics import is_pattern, validate_pattern
 
-__all__ = ["DEFAULT", "Default", "Route"]
+__all__ = ["DEFAULT", "Default", "Route", "RouteOptions", "new_route"]
 
 
 class Default(enum.Enum):
@@ -97,6 +98,60 @@ class Route:
         self.plain = bare and not shape.takes_message
         self.inline = self.plain and not shape.may_suspend
         self.inline_envelope = bare and shape.takes_message and not shape.is_async
+
+
+class RouteOptions(TypedDict, total=False):
+    """The options of ``Bus.subscribe``; see there."""
+
+    group: str | None
+    name: str | None
+    concurrency: int
+    ordered: bool
+    retry: Retry | None
+    timeout: float | Default | None
+    middleware: Sequence[Middleware]
+    batch_size: int
+
+
+def new_route(
+    target: type | str,
+    handler: UserHandler,
+    registry: Registry,
+    codec: Codec,
+    *,
+    bus_middleware: Sequence[Middleware],
+    handler_timeout: float | None,
+    **options: Unpack[RouteOptions],
+) -> Route:
+    """The route ``Bus.subscribe`` makes: ``bus_middleware`` and ``handler_timeout`` are the bus's,
+    the options (with their defaults here) the caller's. Raises ValueError for a bad option or
+    pattern."""
+    concurrency = options.get("concurrency", 1)
+    batch_size = options.get("batch_size", 100)
+    if concurrency < 1 or batch_size < 1:
+        raise ValueError("concurrency and batch_size must be at least 1")
+    if isinstance(target, str):
+        topic = validate_pattern(target) if is_pattern(target) else target
+        event_type = None
+    else:
+        topic, event_type = registry.name_of(target), target
+    label = options.get("name") or f"{getattr(handler, '__module__', '')}.{name_of(handler)}"
+    timeout = options.get("timeout", DEFAULT)
+    return Route(
+        topic=topic,
+        group=options.get("group") or label,
+        name=label,
+        handler=handler,
+        event_type=event_type,
+        concurrency=concurrency,
+        ordered=options.get("ordered", False),
+        retry=options.get("retry") or NO_RETRY,
+        timeout=None if timeout is DEFAULT else timeout,
+        codec=codec,
+        middleware=(*bus_middleware, *options.get("middleware", ())),
+        batch_size=batch_size,
+        queued_timeout=handler_timeout if timeout is DEFAULT else timeout,
+    )
 
 
 def _decoding(decode: Callable[[Message], Message]) -> Middleware:

@@ -20,7 +20,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["is_pattern", "matches", "validate_pattern", "validate_topic"]
+__all__ = ["CACHE_SIZE", "is_pattern", "matches", "validate_pattern", "validate_topic"]
+
+CACHE_SIZE = 4096
+"""Topics a per-topic cache holds before it starts again: bounded memory for applications that
+publish to many distinct topics, at the cost of recomputing a lookup."""
 
 
 def is_pattern(topic: str) -> bool:
@@ -29,7 +33,7 @@ def is_pattern(topic: str) -> bool:
 
 # Cached: transports check on every publish, and an application uses few topics. (Refusals
 # raise, and a raising call is not cached.)
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=CACHE_SIZE)
 def validate_pattern(pattern: str) -> str:
     """Return the topic or pattern unchanged, or raise ValueError saying what is wrong with it."""
     tokens = pattern.split(".")
@@ -47,7 +51,7 @@ def validate_pattern(pattern: str) -> str:
     return pattern
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=CACHE_SIZE)
 def validate_topic(topic: str) -> str:
     """Return ``topic`` unchanged if messages can be published to it, or raise ValueError."""
     if is_pattern(topic):
@@ -55,7 +59,7 @@ def validate_topic(topic: str) -> str:
     return validate_pattern(topic)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=CACHE_SIZE)
 def matches(pattern: str, topic: str) -> bool:
     """Whether ``topic`` is matched by ``pattern`` (a plain topic matches only itself)."""
     if pattern == topic:

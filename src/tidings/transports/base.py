@@ -38,7 +38,15 @@ from tidings.message import Message
 if TYPE_CHECKING:
     from tidings.deadletters import DeadLetterStore
 
-__all__ = ["Delivery", "Features", "GroupInfo", "Groups", "Subscription", "Transport"]
+__all__ = [
+    "Delivery",
+    "Features",
+    "GroupInfo",
+    "Groups",
+    "LocalTransport",
+    "Subscription",
+    "Transport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,31 @@ class Transport(Protocol):
     def dead_letters(self) -> DeadLetterStore: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LocalTransport(Transport, Protocol):
+    """What a transport that delivers inside this process (``features.in_process``) adds: the
+    bus's fast path and the means to lose nothing when it closes."""
+
+    def offer(self, topic: str, message: Message) -> bool:
+        """Queue ``message`` on every group of ``topic`` at once if all have room; False (and
+        queue nothing) when one is full: then the caller awaits :meth:`publish`."""
+        ...
+
+    def publish_nowait(self, topic: str, message: Message) -> None:
+        """Queue ``message`` now or raise QueueFull, queueing nothing."""
+
+    def retire(self, topic: str, group: str) -> None:
+        """Queue nothing more for ``group`` on ``topic``; its subscriptions end once what was
+        queued for it is handled."""
+
+    async def join(self) -> None:
+        """Return once every message accepted so far was acknowledged."""
+
+    def take_unhandled(self) -> list[tuple[str, str, list[Message]]]:
+        """Close every channel; each one's topic, group and the messages no consumer took."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

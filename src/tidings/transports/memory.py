@@ -23,13 +23,12 @@ from tidings.clock import Clock, SystemClock
 from tidings.deadletters import DeadLetterStore, MemoryDeadLetterStore
 from tidings.errors import ClosedError, QueueFull
 from tidings.message import Message
-from tidings.topics import matches, validate_pattern, validate_topic
+from tidings.topics import CACHE_SIZE, matches, validate_pattern, validate_topic
 from tidings.transports.base import Features
 
 __all__ = ["MemoryBroker", "MemoryTransport", "from_url"]
 
 DEFAULT_CAPACITY = 1024
-ROUTE_CACHE_SIZE = 4096
 """Topics whose matching channels are remembered; past that the cache starts again."""
 
 
@@ -274,7 +273,7 @@ class MemoryBroker:
         except KeyError:
             validate_topic(topic)
             found = [c for (pattern, _), c in self.channels.items() if matches(pattern, topic)]
-            if len(self._routes) >= ROUTE_CACHE_SIZE:
+            if len(self._routes) >= CACHE_SIZE:
                 self._routes.clear()  # bounded: many distinct topics cost a recomputation
             self._routes[topic] = found
             return found
@@ -339,6 +338,9 @@ class MemoryTransport:
     ) -> None:
         self._owns_broker = broker is None
         self.broker = broker or MemoryBroker(capacity, clock)
+        self.offer = self.broker.offer
+        """Queue a message on every group at once if all have room, else False: the bus's fast
+        path, the broker's own method so that it costs one call."""
         self._subscriptions: list[MemorySubscription] = []
         self._closed = False
 
@@ -375,6 +377,9 @@ class MemoryTransport:
 
     def dead_letters(self) -> DeadLetterStore:
         return self.broker.dead_letters
+
+    def retire(self, topic: str, group: str) -> None:
+        self.broker.retire(topic, group)
 
     async def join(self) -> None:
         await self.broker.join()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.faults.triggers import Trigger
-from tidings.transports.base import Delivery, Subscription, Transport
+from tidings.transports.base import Delivery, LocalTransport, Subscription, Transport
 from tidings.transports.kit.wire import ATTEMPT, ID, KEY, TIME, TYPE
 
 if TYPE_CHECKING:
@@ -59,8 +59,9 @@ class FaultyTransport:
     Message faults apply only to messages ``only`` accepts (all by default). Garbage comes from
     ``random.Random(seed)``. ``injected`` records every fault, in order.
 
-    Around the in-process transport ``bus.drain()`` still waits for every message to be
-    settled (``join`` passes through).
+    Around the in-process transport it is one too (a
+    :class:`~tidings.transports.base.LocalTransport`): ``bus.drain()`` still waits for every
+    message to be settled, and nothing held is lost when the bus closes.
     """
 
     def __init__(
@@ -115,17 +116,28 @@ class FaultyTransport:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    def take_unhandled(self) -> list[tuple[str, str, list[Message]]]:
-        """What the inner in-process transport held unhandled (nothing for others)."""
-        take = getattr(self.inner, "take_unhandled", None)
-        return take() if take is not None else []
+    # -- what an in-process inner transport adds (LocalTransport) ---------------------------------
+
+    def offer(self, topic: str, message: Message) -> bool:
+        """Never: every publish goes through :meth:`publish`, where faults strike."""
+        return False
+
+    def publish_nowait(self, topic: str, message: Message) -> None:
+        raise TypeError("publish_nowait skips fault injection; use await publish()")
+
+    def retire(self, topic: str, group: str) -> None:
+        self._local().retire(topic, group)
 
     async def join(self) -> None:
-        """Wait until the inner transport has every accepted message settled, where it can
-        tell (the in-process transport); otherwise return at once."""
-        join = getattr(self.inner, "join", None)
-        if join is not None:
-            await join()
+        await self._local().join()
+
+    def take_unhandled(self) -> list[tuple[str, str, list[Message]]]:
+        return self._local().take_unhandled()
+
+    def _local(self) -> LocalTransport:
+        if not isinstance(self.inner, LocalTransport):
+            raise TypeError(f"{type(self.inner).__name__} does not deliver in process")
+        return self.inner
 
     # -- faults -------------------------------------------------------------------------------
 
