@@ -52,8 +52,16 @@ def describe(func: UserHandler) -> Shape:
 
 
 def _may_suspend(func: Callable[..., Any]) -> bool:
-    """False only when ``func``'s own code has no suspension point (no await, async for/with):
-    a coroutine yields to the event loop only from YIELD_VALUE in its own frame."""
+    """False only when ``func``'s own code has no suspension point (no await, async for/with).
+
+    Read from the code object, not by running it: running a coroutine to learn whether it
+    suspends would run the handler. A coroutine yields to the event loop only from a
+    YIELD_VALUE instruction in its own frame (``await``, ``async for`` and ``async with`` all
+    compile to one, on every CPython since 3.5; nested functions and comprehensions have their
+    own code objects and suspend only through an ``await`` here). tests/core/test_suspension.py
+    checks each form on the running interpreter, so a CPython that changes this fails there.
+    A wrong "cannot suspend" costs concurrency, never correctness: the call is awaited in place
+    either way, and ``emit`` (which cannot await) dead-letters a call that did suspend."""
     code = getattr(inspect.unwrap(func), "__code__", None)
     if code is None or inspect.unwrap(func) is not func:
         return True  # a wrapper or a callable object: assume the worst
