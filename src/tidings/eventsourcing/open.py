@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from tidings.eventsourcing.store import EventStoreBackend
+from tidings.eventsourcing.backend import EventStoreBackend
 
 __all__ = ["open_backend"]
 

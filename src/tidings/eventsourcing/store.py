@@ -20,15 +20,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol
+from typing import Any
 
-import msgspec
-
-from tidings.errors import ClosedError, ConcurrencyError, StreamDeleted
-from tidings.message import new_id
+from tidings.errors import ClosedError, StreamDeleted
+from tidings.eventsourcing.backend import EventStoreBackend, StoreTransaction
+from tidings.eventsourcing.open import open_backend
+from tidings.eventsourcing.records import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamInfo,
+    check_expected_version,
+    validate_expected_version,
+)
+from tidings.eventsourcing.subscription import subscribe
 from tidings.urls import redact
 
 __all__ = [
@@ -47,156 +56,7 @@ __all__ = [
     "validate_expected_version",
 ]
 
-NO_STREAM: Final = "no stream"
-"""``expected_version`` for an append that must create the stream."""
-ANY: Final = "any"
-"""``expected_version`` for an append that does not check the version."""
-
-ExpectedVersion = int | Literal["no stream", "any"]
-"""A stream version (0 also matches a stream never written), ``NO_STREAM`` or ``ANY``."""
-
 _NO_METADATA: Mapping[str, str] = {}
-
-
-# NewEvent and RecordedEvent are msgspec Structs rather than dataclasses: one is built per event
-# on every append and every read, and a frozen Struct is built ~10x faster than a frozen dataclass.
-# ``array_like`` lets the SQL backends pack a whole append as one msgpack array, in C.
-class NewEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An event ready to append: its name, encoded JSON payload, id and metadata.
-
-    ``id`` defaults to a fresh UUIDv7. ``schema_version`` lets upcasters turn old payloads into
-    the current shape on read.
-    """
-
-    type: str
-    data: bytes
-    id: str = msgspec.field(default_factory=new_id)
-    metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
-    schema_version: int = 1
-
-
-class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
-    """An event as stored: ``version`` within its stream, ``position`` in the global log."""
-
-    stream: str
-    version: int
-    position: int
-    type: str
-    data: bytes
-    id: str
-    metadata: Mapping[str, str]
-    schema_version: int
-    recorded_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """A stream's name, current version, metadata and whether it was deleted."""
-
-    name: str
-    version: int
-    metadata: Mapping[str, Any]
-    deleted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """An aggregate's encoded state as of ``version`` of its stream."""
-
-    stream: str
-    version: int
-    type: str
-    data: bytes
-    schema_version: int = 1
-
-
-def check_expected_version(
-    stream: str, expected: ExpectedVersion, current: int | None, deleted: bool = False
-) -> None:
-    """Raise unless a stream at ``current`` (``None``: never written) accepts an append.
-
-    Raises StreamDeleted for a deleted stream, ConcurrencyError for a version mismatch.
-    """
-    if deleted:
-        raise StreamDeleted(stream)
-    if expected == ANY:
-        return
-    if expected == NO_STREAM:
-        if current is not None:
-            raise ConcurrencyError(stream, expected, current)
-    elif (current or 0) != expected:
-        raise ConcurrencyError(stream, expected, current)
-
-
-def validate_expected_version(expected: ExpectedVersion) -> None:
-    """Raise ValueError for anything that is not a version >= 0, ``NO_STREAM`` or ``ANY``."""
-    if isinstance(expected, int):
-        if expected < 0:
-            raise ValueError(f"expected_version must be >= 0, got {expected}")
-    elif expected not in (ANY, NO_STREAM):
-        raise ValueError(f"expected_version must be an int, NO_STREAM or ANY, got {expected!r}")
-
-
-class StoreTransaction(Protocol):
-    """A transaction on the store's own database, for projections that keep their rows there.
-
-    ``connection`` is the backend's connection (``sqlite3.Connection``, ``asyncpg.Connection``;
-    ``None`` for memory). Rows written through it and the checkpoint commit together, or roll back
-    together when the ``async with`` block raises.
-    """
-
-    connection: Any
-
-    async def set_checkpoint(self, name: str, position: int) -> None: ...
-
-    async def get_checkpoint(self, name: str) -> int: ...
-
-
-class EventStoreBackend(Protocol):
-    """The storage primitives of one database. See :class:`EventStore` for each contract."""
-
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-    async def append(
-        self, stream: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion = ANY
-    ) -> int: ...
-
-    def read(
-        self,
-        stream: str,
-        *,
-        from_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]: ...
-
-    def read_all(
-        self, *, after: int = 0, limit: int | None = None
-    ) -> AsyncIterator[RecordedEvent]: ...
-
-    async def stream_info(self, stream: str) -> StreamInfo: ...
-
-    async def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None: ...
-
-    async def streams(self) -> list[StreamInfo]: ...
-
-    async def delete_stream(self, stream: str) -> None: ...
-
-    async def head_position(self) -> int: ...
-
-    async def wait_for_new(self, after: int, timeout: float) -> None: ...
-
-    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
-
-    async def load_snapshot(self, stream: str) -> Snapshot | None: ...
-
-    async def get_checkpoint(self, name: str) -> int: ...
-
-    async def set_checkpoint(self, name: str, position: int) -> None: ...
-
-    def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]: ...
 
 
 class EventStore:
@@ -214,7 +74,6 @@ class EventStore:
     __slots__ = ("_backend", "_closed", "_started", "url")
 
     def __init__(self, url: str | EventStoreBackend = "memory://") -> None:
-        from tidings.eventsourcing.open import open_backend  # backends import this module
 
         if isinstance(url, str):
             self._backend: EventStoreBackend = open_backend(url)
@@ -312,7 +171,6 @@ class EventStore:
         Never skips or repeats an event while writers keep writing; ends when the store closes
         or the iterating task is cancelled. See :mod:`tidings.eventsourcing.subscription`.
         """
-        from tidings.eventsourcing.subscription import subscribe
 
         return subscribe(self, after=after, page_size=page_size, idle_timeout=idle_timeout)
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from tidings.errors import ClosedError
-from tidings.eventsourcing.store import RecordedEvent
+from tidings.eventsourcing.records import RecordedEvent
 
 __all__ = ["subscribe"]
 

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from tidings.errors import CorruptRecord
-from tidings.eventsourcing.store import NewEvent, RecordedEvent, StreamInfo
+from tidings.eventsourcing.records import NewEvent, RecordedEvent, StreamInfo
 
 __all__ = [
     "MAX_EVENTS_PER_COMMIT",

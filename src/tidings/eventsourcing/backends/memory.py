@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tidings._waiters import Wakeup
-from tidings.errors import ClosedError, NotFound
-from tidings.eventsourcing.store import (
+from tidings.errors import ClosedError, NotFound, StreamDeleted
+from tidings.eventsourcing.records import (
     ANY,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
     Snapshot,
-    StreamDeleted,
     StreamInfo,
     check_expected_version,
     validate_expected_version,
