@@ -27,87 +27,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import ClassVar
 
 import pytest
 
-from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.testing.receiver import (
     Receiver,
-    Settle,
     TransportFactory,
-    ack,
     opened,
-    prime,
     unique,
     until,
-    waiting,
 )
+from tidings.testing.suite_base import RestartService, messages
 from tidings.testing.suite_bus import BusCases
 from tidings.testing.suite_dead_letters import DeadLetterCases
+from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.testing.suite_topics import TopicCases
-from tidings.transports.base import Delivery, Features, Transport
+from tidings.transports.base import Delivery, Transport
 
 __all__ = ["RestartService", "TransportSuite"]
 
-RestartService = Callable[[], Awaitable[None]]
 
-
-def _messages(
-    count: int, prefix: str = "", key: Callable[[int], str | None] | None = None
-) -> list[Message]:
-    tag = unique("run")
-    return [
-        Message(
-            "suite.item",
-            f'{{"n":{n},"text":"{prefix}payload {n}"}}'.encode(),
-            {"test": tag, "n": str(n)},
-            key(n) if key else None,
-        )
-        for n in range(count)
-    ]
-
-
-class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases, TopicCases):
+class TransportSuite(
+    DurabilityCases, FaultCases, ForeignProducerCases, BusCases, DeadLetterCases, TopicCases
+):
     """The cases; see the module docstring for the fixtures a subclass provides."""
-
-    timeout: ClassVar[float] = 30.0
-    """Seconds any one wait may take before the case fails naming what it waited for."""
-
-    @pytest.fixture
-    def restart_service(self) -> RestartService | None:
-        return None
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def features(self, factory: TransportFactory) -> Features:
-        return factory().features
-
-    async def receive(
-        self,
-        transport: Transport,
-        topic: str,
-        group: str,
-        *,
-        settle: Settle = ack,
-        prefetch: int = 256,
-        count: int = 1,
-    ) -> list[Receiver]:
-        """``count`` receivers of one group on ``topic``, ready: what is published next reaches
-        them."""
-        receivers = [
-            Receiver(
-                transport.subscribe(topic, group=group, prefetch=prefetch), settle, self.timeout
-            )
-            for _ in range(count)
-        ]
-        if not transport.features.replays_history:
-            await prime(transport, topic, receivers)
-        return receivers
 
     # -- publishing and receiving -------------------------------------------------------------
 
@@ -117,7 +63,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
 
     async def publish_subscribe(self, factory: TransportFactory, count: int) -> None:
         topic = unique("suite.pubsub")
-        sent = _messages(count, key=lambda n: f"key-{n % 7}" if n % 2 else None)
+        sent = messages(count, key=lambda n: f"key-{n % 7}" if n % 2 else None)
         async with opened(factory) as transport:
             (receiver,) = await self.receive(transport, topic, unique("group"))
             for start in range(0, count, 40):
@@ -137,7 +83,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
         self, factory: TransportFactory, publishers: int, each: int
     ) -> None:
         topic = unique("suite.concurrent")
-        batches = [_messages(each, prefix=f"{p}-") for p in range(publishers)]
+        batches = [messages(each, prefix=f"{p}-") for p in range(publishers)]
 
         async def publish(transport: Transport, batch: list[Message]) -> None:
             for message in batch:
@@ -152,7 +98,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
     async def test_many_topics(self, transport_factory: TransportFactory) -> None:
         """20 topics at once: each subscription gets its own topic's messages and no others."""
         topics = [unique("suite.many") for _ in range(20)]
-        sent = {topic: _messages(10) for topic in topics}
+        sent = {topic: messages(10) for topic in topics}
         async with opened(transport_factory) as transport:
             receivers = {}
             for topic in topics:
@@ -169,13 +115,13 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
         async with opened(transport_factory) as transport:
             (a,) = await self.receive(transport, first, unique("group"))
             (b,) = await self.receive(transport, f"{first}.sub", unique("group"))
-            to_first, to_sub, to_second = _messages(10), _messages(5), _messages(3)
+            to_first, to_sub, to_second = messages(10), messages(5), messages(3)
             await transport.publish(second, to_second)
             await transport.publish(f"{first}.sub", to_sub)
             await transport.publish(first, to_first)
             await a.until_ids([m.id for m in to_first])
             await b.until_ids([m.id for m in to_sub])
-            sentinel = _messages(1)
+            sentinel = messages(1)
             await transport.publish(first, sentinel)
             await a.until_ids([m.id for m in sentinel])
             assert a.ids == {m.id for m in to_first + sentinel}
@@ -188,7 +134,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
         if not self.features(transport_factory).wildcards:
             pytest.skip("the transport does not support wildcard subscriptions")
         base = unique("suite.wild")
-        one, deep, other = _messages(3), _messages(4), _messages(2)
+        one, deep, other = messages(3), messages(4), messages(2)
         async with opened(transport_factory) as transport:
             # Subscribed (and primed) on concrete topics first, so patterns need no probes.
             (star,) = await self.receive(transport, f"{base}.*", unique("group"))
@@ -198,7 +144,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
             await transport.publish(f"{base}x.a", other)
             await star.until_ids([m.id for m in one])
             await tail.until_ids([m.id for m in one + deep])
-            sentinel = _messages(1)
+            sentinel = messages(1)
             await transport.publish(f"{base}.z", sentinel)
             await star.until_ids([m.id for m in sentinel])
             await tail.until_ids([m.id for m in sentinel])
@@ -211,7 +157,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
 
     async def test_nack_resends(self, transport_factory: TransportFactory) -> None:
         """A nacked message comes again with its attempt counted; the others are not held up."""
-        topic, sent = unique("suite.nack"), _messages(20)
+        topic, sent = unique("suite.nack"), messages(20)
         nacked = {sent[0].id, sent[5].id}
 
         async def settle(delivery: Delivery) -> None:
@@ -235,7 +181,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
 
     async def test_nack_delay(self, transport_factory: TransportFactory) -> None:
         """``nack(delay)`` holds the message back for at least the delay."""
-        topic, sent = unique("suite.delay"), _messages(1)
+        topic, sent = unique("suite.delay"), messages(1)
         nacked_at: list[float] = []
 
         async def settle(delivery: Delivery) -> None:
@@ -257,7 +203,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
     async def test_no_redelivery_after_ack(self, transport_factory: TransportFactory) -> None:
         """Acked messages never come again, not even to a reopened subscription of the group."""
         features = self.features(transport_factory)
-        topic, group, sent = unique("suite.acked"), unique("group"), _messages(10)
+        topic, group, sent = unique("suite.acked"), unique("group"), messages(10)
         async with opened(transport_factory) as transport:
             (receiver,) = await self.receive(transport, topic, group)
             await transport.publish(topic, sent)
@@ -274,105 +220,18 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
     async def _expect_only_sentinel(
         self, transport: Transport, topic: str, receiver: Receiver
     ) -> None:
-        sentinel = _messages(1)
+        sentinel = messages(1)
         await transport.publish(topic, sentinel)
         await receiver.until_ids([sentinel[0].id], "a message published after the acked ones")
         assert receiver.ids == {sentinel[0].id}, "acked messages came again"
         await receiver.aclose()
 
-    # -- persistence --------------------------------------------------------------------------
-
-    async def test_reopen_loses_nothing(self, transport_factory: TransportFactory) -> None:
-        """Subscribers that close after a part of the messages and reopen miss none."""
-        if not self.features(transport_factory).persistent:
-            pytest.skip("the transport is not persistent")
-        topic, group, sent = unique("suite.reopen"), unique("group"), _messages(100)
-        seen: set[str] = set()
-        async with opened(transport_factory) as transport:
-            (first,) = await self.receive(transport, topic, group)
-            await transport.publish(topic, sent)
-            await first.until(lambda: len(first.ids) >= 1, "the first message")
-            seen |= first.ids
-        for _ in range(20):
-            if {m.id for m in sent} <= seen:
-                break
-            seen |= await self._some_more(transport_factory, topic, group, seen, len(sent))
-        assert {m.id for m in sent} <= seen
-
-    async def _some_more(
-        self, factory: TransportFactory, topic: str, group: str, seen: set[str], total: int
-    ) -> set[str]:
-        """Open, receive until 25 more (or all) were seen, close; returns what arrived."""
-        wanted = min(len(seen) + 25, total)
-        async with opened(factory) as transport:
-            (receiver,) = await self.receive(transport, topic, group)
-            await receiver.until(lambda: len(receiver.ids | seen) >= wanted, "25 more messages")
-            return receiver.ids
-
-    async def test_unsettled_come_again(self, transport_factory: TransportFactory) -> None:
-        """Deliveries neither acked nor nacked when their transport closes come again."""
-        if not self.features(transport_factory).persistent:
-            pytest.skip("the transport is not persistent")
-        topic, group, sent = unique("suite.unsettled"), unique("group"), _messages(5)
-
-        async def keep(delivery: Delivery) -> None:
-            pass
-
-        async with opened(transport_factory) as transport:
-            (holder,) = await self.receive(transport, topic, group, settle=keep)
-            await transport.publish(topic, sent)
-            await holder.until_ids([m.id for m in sent])
-        async with opened(transport_factory) as transport:
-            (receiver,) = await self.receive(transport, topic, group)
-            await receiver.until_ids([m.id for m in sent], "the unsettled messages again")
-            await receiver.aclose()
-
-    async def test_publisher_close_loses_nothing(self, transport_factory: TransportFactory) -> None:
-        """Every publish that returned reaches subscribers, even when its transport closed right
-        after (or during the other publishes)."""
-        topic, group = unique("suite.pubclose"), unique("group")
-        batches = [_messages(10) for _ in range(10)]
-        async with opened(transport_factory) as transport:
-            (receiver,) = await self.receive(transport, topic, group)
-            publisher = transport_factory()
-            await publisher.start()
-            tasks = [asyncio.ensure_future(publisher.publish(topic, b)) for b in batches]
-            results = await asyncio.gather(*tasks, publisher.aclose(), return_exceptions=True)
-            accepted = [
-                m.id for b, r in zip(batches, results, strict=False) if r is None for m in b
-            ]
-            for result in results:
-                assert result is None or isinstance(result, ClosedError), result
-            await receiver.until_ids(accepted, "every message whose publish returned")
-            await receiver.aclose()
-
-    async def test_concurrent_close(self, transport_factory: TransportFactory) -> None:
-        """Ten subscribed transports closed at once (twice each) leave the broker usable."""
-        topic, group = unique("suite.close"), unique("group")
-        transports = [transport_factory() for _ in range(10)]
-        await asyncio.gather(*(t.start() for t in transports))
-        receivers = [
-            Receiver(t.subscribe(topic, group=group), ack, self.timeout) for t in transports
-        ]
-        await asyncio.gather(*(t.aclose() for t in transports + transports))
-        for receiver in receivers:
-            await receiver.aclose()
-            receiver.check()
-        with pytest.raises(ClosedError):
-            await transports[0].publish(topic, _messages(1))
-        sent = _messages(50)
-        async with opened(transport_factory) as transport:
-            (receiver,) = await self.receive(transport, topic, group)
-            await transport.publish(topic, sent)
-            await receiver.until_ids([m.id for m in sent])
-            await receiver.aclose()
-
-    # -- groups and order ---------------------------------------------------------------------
+    # -- groups -------------------------------------------------------------------------------
 
     async def test_groups_each_get_everything(self, transport_factory: TransportFactory) -> None:
         if not self.features(transport_factory).consumer_groups:
             pytest.skip("the transport has no consumer groups")
-        topic, sent = unique("suite.groups"), _messages(50)
+        topic, sent = unique("suite.groups"), messages(50)
         async with opened(transport_factory) as transport:
             (a,) = await self.receive(transport, topic, unique("group"))
             (b,) = await self.receive(transport, topic, unique("group"))
@@ -390,7 +249,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
 
     async def competing_consumers(self, factory: TransportFactory, count: int) -> None:
         topic, group = unique("suite.compete"), unique("group")
-        sent = _messages(count, key=lambda n: f"key-{n % 16}")
+        sent = messages(count, key=lambda n: f"key-{n % 16}")
         async with opened(factory) as transport, opened(factory) as other:
             (a,) = await self.receive(transport, topic, group, prefetch=10)
             (b,) = await self.receive(other, topic, group, prefetch=10)
@@ -412,7 +271,7 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
 
     async def per_key_order(self, factory: TransportFactory, count: int) -> None:
         topic, group = unique("suite.order"), unique("group")
-        sent = _messages(count, key=lambda n: f"key-{n % 16}")
+        sent = messages(count, key=lambda n: f"key-{n % 16}")
         handled: dict[str, list[int]] = {}
 
         async def settle(delivery: Delivery) -> None:
@@ -434,47 +293,6 @@ class TransportSuite(FaultCases, ForeignProducerCases, BusCases, DeadLetterCases
                 assert numbers == sorted(numbers), f"{key} handled out of order"
             for receiver in receivers:
                 await receiver.aclose()
-
-    async def test_new_group_replays_history(self, transport_factory: TransportFactory) -> None:
-        if not self.features(transport_factory).replays_history:
-            pytest.skip("a new group starts at the end of the log")
-        topic, sent = unique("suite.history"), _messages(20)
-        async with opened(transport_factory) as transport:
-            (first,) = await self.receive(transport, topic, unique("group"))
-            await transport.publish(topic, sent)
-            await first.until_ids([m.id for m in sent])
-            (late,) = await self.receive(transport, topic, unique("group"))
-            await late.until_ids([m.id for m in sent], "a new group to get the history")
-            await first.aclose()
-            await late.aclose()
-
-    # -- the broker going away ----------------------------------------------------------------
-
-    async def test_broker_restart(
-        self, transport_factory: TransportFactory, restart_service: RestartService | None
-    ) -> None:
-        """A running subscription and publisher carry on after the broker restarted."""
-        if restart_service is None:
-            pytest.skip("no restart_service fixture for this transport")
-        if not self.features(transport_factory).persistent:
-            pytest.skip("the transport is not persistent")
-        topic, before, after = unique("suite.restart"), _messages(20), _messages(20)
-        async with opened(transport_factory) as transport:
-            (receiver,) = await self.receive(transport, topic, unique("group"))
-            await transport.publish(topic, before)
-            await receiver.until_ids([m.id for m in before])
-            await restart_service()
-            async with waiting(self.timeout, "a publish to succeed after the restart"):
-                while True:
-                    try:
-                        await transport.publish(topic, after)
-                        break
-                    except ClosedError:
-                        raise
-                    except Exception:  # reconnecting; a real publisher retries too
-                        await asyncio.sleep(0.2)
-            await receiver.until_ids([m.id for m in after], "messages after the restart")
-            await receiver.aclose()
 
     # -- stress -------------------------------------------------------------------------------
 

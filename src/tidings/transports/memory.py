@@ -338,9 +338,7 @@ class MemoryTransport:
     ) -> None:
         self._owns_broker = broker is None
         self.broker = broker or MemoryBroker(capacity, clock)
-        self.offer = self.broker.offer
-        """Queue a message on every group at once if all have room, else False: the bus's fast
-        path, the broker's own method so that it costs one call."""
+        self.offer = self.broker.offer  # the bus's fast path: one call, not two
         self._subscriptions: list[MemorySubscription] = []
         self._closed = False
 
