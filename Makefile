@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
 	$(BIN)/mypy --strict -p examples.signup -p examples.bank -p bench
 
