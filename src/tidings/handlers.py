@@ -20,10 +20,21 @@ from tidings.errors import UnknownEventType
 from tidings.message import Malformed, Message
 from tidings.middleware import Handler
 
-__all__ = ["Decoder", "Shape", "UserHandler", "decoder_for", "describe", "name_of", "to_handler"]
+__all__ = [
+    "Decoder",
+    "EventDecoder",
+    "Shape",
+    "UserHandler",
+    "describe",
+    "event_decoder_for",
+    "message_decoder",
+    "name_of",
+    "to_handler",
+]
 
 UserHandler = Callable[[Any], Awaitable[None] | None]
 Decoder = Callable[[Message], Message]
+EventDecoder = Callable[[Message], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,35 +119,43 @@ def _one_as_batch(func: UserHandler, is_async: bool) -> Handler:
     return batch_of_one
 
 
-def decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> Decoder:
-    """A function giving the message with ``data`` as the event object.
+def event_decoder_for(event_type: type | None, codec: Codec, registry: Registry) -> EventDecoder:
+    """A function giving a message's ``data`` as the event object the handler expects.
 
-    Objects of the subscribed type pass through untouched (the in-process case); bytes and dicts are
-    decoded into the type. For topic subscriptions the registry names the class by message type;
-    unknown types are decoded to plain JSON values. Raises DecodeError on bad input, and for a
-    :class:`~tidings.Malformed` payload (a message whose envelope could not be read).
+    Objects of the subscribed type pass through untouched (the in-process case); bytes and dicts
+    are decoded into the type. For topic subscriptions the registry names the class by message
+    type; unknown types are decoded to plain JSON values. Raises DecodeError on bad input, and for
+    a :class:`~tidings.Malformed` payload (a message whose envelope could not be read).
     """
     if event_type is not None:
         expected = event_type
 
-        def decode_typed(message: Message) -> Message:
+        def typed(message: Message) -> Any:
             data = message.data
-            if type(data) is expected:
-                return message
-            return message.replace(data=codec.convert(data, expected))
+            return data if type(data) is expected else codec.convert(data, expected)
 
-        return decode_typed
+        return typed
 
-    def decode_by_name(message: Message) -> Message:
+    def by_name(message: Message) -> Any:
         data = message.data
         if not isinstance(data, BINARY):
             if type(data) is Malformed:
                 raise data.error(message.type)
-            return message
+            return data
         try:
             cls: type = registry.class_of(message.type)
         except UnknownEventType:
             cls = object
-        return message.replace(data=codec.decode(data, cls))
+        return codec.decode(data, cls)
 
-    return decode_by_name
+    return by_name
+
+
+def message_decoder(event_of: EventDecoder) -> Decoder:
+    """The whole message with ``data`` as ``event_of`` gives it (the same message if unchanged)."""
+
+    def decode(message: Message) -> Message:
+        data = event_of(message)
+        return message if data is message.data else message.replace(data=data)
+
+    return decode

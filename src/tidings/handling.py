@@ -81,12 +81,8 @@ class Handling:
         try:
             if route.plain:  # no middleware: decode here and call the handler directly
                 data = message.data
-                expected = route.event_type
-                if type(data) is not expected:
-                    if expected is not None:
-                        data = route.codec.convert(data, expected)
-                    elif not route.accepts(data):
-                        data = route.decode(message).data
+                if type(data) is not route.event_type:
+                    data = route.event_of(message)
                 if route.is_async:
                     await route.handler(data)  # type: ignore[misc]  # async: awaitable
                 else:
@@ -169,7 +165,7 @@ class Handling:
                 await self._dead_letter(delivery, message, self._too_large(message))
                 continue
             try:
-                events.append(route.decode(message).data)
+                events.append(route.event_of(message))
             except DecodeError as error:
                 await self._dead_letter(delivery, message, error)
                 continue

@@ -5,12 +5,20 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, Unpack
+from typing import TypedDict, Unpack
 
 from tidings.clock import Clock
-from tidings.codec import BINARY, Codec, Registry
-from tidings.handlers import UserHandler, decoder_for, describe, name_of, to_handler
-from tidings.message import Malformed, Message
+from tidings.codec import Codec, Registry
+from tidings.handlers import (
+    EventDecoder,
+    UserHandler,
+    describe,
+    event_decoder_for,
+    message_decoder,
+    name_of,
+    to_handler,
+)
+from tidings.message import Message
 from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import NO_RETRY, Retry, retry
 from tidings.middleware.timeout import timeout as timeout_middleware
@@ -64,17 +72,12 @@ class Route:
     """Plain, and it cannot suspend: the bus may run it right where the event is published."""
     batch: bool = field(init=False, repr=False)
     """The handler takes a list of events."""
+    event_of: EventDecoder = field(init=False, repr=False)
+    """The event the handler expects, from a message's data (raises DecodeError)."""
     decode: Callable[[Message], Message] = field(init=False, repr=False)
     """The message with its data as the event the handler expects (raises DecodeError)."""
     inline_envelope: bool = field(init=False, repr=False)
     """A bare ``def`` taking the Message: the bus may call it right there with the message."""
-
-    def accepts(self, data: Any) -> bool:
-        """Whether ``data`` can go to the handler as it is, without decoding (never a
-        :class:`~tidings.Malformed` payload: decoding raises its DecodeError)."""
-        if self.event_type is None:
-            return not isinstance(data, BINARY) and type(data) is not Malformed
-        return type(data) is self.event_type
 
     def build(self, registry: Registry, clock: Clock) -> None:
         shape = describe(self.handler)
@@ -86,7 +89,8 @@ class Route:
         inner = to_handler(self.handler, shape)
         if self.middleware:
             inner = chain(*self.middleware)(inner)
-        self.decode = decoder_for(self.event_type, self.codec, registry)
+        self.event_of = event_decoder_for(self.event_type, self.codec, registry)
+        self.decode = message_decoder(self.event_of)
         decoding = _decoding(self.decode)
         self.queued_handler = decoding(inner)  # the consume loop times calls and retries
         if self.timeout is not None:
