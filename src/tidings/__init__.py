@@ -2,6 +2,7 @@
 
 from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus
 from tidings.codec import Codec, JsonCodec, Registry, event, registry
+from tidings.context import Current, current
 from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
 from tidings.errors import (
     ClosedError,
@@ -52,6 +53,7 @@ __all__ = [
     "Codec",
     "ConcurrencyError",
     "CorruptRecord",
+    "Current",
     "DeadLetter",
     "DeadLetterStore",
     "DeadLettered",
@@ -94,6 +96,7 @@ __all__ = [
     "UnknownEventType",
     "Upcasters",
     "chain",
+    "current",
     "event",
     "new_id",
     "registry",

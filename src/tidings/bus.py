@@ -207,7 +207,9 @@ class Bus:
         kind = type(event)
         if kind is Message:
             return event  # type: ignore[no-any-return]
-        parent = context.slot.message or context.in_task.get()  # current_message(), inlined
+        parent = context.slot.message
+        if parent is None and (handled := context.in_task.get()) is not None:
+            parent = handled.message
         if parent is not None:
             linked = dict(headers) if headers else {}
             linked.setdefault(CORRELATION_ID, parent.headers.get(CORRELATION_ID) or parent.id)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tidings._waiters import wake_one
+from tidings.context import route_in_task
 from tidings.deadletters import DeadLetterStore
 from tidings.handling import Handling
 from tidings.health import RouteHealth
@@ -161,6 +162,7 @@ class Consumer:
     async def _work(self, slot: int) -> None:
         task = asyncio.current_task()
         assert task is not None
+        route_in_task.set(self.route)  # this Task handles only this route (tidings.current())
         while True:
             try:
                 await self._serve(slot)

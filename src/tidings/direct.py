@@ -71,11 +71,12 @@ class Direct:
         kind = type(data)
         raw = kind in _BINARY_TYPES
         slot = context.slot
-        outer, slot.message = slot.message, message
+        outer, outer_route, slot.message = slot.message, slot.route, message
         try:
             for route in routes:
                 expected = route.event_type
                 as_is = not raw and (expected is None or expected is kind)
+                slot.route = route
                 try:
                     if as_is and route.inline:
                         if route.is_async:  # it cannot suspend: awaiting it never yields
@@ -86,14 +87,16 @@ class Direct:
                         route.handler(message)
                     else:
                         pending = pending or {}
-                        pending[route] = context.spawn(route.direct_handler(message), message)
+                        pending[route] = context.spawn(
+                            route.direct_handler(message), message, route
+                        )
                 except STOPPING_PROCESS:
                     raise
                 except BaseException as error:  # the handler's own, CancelledError too: it fails
                     errors = errors or {}
                     errors[route] = error
         finally:
-            slot.message = outer
+            slot.message, slot.route = outer, outer_route
         if pending:
             errors = await _outcomes(pending, errors)
         if errors:
@@ -154,7 +157,7 @@ class Direct:
             except BaseException as error:  # the handler's own, CancelledError too: it fails
                 route = self._emit_routes[call]
                 message = self._message(event, key=key, headers=headers)
-                self._run_soon(self._dead_letter(route, message, error), message)
+                self._run_soon(self._dead_letter(route, message, error), message, route)
 
     def _compile(self, event_type: type) -> tuple[Callable[[Any], Any], ...]:
         calls: list[Callable[[Any], Any]] = []
@@ -187,11 +190,11 @@ class Direct:
     def _starter(self, route: Route) -> Callable[[Any], None]:
         def start(event: Any) -> None:
             message = self._message(event)
-            self._run_soon(self.run_one(route, message), message)
+            self._run_soon(self.run_one(route, message), message, route)
 
         return start
 
-    def _run_soon(self, coro: Coroutine[Any, Any, Any], message: Message) -> None:
+    def _run_soon(self, coro: Coroutine[Any, Any, Any], message: Message, route: Route) -> None:
         """Run ``coro`` in a Task that ``drain`` waits for; outside an event loop, run it here
         if it completes without suspending (a memory dead-letter store does)."""
         try:
@@ -202,7 +205,7 @@ class Direct:
             except RuntimeError:
                 _log.exception("%s needs a running event loop; it did not run", message.id)
             return
-        self._background.add(context.spawn(coro, message))
+        self._background.add(context.spawn(coro, message, route))
 
 
 async def _outcomes(

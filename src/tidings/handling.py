@@ -19,7 +19,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from tidings import context
 from tidings.context import in_task
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import STOPPING_PROCESS, DecodeError, HandlerTimeout, MessageTooLarge
@@ -70,7 +69,7 @@ class Handling:
         """Handle, then ack, nack (to retry) or dead-letter."""
         message = delivery.message
         route = self.route
-        in_task.set(message)  # context.handling(message), inlined: this runs per message
+        in_task.set(delivery)  # what this Task handles now (see tidings.context)
         if message.headers and not self._meant_for_us(message):
             await delivery.ack()
             return
@@ -172,7 +171,7 @@ class Handling:
             ready.append(delivery)
         if not ready:
             return
-        context.handling(ready[-1].message)
+        in_task.set(ready[-1])
         self.started[slot] = self._now()
         try:
             result = route.handler(events)

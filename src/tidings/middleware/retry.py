@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from tidings import context
 from tidings.clock import Clock, SystemClock
 from tidings.errors import DecodeError, MessageTooLarge, UnknownEventType
 from tidings.message import Message
@@ -79,6 +80,7 @@ def retry(policy: Retry, clock: Clock | None = None) -> Middleware:
                         raise
                 await sleep(delay)
                 attempt += 1
+                context.in_task.set(context.Attempt(message, attempt))  # tidings.current() says
 
         return retrying
 
