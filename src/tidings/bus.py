@@ -17,8 +17,9 @@ from typing import Any, TypeVar, Unpack, overload
 from tidings import context
 from tidings.background import Background
 from tidings.clock import Clock, SystemClock
-from tidings.codec import Codec, JsonCodec, Registry, encoded, registry
-from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetters, DeadLetterStore
+from tidings.codec import Codec, JsonCodec, Registry, registry
+from tidings.deadletters import DeadLetters, DeadLetterStore
+from tidings.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RESTART
 from tidings.direct import Direct
 from tidings.errors import ClosedError
 from tidings.handlers import UserHandler
@@ -30,22 +31,14 @@ from tidings.outcome import PublishResult
 from tidings.route import Route, RouteOptions, new_route
 from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
+from tidings.sending import Sender
+from tidings.telemetry import Observer, configured, system_of
 from tidings.topics import validate_topic
 from tidings.transports import from_url
 from tidings.transports.base import LocalTransport, Transport
 from tidings.transports.memory import MemoryTransport
 
 __all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus"]
-
-DEFAULT_HANDLER_TIMEOUT = 60.0
-"""Seconds a queued handler call may run by default: a hung call must not hold its message (and
-its key, and a broker's lease) for ever."""
-DEFAULT_RESTART = Retry(
-    max_attempts=20, initial_delay=0.1, max_delay=30.0, give_up_on=(ClosedError,)
-)
-"""How consumer parts start again after an unexpected error: about eight minutes of tries."""
-DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
-"""Bytes of an encoded payload, as the brokers' own defaults (NATS, Kafka): 1 MiB."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,6 +94,10 @@ class Bus:
         local = transport if isinstance(transport, LocalTransport) else None
         self._local = local if transport.features.in_process else None
         self._offer = self._local.offer if self._local is not None else None
+        self._sender = Sender(transport, self._local, self.codec, max_message_size)
+        self._system = system_of(url if isinstance(url, str) else type(transport).__module__)
+        self._observer: Observer | None = None
+        self._looked = False  # for the application's OpenTelemetry set-up (see tidings.telemetry)
         self._dead_letter_store = dead_letters or transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
         self._names: dict[type, str] = {}
@@ -169,6 +166,7 @@ class Bus:
             **options,
         )
         route.build(self.registry, self.clock)
+        route.observer = self._observer
         self._routes.add(route)
         if self._running and not self.inline:
             self._consumers.start(route, restart=self.restart, max_size=self.max_message_size)
@@ -185,10 +183,6 @@ class Bus:
         """
         self._routes.remove(route)
         self._consumers.retire(route, shared=self._routes.shares_group(route))
-
-    def routes_for(self, topic: str) -> tuple[Route, ...]:
-        """The routes a message on ``topic`` reaches, in subscription order."""
-        return self._routes.for_topic(topic)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -240,10 +234,10 @@ class Bus:
             return message
         if not self._running:
             raise _not_running()
-        if self._offer is not None and self._offer(topic or message.type, message):
+        offer = self._offer
+        if offer is not None and self._observer is None and offer(topic or message.type, message):
             return message
-        await self.transport.publish(topic or message.type, [self._outgoing(message)])
-        return message
+        return await self._sender.send(topic or message.type, message)
 
     async def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> None:
         """Publish several events of one topic in one transport call (one broker round trip)."""
@@ -254,9 +248,8 @@ class Bus:
             raise _not_running()
         by_topic: dict[str, list[Message]] = {}
         for message in messages:
-            by_topic.setdefault(topic or message.type, []).append(self._outgoing(message))
-        for name, batch in by_topic.items():
-            await self.transport.publish(name, batch)
+            by_topic.setdefault(topic or message.type, []).append(message)
+        await self._sender.send_many(by_topic)
 
     def publish_nowait(
         self,
@@ -267,13 +260,10 @@ class Bus:
         topic: str | None = None,
     ) -> Message:
         """Queue ``event`` in process without waiting; raises QueueFull when a channel is full."""
-        if self._local is None:
-            raise TypeError("publish_nowait needs the in-process transport; use await publish()")
         if not self._running:
             raise _not_running()
         message = self.message(event, key=key, headers=headers)
-        self._local.publish_nowait(topic or message.type, message)
-        return message
+        return self._sender.send_nowait(topic or message.type, message)
 
     async def publish_and_wait(
         self,
@@ -297,6 +287,8 @@ class Bus:
         validate_topic(topic or message.type)
         if self.inline:
             return await self._direct.run_each(message, topic or message.type)
+        if not self._looked:
+            self._observe()
         return await self._direct.run(message, topic or message.type)
 
     def emit(
@@ -309,19 +301,13 @@ class Bus:
         without being awaited (they need a running event loop). A failing handler is logged and
         dead-lettered; the others still run.
         """
+        if not self._looked:
+            self._observe()
         self._direct.emit(event, key, headers)
 
-    def _outgoing(self, message: Message) -> Message:
-        if self._local is not None:  # in process nothing is encoded
-            return message
-        return encoded(message, self.codec, self.max_message_size)
-
     async def _republish(self, topic: str, message: Message) -> None:
-        if self._local is not None and not self._running:
-            group = message.headers.get(REPLAY_GROUP_HEADER)
-            for route in self.routes_for(topic):
-                if group in (None, route.group):
-                    await self._direct.run_one(route, message)
+        if self._local is not None and not self._running:  # nothing consumes: run them here
+            await self._direct.replay(topic, message)
             return
         await self.transport.publish(topic, [message])
 
@@ -334,10 +320,22 @@ class Bus:
         if self._running:
             return
         await self.transport.start()
+        self._observe()
         self._running = True
         if not self.inline:  # inline publishing never reaches the transport
             for route in self._routes.all:
                 self._consumers.start(route, restart=self.restart, max_size=self.max_message_size)
+
+    def _observe(self) -> None:
+        """Look for the application's OpenTelemetry set-up: at start, or at the first in-place
+        delivery of a bus that never starts."""
+        self._looked = True
+        observer = self._observer = configured(self._system)
+        self._sender.observer = self._direct.observer = self._consumers.observer = observer
+        for route in self._routes.all:
+            route.observer = observer
+        if observer is not None:
+            observer.watch(self.health, self.transport)
 
     def health(self) -> Health:
         """Every running consumer's state (see :mod:`tidings.health`), and failed ones."""
@@ -379,6 +377,8 @@ class Bus:
                 await self._consumers.stop(timeout, cut_short)
         finally:
             self._running = False
+            if self._observer is not None:
+                self._observer.close()
             await self.transport.aclose()
 
     async def __aenter__(self) -> Bus:

@@ -31,6 +31,7 @@ from tidings.handling import Handling
 from tidings.health import RouteHealth
 from tidings.middleware.retry import Retry
 from tidings.supervision import Supervision
+from tidings.telemetry import Observer
 from tidings.transports.base import Delivery, Subscription
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Consumer:
         restart: Retry,
         on_failed: Callable[[Consumer], None],
         max_size: int | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.route = route
         self._subscription = subscription
@@ -74,7 +76,13 @@ class Consumer:
         self._now = time.monotonic  # the event loop's clock
         self.supervision = Supervision(route.name, restart, clock, self._gave_up)
         self._handling = Handling(
-            route, dead_letters, clock, self.supervision, timeout=timeout, max_size=max_size
+            route,
+            dead_letters,
+            clock,
+            self.supervision,
+            timeout=timeout,
+            max_size=max_size,
+            observer=observer,
         )
 
     # -- running -----------------------------------------------------------------------------

@@ -21,13 +21,14 @@ from tidings import context
 from tidings.background import Background
 from tidings.clock import Clock
 from tidings.codec import BINARY, Codec, Registry
-from tidings.deadletters import DeadLetterStore, store_failure
+from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import STOPPING_PROCESS
 from tidings.message import Message
 from tidings.middleware.retry import attempts_made
 from tidings.outcome import PublishResult
 from tidings.route import Route
 from tidings.route_table import RouteTable
+from tidings.telemetry import Observer
 from tidings.topics import is_pattern
 
 __all__ = ["Direct"]
@@ -58,12 +59,21 @@ class Direct:
         self._codec = codec
         self._clock = clock
         self._background = background
+        self.observer: Observer | None = None
+        """Spans and metrics for the handlers run here, when the application configured them."""
         self._emit_calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
         self._emit_routes: dict[Callable[[Any], Any], Route] = {}
         routes.on_change(self._forget_compiled)
 
     async def run(self, message: Message, topic: str) -> PublishResult:
         """Run every handler of ``topic`` for ``message``; return when all have finished."""
+        if self.observer is None:
+            return await self._run(message, topic, inline=True)
+        with self.observer.sending(topic, [message]) as (carried,):
+            return await self._run(carried, topic, inline=False)  # each in its process span
+
+    async def _run(self, message: Message, topic: str, *, inline: bool) -> PublishResult:
+        observed = not inline
         routes = self._routes.by_topic.get(topic) or self._routes.for_topic(topic)
         errors: dict[Route, BaseException] | None = None
         pending: dict[Route, asyncio.Task[Any]] | None = None
@@ -75,7 +85,7 @@ class Direct:
         try:
             for route in routes:
                 expected = route.event_type
-                as_is = not raw and (expected is None or expected is kind)
+                as_is = inline and not raw and (expected is None or expected is kind)
                 slot.route = route
                 try:
                     if as_is and route.inline:
@@ -88,7 +98,9 @@ class Direct:
                     else:
                         pending = pending or {}
                         pending[route] = context.spawn(
-                            route.direct_handler(message), message, route
+                            (route.observed_handler if observed else route.direct_handler)(message),
+                            message,
+                            route,
                         )
                 except STOPPING_PROCESS:
                     raise
@@ -114,10 +126,20 @@ class Direct:
                 errors[route] = error
         return PublishResult(message, routes, errors)
 
+    async def replay(self, topic: str, message: Message) -> None:
+        """Run a replayed dead letter's handlers: its group's only, when it names one."""
+        group = message.headers.get(REPLAY_GROUP_HEADER)
+        for route in self._routes.for_topic(topic):
+            if group in (None, route.group):
+                await self.run_one(route, message)
+
     async def run_one(self, route: Route, message: Message) -> BaseException | None:
         """Run ``route``'s handler in place; dead-letter and return its error if it fails."""
         try:
-            await route.direct_handler(message)
+            if self.observer is None:
+                await route.direct_handler(message)
+            else:
+                await route.observed_handler(message)
         except STOPPING_PROCESS:
             raise
         except asyncio.CancelledError as error:
@@ -145,6 +167,11 @@ class Direct:
 
     def emit(self, event: Any, key: str | None, headers: Mapping[str, str] | None) -> None:
         """Call or start each handler of ``event``'s type now (see ``Bus.emit``)."""
+        if self.observer is not None:
+            message = self._message(event, key=key, headers=headers)
+            with self.observer.sending(message.type, [message]) as (carried,):
+                self._emit_observed(self.observer, carried)
+            return
         try:
             calls = self._emit_calls[type(event)]
         except KeyError:
@@ -176,6 +203,31 @@ class Direct:
             calls.append(call)
         self._emit_calls[event_type] = tuple(calls)
         return self._emit_calls[event_type]
+
+    def _emit_observed(self, observer: Observer, message: Message) -> None:
+        """``emit`` with each handler in its ``process`` span: those that cannot suspend run
+        here, the others start in Tasks."""
+        topic = message.type
+        for route in self._routes.for_topic(topic):
+            as_is = route.inline and route.event_type in (None, type(message.data))
+            if not (as_is or route.inline_envelope):
+                self._run_soon(self.run_one(route, message), message, route)
+                continue
+            with observer.processing(route.group, topic, [message], 1):
+                try:
+                    if route.inline_envelope:
+                        route.handler(message)
+                    elif route.is_async:
+                        _run_with(route.handler, message.data)
+                    else:
+                        route.handler(message.data)
+                except STOPPING_PROCESS:
+                    raise
+                except BaseException as error:  # no retry for these: it is final
+                    observer.outcome(route.group, topic, "dead_lettered", error)
+                    self._run_soon(self._dead_letter(route, message, error), message, route)
+                else:
+                    observer.outcome(route.group, topic, "ok", None)
 
     def _forget_compiled(self) -> None:
         self._emit_calls.clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tidings.context import in_task
@@ -24,6 +25,8 @@ from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_fail
 from tidings.errors import STOPPING_PROCESS, DecodeError, HandlerTimeout, MessageTooLarge
 from tidings.message import Message
 from tidings.supervision import Supervision
+from tidings.telemetry import Observer
+from tidings.telemetry.observer import final_outcome
 from tidings.topics import is_pattern
 from tidings.transports.base import Delivery
 
@@ -49,6 +52,7 @@ class Handling:
         *,
         timeout: float | None,
         max_size: int | None,
+        observer: Observer | None = None,
     ) -> None:
         self.route = route
         self._dead_letters = dead_letters
@@ -64,8 +68,37 @@ class Handling:
         self._expired = [False] * route.concurrency
         """Per worker: the watchdog cancelled its handler call for running too long."""
         self._now = time.monotonic  # the event loop's clock
+        self._observer = observer
+        self.handle: Callable[[Delivery, int], Awaitable[None]] = (
+            self._handle if observer is None else self._observed
+        )
+        """Handle one delivery in a worker's ``slot``; observed (spans, metrics) if configured."""
+        self.handle_batch: Callable[[list[Delivery], int], Awaitable[None]] = (
+            self._handle_batch if observer is None else self._observed_batch
+        )
 
-    async def handle(self, delivery: Delivery, slot: int) -> None:
+    async def _observed(self, delivery: Delivery, slot: int) -> None:
+        assert self._observer is not None
+        topic = _topic_of(delivery, self.route)
+        partition = getattr(delivery, "partition", None)
+        with self._observer.processing(
+            self.route.group, topic, [delivery], delivery.attempt, partition
+        ):
+            await self._handle(delivery, slot)
+
+    async def _observed_batch(self, deliveries: list[Delivery], slot: int) -> None:
+        assert self._observer is not None
+        topic = _topic_of(deliveries[0], self.route)
+        attempt = min(delivery.attempt for delivery in deliveries)
+        with self._observer.processing(self.route.group, topic, deliveries, attempt):
+            await self._handle_batch(deliveries, slot)
+
+    def _outcome(self, delivery: Delivery, outcome: str, error: BaseException | None) -> None:
+        if self._observer is not None:
+            topic = _topic_of(delivery, self.route)
+            self._observer.outcome(self.route.group, topic, outcome, error)
+
+    async def _handle(self, delivery: Delivery, slot: int) -> None:
         """Handle, then ack, nack (to retry) or dead-letter."""
         message = delivery.message
         route = self.route
@@ -107,6 +140,8 @@ class Handling:
                 self._finished(slot)
             if self._supervision.failures:
                 self._supervision.recovered()
+            if self._observer is not None:
+                self._outcome(delivery, "ok", None)
             await delivery.ack()
             return
         await self._fail(delivery, failure, slot)
@@ -137,7 +172,10 @@ class Handling:
         delay = self.route.retry.next_delay(error, delivery.attempt)
         if delay is None:
             await self._dead_letter(delivery, delivery.message, error)
-        elif slot >= 0 and self._ordered and delivery.message.key is not None:
+            return
+        if self._observer is not None:
+            self._outcome(delivery, "retried", error)
+        if slot >= 0 and self._ordered and delivery.message.key is not None:
             # Ordered: the worker keeps the key and tries again here after the backoff, so no
             # later message of the key overtakes this one (a nack would let them).
             try:
@@ -149,7 +187,7 @@ class Handling:
         else:
             await delivery.nack(delay)
 
-    async def handle_batch(self, deliveries: list[Delivery], slot: int) -> None:
+    async def _handle_batch(self, deliveries: list[Delivery], slot: int) -> None:
         """One call for the batch: ack all on success; on failure each message is retried or
         dead-lettered on its own count. Undecodable messages are dead-lettered, not passed."""
         route = self.route
@@ -195,6 +233,8 @@ class Handling:
         else:
             self._finished(slot)
             for delivery in ready:
+                if self._observer is not None:
+                    self._outcome(delivery, "ok", None)
                 await delivery.ack()
             return
         for delivery in ready:
@@ -212,6 +252,8 @@ class Handling:
         self, delivery: Delivery, message: Message, error: BaseException
     ) -> None:
         route = self.route
+        if self._observer is not None:
+            self._outcome(delivery, final_outcome(error), error)
         try:
             await store_failure(
                 self._dead_letters,

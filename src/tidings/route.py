@@ -9,6 +9,8 @@ from typing import TypedDict, Unpack
 
 from tidings.clock import Clock
 from tidings.codec import Codec, Registry
+from tidings.context import current
+from tidings.errors import STOPPING_PROCESS
 from tidings.handlers import (
     EventDecoder,
     UserHandler,
@@ -22,6 +24,8 @@ from tidings.message import Message
 from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import NO_RETRY, Retry, retry
 from tidings.middleware.timeout import timeout as timeout_middleware
+from tidings.telemetry import Observer
+from tidings.telemetry.observer import final_outcome
 from tidings.topics import is_pattern, validate_pattern
 
 __all__ = ["DEFAULT", "Default", "Route", "RouteOptions", "new_route"]
@@ -65,6 +69,8 @@ class Route:
     """Decode, middleware, handler: the consume loop times calls, retries and dead-letters."""
     direct_handler: Handler = field(init=False, repr=False)
     """Decode, retry in place, timeout, middleware, handler: for publish_and_wait."""
+    observed_handler: Handler = field(init=False, repr=False)
+    """The same, with a ``process`` span and an outcome per attempt: when the bus observes."""
     plain: bool = field(init=False, repr=False)
     """Calling ``handler`` with the event is all there is to do: no middleware, retry, timeout."""
     is_async: bool = field(init=False, repr=False)
@@ -78,6 +84,8 @@ class Route:
     """The message with its data as the event the handler expects (raises DecodeError)."""
     inline_envelope: bool = field(init=False, repr=False)
     """A bare ``def`` taking the Message: the bus may call it right there with the message."""
+    observer: Observer | None = field(default=None, init=False, repr=False)
+    """The bus's spans and metrics, when the application configured them."""
 
     def build(self, registry: Registry, clock: Clock) -> None:
         shape = describe(self.handler)
@@ -97,6 +105,9 @@ class Route:
             inner = timeout_middleware(self.timeout, self.name)(inner)
         retrying = inner if self.retry.max_attempts == 1 else retry(self.retry, clock)(inner)
         self.direct_handler = decoding(retrying)
+        observed = _observed(self)(decoding(inner))
+        many = self.retry.max_attempts > 1
+        self.observed_handler = retry(self.retry, clock)(observed) if many else observed
         self.is_async = shape.is_async
         bare = not (self.middleware or self.timeout or self.retry.max_attempts > 1 or self.batch)
         self.plain = bare and not shape.takes_message
@@ -156,6 +167,33 @@ def new_route(
         batch_size=batch_size,
         queued_timeout=handler_timeout if timeout is DEFAULT else timeout,
     )
+
+
+def _observed(route: Route) -> Middleware:
+    """A ``process`` span and an outcome for each attempt in place, when the bus observes."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def observed(message: Message) -> None:
+            observer = route.observer
+            assert observer is not None  # used only when the bus observes
+            here = current()
+            attempt = here.attempt if here is not None else 1
+            topic = message.type if is_pattern(route.topic) else route.topic
+            with observer.processing(route.group, topic, [message], attempt):
+                try:
+                    await handler(message)
+                except STOPPING_PROCESS:
+                    raise
+                except BaseException as error:
+                    final = route.retry.next_delay(error, attempt) is None
+                    outcome = final_outcome(error) if final else "retried"
+                    observer.outcome(route.group, topic, outcome, error)
+                    raise
+                observer.outcome(route.group, topic, "ok", None)
+
+        return observed
+
+    return wrap
 
 
 def _decoding(decode: Callable[[Message], Message]) -> Middleware:

@@ -22,6 +22,7 @@ from tidings.health import Health, RouteHealth
 from tidings.message import Message
 from tidings.middleware.retry import Retry
 from tidings.route import Route
+from tidings.telemetry import Observer
 from tidings.topics import is_pattern
 from tidings.transports.base import LocalTransport, Transport
 
@@ -50,6 +51,8 @@ class Consumers:
         self._retiring: dict[Consumer, asyncio.Task[None]] = {}
         self._failed: list[Consumer] = []
         self._failure: asyncio.Event | None = None
+        self.observer: Observer | None = None
+        """Spans and metrics for the consumers started from now on."""
 
     def start(self, route: Route, *, restart: Retry, max_size: int | None) -> None:
         """Subscribe ``route`` and run its consumer in a Task."""
@@ -67,6 +70,7 @@ class Consumers:
             restart=restart,
             max_size=max_size,
             on_failed=self._consumer_failed,
+            observer=self.observer,
         )
         task = asyncio.create_task(consumer.run(), name=f"tidings consumer {route.name}")
         self._running[route] = (consumer, task)

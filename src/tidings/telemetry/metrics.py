@@ -1,0 +1,164 @@
+"""tidings' metrics, through the OpenTelemetry metrics API.
+
+Named after the messaging conventions where they have one, tidings' own otherwise. Every one
+carries ``messaging.system`` and ``messaging.destination.name`` (the topic); those of consumers
+carry ``messaging.consumer.group.name`` too.
+
+=======================================  =========  ============================================
+``messaging.client.sent.messages``       counter    messages published (``error.type`` if failed)
+``messaging.client.operation.duration``  histogram  seconds one publish call took
+``messaging.client.consumed.messages``   counter    messages handled, by ``tidings.outcome``:
+                                                    ``ok``, ``retried``, ``dead_lettered``,
+                                                    ``undecodable``
+``messaging.process.duration``           histogram  seconds one handler call took
+``tidings.message.latency``              histogram  seconds from publish to the start of handling
+``tidings.dead_letters``                 counter    messages dead-lettered (``error.type``)
+``tidings.consumer.in_flight``           gauge      messages a consumer holds (fetched, running)
+``tidings.consumer.up``                  gauge      1 while a consumer runs, 0 restarting/failed
+``tidings.consumer.lag``                 gauge      messages a group has not acknowledged yet
+                                                    (transports that keep groups)
+=======================================  =========  ============================================
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tidings.message import Message
+
+__all__ = ["Instruments", "Reading", "Readings", "instruments_for", "meter_configured"]
+
+Reading = list[tuple[float, dict[str, str]]]
+"""One gauge's values with their attributes."""
+Readings = Callable[[], tuple[Reading, Reading, Reading]]
+"""What one bus reports when the metrics are collected: in flight, up, lag."""
+
+
+def meter_configured() -> Any | None:
+    """tidings' meter if the application set a meter provider, else None."""
+    try:
+        from opentelemetry import metrics
+    except ImportError:
+        return None
+    provider = metrics.get_meter_provider()
+    if type(provider).__module__.startswith("opentelemetry.metrics"):
+        return None  # the API's own proxy or no-op provider: the application set none
+    return provider.get_meter("tidings")
+
+
+def instruments_for(meter: Any | None) -> Instruments:
+    """The instruments on ``meter``, made once per meter (every bus of the process shares them)."""
+    if meter is None:
+        return _OFF
+    found = _BY_METER.get(meter)
+    if found is None:
+        found = _BY_METER[meter] = Instruments(meter)
+    return found
+
+
+class Instruments:
+    """The instruments on one meter; every method does nothing without a meter."""
+
+    def __init__(self, meter: Any | None) -> None:
+        self.on = self._on = meter is not None
+        self._readings: list[weakref.WeakMethod[Readings]] = []
+        self._gauges = False
+        if meter is None:
+            return
+        self._meter = meter
+        self._sent = meter.create_counter(
+            "messaging.client.sent.messages", unit="{message}", description="Messages published"
+        )
+        self._publish = meter.create_histogram(
+            "messaging.client.operation.duration", unit="s", description="Publish call duration"
+        )
+        self._consumed = meter.create_counter(
+            "messaging.client.consumed.messages",
+            unit="{message}",
+            description="Messages handled, by outcome",
+        )
+        self._process = meter.create_histogram(
+            "messaging.process.duration", unit="s", description="Handler call duration"
+        )
+        self._latency = meter.create_histogram(
+            "tidings.message.latency", unit="s", description="Publish to start of handling"
+        )
+        self._dead = meter.create_counter(
+            "tidings.dead_letters", unit="{message}", description="Messages dead-lettered"
+        )
+
+    def sent(
+        self, system: str, topic: str, count: int, duration: float, error: BaseException | None
+    ) -> None:
+        if not self._on:
+            return
+        attributes = _where(system, topic)
+        if error is not None:
+            attributes["error.type"] = type(error).__qualname__
+        self._sent.add(count, attributes)
+        self._publish.record(duration, {**attributes, "messaging.operation.name": "publish"})
+
+    def latency(self, system: str, topic: str, group: str, messages: Sequence[Message]) -> None:
+        if not self._on:
+            return
+        now = time.time()
+        attributes = _where(system, topic, group)
+        for message in messages:
+            self._latency.record(max(now - message.timestamp, 0.0), attributes)
+
+    def processed(self, system: str, topic: str, group: str, duration: float) -> None:
+        if self._on:
+            self._process.record(duration, _where(system, topic, group))
+
+    def consumed(
+        self, system: str, topic: str, group: str, outcome: str, error: BaseException | None
+    ) -> None:
+        if not self._on:
+            return
+        attributes = _where(system, topic, group)
+        self._consumed.add(1, {**attributes, "tidings.outcome": outcome})
+        if outcome in ("dead_lettered", "undecodable"):
+            kind = type(error).__qualname__ if error is not None else "unknown"
+            self._dead.add(1, {**attributes, "error.type": kind})
+
+    def watch(self, readings: Readings) -> None:
+        """Report ``readings`` in the gauges while the object it is bound to lives."""
+        if not self._on:
+            return
+        self._readings.append(weakref.WeakMethod(readings))
+        if self._gauges:
+            return
+        self._gauges = True
+        from opentelemetry.metrics import Observation
+
+        def observe(which: int) -> Callable[[Any], list[Observation]]:
+            def callback(_options: Any) -> list[Observation]:
+                found = []
+                for reference in list(self._readings):
+                    read = reference()
+                    if read is None:
+                        self._readings.remove(reference)
+                        continue
+                    found += [Observation(v, a) for v, a in read()[which]]
+                return found
+
+            return callback
+
+        meter = self._meter
+        meter.create_observable_gauge("tidings.consumer.in_flight", [observe(0)], unit="{message}")
+        meter.create_observable_gauge("tidings.consumer.up", [observe(1)])
+        meter.create_observable_gauge("tidings.consumer.lag", [observe(2)], unit="{message}")
+
+
+def _where(system: str, topic: str, group: str | None = None) -> dict[str, str]:
+    attributes = {"messaging.system": system, "messaging.destination.name": topic}
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    return attributes
+
+
+_OFF = Instruments(None)
+_BY_METER: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
