@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tidings.eventsourcing.sqlite import SqliteEventStore
+from tidings.eventsourcing.backends.sqlite import SqliteEventStore
 from tidings.eventsourcing.store import NO_STREAM, EventStore, Snapshot
 from tidings.testing.eventstore_suite import EventStoreSuite, new_events
 
