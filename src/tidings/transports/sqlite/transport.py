@@ -1,4 +1,4 @@
-"""SQLite transport: the embedded durable queue, ``sqlite:///events.db``.
+"""The SQLite transport (lifecycle and wiring): the embedded durable queue, ``sqlite:///events.db``.
 
 Every published message is a row of one log table. A group's subscription to a topic (or pattern)
 is a *cursor*: a position in the log plus a pending table of the messages it was handed and has not
