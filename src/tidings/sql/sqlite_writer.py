@@ -119,7 +119,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((job, future))
-        if len(self._pending) > 1 or self._scheduled or self._held or self._waiting:
+        if len(self._pending) > 1 or self._scheduled or self._held or self._waiting is not None:
             return await future  # a batch is forming: its leader (or whoever holds it) flushes
         # The first job leads the batch: yield once so that every task ready to run queues its
         # job too, then run them all. One loop iteration, not two as with awaiting a callback.
@@ -168,8 +168,8 @@ class Writer:
     async def aclose(self) -> None:
         """Write what is queued (waiting for the lock as usual), then refuse jobs."""
         async with self._turn:
-            while self._pending or self._waiting:
-                if self._waiting:
+            while self._pending or self._waiting is not None:
+                if self._waiting is not None:
                     await asyncio.shield(self._waiting)
                 else:
                     self._flush()
@@ -181,7 +181,7 @@ class Writer:
         async with self._turn:
             if self._closed:
                 raise ClosedError(f"{self._name} is closed")
-            while self._waiting:  # batches run within one callback, or in that task
+            while self._waiting is not None:  # batches run within one callback, or in that task
                 await asyncio.shield(self._waiting)
             self._held, self._owner = True, asyncio.current_task()
             try:
@@ -219,7 +219,7 @@ class Writer:
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._held or self._waiting or not self._pending:
+        if self._held or self._waiting is not None or not self._pending:
             return  # whoever holds the connection schedules the next flush
         batch = self._pending[:_MAX_BATCH]
         del self._pending[:_MAX_BATCH]
