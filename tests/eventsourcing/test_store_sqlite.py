@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tidings.eventsourcing.sqlite import SqliteEventStore
+from tidings.eventsourcing.backends.sqlite import SqliteEventStore
 from tidings.eventsourcing.store import NO_STREAM, EventStore, Snapshot
 from tidings.testing.eventstore_suite import EventStoreSuite, new_events
 
@@ -146,3 +147,35 @@ async def test_a_file_that_cannot_be_opened_is_a_transport_error(tmp_path: Path)
     store = EventStore(f"sqlite:///{tmp_path}/missing-directory/events.db")
     with pytest.raises(TransportError, match="cannot open SQLite event store"):
         await store.start()
+
+
+async def test_a_locked_file_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    """An append into a file another connection holds locked waits in a thread (the loop keeps
+    running), fails with ServiceUnavailable after ``busy_timeout``, and writes nothing; one
+    waiting for a short lock goes through."""
+    from tidings.errors import ServiceUnavailable
+
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path, busy_timeout=0.3)
+    async with EventStore(store):
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(ServiceUnavailable, match=r"events\.db.*locked"):
+            await store.append("s", new_events(1), expected_version=NO_STREAM)
+        assert ticks >= 10, "the loop ran while the append waited"
+        waiting = asyncio.create_task(store.append("s", new_events(1), expected_version=NO_STREAM))
+        await asyncio.sleep(0.1)
+        other.execute("ROLLBACK")
+        other.close()
+        assert await waiting == 1
+        ticker.cancel()
+        assert [e.version async for e in store.read("s")] == [1]

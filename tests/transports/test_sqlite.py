@@ -21,8 +21,7 @@ from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
 from tidings.transports import GroupInfo, from_url
 from tidings.transports.base import Delivery
-from tidings.transports.sqlite import SqliteOptions, SqliteTransport
-from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
+from tidings.transports.sqlite import SqliteDeadLetterStore, SqliteOptions, SqliteTransport
 
 
 def messages(count: int) -> list[Message]:

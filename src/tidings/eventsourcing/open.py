@@ -2,7 +2,7 @@
 
 ================================  ===========================================================
 ``memory://``                     :class:`~tidings.eventsourcing.backends.memory.MemoryEventStore`
-``sqlite:///relative/path.db``    :class:`~tidings.eventsourcing.sqlite.SqliteEventStore`
+``sqlite:///relative/path.db``    :class:`~tidings.eventsourcing.backends.sqlite.SqliteEventStore`
 ``sqlite:////absolute/path.db``   (``?synchronous=full`` for power-loss durability)
 ``postgresql://user@host/db``     :class:`~tidings.eventsourcing.postgres.PostgresEventStore`
                                   (also ``postgres://``; ``?schema=name``, ``?pool_size=n``)
@@ -19,7 +19,7 @@ __all__ = ["open_backend"]
 
 _BACKENDS = {
     "memory": ("tidings.eventsourcing.backends.memory", "MemoryEventStore"),
-    "sqlite": ("tidings.eventsourcing.sqlite", "SqliteEventStore"),
+    "sqlite": ("tidings.eventsourcing.backends.sqlite", "SqliteEventStore"),
     "postgresql": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
     "postgres": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
 }

@@ -7,7 +7,6 @@
 :mod:`.options`        URL query parameters as a transport's options dataclass
 :mod:`.tls`            client TLS settings
 :mod:`.leased`         subscriptions over a database queue with leases (the SQL transports)
-:mod:`.outage`         riding out a database that is unavailable for a while
 :mod:`.dead_letter_rows`  dead letters as rows of a SQL table
 =====================  ===================================================================
 

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError
 from tidings.message import Message
+from tidings.sql.outage import Outage
 from tidings.topics import validate_pattern
-from tidings.transports.kit.outage import Outage
 from tidings.transports.kit.wire import from_wire
 
 __all__ = [

@@ -12,7 +12,6 @@ import sqlite3
 from tidings.errors import NotFound
 from tidings.topics import is_pattern
 from tidings.transports.base import GroupInfo
-from tidings.transports.sqlite_db import transaction
 
 __all__ = ["drop_group", "list_groups"]
 
@@ -27,8 +26,8 @@ _AHEAD_PATTERN = "SELECT count(*) FROM tidings_log WHERE tidings_match(?, topic)
 
 
 def list_groups(now: float, conn: sqlite3.Connection) -> list[GroupInfo]:
-    """Every group, sorted by topic then group; ``now`` tells leases in force. Reads only
-    (never waits for a write lock); the counts may be a moment apart."""
+    """Every group, sorted by topic then group; ``now`` tells leases in force. Reads only (on
+    the reader: never waits for a write lock); the counts may be a moment apart."""
     groups = []
     cursors = conn.execute(_CURSORS, (now,)).fetchall()
     for _, topic, group, position, active_at, pending, leased in cursors:
@@ -39,12 +38,12 @@ def list_groups(now: float, conn: sqlite3.Connection) -> list[GroupInfo]:
 
 
 def drop_group(topic: str, group: str, conn: sqlite3.Connection) -> None:
-    """Delete ``group``'s cursor on ``topic`` and its pending rows; raises NotFound."""
-    with transaction(conn):
-        row = conn.execute(
-            "SELECT id FROM tidings_cursors WHERE grp = ? AND topic = ?", (group, topic)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no group {group!r} on {topic!r}")
-        conn.execute("DELETE FROM tidings_pending WHERE cursor = ?", row)
-        conn.execute("DELETE FROM tidings_cursors WHERE id = ?", row)
+    """Delete ``group``'s cursor on ``topic`` and its pending rows; raises NotFound (before
+    writing anything). A job of the writer."""
+    row = conn.execute(
+        "SELECT id FROM tidings_cursors WHERE grp = ? AND topic = ?", (group, topic)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no group {group!r} on {topic!r}")
+    conn.execute("DELETE FROM tidings_pending WHERE cursor = ?", row)
+    conn.execute("DELETE FROM tidings_cursors WHERE id = ?", row)

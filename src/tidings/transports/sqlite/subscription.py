@@ -1,21 +1,27 @@
-"""The SQLite side of a subscription: one group's cursor on one topic (see ``sqlite.py``).
+"""The SQLite transport's subscriptions: :class:`SqliteQueue` is the leased
+:class:`~tidings.transports.kit.leased.Queue` in the file, one group's cursor on one topic (or
+pattern); :class:`~tidings.transports.kit.leased.LeasedSubscription` and its ``LeasedDelivery``
+do the rest (batches, settlements, lease renewal, outages), as for PostgreSQL.
 
-Tables: ``tidings_log`` (every message, by ``seq``), ``tidings_cursors`` (a position in the log
-per group and topic pattern) and ``tidings_pending`` (per cursor, the messages copied from the
-log and not yet acknowledged, with their lease, attempts and nack delay).
+One :meth:`SqliteQueue.exchange` is one job of the writer (see :mod:`tidings.sql.sqlite_writer`):
+it writes the acks and nacks, renews or gives back leases, copies the next matching log rows
+into the pending table and leases a batch, and now and then deletes the log rows no group needs
+any more (see :mod:`tidings.transports.sqlite.wire` for the tables).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 
 import msgspec
 
+from tidings.errors import ServiceUnavailable
+from tidings.sql.sqlite import Database, Doorbell
 from tidings.topics import is_pattern
 from tidings.transports.kit.leased import Exchange, Row
-from tidings.transports.sqlite_db import Database, Doorbell, transaction
 
 __all__ = ["SqliteQueue"]
 
@@ -25,6 +31,8 @@ _PRUNE_EVERY = 1.0
 """Seconds between deletions of log rows no group needs, while each deletes them all."""
 _PRUNE_ROWS = 100_000
 """Most log rows deleted per transaction; after a full batch, the next fetch deletes more."""
+_RECLAIM = 32 << 20
+"""Most bytes given back at once (moving pages holds the write lock: some tens of ms)."""
 
 _COPY_TOPIC = (
     "INSERT INTO tidings_pending (cursor, seq, key) SELECT ?, seq, key FROM tidings_log "
@@ -85,8 +93,10 @@ DELETE FROM tidings_log WHERE seq <= min(
 class SqliteQueue:
     """A :class:`~tidings.transports.kit.leased.Queue` in a SQLite file."""
 
-    def __init__(self, db: Database, topic: str, group: str) -> None:
+    def __init__(self, db: Database, spare: int, topic: str, group: str) -> None:
+        """``spare``: bytes of free pages the file keeps for new rows when shrinking."""
         self._db = db
+        self._spare = spare
         self._topic = topic
         self._group = group
         self._copy_sql = _COPY_PATTERN if is_pattern(topic) else _COPY_TOPIC
@@ -95,11 +105,7 @@ class SqliteQueue:
         self._mark_at = 0.0
 
     async def open(self) -> None:
-        def create(conn: sqlite3.Connection) -> int:
-            with transaction(conn):
-                return self._create_cursor(conn)
-
-        self._cursor = await self._db.run(create)
+        self._cursor = await self._db.write(self._create_cursor)
 
     def _create_cursor(self, conn: sqlite3.Connection) -> int:
         conn.execute(
@@ -121,21 +127,31 @@ class SqliteQueue:
 
     async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
         prune = exchange.want > 0 and exchange.now >= self._prune_at
-        if prune:
+        if prune and self._db.reclaims:
             # What the previous prunes freed; before the exchange, whose leases must not be lost
-            # to a failure here.
-            await self._db.reclaim()
+            # to a failure here. Best effort: a file locked right now is shrunk next time.
+            with contextlib.suppress(ServiceUnavailable):
+                await self._db.writer.outside(self._reclaim)
 
         def run(conn: sqlite3.Connection) -> tuple[list[Row], float | None, int]:
-            with transaction(conn):
-                return self._write(conn, exchange, prune)
+            return self._write(conn, exchange, prune)
 
-        rows, due, pruned = await self._db.run(run)
+        rows, due, pruned = await self._db.write(run)
         if prune:
             self._prune_at = exchange.now + (0 if pruned >= _PRUNE_ROWS else _PRUNE_EVERY)
         if exchange.nacks or exchange.release:
             Doorbell.ring(self._db.key)  # the waiting subscriptions look again
         return rows, due
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        """Give the free pages beyond the file's spare space back to the file system (at most
+        :data:`_RECLAIM` bytes at once); the file shrinks at the next checkpoint."""
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+        surplus = min(free - self._spare // page, _RECLAIM // page)
+        if surplus > 0:
+            # executescript runs the pragma to its end; execute() would free a single page
+            conn.executescript(f"PRAGMA incremental_vacuum({surplus})")
 
     def _write(
         self, conn: sqlite3.Connection, x: Exchange, prune: bool

@@ -1,4 +1,4 @@
-"""Dead letters in a table of the SQLite file that the transport uses."""
+"""Dead letters in a table of the SQLite file that the transport uses (``tidings_dead_letters``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 from tidings.deadletters import DeadLetter
 from tidings.errors import NotFound
+from tidings.sql.sqlite import Database
 from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
-from tidings.transports.sqlite_db import Database, transaction
+from tidings.transports.sqlite.wire import open_file
 
 __all__ = ["SqliteDeadLetterStore"]
 
@@ -25,7 +26,7 @@ class SqliteDeadLetterStore:
 
     def __init__(self, db: Database | str) -> None:
         if isinstance(db, str):
-            self._db, self._owned = Database(db), True
+            self._db, self._owned = open_file(db), True
         else:
             self._db, self._owned = db, False
         self._name = f"SQLite dead letters {self._db.path!r}"
@@ -34,11 +35,10 @@ class SqliteDeadLetterStore:
         row = to_row(letter)
 
         def insert(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(f"INSERT INTO tidings_dead_letters ({COLUMNS}) VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)  # fmt: skip
+            conn.execute(f"INSERT INTO tidings_dead_letters ({COLUMNS}) VALUES "
+                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)  # fmt: skip
 
-        await self._db.run(insert)
+        await self._db.write(insert)
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100
@@ -59,12 +59,11 @@ class SqliteDeadLetterStore:
         ids = [(letter_id,) for letter_id in letter_ids]
 
         def delete(conn: sqlite3.Connection) -> int:
-            with transaction(conn):
-                before = conn.total_changes
-                conn.executemany("DELETE FROM tidings_dead_letters WHERE id = ?", ids)
-                return conn.total_changes - before
+            before = conn.total_changes
+            conn.executemany("DELETE FROM tidings_dead_letters WHERE id = ?", ids)
+            return conn.total_changes - before
 
-        return await self._db.run(delete) if ids else 0
+        return await self._db.write(delete) if ids else 0
 
     async def aclose(self) -> None:
         """Close the file if this store opened it."""
@@ -72,5 +71,5 @@ class SqliteDeadLetterStore:
             await self._db.aclose()
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> builtins.list[tuple[Any, ...]]:
-        sql = f"SELECT {COLUMNS} FROM tidings_dead_letters {where}"
-        return await self._db.run(lambda conn: conn.execute(sql, params).fetchall())
+        await self._db.open()
+        return self._db.query(f"SELECT {COLUMNS} FROM tidings_dead_letters {where}", params)

@@ -8,13 +8,15 @@ Layout
     Projections may keep their own tables in the same file and write them through
     :meth:`transaction`.
 Concurrency
-    WAL journal: one writer, readers never blocked. In process, writes go through a
-    :class:`~tidings.eventsourcing._sqlite_writer.GroupCommitWriter` on a writer connection, reads
-    use a second connection; both run on the event-loop thread (a short SQLite call costs less
-    than a thread hand-off). Positions are assigned inside the write transaction, which SQLite
-    serialises (also against other processes), so they are committed in order and ``read_all``
-    never sees a gap. Run one writing process per file; others may read. ``wait_for_new`` wakes up
-    on this process's appends; another process's appends are seen when its timeout expires.
+    One :class:`~tidings.sql.sqlite.Database` (WAL journal: one writer, readers never blocked).
+    Writes are jobs of its group-commit :class:`~tidings.sql.sqlite_writer.Writer` (see
+    :mod:`.appends`), reads use its reader connection; both run on the event-loop thread (a short
+    SQLite call costs less than a thread hand-off), and a write lock held by another connection
+    is waited for in a thread, up to ``busy_timeout`` (then ServiceUnavailable). Positions are
+    assigned inside the write transaction, which SQLite serialises (also against other
+    processes), so they are committed in order and ``read_all`` never sees a gap. Run one
+    writing process per file; others may read. ``wait_for_new`` wakes up on this process's
+    appends; another process's appends are seen when its timeout expires.
 Durability (``synchronous``)
     ``"NORMAL"`` (default): a committed append survives a crash of the process; a power loss or
     OS crash may lose the last appends committed before it (never corrupting the file).
@@ -28,21 +30,20 @@ Erasure
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 
 from tidings._waiters import Wakeup
-from tidings.errors import ClosedError, NotFound, TransportError
-from tidings.eventsourcing import _sqlite_sql as _sql
-from tidings.eventsourcing._sqlite_writer import GroupCommitWriter
+from tidings.errors import ClosedError, NotFound
 from tidings.eventsourcing.backends.commits import (
     PAGE,
     backward_page,
@@ -51,31 +52,28 @@ from tidings.eventsourcing.backends.commits import (
     pack,
     stream_info_of,
 )
+from tidings.eventsourcing.backends.sqlite import sql as _sql
+from tidings.eventsourcing.backends.sqlite.appends import Appends
 from tidings.eventsourcing.store import (
     ANY,
-    NO_STREAM,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
     Snapshot,
     StreamInfo,
-    check_expected_version,
     validate_expected_version,
 )
+from tidings.sql.sqlite import Database, Synchronous, fetch
+from tidings.sql.sqlite_writer import Writer
 from tidings.urls import redact
 
 __all__ = ["SqliteEventStore", "SqliteTransaction"]
-
-Synchronous = Literal["NORMAL", "FULL"]
 
 _json = msgspec.json.Encoder()
 
 
 def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-_STREAM_IDS_KEPT = 100_000
 
 
 class SqliteEventStore:
@@ -96,19 +94,15 @@ class SqliteEventStore:
         level = synchronous.upper()
         if level not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
-        self.synchronous = level
+        self.synchronous: Synchronous = "FULL" if level == "FULL" else "NORMAL"
         self.name = f"SQLite event store {self.path!r}"
         """What error messages call this store."""
         self.busy_timeout = busy_timeout
-        self._reader: sqlite3.Connection | None = None
-        self._writer: GroupCommitWriter | None = None
+        self._db: Database | None = None
+        self._starting = asyncio.Lock()
         self._wakeup = Wakeup()
-        self._position: int | None = None  # last position assigned by the running batch
+        self._appends = Appends()
         self._erased = False  # the running batch erased payloads: checkpoint the WAL after it
-        # Stream names to row ids. A name's id never changes (a deleted stream keeps its row),
-        # so entries never go stale; the dict is only emptied to bound its size.
-        self._stream_ids: dict[str, int] = {}
-        self._new_ids: list[tuple[str, int]] = []  # streams created by the running batch
 
     @classmethod
     def from_url(cls, url: str) -> SqliteEventStore:
@@ -124,37 +118,24 @@ class SqliteEventStore:
         return cls(rest[1:], synchronous=synchronous)  # type: ignore[arg-type]
 
     async def start(self) -> None:
-        if self._writer is not None:
-            return
-        try:
-            writer = self._connect()
-            writer.execute("PRAGMA journal_mode = WAL")
-            writer.execute(f"PRAGMA synchronous = {self.synchronous}")
-            writer.execute("PRAGMA secure_delete = ON")
-            writer.executescript(_sql.SCHEMA)
-            reader = self._connect()
-            reader.execute("PRAGMA query_only = ON")
-        except sqlite3.Error as exc:
-            raise TransportError(f"cannot open SQLite event store {self.path!r}: {exc}") from exc
-        self._reader = reader
-        self._writer = GroupCommitWriter(writer, begin=self._begin, committed=self._committed)
-        self._wakeup.reset(self._readable_head(reader))
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-        connection.execute("PRAGMA cache_size = -32000")  # KiB
-        connection.execute("PRAGMA mmap_size = 268435456")
-        return connection
+        """Open the file (created with its tables when missing); raises ServiceUnavailable (a
+        TransportError) when it cannot be opened. Idempotent; a closed store opens again."""
+        async with self._starting:
+            if self._db is not None:
+                return
+            db = Database(
+                self.path, _sql.SCHEMA, name=self.name, synchronous=self.synchronous,
+                busy_timeout=self.busy_timeout, begin=self._begin, committed=self._committed,
+            )  # fmt: skip
+            await db.open()
+            self._db = db
+            self._wakeup.reset(self._readable_head(db.query))
 
     async def aclose(self) -> None:
-        writer, reader = self._writer, self._reader
+        db, self._db = self._db, None
         self._wakeup.close()
-        if writer is not None:
-            writer.close()
-            writer.connection.close()
-        if reader is not None:
-            reader.close()
-        self._writer = self._reader = None
+        if db is not None:
+            await db.aclose()
 
     # -- writes: jobs run by the group-commit writer, on its connection ------------------------
 
@@ -166,106 +147,35 @@ class SqliteEventStore:
         writer = self._writer_or_closed()
 
         def job(connection: sqlite3.Connection) -> int:
-            return self._append(connection, stream, chunks, expected_version)
+            return self._appends.append(connection, stream, chunks, expected_version)
 
         return await writer.run(job)
 
-    def _append(
-        self,
-        connection: sqlite3.Connection,
-        stream: str,
-        chunks: list[tuple[int, bytes]],
-        expected: ExpectedVersion,
-    ) -> int:
-        total = sum(count for count, _ in chunks)
-        if total and (expected == NO_STREAM or expected == 0):
-            # A new stream: try the insert first and look at the existing row only on conflict.
-            try:
-                cursor = connection.execute(
-                    "INSERT INTO tidings_streams (name, version) VALUES (?, ?)", (stream, total)
-                )
-            except sqlite3.IntegrityError:
-                pass
-            else:
-                return self._insert_commits(connection, self._cache_id(stream, cursor), 0, chunks)
-        row = connection.execute(
-            "SELECT id, version, deleted FROM tidings_streams WHERE name = ?", (stream,)
-        ).fetchone()
-        if row is None:
-            check_expected_version(stream, expected, None)
-            if not total:
-                return 0
-            cursor = connection.execute(
-                "INSERT INTO tidings_streams (name, version) VALUES (?, ?)", (stream, total)
-            )
-            return self._insert_commits(connection, self._cache_id(stream, cursor), 0, chunks)
-        stream_id, version, deleted = row
-        check_expected_version(stream, expected, version, bool(deleted))
-        if not total:
-            return int(version)
-        connection.execute(
-            "UPDATE tidings_streams SET version = ? WHERE id = ?", (version + total, stream_id)
-        )
-        return self._insert_commits(connection, stream_id, version, chunks)
-
-    def _cache_id(self, stream: str, cursor: sqlite3.Cursor) -> int:
-        # Remembered once committed: a rolled-back batch may give the id to another stream.
-        stream_id = cursor.lastrowid or 0
-        self._new_ids.append((stream, stream_id))
-        return stream_id
-
-    def _stream_id(self, reader: sqlite3.Connection, stream: str) -> int | None:
-        stream_id = self._stream_ids.get(stream)
+    def _stream_id(self, db: Database, stream: str) -> int | None:
+        stream_id = self._appends.known(stream)
         if stream_id is None:
-            rows = _sql.query(reader, "SELECT id FROM tidings_streams WHERE name = ?", (stream,))
+            rows = db.query("SELECT id FROM tidings_streams WHERE name = ?", (stream,))
             if not rows:
                 return None
             stream_id = rows[0][0]
-            self._remember_ids([(stream, stream_id)])
+            self._appends.remember([(stream, stream_id)])
         return stream_id
 
-    def _remember_ids(self, ids: list[tuple[str, int]]) -> None:
-        if len(self._stream_ids) + len(ids) > _STREAM_IDS_KEPT:
-            self._stream_ids.clear()
-        self._stream_ids.update(ids)
-
-    def _insert_commits(
-        self,
-        connection: sqlite3.Connection,
-        stream_id: int,
-        version: int,
-        chunks: list[tuple[int, bytes]],
-    ) -> int:
-        now = time.time()
-        for count, packed in chunks:
-            version += count
-            # The position is computed in the statement: max(position) is the rightmost key of
-            # the table's b-tree, and the write lock makes it ours until the commit.
-            cursor = connection.execute(
-                _sql.INSERT_COMMIT, (count, stream_id, version, count, now, packed)
-            )
-        self._position = cursor.lastrowid
-        return version
-
     def _begin(self) -> None:
-        self._position = None  # the last position assigned in this batch
+        self._appends.begin()
         self._erased = False
-        self._new_ids = []
 
     def _committed(self) -> None:
-        if self._new_ids:
-            self._remember_ids(self._new_ids)
-            self._new_ids = []
+        self._appends.committed()
         if self._erased:
             self._erased = False
             connection = self._writer_or_closed().connection
-            # Best effort, without waiting for readers: the event loop must not block here.
-            connection.execute("PRAGMA busy_timeout = 0")
+            # Best effort, without waiting for readers (the writer's busy timeout is 0 on the
+            # loop): the erased bytes leave the WAL now, or at the next checkpoint.
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._wakeup.reset(self._readable_head(connection))
-        elif self._position is not None:
-            self._wakeup.advance(self._position)
+            self._wakeup.reset(self._readable_head(partial(fetch, connection, name=self.name)))
+        elif self._appends.position is not None:
+            self._wakeup.advance(self._appends.position)
 
     async def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         encoded = _json.encode(dict(metadata))
@@ -309,7 +219,7 @@ class SqliteEventStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         async with self._writer_or_closed().transaction() as connection:
-            yield SqliteTransaction(connection)
+            yield SqliteTransaction(connection, self.name)
 
     # -- reads: on the reader connection, one bounded query at a time --------------------------
 
@@ -321,15 +231,15 @@ class SqliteEventStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        reader = self._reader_or_closed()
-        stream_id = self._stream_id(reader, stream)
+        db = self._db_or_closed()
+        stream_id = self._stream_id(db, stream)
         if stream_id is None:
             return
         left = -1 if limit is None else limit
         if backwards:
             below = 2**62 if from_version is None else from_version
             while left:
-                rows = _sql.query(reader, _sql.READ_BACKWARD, (stream_id, below + 1, PAGE))
+                rows = db.query(_sql.READ_BACKWARD, (stream_id, below + 1, PAGE))
                 events, below, left = backward_page(
                     self.name, stream, rows, below, left, _timestamp
                 )
@@ -340,7 +250,7 @@ class SqliteEventStore:
         else:
             start = 1 if from_version is None else from_version
             while left:
-                rows = _sql.query(reader, _sql.READ_FORWARD, (stream_id, start, PAGE))
+                rows = db.query(_sql.READ_FORWARD, (stream_id, start, PAGE))
                 events, start, left = forward_page(self.name, stream, rows, start, left, _timestamp)
                 for event in events:
                     yield event
@@ -350,10 +260,10 @@ class SqliteEventStore:
     async def read_all(
         self, *, after: int = 0, limit: int | None = None
     ) -> AsyncIterator[RecordedEvent]:
-        reader = self._reader_or_closed()
+        db = self._db_or_closed()
         left = -1 if limit is None else limit
         while left:
-            rows = _sql.query(reader, _sql.READ_ALL, (after, PAGE if left < 0 else min(left, PAGE)))
+            rows = db.query(_sql.READ_ALL, (after, PAGE if left < 0 else min(left, PAGE)))
             events, after, left = log_page(self.name, rows, after, left, _timestamp)
             for event in events:
                 yield event
@@ -361,8 +271,7 @@ class SqliteEventStore:
                 return
 
     async def stream_info(self, stream: str) -> StreamInfo:
-        rows = _sql.query(
-            self._reader_or_closed(),
+        rows = self._db_or_closed().query(
             "SELECT name, version, metadata, deleted FROM tidings_streams WHERE name = ?",
             (stream,),
         )
@@ -371,23 +280,21 @@ class SqliteEventStore:
         return stream_info_of(self.name, rows[0])
 
     async def streams(self) -> list[StreamInfo]:
-        rows = _sql.query(
-            self._reader_or_closed(),
+        rows = self._db_or_closed().query(
             "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id",
             (),
         )
         return [stream_info_of(self.name, row) for row in rows]
 
     async def head_position(self) -> int:
-        return self._readable_head(self._reader_or_closed())
+        return self._readable_head(self._db_or_closed().query)
 
     async def wait_for_new(self, after: int, timeout: float) -> None:
-        self._reader_or_closed()
+        self._db_or_closed()
         await self._wakeup.wait(after, timeout)
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
-        rows = _sql.query(
-            self._reader_or_closed(),
+        rows = self._db_or_closed().query(
             "SELECT stream, version, type, data, schema_version FROM tidings_snapshots"
             " WHERE stream = ?",
             (stream,),
@@ -395,32 +302,32 @@ class SqliteEventStore:
         return Snapshot(*rows[0]) if rows else None
 
     async def get_checkpoint(self, name: str) -> int:
-        return _sql.get_checkpoint(self._reader_or_closed(), name)
+        db = self._db_or_closed()
+        return db.read(partial(_sql.get_checkpoint, name=name, store=self.name))
 
     @staticmethod
-    def _readable_head(connection: sqlite3.Connection) -> int:
-        rows = _sql.query(connection, _sql.READABLE_HEAD, ())
+    def _readable_head(query: Callable[[str], list[Any]]) -> int:
+        rows = query(_sql.READABLE_HEAD)
         return int(rows[0][0]) if rows else 0
 
-    def _reader_or_closed(self) -> sqlite3.Connection:
-        if self._reader is None:
-            raise ClosedError("the event store is closed")
-        return self._reader
+    def _db_or_closed(self) -> Database:
+        if self._db is None:
+            raise ClosedError(f"{self.name} is closed")
+        return self._db
 
-    def _writer_or_closed(self) -> GroupCommitWriter:
-        if self._writer is None:
-            raise ClosedError("the event store is closed")
-        return self._writer
+    def _writer_or_closed(self) -> Writer:
+        return self._db_or_closed().writer
 
 
 class SqliteTransaction:
     """A transaction on the store's writer connection (``connection`` is a sqlite3.Connection)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, store: str) -> None:
         self.connection = connection
+        self._store = store
 
     async def set_checkpoint(self, name: str, position: int) -> None:
         _sql.set_checkpoint(self.connection, name, position)
 
     async def get_checkpoint(self, name: str) -> int:
-        return _sql.get_checkpoint(self.connection, name)
+        return _sql.get_checkpoint(self.connection, name, store=self._store)

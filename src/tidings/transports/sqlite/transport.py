@@ -1,4 +1,4 @@
-"""SQLite transport: the embedded durable queue, ``sqlite:///events.db``.
+"""The SQLite transport (lifecycle and wiring): the embedded durable queue, ``sqlite:///events.db``.
 
 Every published message is a row of one log table. A group's subscription to a topic (or pattern)
 is a *cursor*: a position in the log plus a pending table of the messages it was handed and has not
@@ -26,29 +26,23 @@ are noticed within ``poll`` seconds.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
-from typing import Literal
-from urllib.parse import urlsplit
-
-import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
-from tidings.transports.kit.options import query_options
-from tidings.transports.sqlite_db import Database, Doorbell, transaction
-from tidings.transports.sqlite_deadletters import SqliteDeadLetterStore
-from tidings.transports.sqlite_groups import drop_group, list_groups
-from tidings.transports.sqlite_queue import SqliteQueue
-from tidings.urls import redact
+from tidings.transports.sqlite.dead_letters import SqliteDeadLetterStore
+from tidings.transports.sqlite.groups import drop_group, list_groups
+from tidings.transports.sqlite.options import SqliteOptions
+from tidings.transports.sqlite.publish import append
+from tidings.transports.sqlite.subscription import SqliteQueue
+from tidings.transports.sqlite.wire import open_file
 
-__all__ = ["FEATURES", "SqliteOptions", "SqliteTransport", "from_url"]
+__all__ = ["FEATURES", "SqliteTransport", "from_url"]
 
 FEATURES = Features(
     persistent=True,
@@ -58,51 +52,6 @@ FEATURES = Features(
     replays_history=True,
     wildcards=True,
 )
-
-_encode_headers = msgspec.json.Encoder().encode
-
-_INSERT = (
-    "INSERT INTO tidings_log (topic, id, type, key, headers, data, time) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SqliteOptions:
-    """Settings of the SQLite transport; every field can be given as a URL query parameter:
-    ``sqlite:///events.db?lease=10&poll=0.5``."""
-
-    path: str
-    """The database file: ``sqlite:///events.db`` is relative, ``sqlite:////srv/a.db`` absolute."""
-    lease: float = 30.0
-    """Seconds a delivery stays leased to a subscription that stopped renewing it (crashed)."""
-    poll: float = 0.2
-    """Seconds between looks for messages that other processes wrote to the file."""
-    busy_timeout: float = 5.0
-    """Seconds a publish waits for another connection's write lock (a backup, a VACUUM) before
-    raising ServiceUnavailable, with nothing stored; subscriptions wait as long as it takes."""
-    synchronous: Literal["normal", "full"] = "normal"
-    """``normal`` survives process crashes; ``full`` also survives power loss, at a cost."""
-    spare_mb: float = 32.0
-    """Megabytes of free space the file keeps for new messages once they were deleted; the
-    rest is given back to the file system (in files this version created; see the docs)."""
-
-    @classmethod
-    def from_url(cls, url: str) -> SqliteOptions:
-        """Parse ``sqlite:///path?option=value``; raises ValueError for anything else."""
-        parts = urlsplit(url)
-        if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
-            raise ValueError(f"expected sqlite:///path/to/file.db, got {redact(url)!r}")
-        path = parts.path[1:]
-        if not path:
-            raise ValueError(f"no database file in {redact(url)!r}")
-        values = query_options(cls, parts.query, scheme="sqlite", exclude=("path",))
-        options = cls(path, **values)  # type: ignore[arg-type]  # each value parsed by its type
-        if min(options.lease, options.poll, options.busy_timeout) <= 0:
-            raise ValueError("lease, poll and busy_timeout must be positive")
-        if options.spare_mb < 0:
-            raise ValueError("spare_mb cannot be negative")
-        return options
 
 
 def from_url(url: str) -> SqliteTransport:
@@ -122,14 +71,14 @@ class SqliteTransport:
         if isinstance(options, str):
             options = SqliteOptions.from_url(options)
         self.options = options
-        self._db = Database(
+        self._db = open_file(
             options.path,
             busy_timeout=options.busy_timeout,
-            synchronous=options.synchronous.upper(),
-            spare=int(options.spare_mb * (1 << 20)),
+            synchronous="FULL" if options.synchronous == "full" else "NORMAL",
         )
+        spare = int(options.spare_mb * (1 << 20))
         self._subscriptions = LeasedSubscriptions(
-            partial(SqliteQueue, self._db), lease=options.lease, poll=options.poll
+            partial(SqliteQueue, self._db, spare), lease=options.lease, poll=options.poll
         )
         self._closed = False
 
@@ -146,27 +95,13 @@ class SqliteTransport:
         Raises ValueError for a wildcard topic, ClosedError after :meth:`aclose`,
         ServiceUnavailable when another connection held the write lock for ``busy_timeout``
         seconds, TransportError when the database fails (nothing of the call is stored then). A
-        call cancelled while it waits for the lock ends within half a second; if the lock came
-        free meanwhile, its messages may have been stored.
+        call cancelled while it waits for the lock returns at once; its messages are not
+        stored unless the lock came free first.
         """
         self._check_open()
         validate_topic(topic)
-        if not messages:
-            return
-        rows = [
-            (
-                topic,
-                m.id,
-                m.type,
-                m.key,
-                _encode_headers(m.headers) if m.headers else None,
-                m.data,
-                m.timestamp,
-            )
-            for m in messages
-        ]
-        await self._db.run(partial(_append, rows))
-        Doorbell.ring(self._db.key)
+        if messages:
+            await append(self._db, topic, messages)
 
     def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> LeasedSubscription:
         """A subscription of ``group`` to ``topic`` (or a wildcard pattern); at most ``prefetch``
@@ -178,13 +113,14 @@ class SqliteTransport:
         """Every group's subscription to a topic or pattern, with its lag: see
         :class:`~tidings.transports.base.Groups`."""
         self._check_open()
-        return await self._db.run(partial(list_groups, time.time()))
+        await self._db.open()
+        return self._db.read(partial(list_groups, time.time()))
 
     async def drop_group(self, topic: str, group: str) -> None:
         """Forget ``group`` on ``topic`` (as subscribed: a pattern stays a pattern) and what it
         has pending; the log rows only it held are deleted by the next prune. Raises NotFound."""
         self._check_open()
-        await self._db.run(partial(drop_group, topic, group))
+        await self._db.write(partial(drop_group, topic, group))
 
     def dead_letters(self) -> SqliteDeadLetterStore:
         """Dead letters in a table of the same file."""
@@ -202,8 +138,3 @@ class SqliteTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
-
-
-def _append(rows: Sequence[tuple[object, ...]], conn: sqlite3.Connection) -> None:
-    with transaction(conn):
-        conn.executemany(_INSERT, rows)

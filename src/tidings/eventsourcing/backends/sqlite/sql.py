@@ -1,12 +1,13 @@
-"""SQL of the SQLite event store, and the statements it shares with its transactions."""
+"""SQL of the SQLite event store: its tables, and the statements it shares with its
+transactions."""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
-from tidings.errors import ClosedError, NotFound, TransportError
+from tidings.errors import NotFound
 from tidings.eventsourcing.store import Snapshot, StreamDeleted
+from tidings.sql.sqlite import Schema, fetch
 
 __all__ = [
     "INSERT_COMMIT",
@@ -17,13 +18,12 @@ __all__ = [
     "SCHEMA",
     "get_checkpoint",
     "live_stream_id",
-    "query",
     "save_snapshot",
     "set_checkpoint",
     "stream_row",
 ]
 
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS tidings_streams (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS tidings_checkpoints (
 );
 """
 
+SCHEMA = Schema(TABLES, pragmas=["secure_delete = ON"])
+"""Erased payloads are overwritten, not left in free pages (see ``delete_stream``)."""
+
 # Erased rows (events IS NULL) are those of deleted streams: filtering them hides the stream.
 READ_FORWARD = (
     "SELECT version, position, count, recorded_at, events FROM tidings_commits"
@@ -75,18 +78,6 @@ INSERT_COMMIT = (
     "INSERT INTO tidings_commits SELECT coalesce(max(position), 0) + ?, ?, ?, ?, ?, ?"
     " FROM tidings_commits"
 )
-
-
-def query(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    """All rows of a read; sqlite3 errors become TransportError (ClosedError once closed)."""
-    try:
-        return connection.execute(sql, parameters).fetchall()
-    except sqlite3.ProgrammingError as exc:
-        if "closed" in str(exc):
-            raise ClosedError("the event store is closed") from exc
-        raise TransportError(f"SQLite read failed: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise TransportError(f"SQLite read failed: {exc}") from exc
 
 
 def stream_row(connection: sqlite3.Connection, stream: str) -> tuple[int, bool]:
@@ -122,8 +113,9 @@ def save_snapshot(connection: sqlite3.Connection, snapshot: Snapshot) -> None:
     )
 
 
-def get_checkpoint(connection: sqlite3.Connection, name: str) -> int:
-    rows = query(connection, "SELECT position FROM tidings_checkpoints WHERE name = ?", (name,))
+def get_checkpoint(connection: sqlite3.Connection, name: str, *, store: str) -> int:
+    sql = "SELECT position FROM tidings_checkpoints WHERE name = ?"
+    rows = fetch(connection, sql, (name,), name=store)
     return int(rows[0][0]) if rows else 0
 
 
