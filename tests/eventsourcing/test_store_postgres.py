@@ -117,7 +117,9 @@ async def test_projection_rows_commit_and_roll_back_with_the_checkpoint(schema: 
 
 async def test_an_unreachable_server_is_service_unavailable() -> None:
     store = EventStore("postgresql://postgres@127.0.0.1:1/test")
-    with pytest.raises(ServiceUnavailable, match=r"PostgreSQL at 127\.0\.0\.1:1/test"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"PostgreSQL is not reachable at 127\.0\.0\.1:1/test"
+    ):
         await store.start()
 
 
