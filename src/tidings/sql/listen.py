@@ -63,9 +63,10 @@ class Listener:
     async def aclose(self) -> None:
         """Stop listening and close the connection. Idempotent."""
         self._closed = True
-        if self._again is not None:
-            self._again.cancel()
-            await asyncio.gather(self._again, return_exceptions=True)
+        again = self._again
+        if again is not None:
+            again.cancel()
+            await asyncio.gather(again, return_exceptions=True)
         async with self._starting:  # a connection being made is closed by _listen itself
             connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed():
