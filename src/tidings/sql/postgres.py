@@ -254,11 +254,11 @@ class Postgres:
             raise ClosedError(f"{self.name} is closed")
         return self._pool
 
-    async def connect(self, **settings: str) -> Any:
-        """A new connection outside the pool (the caller closes it), with ``settings`` on top
-        of the pool's; asyncpg's errors are the caller's to map."""
+    async def connect(self) -> Any:
+        """A new connection outside the pool, with the pool's settings (the caller closes it);
+        asyncpg's errors are the caller's to map."""
         return await asyncpg.connect(
-            self.dsn, server_settings=self._settings | settings, timeout=_CONNECT_TIMEOUT
+            self.dsn, server_settings=self._settings, timeout=_CONNECT_TIMEOUT
         )
 
     async def open(self) -> None:
