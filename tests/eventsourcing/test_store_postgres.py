@@ -16,7 +16,8 @@ import pytest
 
 from tidings.errors import ServiceUnavailable
 from tidings.eventsourcing.store import EventStore
-from tidings.testing.eventstore_suite import GUARD, EventStoreSuite, new_events
+from tidings.testing.eventstore_streams import GUARD, new_events
+from tidings.testing.eventstore_suite import EventStoreSuite
 
 DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"

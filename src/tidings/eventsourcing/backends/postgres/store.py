@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from tidings._waiters import Wakeup
-from tidings.errors import ConcurrencyError, NotFound
+from tidings.errors import ConcurrencyError, NotFound, StreamDeleted
 from tidings.eventsourcing.backends.commits import (
     PAGE,
     backward_page,
@@ -66,14 +66,13 @@ from tidings.eventsourcing.backends.postgres.sql import (
     SET_METADATA,
     schema_ddl,
 )
-from tidings.eventsourcing.store import (
+from tidings.eventsourcing.records import (
     ANY,
     NO_STREAM,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
     Snapshot,
-    StreamDeleted,
     StreamInfo,
     validate_expected_version,
 )
