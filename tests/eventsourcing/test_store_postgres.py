@@ -16,7 +16,8 @@ import pytest
 
 from tidings.errors import ServiceUnavailable
 from tidings.eventsourcing.store import EventStore
-from tidings.testing.eventstore_suite import GUARD, EventStoreSuite, new_events
+from tidings.testing.eventstore_streams import GUARD, new_events
+from tidings.testing.eventstore_suite import EventStoreSuite
 
 DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -117,7 +118,9 @@ async def test_projection_rows_commit_and_roll_back_with_the_checkpoint(schema: 
 
 async def test_an_unreachable_server_is_service_unavailable() -> None:
     store = EventStore("postgresql://postgres@127.0.0.1:1/test")
-    with pytest.raises(ServiceUnavailable, match=r"PostgreSQL at 127\.0\.0\.1:1/test"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"PostgreSQL is not reachable at 127\.0\.0\.1:1/test"
+    ):
         await store.start()
 
 

@@ -14,7 +14,7 @@ from tidings.topics import matches
 from tidings.transports import from_url
 from tidings.transports.base import Delivery
 from tidings.transports.postgres import PostgresOptions, PostgresTransport
-from tidings.transports.postgres_queue import topic_regex
+from tidings.transports.postgres.wire import topic_regex
 
 
 async def log_rows(pg_dsn: str, pg_schema: str) -> int:

@@ -4,7 +4,7 @@
 ``memory://``                     :class:`~tidings.eventsourcing.backends.memory.MemoryEventStore`
 ``sqlite:///relative/path.db``    :class:`~tidings.eventsourcing.backends.sqlite.SqliteEventStore`
 ``sqlite:////absolute/path.db``   (``?synchronous=full`` for power-loss durability)
-``postgresql://user@host/db``     :class:`~tidings.eventsourcing.postgres.PostgresEventStore`
+``postgresql://user@host/db``     :class:`~tidings.eventsourcing.backends.postgres.PostgresEventStore`
                                   (also ``postgres://``; ``?schema=name``, ``?pool_size=n``)
 ================================  ===========================================================
 """
@@ -20,8 +20,8 @@ __all__ = ["open_backend"]
 _BACKENDS = {
     "memory": ("tidings.eventsourcing.backends.memory", "MemoryEventStore"),
     "sqlite": ("tidings.eventsourcing.backends.sqlite", "SqliteEventStore"),
-    "postgresql": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
-    "postgres": ("tidings.eventsourcing.postgres", "PostgresEventStore"),
+    "postgresql": ("tidings.eventsourcing.backends.postgres", "PostgresEventStore"),
+    "postgres": ("tidings.eventsourcing.backends.postgres", "PostgresEventStore"),
 }
 
 

@@ -1,22 +1,21 @@
 """Group commit for PostgreSQL: concurrent appends of one process share one round trip and commit.
 
-Appends commit one at a time (they hold the head row until commit, see
-:mod:`tidings.eventsourcing.postgres`), so a process with many concurrent appenders would wait
-for one commit per append. Instead, appends queued while a batch is in flight wait for it to
-finish and then go together in one call of ``tidings_append_many``: one round trip, one commit,
-one WAL flush for all of them. Each append is still checked and applied on its own, in queue
-order (a conflict refuses that append only); a failed call fails every append of its batch.
+Appends commit one at a time (they hold the head row until commit, see :mod:`.store`), so a
+process with many concurrent appenders would wait for one commit per append. Instead, appends
+queued while a batch is in flight wait for it to finish and then go together in one call of
+``tidings_append_many``: one round trip, one commit, one WAL flush for all of them. Each append
+is still checked and applied on its own, in queue order (a conflict refuses that append only); a
+failed call fails every append of its batch.
 A lone append costs one event-loop iteration more than calling ``tidings_append`` directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 
 from tidings.errors import ClosedError
-from tidings.eventsourcing._postgres_pool import ConnectionPool
+from tidings.eventsourcing.backends.postgres.sql import APPEND_MANY
+from tidings.sql.postgres import Postgres
 
 __all__ = ["AppendBatcher", "Outcome"]
 
@@ -24,17 +23,13 @@ Outcome = tuple[int, int | None]
 """(status, version) as returned by ``tidings_append``."""
 
 _MAX_BATCH = 500
-APPEND_MANY = "SELECT * FROM tidings_append_many($1, $2, $3, $4)"
 
 
 class AppendBatcher:
     """Queues single-row appends and runs them in batches, one batch in flight at a time."""
 
-    def __init__(
-        self, pool: ConnectionPool, errors: Callable[[], AbstractAsyncContextManager[None]]
-    ) -> None:
-        self._pool = pool
-        self._errors = errors  # maps driver errors to tidings errors
+    def __init__(self, db: Postgres) -> None:
+        self._db = db
         self._queue: list[tuple[str, int, int, bytes, asyncio.Future[Outcome]]] = []
         self._busy = False  # a batch is forming or in flight
         self._drainer: asyncio.Task[None] | None = None
@@ -77,8 +72,8 @@ class AppendBatcher:
 
     async def _run(self, batch: list[tuple[str, int, int, bytes, asyncio.Future[Outcome]]]) -> None:
         try:
-            async with self._errors():
-                rows = await self._pool.fetch(
+            with self._db.errors.mapping("appending"):
+                rows = await self._db.pool.fetch(
                     APPEND_MANY,
                     [item[0] for item in batch],
                     [item[1] for item in batch],

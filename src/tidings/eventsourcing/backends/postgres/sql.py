@@ -1,13 +1,10 @@
-"""SQL of the PostgreSQL event store, and the mapping of asyncpg errors to tidings errors."""
+"""SQL of the PostgreSQL event store: its tables, functions and statements."""
 
 from __future__ import annotations
 
-from types import TracebackType
-
-from tidings.errors import ServiceUnavailable, TidingsError, TransportError
-
 __all__ = [
     "APPEND",
+    "APPEND_MANY",
     "DELETE_STREAM",
     "READABLE_HEAD",
     "READ_ALL",
@@ -16,7 +13,6 @@ __all__ = [
     "SAVE_SNAPSHOT",
     "SET_CHECKPOINT",
     "SET_METADATA",
-    "mapped_errors",
     "schema_ddl",
 ]
 
@@ -118,7 +114,7 @@ $fn$;
 """
 
 # Appends of one batch, each checked and applied on its own by tidings_append, in order; one
-# round trip and one commit for all (see _postgres_batch).
+# round trip and one commit for all (see batch.py).
 _APPEND_MANY_FUNCTION = """
 CREATE OR REPLACE FUNCTION tidings_append_many(
     p_streams text[], p_expected bigint[], p_counts integer[], p_events bytea[])
@@ -182,6 +178,7 @@ def schema_ddl(schema: str, channel: str) -> str:
 
 
 APPEND = "SELECT * FROM tidings_append($1, $2, $3, $4)"
+APPEND_MANY = "SELECT * FROM tidings_append_many($1, $2, $3, $4)"
 DELETE_STREAM = "SELECT tidings_delete_stream($1)"
 READ_FORWARD = (
     "SELECT c.version, c.position, c.count, c.recorded_at, c.events FROM tidings_commits AS c"
@@ -217,37 +214,3 @@ SET_CHECKPOINT = (
     "INSERT INTO tidings_checkpoints (name, position) VALUES ($1, $2)"
     " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 )
-
-
-class mapped_errors:
-    """Turn asyncpg and socket errors into ServiceUnavailable or TransportError."""
-
-    __slots__ = ("where",)
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, TidingsError):
-            return
-        import asyncpg
-
-        unreachable = (
-            OSError,
-            TimeoutError,
-            asyncpg.ConnectionDoesNotExistError,
-            asyncpg.CannotConnectNowError,
-            asyncpg.TooManyConnectionsError,
-        )
-        if isinstance(exc, unreachable):
-            raise ServiceUnavailable(f"cannot reach PostgreSQL at {self.where}: {exc}") from exc
-        if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-            raise TransportError(f"PostgreSQL at {self.where}: {exc}") from exc

@@ -8,8 +8,9 @@ from typing import Any
 
 from tidings.deadletters import DeadLetter
 from tidings.errors import NotFound
+from tidings.sql.postgres import Postgres
 from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
-from tidings.transports.postgres_db import Database
+from tidings.transports.postgres.wire import Schema
 
 __all__ = ["PostgresDeadLetterStore"]
 
@@ -20,21 +21,23 @@ class PostgresDeadLetterStore:
     ``add`` commits before returning; ``list`` is oldest first (in the order letters were added).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Postgres, schema: Schema) -> None:
         self._db = db
-        self._name = f"PostgreSQL dead letters {db.where} (schema {db.schema})"
-        self._insert = db.sql(
+        self._name = f"PostgreSQL dead letters {db.where} (schema {schema.name})"
+        self._insert = schema.sql(
             f"INSERT INTO {{s}}.dead_letters ({COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         )
-        self._select = db.sql(f"SELECT {COLUMNS} FROM {{s}}.dead_letters ")
-        self._delete = db.sql("DELETE FROM {s}.dead_letters WHERE id = ANY($1::text[])")
+        self._select = schema.sql(f"SELECT {COLUMNS} FROM {{s}}.dead_letters ")
+        self._delete = schema.sql("DELETE FROM {s}.dead_letters WHERE id = ANY($1::text[])")
 
     async def add(self, letter: DeadLetter) -> None:
         # PostgreSQL text cannot hold NUL, which a foreign producer's key or an error message
         # may carry: a letter refused for it would bounce between handler and store for ever.
         row = [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in to_row(letter)]
-        await self._db.run(lambda conn: conn.execute(self._insert, *row))
+        await self._db.run(
+            lambda conn: conn.execute(self._insert, *row), doing="adding a dead letter"
+        )
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100
@@ -54,10 +57,14 @@ class PostgresDeadLetterStore:
     async def remove(self, letter_ids: Sequence[str]) -> int:
         if not letter_ids:
             return 0
-        status = await self._db.run(lambda conn: conn.execute(self._delete, list(letter_ids)))
+        status = await self._db.run(
+            lambda conn: conn.execute(self._delete, list(letter_ids)), doing="removing dead letters"
+        )
         return int(status.rsplit(" ", 1)[-1])
 
     async def _fetch(self, where: str, *args: Any) -> builtins.list[Any]:
         sql = self._select + where
-        rows: builtins.list[Any] = await self._db.run(lambda conn: conn.fetch(sql, *args))
+        rows: builtins.list[Any] = await self._db.run(
+            lambda conn: conn.fetch(sql, *args), doing="reading dead letters"
+        )
         return rows

@@ -1,4 +1,5 @@
-"""The PostgreSQL side of a subscription: one group's pending rows (see ``postgres.py``).
+"""The PostgreSQL side of a subscription: one group's pending rows, a
+:class:`~tidings.transports.kit.leased.Queue` (the kit's LeasedSubscription does the rest).
 
 Claims lock candidate rows with ``FOR UPDATE SKIP LOCKED``, so competing subscriptions never wait
 for each other. Per-key order needs one more rule than in SQLite, where claims are serialised: a
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
+from tidings.sql.postgres import Postgres
 from tidings.transports.kit.leased import Exchange, Row
-from tidings.transports.postgres_db import Database
+from tidings.transports.postgres.wire import Schema, topic_regex
 
-__all__ = ["PostgresQueue", "topic_regex"]
+__all__ = ["PostgresQueue", "Watchers"]
 
 _log = logging.getLogger("tidings.transports")
 _PRUNE_EVERY = 10.0
@@ -84,32 +85,43 @@ _MARK = "UPDATE {s}.cursors SET active_at = $2 WHERE id = $1"
 _SHARE_LOCK = "SELECT pg_advisory_xact_lock_shared({lock})"
 
 
-def topic_regex(topic: str) -> str:
-    """A PostgreSQL regular expression matching the topics that ``topic`` (maybe a pattern)
-    matches: ``*`` one token, ``>`` one or more."""
-    tokens = []
-    for token in topic.split("."):
-        if token == "*":
-            tokens.append(r"[^.]+")
-        elif token == ">":
-            tokens.append(r".+")
-        else:
-            tokens.append(re.escape(token))
-    return "^" + r"\.".join(tokens) + "$"
+class Watchers:
+    """The wake-up events of a transport's waiting subscriptions, all set at once when messages
+    may have arrived (a notification, a nack or lease given back in this process)."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self) -> None:
+        self._events: set[asyncio.Event] = set()
+
+    def add(self, event: asyncio.Event) -> None:
+        self._events.add(event)
+
+    def discard(self, event: asyncio.Event) -> None:
+        self._events.discard(event)
+
+    def ring(self) -> None:
+        for event in self._events:
+            event.set()
 
 
 class PostgresQueue:
     """A :class:`~tidings.transports.kit.leased.Queue` in PostgreSQL."""
 
-    def __init__(self, db: Database, topic: str, group: str) -> None:
+    def __init__(
+        self, db: Postgres, schema: Schema, watchers: Watchers, topic: str, group: str
+    ) -> None:
         self._db = db
+        self._schema = schema
+        self._watchers = watchers
         self._topic = topic
         self._group = group
+        self._where = f"the queue of {group!r} on {topic!r}"
         self._cursor = 0
         self._prune_at = 0.0
         self._mark_at = 0.0
         self._sql = {
-            name: db.sql(template)
+            name: schema.sql(template)
             for name, template in [
                 ("candidates", _CANDIDATES), ("lease", _LEASE), ("next_due", _NEXT_DUE),
                 ("ack", _ACK), ("nack", _NACK), ("renew", _RENEW), ("release", _RELEASE),
@@ -119,18 +131,18 @@ class PostgresQueue:
 
     async def open(self) -> None:
         pattern = topic_regex(self._topic)
-        sql = self._db.sql("SELECT {s}.open_cursor($1, $2, $3)")
+        sql = self._schema.sql("SELECT {s}.open_cursor($1, $2, $3)")
 
         async def create(conn: Any) -> int:
             return int(await conn.fetchval(sql, self._group, self._topic, pattern))
 
-        self._cursor = await self._db.run(create)
+        self._cursor = await self._db.run(create, doing=f"opening {self._where}", retry=False)
 
     def watch(self, event: asyncio.Event) -> None:
-        self._db.watch(event)
+        self._watchers.add(event)
 
     def unwatch(self, event: asyncio.Event) -> None:
-        self._db.unwatch(event)
+        self._watchers.discard(event)
 
     async def exchange(self, exchange: Exchange) -> tuple[list[Row], float | None]:
         prune = exchange.want > 0 and exchange.now >= self._prune_at
@@ -151,9 +163,9 @@ class PostgresQueue:
                 return await self._write(conn, exchange, prune)
 
         # Not retried here: the subscription looks again itself, with what it recorded since.
-        result = await self._db.run(run, retry=False)
+        result = await self._db.run(run, doing=f"updating {self._where}", retry=False)
         if exchange.nacks or exchange.release:
-            self._db.ring()
+            self._watchers.ring()
         if result is None:
             _log.warning("group %r on %r was dropped; it starts again", self._group, self._topic)
             await self.open()

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from tidings.errors import NotFound
+from tidings.sql.postgres import Postgres
 from tidings.transports.base import GroupInfo
-from tidings.transports.postgres_db import Database
+from tidings.transports.postgres.wire import Schema
 
 __all__ = ["drop_group", "list_groups"]
 
@@ -24,9 +25,9 @@ FROM {s}.cursors AS c ORDER BY c.topic COLLATE "C", c.grp COLLATE "C"
 """
 
 
-async def list_groups(db: Database, now: float) -> list[GroupInfo]:
+async def list_groups(db: Postgres, schema: Schema, now: float) -> list[GroupInfo]:
     """Every group, sorted by topic then group; ``now`` tells leases in force."""
-    sql = db.sql(_LIST)
+    sql = schema.sql(_LIST)
 
     async def fetch(conn: Any) -> list[GroupInfo]:
         return [
@@ -34,14 +35,14 @@ async def list_groups(db: Database, now: float) -> list[GroupInfo]:
             for topic, group, active_at, lag, leased in await conn.fetch(sql, now)
         ]
 
-    return await db.run(fetch)
+    return await db.run(fetch, doing="listing the groups")
 
 
-async def drop_group(db: Database, topic: str, group: str) -> None:
+async def drop_group(db: Postgres, schema: Schema, topic: str, group: str) -> None:
     """Delete ``group``'s cursor on ``topic`` and its pending rows; raises NotFound."""
-    lock = db.sql("SELECT pg_advisory_xact_lock({lock})")
-    delete_cursor = db.sql("DELETE FROM {s}.cursors WHERE grp = $1 AND topic = $2 RETURNING id")
-    delete_pending = db.sql("DELETE FROM {s}.pending WHERE cursor = $1")
+    lock = schema.sql("SELECT pg_advisory_xact_lock({lock})")
+    delete_cursor = schema.sql("DELETE FROM {s}.cursors WHERE grp = $1 AND topic = $2 RETURNING id")
+    delete_pending = schema.sql("DELETE FROM {s}.pending WHERE cursor = $1")
 
     async def drop(conn: Any) -> None:
         async with conn.transaction():
@@ -51,4 +52,4 @@ async def drop_group(db: Database, topic: str, group: str) -> None:
                 raise NotFound(f"no group {group!r} on {topic!r}")
             await conn.execute(delete_pending, cursor)
 
-    await db.run(drop)
+    await db.run(drop, doing=f"dropping group {group!r} on {topic!r}")

@@ -10,8 +10,7 @@ Appends: one round trip, shared by concurrent appends
     ``tidings_append`` checks the expected version, inserts the commit row, updates the stream
     and notifies listeners, in one statement in its own transaction. Concurrent appends of one
     process go together through ``tidings_append_many`` (one round trip and one commit for a
-    batch, each append still checked on its own; see
-    :mod:`tidings.eventsourcing._postgres_batch`).
+    batch, each append still checked on its own; see :mod:`.batch`).
 The gap problem, and its solution
     With positions from a sequence, two concurrent appends may take positions 7 and 8 and commit
     8 first; a reader that saw 8 and moved its checkpoint past it would never read 7. Here every
@@ -23,8 +22,11 @@ The gap problem, and its solution
     process into one commit is what keeps concurrent appends fast.
 Live subscriptions
     Each append runs ``pg_notify('tidings_<schema>', position)``; ``wait_for_new`` listens on a
-    dedicated connection opened on first use. Notifications are delivered at commit, in commit
-    order.
+    dedicated connection opened on first use (and opened again after a server restart).
+    Notifications are delivered at commit, in commit order.
+Connections
+    The pool, the LISTEN connection and the mapping of asyncpg's errors are
+    :mod:`tidings.sql.postgres`'s and :mod:`tidings.sql.listen`'s, shared with the transport.
 Erasure
     ``delete_stream`` sets the payloads to NULL; PostgreSQL removes the old row versions at the
     next ``VACUUM`` of ``tidings_commits`` (autovacuum, or run it after a deletion request).
@@ -32,7 +34,6 @@ Erasure
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -43,10 +44,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from tidings._waiters import Wakeup
-from tidings.errors import ClosedError, ConcurrencyError, NotFound
-from tidings.eventsourcing._postgres_batch import AppendBatcher
-from tidings.eventsourcing._postgres_pool import ConnectionPool
-from tidings.eventsourcing._postgres_sql import (
+from tidings.errors import ConcurrencyError, NotFound, StreamDeleted
+from tidings.eventsourcing.backends.commits import (
+    PAGE,
+    backward_page,
+    forward_page,
+    log_page,
+    pack,
+    stream_info_of,
+)
+from tidings.eventsourcing.backends.postgres.batch import AppendBatcher
+from tidings.eventsourcing.backends.postgres.sql import (
     APPEND,
     DELETE_STREAM,
     READ_ALL,
@@ -58,26 +66,18 @@ from tidings.eventsourcing._postgres_sql import (
     SET_METADATA,
     schema_ddl,
 )
-from tidings.eventsourcing._postgres_sql import mapped_errors as _mapped
-from tidings.eventsourcing.backends.commits import (
-    PAGE,
-    backward_page,
-    forward_page,
-    log_page,
-    pack,
-    stream_info_of,
-)
-from tidings.eventsourcing.store import (
+from tidings.eventsourcing.records import (
     ANY,
     NO_STREAM,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
     Snapshot,
-    StreamDeleted,
     StreamInfo,
     validate_expected_version,
 )
+from tidings.sql.listen import Listener
+from tidings.sql.postgres import Postgres, where
 
 __all__ = ["PostgresEventStore", "PostgresTransaction"]
 
@@ -100,17 +100,20 @@ class PostgresEventStore:
         self.schema = schema
         self.pool_size = pool_size
         self.channel = f"tidings_{schema}"
-        parts = urlsplit(dsn)
-        self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+        self.where = where(dsn)
         """host:port/database, for error messages (no credentials)."""
         self.name = f"PostgreSQL event store {self.where} (schema {schema})"
         """What error messages call this store."""
-        self._pool: ConnectionPool | None = None
-        self._batcher: AppendBatcher | None = None
-        self._listener: Any = None
-        self._listen_lock = asyncio.Lock()
+        settings = {"search_path": schema, "default_transaction_isolation": "read committed"}
+        self._db = Postgres(
+            dsn, name=self.name, pool_size=pool_size, settings=settings, prepare=self._prepare
+        )
+        self._errors = self._db.errors
+        self._batcher = AppendBatcher(self._db)
+        self._listener = Listener(
+            self._db, self.channel, notified=self._notified, connected=self._caught_up
+        )
         self._wakeup = Wakeup()
-        self._closed = False
 
     @classmethod
     def from_url(cls, url: str) -> PostgresEventStore:
@@ -123,39 +126,16 @@ class PostgresEventStore:
         return cls(dsn, schema=schema, pool_size=pool_size)
 
     async def start(self) -> None:
-        if self._closed:
-            raise ClosedError("the event store is closed")
-        if self._pool is not None:
-            return
-        import asyncpg  # the postgres extra
-
-        settings = {"search_path": self.schema, "default_transaction_isolation": "read committed"}
-
-        def connect() -> Any:
-            return asyncpg.connect(self.dsn, server_settings=settings, timeout=10)
-
-        pool = ConnectionPool(connect, self.pool_size)
-        async with _mapped(self.where):
-            try:
-                async with pool.connection() as connection, connection.transaction():
-                    await connection.execute(schema_ddl(self.schema, self.channel))
-            except BaseException:
-                await pool.close()
-                raise
-        self._pool = pool
-        self._batcher = AppendBatcher(pool, lambda: _mapped(self.where))
+        await self._db.open()
 
     async def aclose(self) -> None:
-        self._closed = True
         self._wakeup.close()
-        async with self._listen_lock:  # a listener being opened is closed by _listen itself
-            listener, self._listener = self._listener, None
-        pool, self._pool = self._pool, None
-        self._batcher = None
-        if listener is not None and not listener.is_closed():
-            await listener.close()
-        if pool is not None:
-            await pool.close()
+        await self._listener.aclose()
+        await self._db.aclose()
+
+    async def _prepare(self, connection: Any) -> None:
+        async with connection.transaction():
+            await connection.execute(schema_ddl(self.schema, self.channel))
 
     async def append(
         self, stream: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion = ANY
@@ -168,12 +148,12 @@ class PostgresEventStore:
             code = _NO_STREAM_CODE
         else:
             code = int(expected_version)
-        pool = self._open_pool()
+        pool = self._db.pool
         version: int | None
-        if len(chunks) == 1 and self._batcher is not None:
+        if len(chunks) == 1:
             status, version = await self._batcher.append(stream, code, *chunks[0])
         else:
-            async with _mapped(self.where):
+            with self._errors.mapping("appending"):
                 status, version, _ = await pool.fetchrow(
                     APPEND, stream, code, [c for c, _ in chunks], [p for _, p in chunks]
                 )
@@ -191,12 +171,12 @@ class PostgresEventStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        pool = self._open_pool()
+        pool = self._db.pool
         left = -1 if limit is None else limit
         if backwards:
             below = 2**62 if from_version is None else from_version
             while left:
-                async with _mapped(self.where):
+                with self._errors.mapping("reading"):
                     rows = await pool.fetch(READ_BACKWARD, stream, below + 1, PAGE)
                 events, below, left = backward_page(self.name, stream, rows, below, left, _as_is)
                 for event in events:
@@ -206,7 +186,7 @@ class PostgresEventStore:
         else:
             start = 1 if from_version is None else from_version
             while left:
-                async with _mapped(self.where):
+                with self._errors.mapping("reading"):
                     rows = await pool.fetch(READ_FORWARD, stream, start, PAGE)
                 events, start, left = forward_page(self.name, stream, rows, start, left, _as_is)
                 for event in events:
@@ -217,10 +197,10 @@ class PostgresEventStore:
     async def read_all(
         self, *, after: int = 0, limit: int | None = None
     ) -> AsyncIterator[RecordedEvent]:
-        pool = self._open_pool()
+        pool = self._db.pool
         left = -1 if limit is None else limit
         while left:
-            async with _mapped(self.where):
+            with self._errors.mapping("reading"):
                 rows = await pool.fetch(READ_ALL, after, PAGE if left < 0 else min(left, PAGE))
             events, after, left = log_page(self.name, rows, after, left, _as_is)
             for event in events:
@@ -229,8 +209,8 @@ class PostgresEventStore:
                 return
 
     async def stream_info(self, stream: str) -> StreamInfo:
-        async with _mapped(self.where):
-            row = await self._open_pool().fetchrow(
+        with self._errors.mapping("reading"):
+            row = await self._db.pool.fetchrow(
                 "SELECT name, version, metadata, deleted FROM tidings_streams WHERE name = $1",
                 stream,
             )
@@ -240,66 +220,50 @@ class PostgresEventStore:
 
     async def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         encoded = msgspec.json.encode(dict(metadata)).decode()
-        async with _mapped(self.where):
-            deleted = await self._open_pool().fetchval(SET_METADATA, stream, encoded)
+        with self._errors.mapping("writing"):
+            deleted = await self._db.pool.fetchval(SET_METADATA, stream, encoded)
         if deleted is None:
             raise NotFound(f"stream {stream!r} does not exist")
         if deleted:
             raise StreamDeleted(stream)
 
     async def streams(self) -> list[StreamInfo]:
-        async with _mapped(self.where):
-            rows = await self._open_pool().fetch(
+        with self._errors.mapping("reading"):
+            rows = await self._db.pool.fetch(
                 "SELECT name, version, metadata, deleted FROM tidings_streams ORDER BY id"
             )
         return [stream_info_of(self.name, row) for row in rows]
 
     async def delete_stream(self, stream: str) -> None:
-        async with _mapped(self.where):
-            found = await self._open_pool().fetchval(DELETE_STREAM, stream)
+        with self._errors.mapping("deleting"):
+            found = await self._db.pool.fetchval(DELETE_STREAM, stream)
         if not found:
             raise NotFound(f"stream {stream!r} does not exist")
 
     async def head_position(self) -> int:
-        async with _mapped(self.where):
-            head = await self._open_pool().fetchval(READABLE_HEAD)
+        with self._errors.mapping("reading"):
+            head = await self._db.pool.fetchval(READABLE_HEAD)
         return int(head or 0)
 
     async def wait_for_new(self, after: int, timeout: float) -> None:
-        self._open_pool()
-        if self._listener is None or self._listener.is_closed():
-            await self._listen()
+        _ = self._db.pool  # ClosedError before start and after aclose
+        if not self._listener.listening:
+            await self._listener.start()
         await self._wakeup.wait(after, timeout)
 
-    async def _listen(self) -> None:
-        import asyncpg
-
-        async with self._listen_lock:
-            if self._listener is not None and not self._listener.is_closed():
-                return
-            async with _mapped(self.where):
-                listener = await asyncpg.connect(self.dsn, timeout=10)
-                try:
-                    await listener.add_listener(self.channel, self._on_notify)
-                except BaseException:
-                    await listener.close()
-                    raise
-            if self._closed:  # closed while connecting: aclose() did not see this connection
-                await listener.close()
-                raise ClosedError("the event store is closed")
-            self._listener = listener
-        # Listening before reading the head: an append between the two is not missed.
-        self._wakeup.advance(await self.head_position())
-
-    def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+    def _notified(self, payload: str) -> None:
         if payload.startswith("reset:"):  # a deletion erased the last events
             self._wakeup.reset(int(payload[6:]))
         else:
             self._wakeup.advance(int(payload))
 
+    async def _caught_up(self) -> None:
+        # Listening before reading the head: an append between the two is not missed.
+        self._wakeup.advance(await self.head_position())
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        async with _mapped(self.where):
-            await self._open_pool().execute(
+        with self._errors.mapping("writing"):
+            await self._db.pool.execute(
                 SAVE_SNAPSHOT,
                 snapshot.stream,
                 snapshot.version,
@@ -309,8 +273,8 @@ class PostgresEventStore:
             )
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
-        async with _mapped(self.where):
-            row = await self._open_pool().fetchrow(
+        with self._errors.mapping("reading"):
+            row = await self._db.pool.fetchrow(
                 "SELECT stream, version, type, data, schema_version FROM tidings_snapshots"
                 " WHERE stream = $1",
                 stream,
@@ -318,26 +282,17 @@ class PostgresEventStore:
         return None if row is None else Snapshot(*row)
 
     async def get_checkpoint(self, name: str) -> int:
-        async with _mapped(self.where):
-            return await _get_checkpoint(self._open_pool(), name)
+        with self._errors.mapping("reading"):
+            return await _get_checkpoint(self._db.pool, name)
 
     async def set_checkpoint(self, name: str, position: int) -> None:
-        async with _mapped(self.where):
-            await self._open_pool().execute(SET_CHECKPOINT, name, position)
+        with self._errors.mapping("writing"):
+            await self._db.pool.execute(SET_CHECKPOINT, name, position)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        async with self._open_pool().connection() as connection:
-            async with connection.transaction():
-                yield PostgresTransaction(connection)
-            # Undo session state the caller may have set (SET, LISTEN, advisory locks); the
-            # store's own statements leave none, so the pool does not pay this round trip.
-            await connection.reset()
-
-    def _open_pool(self) -> ConnectionPool:
-        if self._pool is None:
-            raise ClosedError("the event store is closed")
-        return self._pool
+        async with self._db.transaction() as connection:
+            yield PostgresTransaction(connection)
 
 
 class PostgresTransaction:

@@ -1,7 +1,7 @@
 """PostgreSQL transport: ``postgresql://user@host:5432/db?schema=tidings``.
 
 The same model as the SQLite transport, in one schema of a database (``schema`` isolates
-applications or tests sharing a database):
+applications or tests sharing a database; its layout is in ``wire.py``):
 
 * ``publish`` appends the messages to a log table and, in the same transaction, adds a pending row
   for every group subscribed to a matching topic, then NOTIFYs once per call (payload: the topic);
@@ -9,39 +9,38 @@ applications or tests sharing a database):
   so that competing consumers (in any number of processes) never wait for each other; leases are
   renewed while the subscription lives, so a crashed worker's messages come again when they run
   out; ``nack(delay)`` stores when the row is available again; acks delete rows, in bulk;
-* per key, a group is handed messages in publish order (see ``postgres_queue.py``);
+* per key, a group is handed messages in publish order (see ``subscription.py``);
 * a new group starts with the messages still kept (``features.replays_history``): log rows are
   deleted once no group has them pending, as soon as any group exists;
 * LISTEN wakes waiting subscriptions at once; they also look every ``poll`` seconds and when a
   nack delay or a lease runs out. After a server restart the pool and the LISTEN connection
   reconnect; publishes wait up to ``reconnect_timeout`` for the server to come back.
+
+Connections, the LISTEN connection and the mapping of asyncpg's errors are
+:mod:`tidings.sql.postgres`'s and :mod:`tidings.sql.listen`'s, shared with the event store.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
-
-import msgspec
 
 from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.topics import validate_topic
+from tidings.sql.listen import Listener
+from tidings.sql.postgres import Postgres, where
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
-from tidings.transports.kit.options import redacted_repr
-from tidings.transports.postgres_db import Database
-from tidings.transports.postgres_deadletters import PostgresDeadLetterStore
-from tidings.transports.postgres_groups import drop_group, list_groups
-from tidings.transports.postgres_queue import PostgresQueue
-from tidings.urls import redact
+from tidings.transports.postgres.dead_letters import PostgresDeadLetterStore
+from tidings.transports.postgres.groups import drop_group, list_groups
+from tidings.transports.postgres.options import PostgresOptions
+from tidings.transports.postgres.publish import Publisher
+from tidings.transports.postgres.subscription import PostgresQueue, Watchers
+from tidings.transports.postgres.wire import SETTINGS, Schema
 
-__all__ = ["FEATURES", "PostgresOptions", "PostgresTransport", "from_url"]
+__all__ = ["FEATURES", "PostgresTransport", "from_url"]
 
 FEATURES = Features(
     persistent=True,
@@ -51,55 +50,6 @@ FEATURES = Features(
     replays_history=True,
     wildcards=True,
 )
-
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_encode_headers = msgspec.json.Encoder().encode
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresOptions:
-    """Settings of the PostgreSQL transport. Every field but ``dsn`` can be given as a URL
-    query parameter (``?schema=app&lease=10``); other parameters (``sslmode``…) go to asyncpg."""
-
-    dsn: str
-    """The connection URL, without the parameters below."""
-    schema: str = "tidings"
-    """Schema holding the tables (created if missing): lower-case letters, digits, ``_``."""
-    lease: float = 30.0
-    """Seconds a delivery stays leased to a subscription that stopped renewing it (crashed)."""
-    poll: float = 1.0
-    """Seconds between looks when no notification came (a safety net for missed ones)."""
-    pool_size: int = 10
-    """Most connections in the pool (plus one for LISTEN)."""
-    reconnect_timeout: float = 30.0
-    """Seconds a publish keeps trying while the server is unreachable."""
-
-    def __repr__(self) -> str:
-        return redacted_repr(self)
-
-    @classmethod
-    def from_url(cls, url: str) -> PostgresOptions:
-        """Parse a ``postgresql://`` (or ``postgres://``) URL; raises ValueError."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"expected a postgresql:// URL, got {redact(url)!r}")
-        ours = {f.name for f in fields(cls)} - {"dsn"}
-        values: dict[str, Any] = {}
-        rest = []
-        for name, value in parse_qsl(parts.query):
-            if name in ours:
-                values[name] = value if name == "schema" else float(value)
-            else:
-                rest.append((name, value))
-        if "pool_size" in values:
-            values["pool_size"] = int(values["pool_size"])
-        dsn = parts._replace(scheme="postgresql", query=urlencode(rest)).geturl()
-        options = cls(dsn, **values)
-        if not _SCHEMA_NAME.fullmatch(options.schema):
-            raise ValueError(f"schema must match {_SCHEMA_NAME.pattern}, not {options.schema!r}")
-        if min(options.lease, options.poll, options.reconnect_timeout, options.pool_size) <= 0:
-            raise ValueError("lease, poll, pool_size and reconnect_timeout must be positive")
-        return options
 
 
 def from_url(url: str) -> PostgresTransport:
@@ -116,10 +66,24 @@ class PostgresTransport:
         if isinstance(options, str):
             options = PostgresOptions.from_url(options)
         self.options = options
-        self._db = Database(options)
-        self._publish_sql = self._db.sql("SELECT {s}.publish($1, $2, $3, $4, $5, $6, $7, $8)")
+        self._schema = Schema(options.schema)
+        self._db = Postgres(
+            options.dsn,
+            name=f"the PostgreSQL transport at {where(options.dsn)}",
+            pool_size=options.pool_size,
+            settings=SETTINGS,
+            prepare=self._prepare,
+            retry_for=options.reconnect_timeout,
+        )
+        self._watchers = Watchers()
+        self._listener = Listener(
+            self._db, self._schema.channel, notified=self._notified, connected=self._connected
+        )
+        self._publisher = Publisher(self._db, self._schema)
         self._subscriptions = LeasedSubscriptions(
-            partial(PostgresQueue, self._db), lease=options.lease, poll=options.poll
+            partial(PostgresQueue, self._db, self._schema, self._watchers),
+            lease=options.lease,
+            poll=options.poll,
         )
         self._closed = False
 
@@ -141,20 +105,7 @@ class PostgresTransport:
         after a lost connection may store the messages twice (same ids).
         """
         self._check_open()
-        validate_topic(topic)
-        if not messages:
-            return
-        args = (
-            topic,
-            [m.id for m in messages],
-            [m.type for m in messages],
-            [m.key for m in messages],
-            [_encode_headers(m.headers) if m.headers else None for m in messages],
-            [m.data for m in messages],
-            [m.timestamp for m in messages],
-            self._db.channel,
-        )
-        await self._db.run(lambda conn: conn.execute(self._publish_sql, *args))
+        await self._publisher.publish(topic, messages)
 
     def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> LeasedSubscription:
         """A subscription of ``group`` to ``topic`` (or a wildcard pattern); at most ``prefetch``
@@ -166,17 +117,17 @@ class PostgresTransport:
         """Every group's subscription to a topic or pattern, with its lag: see
         :class:`~tidings.transports.base.Groups`."""
         self._check_open()
-        return await list_groups(self._db, time.time())
+        return await list_groups(self._db, self._schema, time.time())
 
     async def drop_group(self, topic: str, group: str) -> None:
         """Forget ``group`` on ``topic`` (as subscribed: a pattern stays a pattern) and what it
         has pending; the log rows only it held are deleted by the next prune. Raises NotFound."""
         self._check_open()
-        await drop_group(self._db, topic, group)
+        await drop_group(self._db, self._schema, topic, group)
 
     def dead_letters(self) -> PostgresDeadLetterStore:
         """Dead letters in a table of the same schema."""
-        return PostgresDeadLetterStore(self._db)
+        return PostgresDeadLetterStore(self._db, self._schema)
 
     async def aclose(self) -> None:
         """End every subscription, write their acks and nacks, give back the leases of deliveries
@@ -185,7 +136,20 @@ class PostgresTransport:
             return
         self._closed = True
         await self._subscriptions.shutdown()
+        await self._listener.aclose()
         await self._db.aclose()
+
+    async def _prepare(self, connection: Any) -> None:
+        """Create the schema's tables and functions if missing, then LISTEN."""
+        async with connection.transaction():
+            await connection.execute(self._schema.create())
+        await self._listener.start()
+
+    def _notified(self, payload: str) -> None:
+        self._watchers.ring()
+
+    async def _connected(self) -> None:
+        self._watchers.ring()  # notifications may have been missed while it was away
 
     def _check_open(self) -> None:
         if self._closed:
