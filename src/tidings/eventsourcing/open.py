@@ -4,7 +4,7 @@
 ``memory://``                     :class:`~tidings.eventsourcing.backends.memory.MemoryEventStore`
 ``sqlite:///relative/path.db``    :class:`~tidings.eventsourcing.backends.sqlite.SqliteEventStore`
 ``sqlite:////absolute/path.db``   (``?synchronous=full`` for power-loss durability)
-``postgresql://user@host/db``     :class:`~tidings.eventsourcing.backends.postgres.PostgresEventStore`
+``postgresql://user@host/db``     :mod:`~tidings.eventsourcing.backends.postgres`
                                   (also ``postgres://``; ``?schema=name``, ``?pool_size=n``)
 ================================  ===========================================================
 """
