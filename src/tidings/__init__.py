@@ -41,6 +41,7 @@ from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import Retry
 from tidings.outcome import Outcome, PublishResult
 from tidings.route import Route
+from tidings.telemetry import Telemetry
 from tidings.transports.base import Delivery, Features, Subscription, Transport
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "StreamDeleted",
     "Subscription",
     "SyncInAsyncError",
+    "Telemetry",
     "TidingsError",
     "Transport",
     "TransportError",

@@ -32,7 +32,7 @@ from tidings.route import Route, RouteOptions, new_route
 from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
 from tidings.sending import Sender
-from tidings.telemetry import Observer, configured, system_of
+from tidings.telemetry import Observer, Telemetry, configured, system_of
 from tidings.topics import validate_topic
 from tidings.transports import from_url
 from tidings.transports.base import LocalTransport, Transport
@@ -58,7 +58,8 @@ class Bus:
     gives up, the consumer is ``failed`` in :meth:`health`. ``max_message_size`` bounds an
     encoded payload in bytes: publish refuses a larger one (MessageTooLarge) and consumers
     dead-letter one from another producer undecoded (None: no limit; in process nothing is
-    encoded, so nothing is measured).
+    encoded, so nothing is measured). ``telemetry`` names the OpenTelemetry providers to use;
+    by default the global ones, if the application set them (see :mod:`tidings.telemetry`).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class Bus:
         handler_timeout: float | None = DEFAULT_HANDLER_TIMEOUT,
         restart: Retry = DEFAULT_RESTART,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         if url is None or url == "memory://":
@@ -97,6 +99,7 @@ class Bus:
         self._sender = Sender(transport, self._local, self.codec, max_message_size)
         self._system = system_of(url if isinstance(url, str) else type(transport).__module__)
         self._observer: Observer | None = None
+        self._telemetry = telemetry
         self._looked = False  # for the application's OpenTelemetry set-up (see tidings.telemetry)
         self._dead_letter_store = dead_letters or transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
@@ -330,7 +333,7 @@ class Bus:
         """Look for the application's OpenTelemetry set-up: at start, or at the first in-place
         delivery of a bus that never starts."""
         self._looked = True
-        observer = self._observer = configured(self._system)
+        observer = self._observer = configured(self._system, self._telemetry)
         self._sender.observer = self._direct.observer = self._consumers.observer = observer
         for route in self._routes.all:
             route.observer = observer

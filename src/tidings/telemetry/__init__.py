@@ -7,12 +7,14 @@ carries. When it has set a meter provider, tidings records its metrics (:mod:`.m
 Without either, or without ``opentelemetry-api`` installed, a bus pays one attribute check per
 publish and per handled message: :func:`configured` returns None and nothing else runs.
 
-A bus looks when it starts (and at its first ``publish_and_wait`` or ``emit`` if it never
-starts), so a provider set up in ``main()`` after a module-level ``Bus()`` is seen.
+``Bus(telemetry=Telemetry(tracer_provider=…, meter_provider=…))`` uses the providers given
+instead of the global ones (an application with several, or a test). A bus looks when it starts
+(and at its first ``publish_and_wait`` or ``emit`` if it never starts), so a provider set up in
+``main()`` after a module-level ``Bus()`` is seen.
 """
 
 from __future__ import annotations
 
-from tidings.telemetry.observer import Observer, configured, system_of
+from tidings.telemetry.observer import Observer, Telemetry, configured, system_of
 
-__all__ = ["Observer", "configured", "system_of"]
+__all__ = ["Observer", "Telemetry", "configured", "system_of"]

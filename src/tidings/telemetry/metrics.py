@@ -37,8 +37,10 @@ Readings = Callable[[], tuple[Reading, Reading, Reading]]
 """What one bus reports when the metrics are collected: in flight, up, lag."""
 
 
-def meter_configured() -> Any | None:
-    """tidings' meter if the application set a meter provider, else None."""
+def meter_configured(provider: Any = None) -> Any | None:
+    """tidings' meter on ``provider``, or on the global one if the application set it."""
+    if provider is not None:
+        return provider.get_meter("tidings")
     try:
         from opentelemetry import metrics
     except ImportError:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from tidings.errors import DecodeError, MessageTooLarge
@@ -29,7 +30,7 @@ from tidings.telemetry.metrics import Instruments, Reading, instruments_for, met
 from tidings.telemetry.tracing import SpanMaker, tracer_configured
 from tidings.transports.base import Groups
 
-__all__ = ["Observer", "configured", "final_outcome", "system_of"]
+__all__ = ["Observer", "Telemetry", "configured", "final_outcome", "system_of"]
 
 LAG_EVERY = 15.0
 """Seconds between two readings of the groups' lag (a broker round trip each)."""
@@ -62,11 +63,20 @@ def system_of(url_or_module: str) -> str:
     return "tidings"
 
 
-def configured(system: str) -> Observer | None:
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """The OpenTelemetry providers a bus reports to; None: the global one, if set."""
+
+    tracer_provider: Any = None
+    meter_provider: Any = None
+
+
+def configured(system: str, telemetry: Telemetry | None = None) -> Observer | None:
     """An observer for a bus on ``system`` if the application configured OpenTelemetry (a
     tracer or a meter provider); None otherwise (then nothing is observed, at no cost)."""
-    tracer = tracer_configured()
-    meter = meter_configured()
+    telemetry = telemetry or Telemetry()
+    tracer = tracer_configured(telemetry.tracer_provider)
+    meter = meter_configured(telemetry.meter_provider)
     if tracer is None and meter is None:
         return None
     spans = SpanMaker(tracer, system) if tracer is not None else None

@@ -13,8 +13,10 @@ __all__ = ["SpanMaker", "tracer_configured"]
 ATTEMPT = "tidings.message.attempt"
 
 
-def tracer_configured() -> Any | None:
-    """tidings' tracer if the application set a tracer provider, else None."""
+def tracer_configured(provider: Any = None) -> Any | None:
+    """tidings' tracer on ``provider``, or on the global one if the application set it."""
+    if provider is not None:
+        return provider.get_tracer("tidings")
     try:
         from opentelemetry import trace
     except ImportError:
