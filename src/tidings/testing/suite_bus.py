@@ -15,6 +15,7 @@ from tidings.codec import event
 from tidings.deadletters import DeadLetterStore
 from tidings.message import Message
 from tidings.middleware.retry import Retry
+from tidings.telemetry import Telemetry
 from tidings.testing.deadletters import RecordingDeadLetters
 from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique, waiting
 
@@ -75,14 +76,20 @@ class BusCases:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, factory: TransportFactory, topic: str, handled: Probed, **subscribe: Any
+        self,
+        factory: TransportFactory,
+        topic: str,
+        handled: Probed,
+        telemetry: Telemetry | None = None,
+        **subscribe: Any,
     ) -> AsyncIterator[tuple[Bus, WatchedDeadLetters]]:
         """A started Bus on a new transport with one subscription to ``topic``, able to receive
         (probed where a new group starts at the end of the log)."""
         transport = factory()
         letters = WatchedDeadLetters(transport.dead_letters(), self.timeout)
-        bus = Bus(transport, dead_letters=letters)
-        bus.subscribe(topic, subscribe.pop("handler"), group=unique("group"), **subscribe)
+        bus = Bus(transport, dead_letters=letters, telemetry=telemetry)
+        subscribe.setdefault("group", unique("group"))
+        bus.subscribe(topic, subscribe.pop("handler"), **subscribe)
         async with bus:
             if not transport.features.replays_history:
                 async with waiting(self.timeout, f"the bus to receive on {topic!r}"):

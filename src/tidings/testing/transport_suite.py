@@ -44,6 +44,7 @@ from tidings.testing.suite_dead_letters import DeadLetterCases
 from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
+from tidings.testing.suite_telemetry import TelemetryCases
 from tidings.testing.suite_topics import TopicCases
 from tidings.transports.base import Delivery, Transport
 
@@ -51,7 +52,13 @@ __all__ = ["RestartService", "TransportSuite"]
 
 
 class TransportSuite(
-    DurabilityCases, FaultCases, ForeignProducerCases, BusCases, DeadLetterCases, TopicCases
+    DurabilityCases,
+    FaultCases,
+    ForeignProducerCases,
+    TelemetryCases,
+    BusCases,
+    DeadLetterCases,
+    TopicCases,
 ):
     """The cases; see the module docstring for the fixtures a subclass provides."""
 
