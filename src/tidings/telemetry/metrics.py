@@ -22,12 +22,14 @@ carry ``messaging.consumer.group.name`` too.
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tidings.message import Message
+from tidings.topics import CACHE_SIZE
 
 __all__ = ["Instruments", "Reading", "Readings", "instruments_for", "meter_configured"]
 
@@ -39,15 +41,14 @@ Readings = Callable[[], tuple[Reading, Reading, Reading]]
 
 def meter_configured(provider: Any = None) -> Any | None:
     """tidings' meter on ``provider``, or on the global one if the application set it."""
-    if provider is not None:
-        return provider.get_meter("tidings")
-    try:
-        from opentelemetry import metrics
-    except ImportError:
-        return None
-    provider = metrics.get_meter_provider()
+    if provider is None:
+        try:
+            from opentelemetry import metrics
+        except ImportError:
+            return None
+        provider = metrics.get_meter_provider()
     if type(provider).__module__.startswith("opentelemetry.metrics"):
-        return None  # the API's own proxy or no-op provider: the application set none
+        return None  # the API's own proxy or no-op provider: nothing would be recorded
     return provider.get_meter("tidings")
 
 
@@ -97,11 +98,9 @@ class Instruments:
     ) -> None:
         if not self._on:
             return
-        attributes = _where(system, topic)
-        if error is not None:
-            attributes["error.type"] = type(error).__qualname__
-        self._sent.add(count, attributes)
-        self._publish.record(duration, {**attributes, "messaging.operation.name": "publish"})
+        failed = type(error).__qualname__ if error is not None else None
+        self._sent.add(count, _where(system, topic, None, "error.type", failed))
+        self._publish.record(duration, _where(system, topic, None, "error.type", failed, True))
 
     def latency(self, system: str, topic: str, group: str, messages: Sequence[Message]) -> None:
         if not self._on:
@@ -120,11 +119,10 @@ class Instruments:
     ) -> None:
         if not self._on:
             return
-        attributes = _where(system, topic, group)
-        self._consumed.add(1, {**attributes, "tidings.outcome": outcome})
+        self._consumed.add(1, _where(system, topic, group, "tidings.outcome", outcome))
         if outcome in ("dead_lettered", "undecodable"):
             kind = type(error).__qualname__ if error is not None else "unknown"
-            self._dead.add(1, {**attributes, "error.type": kind})
+            self._dead.add(1, _where(system, topic, group, "error.type", kind))
 
     def watch(self, readings: Readings) -> None:
         """Report ``readings`` in the gauges while the object it is bound to lives."""
@@ -155,10 +153,23 @@ class Instruments:
         meter.create_observable_gauge("tidings.consumer.lag", [observe(2)], unit="{message}")
 
 
-def _where(system: str, topic: str, group: str | None = None) -> dict[str, str]:
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _where(
+    system: str,
+    topic: str,
+    group: str | None = None,
+    name: str | None = None,
+    value: str | None = None,
+    publish: bool = False,
+) -> dict[str, str]:
+    """A measurement's attributes, made once per distinct set (the SDK only reads them)."""
     attributes = {"messaging.system": system, "messaging.destination.name": topic}
     if group is not None:
         attributes["messaging.consumer.group.name"] = group
+    if name is not None and value is not None:
+        attributes[name] = value
+    if publish:
+        attributes["messaging.operation.name"] = "publish"
     return attributes
 
 

@@ -15,15 +15,14 @@ ATTEMPT = "tidings.message.attempt"
 
 def tracer_configured(provider: Any = None) -> Any | None:
     """tidings' tracer on ``provider``, or on the global one if the application set it."""
-    if provider is not None:
-        return provider.get_tracer("tidings")
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        return None
-    provider = trace.get_tracer_provider()
+    if provider is None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            return None
+        provider = trace.get_tracer_provider()
     if type(provider).__module__.startswith("opentelemetry.trace"):
-        return None  # the API's own proxy or no-op provider: the application set none
+        return None  # the API's own proxy or no-op provider: nothing would be recorded
     return provider.get_tracer("tidings")
 
 

@@ -1,0 +1,157 @@
+"""What tracing and metrics cost: the B1, B2 and B3 workloads with telemetry off, with a no-op
+provider, with the SDK and nothing exported, and with the SDK exporting in batches.
+
+* off: no provider set (the default): a bus pays one attribute check per publish and message;
+* no-op: OpenTelemetry's NoOpTracerProvider and NoOpMeterProvider, which tidings treats as off;
+* SDK: a TracerProvider and a MeterProvider with no processor or reader (spans are made, then
+  dropped);
+* SDK + batch export: a BatchSpanProcessor to an exporter that discards, and an in-memory
+  metric reader: what an application exporting to a collector pays in process.
+
+Run: ``python -m bench.telemetry_cost [--quick] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import tidings
+from bench.common import Row, best_of, best_of_async, print_table
+from tidings.telemetry import Telemetry
+
+
+@tidings.event("bench.telemetry.ping")
+@dataclass(frozen=True, slots=True)
+class Ping:
+    n: int
+
+
+def _off() -> Telemetry | None:
+    return None
+
+
+def _noop() -> Telemetry:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    return Telemetry(NoOpTracerProvider(), NoOpMeterProvider())
+
+
+def _sdk() -> Telemetry:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return Telemetry(TracerProvider(), MeterProvider())
+
+
+def _exported() -> Telemetry:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Discard(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return Telemetry(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
+SETTINGS: list[tuple[str, Callable[[], Telemetry | None]]] = [
+    ("off", _off),
+    ("no-op provider", _noop),
+    ("SDK, nothing exported", _sdk),
+    ("SDK, batch export", _exported),
+]
+
+
+def b1_emit(telemetry: Telemetry | None, n: int) -> int:
+    """B1: emit to three plain handlers."""
+    seen = [0]
+    bus = tidings.Bus(telemetry=telemetry)
+    for name in "abc":
+        bus.subscribe(Ping, lambda event: seen.__setitem__(0, seen[0] + 1), name=name)
+    event = Ping(1)
+    for _ in range(n):
+        bus.emit(event)
+    assert seen[0] == 3 * n
+    return n
+
+
+async def b2_publish_and_wait(telemetry: Telemetry | None, n: int) -> int:
+    """B2: publish_and_wait to three async handlers."""
+    seen = [0]
+
+    async def handler(event: Any) -> None:
+        seen[0] += 1
+
+    bus = tidings.Bus(telemetry=telemetry)
+    for name in "abc":
+        bus.subscribe(Ping, handler, name=name)
+    event = Ping(1)
+    for _ in range(n):
+        await bus.publish_and_wait(event)
+    assert seen[0] == 3 * n
+    return n
+
+
+async def b3_queued(telemetry: Telemetry | None, n: int) -> int:
+    """B3: publish to a bounded channel, four workers handle."""
+    done = asyncio.Event()
+    seen = [0]
+
+    async def handler(event: Any) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            done.set()
+
+    bus = tidings.Bus(capacity=1024, telemetry=telemetry)
+    bus.subscribe(Ping, handler, concurrency=4)
+    event = Ping(1)
+    async with bus:
+        for _ in range(n):
+            await bus.publish(event)
+        await done.wait()
+    return n
+
+
+def _timed(
+    workload: Callable[[Telemetry | None, int], Coroutine[Any, Any, int]],
+    telemetry: Telemetry | None,
+    n: int,
+) -> tuple[int, float]:
+    return best_of_async(lambda: workload(telemetry, n))
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    n = 5_000 if args.quick else 50_000
+    results: list[dict[str, object]] = []
+    for title, run in [
+        ("B1 emit, 3 handlers", lambda t: best_of(lambda: b1_emit(t, n))),
+        (
+            "B2 publish_and_wait, 3 async handlers",
+            lambda t: best_of_async(lambda: b2_publish_and_wait(t, n)),
+        ),
+        ("B3 publish, 4 workers", lambda t: best_of_async(lambda: b3_queued(t, n))),
+    ]:
+        rows = [Row(name, *run(make())) for name, make in SETTINGS]
+        results += print_table(f"Telemetry cost: {title}", rows, "off", args.json)
+    return results
+
+
+if __name__ == "__main__":
+    main()
