@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 from kafka_conftest import kafka_url, tansu  # noqa: F401  # fixtures
 
@@ -22,9 +22,9 @@ from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.tansu import Tansu
 from tidings.transports import from_url
-from tidings.transports.kafka import KafkaOptions, KafkaTransport
-from tidings.transports.kafka_protocol import record_headers, topic_regex
-from tidings.transports.kafka_subscription import KafkaDelivery, KafkaSubscription
+from tidings.transports.kafka import KafkaDelivery, KafkaOptions, KafkaSubscription, KafkaTransport
+from tidings.transports.kafka.topics import topic_regex
+from tidings.transports.kafka.wire import record_headers
 from tidings.transports.kit.wire import ATTEMPT, from_wire
 
 TIMEOUT = 30.0
@@ -251,6 +251,69 @@ async def test_prefetch_bounds_unsettled_deliveries(kafka: KafkaTransport) -> No
             received += len(batch)
             unsettled.extend(batch)
             assert len(unsettled) <= 3
+    await subscription.aclose()
+
+
+async def test_committing_survives_an_unexpected_error(
+    kafka: KafkaTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error of any kind in a commit (injected into aiokafka) is logged once and the offsets
+    are committed when it works again, while the member lives."""
+    topic, group = unique("kafka.commit-fails"), unique("group")
+    await kafka.publish(topic, messages(3, key="k"))
+    commit, failures, committed = AIOKafkaConsumer.commit, 3, asyncio.Event()
+
+    async def flaky(self: AIOKafkaConsumer, offsets: object = None) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("injected")
+        await commit(self, offsets)
+        committed.set()
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", flaky)
+    first = kafka.subscribe(topic, group=group)
+    for delivery in await take(first, 3):
+        await delivery.ack()
+    async with asyncio.timeout(TIMEOUT):
+        await committed.wait()
+    said = [r.getMessage() for r in caplog.records if "committing offsets" in r.getMessage()]
+    assert len(said) == 2, said  # the trouble begins, the trouble is over
+    assert "RuntimeError('injected')" in said[0]
+    await first.aclose()
+    await first.wait_closed()
+    again = kafka.subscribe(topic, group=group)
+    sentinel = messages(1)
+    await kafka.publish(topic, sentinel)
+    (delivery,) = await take(again, 1)
+    assert delivery.message.id == sentinel[0].id, "committed messages came again"
+    await again.aclose()
+
+
+async def test_publishing_a_nacked_message_survives_an_unexpected_error(
+    kafka: KafkaTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic, group = unique("kafka.nack-fails"), unique("group")
+    (original,) = sent = messages(1)
+    await kafka.publish(topic, sent)
+    subscription = kafka.subscribe(topic, group=group)
+    (delivery,) = await take(subscription, 1)
+    send_batch, failures = AIOKafkaProducer.send_batch, 2
+
+    async def flaky(self: AIOKafkaProducer, *args: object, **kwargs: object) -> object:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("injected")
+        return await send_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaProducer, "send_batch", flaky)
+    await delivery.nack()
+    (retry,) = await take(subscription, 1)
+    assert (retry.message.id, retry.attempt, failures) == (original.id, 2, 0)
+    said = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+    assert len(said) == 1, said
+    await retry.ack()
     await subscription.aclose()
 
 

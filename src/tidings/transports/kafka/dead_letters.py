@@ -13,25 +13,20 @@ the topic.
 from __future__ import annotations
 
 import builtins
-import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound
-from tidings.transports.kafka_protocol import mapped
-
-if TYPE_CHECKING:
-    from tidings.transports.kafka import KafkaTransport
+from tidings.transports.kafka.options import KafkaOptions
+from tidings.transports.kit.errors import ErrorMap
 
 __all__ = ["KafkaDeadLetterStore"]
 
-_log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -39,12 +34,23 @@ class KafkaDeadLetterStore:
     """The dead letters of a Kafka transport, kept in a topic on the same brokers.
 
     Safe to call concurrently: each read uses its own short-lived consumer (no group).
-    ``remove`` of one letter by two callers at once may count it twice.
+    ``remove`` of one letter by two callers at once may count it twice. Writes go through the
+    transport's started producer (``producer()``) after ``prepare(topic)``.
     """
 
-    def __init__(self, transport: KafkaTransport) -> None:
-        self._transport = transport
-        self.topic = transport.options.dead_letter_topic
+    def __init__(
+        self,
+        options: KafkaOptions,
+        errors: ErrorMap,
+        *,
+        producer: Callable[[], Awaitable[Any]],
+        prepare: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._options = options
+        self._errors = errors
+        self._producer = producer
+        self._prepare = prepare
+        self.topic = options.dead_letter_topic
         self._name = f"Kafka dead letters {self.topic!r}"
 
     async def add(self, letter: DeadLetter) -> None:
@@ -73,17 +79,14 @@ class KafkaDeadLetterStore:
         return len(existing)
 
     async def _send(self, letter_id: str, value: bytes | None) -> None:
-        transport = self._transport
-        producer = await transport.producer()
-        await transport.prepare(self.topic)
-        try:
+        producer = await self._producer()
+        await self._prepare(self.topic)
+        with self._errors.mapping("writing a dead letter"):
             await producer.send_and_wait(self.topic, value, key=letter_id.encode())
-        except KafkaError as exc:
-            raise mapped(exc, "writing a dead letter", transport.options.where) from exc
 
     async def _read(self) -> dict[str, DeadLetter]:
         """Every letter not removed, by id, reading the topic from its start to its end."""
-        options = self._transport.options
+        options = self._options
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             # no group, so no committed offsets: every assigned partition is read from its start
@@ -93,10 +96,9 @@ class KafkaDeadLetterStore:
             **options.client_settings(),
         )
         try:
-            await consumer.start()
-            return await self._scan(consumer)
-        except KafkaError as exc:
-            raise mapped(exc, "reading dead letters", options.where) from exc
+            with self._errors.mapping("reading dead letters"):
+                await consumer.start()
+                return await self._scan(consumer)
         finally:
             with suppress(Exception):
                 await consumer.stop()

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
@@ -78,6 +78,18 @@ async def _committed(admin: Any, group: str, tps: Sequence[Any]) -> dict[str, di
     return by_topic
 
 
+async def _delete_group(settings: dict[str, Any], coordinator: int, group: str) -> Any:
+    """The response of the group's coordinator to DeleteGroups for ``group``."""
+    # aiokafka's admin client has no method for DeleteGroups: its request goes through a
+    # client of its own, by aiokafka's public request API
+    client = AIOKafkaClient(**settings)
+    try:
+        await client.bootstrap()
+        return await client.send(coordinator, DeleteGroupsRequest([group]))
+    finally:
+        await client.close()
+
+
 async def list_groups(admin: Any, settings: dict[str, Any], exclude: str) -> list[GroupInfo]:
     """Every consumer group on every topic it committed offsets on, sorted by topic then
     group; ``admin`` is a started AIOKafkaAdminClient, ``settings`` the client settings."""
@@ -111,9 +123,7 @@ async def drop_group(
             "is dropped as a whole; stop its consumers and drop it with Kafka's own tools"
         )
     coordinator = await admin.find_coordinator(group)
-    # aiokafka's admin client has no method for DeleteGroups; its request is sent as is
-    response = await admin._send_request_to_node(coordinator, DeleteGroupsRequest([group]))
-    for _, code in response.results:
+    for _, code in (await _delete_group(settings, coordinator, group)).results:
         if code == _GROUP_ID_NOT_FOUND:
             raise NotFound(f"no group {group!r} on {topic!r}")
         if code == _NON_EMPTY_GROUP:

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from tidings.message import Message
-from tidings.transports.kafka_protocol import record_headers
+from tidings.transports.kafka.wire import record_headers
 
 __all__ = ["Publisher"]
 

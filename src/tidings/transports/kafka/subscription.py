@@ -3,8 +3,8 @@
 Kafka remembers one offset per partition and group, so a message is committed by committing the
 offset after it, which also commits everything before it. Handlers finish out of order when the
 consumer loop runs several at once; each partition therefore keeps its deliveries in offset order
-and commits only up to the oldest one not yet settled. A crash redelivers that one and, possibly,
-later ones that were handled already (at least once).
+and commits only up to the oldest one not yet settled (:mod:`~tidings.transports.kafka.commits`).
+A crash redelivers that one and, possibly, later ones that were handled already (at least once).
 
 ``nack(delay)``: Kafka cannot redeliver one message, so after the delay the message is published
 again to its topic with the next attempt number (header ``tidings-attempt``) and addressed to this
@@ -21,27 +21,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.errors import ConsumerStoppedError
 
 from tidings.deadletters import REPLAY_GROUP_HEADER
-from tidings.errors import ClosedError, TransportError
+from tidings.errors import ClosedError
 from tidings.message import Message
-from tidings.transports.kafka_protocol import checked, mapped
+from tidings.transports.kafka.commits import Committer
+from tidings.transports.kafka.options import KafkaOptions
+from tidings.transports.kafka.topics import regex_for
+from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.wire import ATTEMPT, from_wire
-
-if TYPE_CHECKING:
-    from tidings.transports.kafka import KafkaTransport
 
 __all__ = ["KafkaDelivery", "KafkaSubscription"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("tidings.transports.kafka")
 _POLL_MS = 1000
-_RETRY_BACKOFF_MAX = 5.0
+_FIRST_BACKOFF = 0.1
+_BACKOFF_CAP = 5.0
+"""Most seconds between tries to publish a nacked message again."""
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
@@ -87,11 +89,12 @@ class KafkaDelivery:
 class _Partition:
     """The deliveries of one assigned partition not yet committable, oldest first."""
 
-    __slots__ = ("live", "pending", "retries", "subscription", "tp")
+    __slots__ = ("committer", "live", "pending", "retries", "subscription", "tp")
 
-    def __init__(self, subscription: KafkaSubscription, tp: Any) -> None:
+    def __init__(self, subscription: KafkaSubscription, tp: Any, committer: Committer) -> None:
         self.subscription = subscription
         self.tp = tp
+        self.committer = committer
         self.pending: deque[KafkaDelivery] = deque()
         self.retries: set[asyncio.Task[None]] = set()
         self.live = True
@@ -105,7 +108,7 @@ class _Partition:
         while pending and pending[0].done:
             last = pending.popleft()
         if self.live:
-            self.subscription.commit_later(self.tp, last.offset + 1)
+            self.committer.record(self.tp, last.offset + 1)
 
     def retry_later(self, delivery: KafkaDelivery, delay: float) -> None:
         task = asyncio.create_task(self._retry(delivery, delay))
@@ -113,21 +116,31 @@ class _Partition:
         task.add_done_callback(self.retries.discard)
 
     async def _retry(self, delivery: KafkaDelivery, delay: float) -> None:
+        """Publish ``delivery``'s message again after ``delay``, trying until it is stored (or
+        the transport closed), whatever goes wrong: until then its partition commits nothing
+        past it."""
         await asyncio.sleep(delay)
+        group = self.subscription.group
         again = delivery.message.with_headers(
-            {ATTEMPT: str(delivery.attempt + 1), REPLAY_GROUP_HEADER: self.subscription.group}
+            {ATTEMPT: str(delivery.attempt + 1), REPLAY_GROUP_HEADER: group}
         )
-        backoff = 0.1
+        backoff = 0.0
         while True:
             try:
-                await self.subscription.transport.publish(self.tp.topic, [again])
+                await self.subscription._publish(self.tp.topic, [again])
                 break
             except ClosedError:
                 return  # the original stays uncommitted: the group gets it again
-            except TransportError as exc:
-                _log.warning("publishing %s again failed, retrying: %s", again.id, exc)
+            except Exception as exc:
+                if not backoff:
+                    _log.warning(
+                        "publishing %s again for group %r failed, trying again until it works: %r",
+                        again.id,
+                        group,
+                        exc,
+                    )
+                backoff = min(max(backoff * 2, _FIRST_BACKOFF), _BACKOFF_CAP)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _RETRY_BACKOFF_MAX)
         delivery.done = True
         self.advance()
 
@@ -158,29 +171,44 @@ class KafkaSubscription:
     settled (at most ``drain_timeout`` seconds, see :meth:`wait_closed`), commits, and leaves.
     Deliveries not settled by then, nacked while closing, or nacked and still waiting for their
     delay come again to the group, with their attempt unchanged.
+
+    The transport hands it what it needs of it: ``prepare(topic)`` (check the name, create the
+    topic), ``publish(topic, messages)`` (nacked messages), and ``forget(self)`` once it left
+    its group. Raises ValueError at once for a name Kafka cannot hold.
     """
 
-    def __init__(self, transport: KafkaTransport, topic: str, group: str, prefetch: int) -> None:
+    def __init__(
+        self,
+        topic: str,
+        group: str,
+        prefetch: int,
+        *,
+        options: KafkaOptions,
+        errors: ErrorMap,
+        prepare: Callable[[str], Awaitable[None]],
+        publish: Callable[[str, Sequence[Message]], Awaitable[None]],
+        forget: Callable[[KafkaSubscription], None],
+    ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-        options = transport.options
-        self.transport = transport
         self.topic = topic
         self.group = group
         self.closed = False
-        self._regex = checked(topic, exclude=options.dead_letter_topic)
+        self._regex = regex_for(topic, exclude=options.dead_letter_topic)
+        self._options = options
+        self._errors = errors
+        self._prepare = prepare
+        self._publish = publish
+        self._forget = forget
         self._prefetch = prefetch
         self._consumer: Any = None
+        self._committer: Committer | None = None
         self._partitions: dict[Any, _Partition] = {}
-        self._offsets: dict[Any, int] = {}
         self._outstanding = 0
         self._room: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
-        self._dirty = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
         self._finisher: asyncio.Task[None] | None = None
-        self._commit_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
 
     def __aiter__(self) -> KafkaSubscription:
@@ -202,12 +230,11 @@ class KafkaSubscription:
                 fetch.cancel()
                 fetch.add_done_callback(_retrieved)
                 break
-            try:
-                fetched = fetch.result()
-            except ConsumerStoppedError:
-                break
-            except KafkaError as exc:
-                raise mapped(exc, f"fetching {self.topic!r}", self.transport.options.where) from exc
+            with self._errors.mapping(f"fetching {self.topic!r}"):
+                try:
+                    fetched = fetch.result()
+                except ConsumerStoppedError:
+                    break
             if fetched:
                 return self._deliveries(fetched)
         raise StopAsyncIteration
@@ -218,7 +245,8 @@ class KafkaSubscription:
         for tp, records in fetched.items():
             partition = partitions.get(tp)
             if partition is None:
-                partition = partitions[tp] = _Partition(self, tp)
+                assert self._committer is not None  # set when the consumer started
+                partition = partitions[tp] = _Partition(self, tp, self._committer)
             pending = partition.pending
             topic = tp.topic
             for record in records:
@@ -235,15 +263,17 @@ class KafkaSubscription:
                 raise StopAsyncIteration
             if self._consumer is None:
                 self._stopped = asyncio.get_running_loop().create_future()
-                self._consumer = await self._connect()
-                self._committer = asyncio.create_task(self._commit_loop())
+                consumer = await self._connect()
+                self._committer = Committer(
+                    consumer, group=self.group, interval=self._options.commit_interval
+                )
+                self._consumer = consumer
             return self._consumer
 
     async def _connect(self) -> Any:
-        transport = self.transport
-        options = transport.options
+        options = self._options
         if self._regex is None:
-            await transport.prepare(self.topic)
+            await self._prepare(self.topic)
         consumer = AIOKafkaConsumer(
             group_id=self.group,
             enable_auto_commit=False,
@@ -264,7 +294,7 @@ class KafkaSubscription:
         except Exception as exc:
             with suppress(Exception):
                 await consumer.stop()
-            raise mapped(exc, f"subscribing to {self.topic!r}", options.where) from exc
+            raise self._errors.error(exc, f"subscribing to {self.topic!r}") from exc
         return consumer
 
     def released(self) -> None:
@@ -277,42 +307,15 @@ class KafkaSubscription:
         if drained is not None and self._outstanding <= 0 and not drained.done():
             drained.set_result(None)
 
-    def commit_later(self, tp: Any, offset: int) -> None:
-        self._offsets[tp] = offset
-        self._dirty.set()
-
-    async def _commit_loop(self) -> None:
-        """Commit at most once per ``commit_interval``, right away after a quiet spell."""
-        interval = self.transport.options.commit_interval
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            await self._commit()
-            await asyncio.sleep(interval)
-
-    async def _commit(self) -> None:
-        async with self._commit_lock:  # one commit at a time: an older one never lands last
-            offsets, self._offsets = self._offsets, {}
-            if not offsets:
-                return
-            try:
-                await self._consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as exc:
-                # the group moved these partitions elsewhere; their new owner redelivers
-                _log.info("offsets of %s not committed after a rebalance: %s", self.group, exc)
-            except KafkaError as exc:
-                _log.warning("committing offsets of %s failed, retrying: %s", self.group, exc)
-                for tp, offset in offsets.items():
-                    self._offsets.setdefault(tp, offset)
-                self._dirty.set()
-
     async def revoked(self, tps: Any) -> None:
-        """Called by aiokafka before the group moves ``tps``: commit them while still ours."""
-        await self._commit()
+        """Called by aiokafka before the group moves ``tps``: stop recording their settlements
+        and commit what was recorded while they are still ours."""
         for tp in tps:
             partition = self._partitions.pop(tp, None)
             if partition is not None:
                 partition.revoke()
+        if self._committer is not None:
+            await self._committer.flush(self._options.drain_timeout)
 
     async def aclose(self) -> None:
         """Stop fetching: the iteration ends now. Idempotent; see :meth:`wait_closed`."""
@@ -321,7 +324,7 @@ class KafkaSubscription:
                 return
             self.closed = True
             if self._consumer is None:
-                self.transport.forget(self)
+                self._forget(self)
                 return
             assert self._stopped is not None
             self._stopped.set_result(None)
@@ -333,19 +336,19 @@ class KafkaSubscription:
             await asyncio.shield(self._finisher)
 
     async def _finish(self) -> None:
+        """Wait for the deliveries out (up to ``drain_timeout``), commit, leave the group.
+        Never raises: what goes wrong is logged, and what was not committed comes again."""
         try:
             if self._outstanding > 0:
                 self._drained = asyncio.get_running_loop().create_future()
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._drained, self.transport.options.drain_timeout)
-            if self._committer is not None:
-                self._committer.cancel()
+                    await asyncio.wait_for(self._drained, self._options.drain_timeout)
             for partition in self._partitions.values():
                 partition.revoke()
-            await self._commit()
-            try:
-                await self._consumer.stop()
-            except KafkaError as exc:
-                _log.warning("leaving group %s failed: %s", self.group, exc)
+            assert self._committer is not None  # set with the consumer
+            await self._committer.close()
+            await self._consumer.stop()
+        except Exception as exc:
+            _log.warning("leaving group %r cleanly failed: %r", self.group, exc)
         finally:
-            self.transport.forget(self)
+            self._forget(self)
