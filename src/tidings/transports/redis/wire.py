@@ -1,4 +1,4 @@
-"""How tidings lays messages out on Redis, and the one client every Redis module uses.
+"""How tidings lays messages out on Redis, and how its commands travel there.
 
 Keys (``prefix`` defaults to ``tidings``)::
 
@@ -13,86 +13,43 @@ epoch), ``data`` (the payload bytes) and, when present, ``key`` and ``headers`` 
 headers as a JSON object). Entries other producers add are delivered too: without ``type`` the
 topic is the type, other fields become headers.
 
-Publishing runs a Lua script that adds a whole batch to the stream and the topic to the topic set
-in one command: one reply for the batch instead of one per message. Commands are serialised with
-hiredis's C encoder (:class:`PackedConnection`), several times faster than redis-py's own, which
-would otherwise be most of the cost of a large publish.
+Commands are serialised with hiredis's C encoder (:class:`PackedConnection`), several times faster
+than redis-py's own, which would otherwise be most of the cost of a large publish; replies are
+left unparsed (lists of bytes) and read by the modules that use them. Lua scripts run by their
+SHA1 (:class:`Script`). Operations that must outlast a Redis restart run through the transport's
+:class:`Retrying`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import hiredis
 import msgspec
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
-from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
-from tidings.transports.kit.tls import wants_tls
 from tidings.transports.kit.wire import from_wire
 
-if TYPE_CHECKING:
-    from tidings.transports.redis import RedisOptions
-
 __all__ = [
-    "LOST",
-    "MAX_BLOCK",
-    "PUBLISH_SCRIPT",
     "Keys",
     "PackedConnection",
     "PackedSSLConnection",
+    "Retrying",
+    "Script",
     "command",
-    "connect",
     "decode",
-    "evaluate",
-    "mapped",
-    "publish_args",
-    "retrying",
-    "sha1",
+    "pack_entries",
     "stream_gone",
 ]
 
-logger = logging.getLogger("tidings.transports.redis")
-
 T = TypeVar("T")
-
-LOST = (RedisConnectionError, RedisTimeoutError, OSError)
-"""Client errors that mean the connection is gone: worth a retry once Redis is back."""
-
-MAX_BLOCK = 2.0
-"""Seconds one XREADGROUP may wait on the server for new entries."""
-
-PUBLISH_SCRIPT = """
-redis.call('SADD', KEYS[2], ARGV[1])
-local trim = ARGV[2]
-local i, last = 3, #ARGV
-while i <= last do
-  local n = tonumber(ARGV[i])
-  if trim == '' then
-    redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
-  else
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', trim, '*', unpack(ARGV, i + 1, i + n))
-  end
-  i = i + n + 1
-end
-return 0
-"""
-"""KEYS: the topic's stream, the topic set. ARGV: topic, MAXLEN ('' for none), then for each
-message the number of field arguments followed by the fields and values."""
 
 _encode_headers = msgspec.json.Encoder().encode
 _BYTES = (bytes, bytearray, memoryview)
@@ -120,12 +77,13 @@ class Keys:
         return f"{self.prefix}:dead-letters:index"
 
 
-def publish_args(topic: str, maxlen: int | None, messages: Sequence[Message]) -> list[EncodableT]:
-    """The ARGV of :data:`PUBLISH_SCRIPT` adding ``messages`` to ``topic``.
+def pack_entries(messages: Sequence[Message]) -> list[EncodableT]:
+    """``messages`` as stream entries, one after the other: for each, the number of field
+    arguments followed by the fields and values (what a script adding them reads).
 
     Raises TypeError for a message whose data is not bytes.
     """
-    args: list[EncodableT] = [topic, "" if maxlen is None else maxlen]
+    args: list[EncodableT] = []
     extend = args.extend
     for message in messages:
         data = message.data
@@ -149,10 +107,11 @@ def decode(topic: str, fields: list[bytes]) -> Message:
     :func:`~tidings.transports.kit.wire.from_wire`: fields of other producers become headers, and
     garbage in tidings' own fields falls back instead of raising."""
     if len(fields) == 8 and fields[0:7:2] == [b"id", b"type", b"time", b"data"]:
-        # the layout publish_args writes for a message without key and headers
-        return from_wire(topic, fields[7], None, ident=fields[1], kind=fields[3], stamp=fields[5])[
-            0
-        ]
+        # the layout pack_entries writes for a message without key and headers
+        message, _ = from_wire(
+            topic, fields[7], None, ident=fields[1], kind=fields[3], stamp=fields[5]
+        )
+        return message
     it = iter(fields)
     values: dict[Any, Any] = dict(zip(it, it, strict=False))
     pop = values.pop
@@ -164,9 +123,16 @@ def decode(topic: str, fields: list[bytes]) -> Message:
         pop(b"key", None),
     )
     # What is left are other producers' fields: headers.
-    return from_wire(
+    message, _ = from_wire(
         topic, data, values, ident=ident, kind=kind, stamp=stamp, key=key, json_headers=headers
-    )[0]
+    )
+    return message
+
+
+def stream_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the stream or its group is gone (deleted, or Redis restarted without
+    its data): NOGROUP, or a blocked read ended because its key was deleted."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 class _HiredisPacking:
@@ -187,82 +153,34 @@ class PackedSSLConnection(_HiredisPacking, SSLConnection):
     """The TLS variant of :class:`PackedConnection`."""
 
 
-def connect(options: RedisOptions) -> Redis:
-    """A client for ``options`` (no I/O yet). Its replies are left unparsed (lists of bytes);
-    redis-py's own retries are off: callers retry by :func:`retrying`, with one policy."""
-    settings: dict[str, Any] = {
-        "host": options.host,
-        "port": options.port,
-        "db": options.db,
-        "username": options.username,
-        "password": options.password,
-        "socket_connect_timeout": options.timeout,
-        "socket_timeout": options.timeout + MAX_BLOCK,
-        "socket_keepalive": True,
-        "protocol": 2,  # the reply shapes parsed here; also what redis-py < 8 speaks
-        "retry": Retry(NoBackoff(), 0),
-        "connection_class": PackedConnection,
-        "client_name": f"tidings:{options.consumer}",
-    }
-    if wants_tls(options.tls, options.tls_ca, options.tls_cert):
-        # redis-py builds its SSLContext itself, from these files
-        settings["connection_class"] = PackedSSLConnection
-        settings["ssl_ca_certs"] = options.tls_ca
-        settings["ssl_certfile"] = options.tls_cert
-        settings["ssl_keyfile"] = options.tls_key
-    client = Redis.from_pool(ConnectionPool(**settings))
-    client.response_callbacks.clear()  # every reply raw: the modules parse what they use
-    return client
-
-
 async def command(client: Redis, *args: EncodableT) -> Any:
     """Run one command; its reply unparsed."""
     return await client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-async def evaluate(
-    client: Redis, script: str, sha: str, keys: Sequence[str], args: Sequence[EncodableT]
-) -> Any:
-    """Run ``script`` by its ``sha``; loads it first when Redis does not know it (after a
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script, run by its SHA1 and loaded first when Redis does not know it (after a
     restart the script cache is empty)."""
-    try:
-        return await command(client, "EVALSHA", sha, len(keys), *keys, *args)
-    except NoScriptError:
-        return await command(client, "EVAL", script, len(keys), *keys, *args)
 
+    source: str
+    sha: str = field(init=False)
 
-def sha1(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    def __post_init__(self) -> None:
+        sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "sha", sha)
 
-
-def stream_gone(exc: BaseException) -> bool:
-    """Whether ``exc`` says the stream or its group is gone (deleted, or Redis restarted without
-    its data): NOGROUP, or a blocked read ended because its key was deleted."""
-    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
-
-
-def mapped(exc: BaseException, where: str, doing: str) -> TransportError:
-    """The tidings error for a client error raised while ``doing`` against ``where``."""
-    if isinstance(exc, LOST):
-        return ServiceUnavailable(f"Redis is not reachable at {where} ({doing}): {exc}")
-    return TransportError(f"Redis failed {doing} at {where}: {exc}")
-
-
-async def retrying(
-    operation: Callable[[], Awaitable[T]], *, window: float, where: str, doing: str
-) -> T:
-    """``operation()``, tried again while the connection is lost, for up to ``window`` seconds
-    (Redis restarting); then ServiceUnavailable. Other client errors become TransportError."""
-    deadline = time.monotonic() + window
-    pause = 0.0
-    while True:
+    async def run(self, client: Redis, keys: Sequence[str], args: Sequence[EncodableT] = ()) -> Any:
+        """The script's reply (unparsed) for ``keys`` and ``args``."""
         try:
-            return await operation()
-        except LOST as exc:
-            if time.monotonic() + pause > deadline:
-                raise mapped(exc, where, doing) from exc
-            logger.debug("Redis connection lost while %s; trying again: %s", doing, exc)
-        except RedisError as exc:
-            raise mapped(exc, where, doing) from exc
-        await asyncio.sleep(pause)  # back off while Redis comes back
-        pause = min(max(pause * 2, 0.05), 1.0)
+            return await command(client, "EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await command(client, "EVAL", self.source, len(keys), *keys, *args)
+
+
+class Retrying(Protocol):
+    """``operation(client)`` with the transport's client, tried again while the connection is lost
+    (Redis restarting) for up to the transport's ``reconnect`` seconds, then ServiceUnavailable;
+    other client errors become TransportError. ``doing`` says what for, in those errors."""
+
+    def __call__(self, operation: Callable[[Redis], Awaitable[T]], doing: str) -> Awaitable[T]: ...
