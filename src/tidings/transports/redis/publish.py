@@ -15,7 +15,7 @@ from functools import partial
 from tidings.message import Message
 from tidings.transports.redis.wire import Keys, Retrying, Script, pack_entries
 
-__all__ = ["CHUNK", "PUBLISH", "publish"]
+__all__ = ["CHUNK", "PUBLISH", "append"]
 
 PUBLISH = Script("""
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -39,7 +39,7 @@ CHUNK = 1000
 """Messages per script run."""
 
 
-async def publish(
+async def append(
     retrying: Retrying, keys: Keys, maxlen: int | None, topic: str, messages: Sequence[Message]
 ) -> None:
     """Append ``messages`` to ``topic``'s stream in order (trimmed to about ``maxlen`` entries);

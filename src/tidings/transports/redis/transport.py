@@ -47,9 +47,10 @@ from tidings.topics import validate_pattern, validate_topic
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.tls import wants_tls
-from tidings.transports.redis import groups, publish
 from tidings.transports.redis.dead_letters import RedisDeadLetterStore
+from tidings.transports.redis.groups import drop_group, list_groups
 from tidings.transports.redis.options import RedisOptions
+from tidings.transports.redis.publish import append
 from tidings.transports.redis.subscription import MAX_BLOCK, RedisSubscription
 from tidings.transports.redis.wire import Keys, PackedConnection, PackedSSLConnection, command
 
@@ -190,7 +191,7 @@ class RedisTransport:
             return
         self._publishing += 1
         try:
-            await publish.publish(self._retrying, self.keys, self.options.maxlen, topic, messages)
+            await append(self._retrying, self.keys, self.options.maxlen, topic, messages)
         finally:
             self._publishing -= 1
             if not self._publishing and self._published is not None:
@@ -225,13 +226,13 @@ class RedisTransport:
         :class:`~tidings.transports.base.Groups` (a pattern's group is listed per topic)."""
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        return await groups.list_groups(await self.connected(), self.keys, self._errors)
+        return await list_groups(await self.connected(), self.keys, self._errors)
 
     async def drop_group(self, topic: str, group: str) -> None:
         """Destroy ``group`` on ``topic``'s stream (a plain topic); raises NotFound."""
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        await groups.drop_group(await self.connected(), self.keys, self._errors, topic, group)
+        await drop_group(await self.connected(), self.keys, self._errors, topic, group)
 
     def dead_letters(self) -> RedisDeadLetterStore:
         """The dead letters, kept in a stream on the same Redis."""
