@@ -1,4 +1,4 @@
-"""The kit every broker package is built from: error mapping and bulk settlement."""
+"""The kit every broker package is built from: error mapping, bulk settlement, supervision."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError, TransportError
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.settle import Settler
+from tidings.transports.kit.supervise import supervise
 
 
 class Lost(Exception):
@@ -128,3 +129,35 @@ async def test_after_close_writes_are_tried_once_and_records_ignored() -> None:
     settler.record(2)
     assert tries == [[1]]
     assert settler.pending == 0
+
+
+async def test_a_supervised_task_restarts_after_failures_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runs: list[int] = []
+
+    async def run() -> None:
+        runs.append(len(runs))
+        if len(runs) < 4:
+            raise RuntimeError(f"injected {len(runs)}")
+
+    await asyncio.wait_for(supervise("the keeper", run), 5)
+    assert runs == [0, 1, 2, 3]
+    (record,) = caplog.records
+    assert record.getMessage().startswith("the keeper failed")
+    assert record.exc_info is not None
+    assert "injected 1" in str(record.exc_info[1])
+
+
+async def test_cancelling_a_supervised_task_ends_it() -> None:
+    started = asyncio.Event()
+
+    async def run() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.get_running_loop().create_task(supervise("the keeper", run))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

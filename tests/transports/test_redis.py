@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import redis.asyncio as redis
 from brokers import REDIS, Numbers, shell, wait_ready
+from redis.exceptions import RedisError
 
 from tidings.bus import Bus
 from tidings.errors import ClosedError, ServiceUnavailable
@@ -23,7 +24,10 @@ from tidings.message import Malformed, Message
 from tidings.testing.receiver import Receiver, opened, waiting
 from tidings.transports import from_url
 from tidings.transports.base import Delivery
+from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.redis import RedisOptions, RedisTransport
+from tidings.transports.redis.settlement import Settlement
+from tidings.transports.redis.transport import LOST, connect
 
 TIMEOUT = 30.0
 
@@ -172,6 +176,54 @@ async def test_unsettled_deliveries_keep_their_lease(url: str, raw: redis.Redis)
             await held[0].ack()
             await rival.aclose()
         await holder.aclose()
+
+
+async def test_lease_keeper_and_ack_flusher_survive_an_injected_failure(
+    url: str, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error in a background task (here from the client it is given) is logged;
+    the lease keeper goes on extending leases and later acks are still sent."""
+    options = RedisOptions.from_url(url)  # a one-second lease
+    stream = f"{options.prefix}:topic:hardy"
+    await raw.xgroup_create(stream, "g", id="0", mkstream=True)
+    for n in range(2):
+        await raw.xadd(stream, {"data": str(n)})
+    taken: Any = await raw.xreadgroup("g", "c", {stream: ">"}, count=10)
+    first, second = (entry for _, entries in taken for entry, _ in entries)
+    client, broken = connect(options), [True]
+
+    async def connected() -> redis.Redis:
+        if broken[0]:
+            raise RuntimeError("injected")
+        return client
+
+    async def nacked(due: list[float]) -> None:
+        pass
+
+    errors = ErrorMap("Redis", options.address, LOST, (RedisError,))
+    settlement = Settlement(
+        connected=connected, errors=errors, group="g", consumer="c", lease=1.0, nacked=nacked
+    )
+    try:
+        settlement.hold([(stream.encode(), first), (stream.encode(), second)])
+        await asyncio.sleep(0.5)  # the keeper's first round fails
+        broken[0] = False
+        await asyncio.sleep(1.0)  # past the lease: kept only if the keeper came back
+        pending: Any = await raw.xpending_range(stream, "g", "-", "+", 10)
+        assert all(p["time_since_delivered"] < 1000 for p in pending), pending
+        broken[0] = True
+        settlement.settle(stream.encode(), first, None)
+        await asyncio.sleep(0.05)  # that ack is given up, logged
+        broken[0] = False
+        settlement.settle(stream.encode(), second, None)
+        await settlement.finish()
+        pending = await raw.xpending_range(stream, "g", "-", "+", 10)
+        assert [p["message_id"] for p in pending] == [first], "the second ack went through"
+    finally:
+        await client.aclose()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("lease keeper" in m and "failed" in m for m in messages) == 1, messages
+    assert any("could not settle 1 deliveries" in m for m in messages), messages
 
 
 async def test_nack_longer_than_the_lease(url: str) -> None:

@@ -19,7 +19,7 @@ from tidings.transports import from_url
 from tidings.transports.kafka import KafkaOptions
 from tidings.transports.nats import NatsOptions
 from tidings.transports.redis import RedisOptions
-from tidings.transports.redis_protocol import connect
+from tidings.transports.redis.transport import connect
 
 
 @pytest.fixture(scope="module")

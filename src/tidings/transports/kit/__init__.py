@@ -8,6 +8,7 @@
 :mod:`.tls`            client TLS settings
 :mod:`.leased`         subscriptions over a database queue with leases (the SQL transports)
 :mod:`.dead_letter_rows`  dead letters as rows of a SQL table
+:mod:`.supervise`      a background task restarted after an unexpected error, logged once
 =====================  ===================================================================
 
 The kit imports no broker client: a broker package imports the kit and its own client, nothing else

@@ -10,18 +10,14 @@ interaction of any of its consumers.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from redis.exceptions import RedisError
+from redis.asyncio import Redis
 
 from tidings.errors import NotFound
 from tidings.transports.base import GroupInfo
-from tidings.transports.redis_protocol import command, mapped
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from tidings.transports.redis import RedisTransport
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.redis.wire import Keys, command
 
 __all__ = ["drop_group", "list_groups"]
 
@@ -57,29 +53,23 @@ async def _group(client: Redis, stream: bytes, topic: str, info: dict[str, Any])
     )
 
 
-async def list_groups(transport: RedisTransport) -> list[GroupInfo]:
-    """Every group on every topic's stream, sorted by topic then group."""
-    client = await transport.connected()
-    prefix = transport.keys.stream("")
-    try:
-        groups = []
+async def list_groups(client: Redis, keys: Keys, errors: ErrorMap) -> list[GroupInfo]:
+    """Every group on every topic's stream under ``keys``, sorted by topic then group."""
+    prefix = keys.stream("")
+    groups = []
+    with errors.mapping("listing the groups"):
         for stream in await _streams(client, prefix):
             topic = stream.decode()[len(prefix) :]
             for reply in await command(client, "XINFO", "GROUPS", stream):
                 groups.append(await _group(client, stream, topic, _fields(reply)))
-    except RedisError as exc:
-        raise mapped(exc, transport.options.address, "listing the groups") from exc
     return sorted(groups, key=lambda info: (info.topic, info.group))
 
 
-async def drop_group(transport: RedisTransport, topic: str, group: str) -> None:
+async def drop_group(client: Redis, keys: Keys, errors: ErrorMap, topic: str, group: str) -> None:
     """``XGROUP DESTROY`` the group on ``topic``'s stream; raises NotFound."""
-    client = await transport.connected()
-    stream = transport.keys.stream(topic)
-    try:
+    stream = keys.stream(topic)
+    with errors.mapping(f"dropping {group!r}"):
         exists = await command(client, "EXISTS", stream)
         destroyed = exists and await command(client, "XGROUP", "DESTROY", stream, group)
-    except RedisError as exc:
-        raise mapped(exc, transport.options.address, f"dropping {group!r}") from exc
     if not destroyed:
         raise NotFound(f"no group {group!r} on {topic!r}")

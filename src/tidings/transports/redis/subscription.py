@@ -1,4 +1,4 @@
-"""Consumer-group subscriptions on Redis streams.
+"""Consumer-group subscriptions on Redis streams, and their deliveries.
 
 A subscription is one consumer (a unique name) of its group on every stream it reads: one topic,
 or every topic matching its pattern. Its loop, on a connection of its own:
@@ -11,7 +11,7 @@ or every topic matching its pattern. Its loop, on a connection of its own:
   Redis's delivery count (``XPENDING``);
 * for a pattern, looks for new matching topics every ``discovery`` seconds.
 
-Settling is :mod:`tidings.transports.redis_settle`'s. A lost connection is retried with backoff,
+Settling and keeping leases is :mod:`.settlement`'s. A lost connection is retried with backoff,
 forever; groups are created again (Redis may have restarted empty). A blocked read is ended early
 (``CLIENT UNBLOCK``) when the subscription closes or one of its nacks comes due sooner.
 """
@@ -24,37 +24,90 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from tidings.errors import ClosedError
+from tidings.message import Message
 from tidings.topics import is_pattern, matches
-from tidings.transports.redis_protocol import LOST, MAX_BLOCK, command, decode, mapped, stream_gone
-from tidings.transports.redis_settle import RedisDelivery, Settlement
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.redis.options import RedisOptions
+from tidings.transports.redis.settlement import Settlement
+from tidings.transports.redis.wire import Keys, command, decode, stream_gone
 
-if TYPE_CHECKING:
-    from tidings.transports.redis import RedisTransport
-
-__all__ = ["RedisSubscription"]
+__all__ = ["MAX_BLOCK", "RedisDelivery", "RedisSubscription"]
 
 logger = logging.getLogger("tidings.transports.redis")
 
+MAX_BLOCK = 2.0
+"""Seconds one XREADGROUP may wait on the server for new entries."""
 _UNBLOCK_TRIES = 20
 
 
-class RedisSubscription:
-    """Batches of deliveries of one topic or pattern for one group; iterate from one task."""
+class RedisDelivery:
+    """One stream entry handed to one subscription. Settling twice does nothing; settling after
+    the transport closed does nothing either (the message comes again)."""
 
-    def __init__(self, transport: RedisTransport, topic: str, group: str, prefetch: int) -> None:
-        options = transport.options
+    __slots__ = ("_settle", "_settled", "attempt", "entry", "message", "stream")
+
+    def __init__(
+        self,
+        settle: Callable[[bytes, bytes, float | None], None],
+        stream: bytes,
+        entry: bytes,
+        message: Message,
+        attempt: int,
+    ) -> None:
+        self._settle = settle
+        self._settled = False
+        self.stream = stream
+        self.entry = entry
+        self.message = message
+        self.attempt = attempt
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._settle(self.stream, self.entry, None)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        if not self._settled:
+            self._settled = True
+            self._settle(self.stream, self.entry, max(delay, 0.0))
+
+    def __repr__(self) -> str:
+        return f"RedisDelivery({self.entry!r}, attempt={self.attempt}, {self.message!r})"
+
+
+class RedisSubscription:
+    """Batches of deliveries of one topic or pattern for one group; iterate from one task.
+
+    ``connected()`` is the transport's client (ClosedError once it closed), ``errors`` its error
+    map; the subscription reads on a connection of its own from the same pool.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        group: str,
+        prefetch: int,
+        *,
+        connected: Callable[[], Awaitable[Redis]],
+        options: RedisOptions,
+        keys: Keys,
+        errors: ErrorMap,
+    ) -> None:
         self.topic = topic
         self.group = group
         self.prefetch = prefetch
         self.consumer = f"{options.consumer}-{secrets.token_hex(4)}"
-        self._transport = transport
+        self._connected = connected
+        self._keys = keys
+        self._errors = errors
+        self._discovery = options.discovery
         self._lease_ms = max(int(options.lease * 1000), 1)
         self._claim_every = min(max(options.lease / 4, 0.05), 5.0)
         self._pattern = is_pattern(topic)
@@ -69,14 +122,19 @@ class RedisSubscription:
         self._discover_at = 0.0
         self._wakes: list[float] = []  # heap: when this subscription's nacks come due
         self._blocked_until: float | None = None
-        self._settlement = Settlement(transport, group, self.consumer, self._nacked)
+        self._settlement = Settlement(
+            connected=connected,
+            errors=errors,
+            group=group,
+            consumer=self.consumer,
+            lease=options.lease,
+            nacked=self._nacked,
+        )
         self._stepping = False
         self._stepped = asyncio.Event()
         self._closing = asyncio.Event()
         self._closed = False
         self._failures = 0
-
-    # -- iteration -------------------------------------------------------------------------------
 
     def __aiter__(self) -> RedisSubscription:
         return self
@@ -88,15 +146,15 @@ class RedisSubscription:
                 batch = await self._step()
             except ClosedError:
                 break
-            except LOST as exc:
+            except self._errors.unreachable as exc:
                 if self._open():
                     await self._lost(exc)
                 continue
-            except ResponseError as exc:
+            except RedisError as exc:
                 if not self._open():
                     break
                 if not stream_gone(exc):
-                    raise mapped(exc, self._transport.options.address, "reading") from exc
+                    raise self._errors.error(exc, "reading") from exc
                 self._ready = False  # Redis lost the stream or group: create it again
                 continue
             finally:
@@ -106,12 +164,12 @@ class RedisSubscription:
                 logger.info("%s: reading from Redis again", self.consumer)
                 self._failures = 0
             if batch:
-                self._settlement.hold(batch)
+                self._settlement.hold([(d.stream, d.entry) for d in batch])
                 if self._open():  # else released when the transport closes
                     return batch
         raise StopAsyncIteration
 
-    def _open(self) -> bool:
+    def _open(self) -> bool:  # a call: mypy keeps no narrowing of it across awaits
         return not self._closed
 
     async def _step(self) -> list[RedisDelivery]:
@@ -138,7 +196,7 @@ class RedisSubscription:
         return await self._read(room, until - now)
 
     async def _prepare(self) -> None:
-        client = await self._transport.connected()
+        client = await self._connected()
         if self._reader is None:
             self._reader = Redis(
                 connection_pool=client.connection_pool, single_connection_client=True
@@ -149,7 +207,7 @@ class RedisSubscription:
             self._discover_at = 0.0
             await self._discover()
         else:
-            self._streams = {self._transport.keys.stream(self.topic).encode(): self.topic}
+            self._streams = {self._keys.stream(self.topic).encode(): self.topic}
             self._tail = ("STREAMS", *self._streams, ">")
         await self._create_groups(self._streams)
         self._ready = True
@@ -157,7 +215,7 @@ class RedisSubscription:
     async def _create_groups(self, streams: Iterable[bytes]) -> set[bytes]:
         """Create the group on each stream; returns the keys that hold something other than a
         stream (another program's), which are left alone."""
-        client = await self._transport.connected()
+        client = await self._connected()
         streams = list(streams)
         async with client.pipeline(transaction=False) as pipe:
             for stream in streams:
@@ -172,8 +230,8 @@ class RedisSubscription:
         return not_streams
 
     async def _discover(self) -> None:
-        client = await self._transport.connected()
-        keys = self._transport.keys
+        client = await self._connected()
+        keys = self._keys
         found: dict[bytes, str] = {}
         for member in await command(client, "SMEMBERS", keys.topics):
             topic = member.decode(errors="replace")
@@ -190,7 +248,7 @@ class RedisSubscription:
                 del found[stream]
             self._streams.update(found)
             self._tail = ("STREAMS", *self._streams, *(">",) * len(self._streams))
-        self._discover_at = time.monotonic() + self._transport.options.discovery
+        self._discover_at = time.monotonic() + self._discovery
 
     async def _read(self, room: int, wait: float) -> list[RedisDelivery]:
         assert self._reader is not None
@@ -214,16 +272,16 @@ class RedisSubscription:
             self._blocked_until = None
         if not reply:
             return []
-        streams, settlement = self._streams, self._settlement
+        streams, settle = self._streams, self._settlement.settle
         batch = []
         for stream, entries in reply:
             topic = streams[stream]
             for entry, fields in entries:
-                batch.append(RedisDelivery(settlement, stream, entry, decode(topic, fields), 1))
+                batch.append(RedisDelivery(settle, stream, entry, decode(topic, fields), 1))
         return batch
 
     async def _claim(self, room: int) -> list[RedisDelivery]:
-        client = await self._transport.connected()
+        client = await self._connected()
         count = max(1, room // len(self._streams))
         async with client.pipeline(transaction=False) as pipe:
             for stream in self._streams:
@@ -259,7 +317,7 @@ class RedisSubscription:
             pending = await pipe.execute()
         return [
             RedisDelivery(
-                self._settlement,
+                self._settlement.settle,
                 stream,
                 entry,
                 decode(self._streams[stream], fields),
@@ -281,8 +339,6 @@ class RedisSubscription:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), max(seconds, 0.001))
 
-    # -- settling --------------------------------------------------------------------------------
-
     async def _nacked(self, due: list[float]) -> None:
         for when in due:
             heapq.heappush(self._wakes, when)
@@ -292,8 +348,8 @@ class RedisSubscription:
 
     async def _unblock(self) -> None:
         """Make a blocked XREADGROUP of this subscription return now (it answers nil)."""
-        with contextlib.suppress(*LOST, RedisError, ClosedError):
-            client = await self._transport.connected()
+        with contextlib.suppress(*self._errors.unreachable, RedisError, ClosedError):
+            client = await self._connected()
             for _ in range(_UNBLOCK_TRIES):
                 reader = self._reader_id
                 if reader is None or self._blocked_until is None:
@@ -302,8 +358,6 @@ class RedisSubscription:
                     return
                 # The read is on its way to Redis on the other connection: not blocked yet.
                 await asyncio.sleep(0.005)
-
-    # -- closing ---------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Stop fetching; the iteration ends. Deliveries handed out can still be settled until
@@ -325,7 +379,7 @@ class RedisSubscription:
             self._stepped.clear()
             await self._stepped.wait()
         await self._settlement.finish()
-        with contextlib.suppress(*LOST, RedisError, ClosedError):
+        with contextlib.suppress(*self._errors.unreachable, RedisError, ClosedError):
             await self._forget_consumer()
         if self._reader is not None:
             await self._reader.aclose()
@@ -333,7 +387,7 @@ class RedisSubscription:
     async def _forget_consumer(self) -> None:
         if not self._streams:
             return
-        client = await self._transport.connected()
+        client = await self._connected()
         async with client.pipeline(transaction=False) as pipe:
             for stream in self._streams:
                 pipe.execute_command("XPENDING", stream, self.group, "-", "+", 1, self.consumer)

@@ -5,33 +5,30 @@ Each letter is one entry of ``<prefix>:dead-letters`` with the fields ``id``, ``
 maps letter ids to entry ids, so ``get`` and ``remove`` need no scan. Adding and removing are Lua
 scripts: the stream and the index change together or not at all. The stream keeps insertion
 order, so ``list`` returns the oldest first. Letters are as durable as the server (see
-:mod:`tidings.transports.redis`).
+:mod:`tidings.transports.redis.transport`).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
 from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound
-from tidings.transports.redis_protocol import command, evaluate, retrying, sha1
-
-if TYPE_CHECKING:
-    from tidings.transports.redis import RedisTransport
+from tidings.transports.redis.wire import Keys, Retrying, Script, command
 
 __all__ = ["RedisDeadLetterStore"]
 
-_ADD = """
+_ADD = Script("""
 local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'topic', ARGV[2], 'letter', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 return entry
-"""
-_REMOVE = """
+""")
+_REMOVE = Script("""
 local removed = 0
 for _, id in ipairs(ARGV) do
   local entry = redis.call('HGET', KEYS[2], id)
@@ -41,8 +38,7 @@ for _, id in ipairs(ARGV) do
   end
 end
 return removed
-"""
-_ADD_SHA, _REMOVE_SHA = sha1(_ADD), sha1(_REMOVE)
+""")
 _PAGE = 500
 
 _encode = msgspec.json.Encoder().encode
@@ -52,19 +48,20 @@ class RedisDeadLetterStore:
     """The dead letters of one Redis transport (same server, same key prefix).
 
     Every method is safe to call concurrently; each retries a lost connection for the
-    transport's ``reconnect`` seconds, then raises ServiceUnavailable.
+    transport's ``reconnect`` seconds (``retrying``), then raises ServiceUnavailable.
     """
 
-    def __init__(self, transport: RedisTransport) -> None:
-        self._transport = transport
-        keys = transport.keys
+    def __init__(self, retrying: Retrying, keys: Keys) -> None:
+        self._retrying = retrying
         self._keys = (keys.dead_letters, keys.dead_letter_index)
         self._name = f"Redis dead letters {keys.dead_letters!r}"
 
     async def add(self, letter: DeadLetter) -> None:
         """Store ``letter``; it is on Redis when this returns."""
         args = (letter.id, letter.topic, _encode(letter))
-        await self._run(lambda client: evaluate(client, _ADD, _ADD_SHA, self._keys, args), "add")
+        await self._retrying(
+            lambda client: _ADD.run(client, self._keys, args), "adding dead letters"
+        )
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100
@@ -79,7 +76,7 @@ class RedisDeadLetterStore:
             async def read(client: Redis, start: str = start, page: int = page) -> Any:
                 return await command(client, "XRANGE", self._keys[0], start, "+", "COUNT", page)
 
-            entries = await self._run(read, "list")
+            entries = await self._retrying(read, "listing dead letters")
             for _, fields in entries:
                 values = _fields(fields)
                 if wanted is None or values.get(b"topic") == wanted:
@@ -100,7 +97,7 @@ class RedisDeadLetterStore:
                 return []
             return await command(client, "XRANGE", self._keys[0], entry, entry)
 
-        entries = await self._run(read, "get")
+        entries = await self._retrying(read, "getting dead letters")
         if not entries:
             raise NotFound(f"no dead letter with id {letter_id!r}")
         return self._letter(_fields(entries[0][1]))
@@ -110,23 +107,10 @@ class RedisDeadLetterStore:
         if not letter_ids:
             return 0
         ids = builtins.list(letter_ids)
-        removed = await self._run(
-            lambda client: evaluate(client, _REMOVE, _REMOVE_SHA, self._keys, ids), "remove"
+        removed = await self._retrying(
+            lambda client: _REMOVE.run(client, self._keys, ids), "removing dead letters"
         )
         return int(removed)
-
-    async def _run(self, operation: Callable[[Redis], Awaitable[Any]], what: str) -> Any:
-        transport = self._transport
-
-        async def attempt() -> Any:
-            return await operation(await transport.connected())
-
-        return await retrying(
-            attempt,
-            window=transport.options.reconnect,
-            where=transport.options.address,
-            doing=f"{what} dead letters",
-        )
 
     def _letter(self, values: dict[bytes, bytes]) -> DeadLetter:
         letter_id = values.get(b"id", b"?").decode(errors="replace")

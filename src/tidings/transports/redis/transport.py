@@ -1,7 +1,7 @@
 """Redis Streams transport: ``redis://127.0.0.1:6379/0``.
 
 Each topic is a stream (``<prefix>:topic:<topic>``, layout in
-:mod:`tidings.transports.redis_protocol`); each tidings group is a consumer group of that stream,
+:mod:`tidings.transports.redis.wire`); each tidings group is a consumer group of that stream,
 created at id ``0`` so a new group reads the stream's whole history; each subscription is one
 consumer of its group, named uniquely, so the subscriptions of a group compete for messages and
 every group gets all of them. Redis has no stream wildcards: a pattern subscription reads every
@@ -18,46 +18,43 @@ Publishing adds a whole batch in one command; acks are sent in bulk in the backg
 lost connection subscriptions retry forever (with backoff), re-creating their groups when Redis
 lost them; ``publish`` and the dead-letter store retry for ``reconnect`` seconds, then raise
 ServiceUnavailable. Redis Cluster is not supported (a batch spans several keys).
+
+The modules, each below this one: :mod:`.options` (settings, URL), :mod:`.wire` (keys, entries,
+commands, scripts), :mod:`.publish`, :mod:`.subscription` (with :mod:`.settlement`: acks, nacks
+and leases), :mod:`.groups`, :mod:`.dead_letters`. They get the client through ``connected`` and
+client errors mapped by the transport's one :class:`~tidings.transports.kit.errors.ErrorMap`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import partial
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.topics import validate_pattern, validate_topic
 from tidings.transports.base import Features, GroupInfo
-from tidings.transports.kit.options import query_options
-from tidings.transports.kit.tls import check_client_certificate, wants_tls
-from tidings.transports.redis_deadletters import RedisDeadLetterStore
-from tidings.transports.redis_groups import drop_group, list_groups
-from tidings.transports.redis_protocol import (
-    PUBLISH_SCRIPT,
-    Keys,
-    command,
-    connect,
-    evaluate,
-    mapped,
-    publish_args,
-    retrying,
-    sha1,
-)
-from tidings.transports.redis_subscription import RedisSubscription
-from tidings.urls import redact
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.tls import wants_tls
+from tidings.transports.redis.dead_letters import RedisDeadLetterStore
+from tidings.transports.redis.groups import drop_group, list_groups
+from tidings.transports.redis.options import RedisOptions
+from tidings.transports.redis.publish import append
+from tidings.transports.redis.subscription import MAX_BLOCK, RedisSubscription
+from tidings.transports.redis.wire import Keys, PackedConnection, PackedSSLConnection, command
 
-__all__ = ["FEATURES", "RedisOptions", "RedisTransport", "from_url"]
+__all__ = ["FEATURES", "LOST", "RedisTransport", "connect", "from_url"]
 
 logger = logging.getLogger("tidings.transports.redis")
 
@@ -74,88 +71,38 @@ Not ordered per key: competing consumers of a group take messages of one key con
 group with one subscription gets each stream in order). ``nack`` delays are kept in Redis but
 timed by the subscriptions that claim the message."""
 
-_FROM_NETLOC = ("host", "port", "db", "username", "password", "tls")
-"""Options taken from the URL's scheme, host, path and credentials, never from its query."""
+LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Client errors that mean the connection is gone: worth a retry once Redis is back."""
 
-_PUBLISH_CHUNK = 1000
-"""Messages per script run: a script blocks Redis while it runs, so batches go in slices."""
-_PUBLISH_SHA = sha1(PUBLISH_SCRIPT)
+T = TypeVar("T")
 
 
-def _default_consumer() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """Settings of the Redis transport. Everything after ``tls`` can be given as a URL query
-    parameter: ``redis://127.0.0.1:6379/0?prefix=orders&maxlen=1000000&lease=60``. Raises
-    ValueError for an option out of range."""
-
-    host: str = "127.0.0.1"
-    port: int = 6379
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    """Connect with TLS (``rediss://``), verifying the server's certificate."""
-    tls_ca: str | None = None
-    """A CA bundle file to verify the server with (implies ``tls``; otherwise the system's)."""
-    tls_cert: str | None = None
-    """A client certificate file (PEM) to present to servers that require one (implies ``tls``)."""
-    tls_key: str | None = None
-    """The private key of ``tls_cert`` when it is not in the same file."""
-    prefix: str = "tidings"
-    """Prefix of every key this transport uses, so several applications can share a database."""
-    maxlen: int | None = None
-    """Trim each stream to about this many entries on publish (``MAXLEN ~``); None keeps all.
-    Trimming drops entries whether or not every group has read them."""
-    lease: float = 30.0
-    """Seconds a delivery may stay unsettled before another subscription may claim it: how
-    long a crashed consumer's messages wait. Live subscriptions extend it while handlers run."""
-    discovery: float = 1.0
-    """Seconds between looks for new topics matching a pattern subscription."""
-    reconnect: float = 10.0
-    """Seconds ``publish`` and the dead-letter store retry a lost connection before raising."""
-    timeout: float = 10.0
-    """Seconds to connect, and for any one command, before the connection counts as lost."""
-    consumer: str = field(default_factory=_default_consumer)
-    """Name stem of this process's consumers (host and pid by default); each subscription adds
-    a random suffix."""
-
-    @property
-    def address(self) -> str:
-        """The server's URL without credentials, for messages."""
-        scheme = "rediss" if wants_tls(self.tls, self.tls_ca, self.tls_cert) else "redis"
-        return f"{scheme}://{self.host}:{self.port}/{self.db}"
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisOptions:
-        """Parse ``redis[s]://[[user]:password@]host[:port][/db][?option=value…]``."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(f"expected redis://host:port/db, got {redact(url)!r}")
-        db = parts.path.strip("/")
-        values: dict[str, object] = {
-            "host": parts.hostname,
-            "port": parts.port or 6379,
-            "db": int(db) if db else 0,
-            "username": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password is not None else None,
-            "tls": parts.scheme == "rediss",
-        }
-        values.update(query_options(cls, parts.query, scheme="redis", exclude=_FROM_NETLOC))
-        return cls(**values)  # type: ignore[arg-type]  # each value parsed for its field
-
-    def __post_init__(self) -> None:
-        check_client_certificate("redis", self.tls_cert, self.tls_key)
-        for name in ("lease", "discovery", "reconnect", "timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"redis option {name} must be positive")
-        if self.maxlen is not None and self.maxlen < 1:
-            raise ValueError("redis option maxlen must be positive")
-        if not self.prefix or not self.consumer or any(c.isspace() for c in self.consumer):
-            raise ValueError("redis options prefix and consumer must be non-empty, without spaces")
+def connect(options: RedisOptions) -> Redis:
+    """A client for ``options`` (no I/O yet). Its replies are left unparsed (lists of bytes);
+    redis-py's own retries are off: the transport retries with one policy of its own."""
+    settings: dict[str, Any] = {
+        "host": options.host,
+        "port": options.port,
+        "db": options.db,
+        "username": options.username,
+        "password": options.password,
+        "socket_connect_timeout": options.timeout,
+        "socket_timeout": options.timeout + MAX_BLOCK,
+        "socket_keepalive": True,
+        "protocol": 2,  # the reply shapes parsed here; also what redis-py < 8 speaks
+        "retry": Retry(NoBackoff(), 0),
+        "connection_class": PackedConnection,
+        "client_name": f"tidings:{options.consumer}",
+    }
+    if wants_tls(options.tls, options.tls_ca, options.tls_cert):
+        # redis-py builds its SSLContext itself, from these files
+        settings["connection_class"] = PackedSSLConnection
+        settings["ssl_ca_certs"] = options.tls_ca
+        settings["ssl_certfile"] = options.tls_cert
+        settings["ssl_keyfile"] = options.tls_key
+    client = Redis.from_pool(ConnectionPool(**settings))
+    client.response_callbacks.clear()  # every reply raw: the modules parse what they use
+    return client
 
 
 def from_url(url: str) -> RedisTransport:
@@ -177,6 +124,7 @@ class RedisTransport:
             options = RedisOptions.from_url(options)
         self.options = options or RedisOptions()
         self.keys = Keys(self.options.prefix)
+        self._errors = ErrorMap("Redis", self.options.address, LOST, (RedisError,))
         self._client: Redis | None = None
         self._closed = False
         self._subscriptions: set[RedisSubscription] = set()
@@ -204,10 +152,11 @@ class RedisTransport:
             raise ClosedError("the Redis transport is closed")
         client = connect(self.options)
         try:
-            await command(client, "PING")
-        except RedisError as exc:
+            with self._errors.mapping("connecting"):
+                await command(client, "PING")
+        except BaseException:
             await client.aclose()
-            raise mapped(exc, self.options.address, "connecting") from exc
+            raise
         if not self._adopt(client):  # started concurrently, or closed meanwhile
             await client.aclose()
 
@@ -240,20 +189,9 @@ class RedisTransport:
         validate_topic(topic)
         if not messages:
             return
-        client = self._client or await self.connected()
-        keys = (self.keys.stream(topic), self.keys.topics)
         self._publishing += 1
         try:
-            for start in range(0, len(messages), _PUBLISH_CHUNK):
-                args = publish_args(
-                    topic, self.options.maxlen, messages[start : start + _PUBLISH_CHUNK]
-                )
-                await retrying(
-                    partial(evaluate, client, PUBLISH_SCRIPT, _PUBLISH_SHA, keys, args),
-                    window=self.options.reconnect,
-                    where=self.options.address,
-                    doing=f"publishing to {topic!r}",
-                )
+            await append(self._retrying, self.keys, self.options.maxlen, topic, messages)
         finally:
             self._publishing -= 1
             if not self._publishing and self._published is not None:
@@ -271,7 +209,15 @@ class RedisTransport:
         validate_pattern(topic)
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
-        subscription = RedisSubscription(self, topic, group, prefetch)
+        subscription = RedisSubscription(
+            topic,
+            group,
+            prefetch,
+            connected=self.connected,
+            options=self.options,
+            keys=self.keys,
+            errors=self._errors,
+        )
         self._subscriptions.add(subscription)
         return subscription
 
@@ -280,19 +226,37 @@ class RedisTransport:
         :class:`~tidings.transports.base.Groups` (a pattern's group is listed per topic)."""
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        return await list_groups(self)
+        return await list_groups(await self.connected(), self.keys, self._errors)
 
     async def drop_group(self, topic: str, group: str) -> None:
         """Destroy ``group`` on ``topic``'s stream (a plain topic); raises NotFound."""
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        await drop_group(self, topic, group)
+        await drop_group(await self.connected(), self.keys, self._errors, topic, group)
 
     def dead_letters(self) -> RedisDeadLetterStore:
         """The dead letters, kept in a stream on the same Redis."""
         if self._dead_letters is None:
-            self._dead_letters = RedisDeadLetterStore(self)
+            self._dead_letters = RedisDeadLetterStore(self._retrying, self.keys)
         return self._dead_letters
+
+    async def _retrying(self, operation: Callable[[Redis], Awaitable[T]], doing: str) -> T:
+        """``operation(client)``, tried again while the connection is lost, for up to
+        ``reconnect`` seconds (Redis restarting); then ServiceUnavailable. Other client errors
+        become TransportError (see :class:`~tidings.transports.redis.wire.Retrying`)."""
+        deadline = time.monotonic() + self.options.reconnect
+        pause = 0.0
+        while True:
+            try:
+                return await operation(self._client or await self.connected())
+            except LOST as exc:
+                if time.monotonic() + pause > deadline:
+                    raise self._errors.error(exc, doing) from exc
+                logger.debug("Redis connection lost while %s; trying again: %s", doing, exc)
+            except RedisError as exc:
+                raise self._errors.error(exc, doing) from exc
+            await asyncio.sleep(pause)  # back off while Redis comes back
+            pause = min(max(pause * 2, 0.05), 1.0)
 
     async def aclose(self) -> None:
         """Finish publishes in progress, end the subscriptions (their unsettled deliveries are
