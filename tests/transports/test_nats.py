@@ -16,8 +16,13 @@ from tidings.deadletters import DeadLetter
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable
 from tidings.message import Message
 from tidings.transports import from_url
-from tidings.transports.nats import NatsOptions, NatsTransport, durable_name
-from tidings.transports.nats_subscription import NatsDelivery, NatsSubscription
+from tidings.transports.nats import (
+    NatsDelivery,
+    NatsOptions,
+    NatsSubscription,
+    NatsTransport,
+    durable_name,
+)
 
 WAIT = 20.0
 """Seconds any one wait may take before the test fails."""
