@@ -8,6 +8,7 @@
 :mod:`.groups`         the durable consumers that are the groups
 :mod:`.dead_letters`   dead letters in a stream of their own
 :mod:`.wire`           subjects, and a Message as a NATS message's headers
+:mod:`.fast_path`      nats-py's private members, for speed, with the versions tested only
 =====================  ===================================================================
 """
 

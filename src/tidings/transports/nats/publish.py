@@ -1,11 +1,11 @@
 """Publishing to JetStream with pipelined acknowledgements.
 
-Every message of a ``publish`` call goes out at once as a core NATS publish (nats-py's
-``Client.publish``, which only appends to the connection's outgoing buffer; its flusher writes
-the buffer in bulk) whose reply subject names the call (``<inbox>.<call>``). JetStream answers
-each one there after storing it, and one wildcard subscription counts the answers. The call
-returns when every message was confirmed, so its latency is one round trip for the whole batch
-rather than one per message, as with ``JetStreamContext.publish``.
+Every message of a ``publish`` call goes out at once as a core NATS publish (``send``, see
+:mod:`.fast_path`: it only appends to the connection's outgoing buffer, which the client's
+flusher writes in bulk) whose reply subject names the call (``<inbox>.<call>``). JetStream
+answers each one there after storing it, and one wildcard subscription counts the answers. The
+call returns when every message was confirmed, so its latency is one round trip for the whole
+batch rather than one per message (as ``JetStreamContext.publish`` would take).
 
 Nothing is lost when the connection drops meanwhile: when no confirmation came for a while, the
 whole call is sent again under a new reply subject, with the same ``Nats-Msg-Id`` per message,
@@ -25,6 +25,7 @@ from nats.errors import OutboundBufferLimitError
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import is_pattern
+from tidings.transports.nats.fast_path import Send
 from tidings.transports.nats.wire import headers_for
 
 if TYPE_CHECKING:
@@ -33,12 +34,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Publisher"]
 
+_CHUNK = 512
+"""Messages handed to the connection's buffer at once."""
 _WINDOW = 16_384
 """Messages of one call sent and not yet confirmed before sending waits for confirmations."""
 _QUIET = 2.0
 """Seconds without any confirmation after which a call is sent again."""
 
 _Prepared = list[tuple[bytes, dict[str, str]]]
+"""Each message's payload and headers."""
 
 
 class _Batch:
@@ -86,8 +90,9 @@ def _describe(msg: Msg) -> str:
 class Publisher:
     """Sends messages to JetStream and waits for their confirmations. One per connection."""
 
-    def __init__(self, nc: NATS, connected: asyncio.Event, timeout: float) -> None:
+    def __init__(self, nc: NATS, connected: asyncio.Event, timeout: float, send: Send) -> None:
         self._nc = nc
+        self._send = send
         self._connected = connected
         self._timeout = timeout
         self._inbox = nc.new_inbox()
@@ -149,14 +154,13 @@ class Publisher:
         self, batch: _Batch, subject: str, reply: str, prepared: _Prepared, deadline: float
     ) -> bool:
         """Send and wait; False when confirmations stopped coming before all arrived."""
-        publish = self._nc.publish
-        for sent, (data, headers) in enumerate(prepared):
-            if sent > _WINDOW and not sent % 512:
-                await batch.until(sent - _WINDOW, max(0.0, deadline - time.monotonic()))
+        for start in range(0, len(prepared), _CHUNK):
+            if start > _WINDOW:
+                await batch.until(start - _WINDOW, max(0.0, deadline - time.monotonic()))
             if not self._connected.is_set():
                 await self._reconnected(deadline)
             try:
-                await publish(subject, data, reply, headers)
+                await self._send(self._nc, subject, reply, prepared[start : start + _CHUNK])
             except OutboundBufferLimitError:
                 break  # disconnected meanwhile with a full buffer: send again after the quiet
         while True:
