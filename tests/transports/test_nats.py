@@ -6,18 +6,27 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import nats
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from tidings.deadletters import DeadLetter
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable
 from tidings.message import Message
 from tidings.transports import from_url
-from tidings.transports.nats import NatsOptions, NatsTransport, durable_name
-from tidings.transports.nats_subscription import NatsDelivery, NatsSubscription
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.nats import (
+    NatsDelivery,
+    NatsOptions,
+    NatsSubscription,
+    NatsTransport,
+    durable_name,
+)
 
 WAIT = 20.0
 """Seconds any one wait may take before the test fails."""
@@ -296,3 +305,66 @@ def test_consumer_names_are_valid_and_distinct() -> None:
     names = {durable_name(g, t) for g in ("a", "a.b", "a_b") for t in ("x.*", "x.>", "x_star")}
     assert len(names) == 9
     assert not any(c in name for name in names for c in ".*> ")
+
+
+class FakeConnection:
+    """Just enough of nats-py's client for one subscription: a pull request is answered with
+    the messages queued in ``stored``; publishes to reply subjects are recorded, or fail with the
+    errors queued in ``failures``."""
+
+    def __init__(self, stored: int) -> None:
+        self.stored = [
+            Msg(self, "t.items", f"$JS.ACK.S.g.1.{n}.{n}.1700000000000000000.0", b"%d" % n, {})  # type: ignore[arg-type]
+            for n in range(1, stored + 1)
+        ]
+        self.acks: list[tuple[str, bytes]] = []
+        self.failures: list[Exception] = []
+        self.is_closed = False
+        self._deliver: Callable[[Msg], Awaitable[None]] | None = None
+
+    def new_inbox(self) -> str:
+        return "_INBOX.test"
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]]) -> object:
+        self._deliver = cb
+        return self
+
+    async def unsubscribe(self) -> None:
+        pass
+
+    async def publish(self, subject: str, payload: bytes = b"", reply: str = "") -> None:
+        if subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+            assert self._deliver is not None
+            stored, self.stored = self.stored, []
+            for msg in stored:
+                await self._deliver(msg)
+            return
+        if self.failures:
+            raise self.failures.pop(0)
+        self.acks.append((subject, payload))
+
+
+async def test_settling_survives_errors_writing_acks(caplog: pytest.LogCaptureFixture) -> None:
+    """A failed write of acks is logged (the deliveries come again) and later acks still go;
+    a full outgoing buffer (a reconnect in progress) is tried again."""
+    connection = FakeConnection(stored=3)
+
+    async def attach(again: bool) -> tuple[Any, str]:
+        return connection, "$JS.API.CONSUMER.MSG.NEXT.S.g"
+
+    errors = ErrorMap("NATS", "nowhere", unreachable=())
+    subscription = NatsSubscription(
+        "items", "g", prefetch=8, attach=attach, errors=errors, topic_start=2, expires=5.0
+    )
+    first, second, third = await take(subscription, 3)
+    connection.failures.append(RuntimeError("the write failed"))
+    await first.ack()
+    await asyncio.sleep(0.01)
+    assert "could not settle 1 deliveries" in caplog.text
+    connection.failures.append(nats.errors.OutboundBufferLimitError())
+    await second.ack()
+    await third.nack(delay=1.5)
+    async with asyncio.timeout(WAIT):
+        await subscription.shutdown()
+    assert [payload for _, payload in connection.acks] == [b"+ACK", b'-NAK {"delay":1500000000}']
+    assert caplog.text.count("could not settle") == 1

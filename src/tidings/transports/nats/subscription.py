@@ -7,9 +7,10 @@ that room is free again it asks for more, so the next batch is usually on its wa
 current one is handled. The server delivers a consumer's messages in stream order and shares them
 between the subscriptions of the group (competing consumers).
 
-``ack`` and ``nack`` are protocol publishes to the delivery's reply subject, written in bulk by the
-connection's flusher. ``nack(delay)`` is JetStream's own delayed redelivery; ``attempt`` is the
-server's delivery count. A delivery nobody settles comes again after the consumer's ``ack_wait``.
+``ack`` and ``nack`` are recorded and published to the deliveries' reply subjects in bulk on the
+next loop turn (:class:`~tidings.transports.kit.settle.Settler`); the connection's flusher writes
+them together. ``nack(delay)`` is JetStream's own delayed redelivery; ``attempt`` is the server's
+delivery count. A delivery nobody settles comes again after the consumer's ``ack_wait``.
 """
 
 from __future__ import annotations
@@ -17,23 +18,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import nats.errors
 
-from tidings.errors import ClosedError
+from tidings.errors import ClosedError, TidingsError
 from tidings.message import Message
-from tidings.transports.nats_protocol import ack_command, decode, send
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.settle import Settler
+from tidings.transports.nats.wire import decode
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription as NatsInboxSubscription
 
-    from tidings.transports.nats import NatsTransport
+__all__ = ["Attach", "NatsDelivery", "NatsSubscription"]
 
-__all__ = ["NatsDelivery", "NatsSubscription"]
+Attach = Callable[[bool], Awaitable[tuple["NATS", str]]]
+"""Make sure the group's consumer exists (``True``: it was deleted, create it again); the
+connection and the consumer's pull subject."""
 
 _ACK = b"+ACK"
 _NAK = b"-NAK"
@@ -70,25 +76,42 @@ class NatsDelivery:
 class NatsSubscription:
     """Batches of deliveries from one group's durable consumer, until :meth:`aclose`.
 
-    Iterate it from one task; ``ack``/``nack`` may come from any task of the same loop.
+    Iterate it from one task; ``ack``/``nack`` may come from any task of the same loop, also
+    after :meth:`aclose` (until the transport closes).
     """
 
-    def __init__(self, transport: NatsTransport, topic: str, group: str, prefetch: int) -> None:
+    def __init__(
+        self,
+        topic: str,
+        group: str,
+        *,
+        prefetch: int,
+        attach: Attach,
+        errors: ErrorMap,
+        topic_start: int,
+        expires: float,
+    ) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.topic = topic
         self.group = group
-        self._transport = transport
+        self._attach = attach
+        self._errors = errors
         self._prefetch = prefetch
         self._low_water = (prefetch + 1) // 2
-        self._topic_start = len(transport.options.prefix) + 1
-        self._expires = transport.options.pull_expires
+        self._topic_start = topic_start
+        self._expires = expires
         self._nc: NATS | None = None
         self._inbox: NatsInboxSubscription | None = None
-        self._pull_subject = b""
-        self._reply = b""
+        self._pull_subject = ""
+        self._reply = ""
         self._buffer: list[Msg] = []
         self._wake = asyncio.Event()
+        self._settler = Settler(
+            self._write,
+            name=f"group {group!r} on {topic!r}",
+            transient=(nats.errors.OutboundBufferLimitError,),
+        )
         self._requested = 0
         """Messages asked for and not yet handed out: in flight from the server or buffered."""
         self._unsettled = 0
@@ -124,45 +147,55 @@ class NatsSubscription:
 
     async def aclose(self) -> None:
         """Stop fetching. Messages received and not handed out are given back at once;
-        deliveries handed out and not settled come again after the consumer's ``ack_wait``."""
+        deliveries handed out and not settled come again after the consumer's ``ack_wait``,
+        unless settled before the transport closes."""
         if self._closed:
             return
         self._closed = True
         self._wake.set()
-        self._transport.detach(self)
         inbox, self._inbox = self._inbox, None
         nc = self._nc
         if inbox is None or nc is None or nc.is_closed:
             return
         with suppress(nats.errors.Error):  # already gone with its connection
             await inbox.unsubscribe()
-        unhanded = [m.reply for m in self._buffer if m.reply]
+        self._settler.record_all((msg, _NAK) for msg in self._buffer if msg.reply)
         self._buffer.clear()
-        if unhanded:
-            await send(nc, b"".join(ack_command(reply, _NAK) for reply in unhanded))
+        await self._settler.drain()
+
+    async def shutdown(self) -> None:
+        """For the transport's close: :meth:`aclose`, write what was settled, ignore later
+        settlements (those deliveries come again)."""
+        await self.aclose()
+        await self._settler.close()
 
     async def settle(self, delivery: NatsDelivery, payload: bytes) -> None:
+        """Record ``delivery``'s ``+ACK`` or ``-NAK``; ask for more when there is room."""
         if delivery._settled:
             return
         delivery._settled = True
         self._unsettled -= 1
-        nc = self._nc
-        assert nc is not None  # a delivery exists only after _open
-        await send(nc, ack_command(delivery._msg.reply, payload))
+        self._settler.record((delivery._msg, payload))
         if not self._closed and self._room() >= self._low_water:
-            await self._pull()
+            with suppress(TidingsError):  # the iterating task asks again
+                await self._pull()
 
     def reset(self) -> None:
         """The connection was re-established: pull requests made before are gone."""
         self._requested = len(self._buffer)
         self._wake.set()
 
+    async def _write(self, settled: list[tuple[Msg, bytes]]) -> None:
+        nc = self._nc
+        assert nc is not None  # a delivery exists only after _open
+        for msg, payload in settled:
+            await nc.publish(msg.reply, payload)
+
     async def _open(self) -> None:
-        self._nc, pull_subject = await self._transport.attach(self)
-        self._pull_subject = pull_subject.encode()
-        reply = self._nc.new_inbox()
-        self._reply = reply.encode()
-        inbox = await self._nc.subscribe(reply, cb=self._on_message)
+        self._nc, self._pull_subject = await self._attach(False)
+        self._reply = self._nc.new_inbox()
+        with self._errors.mapping("subscribing to its inbox"):
+            inbox = await self._nc.subscribe(self._reply, cb=self._on_message)
         if self._closed:  # aclose() ran meanwhile and found nothing to unsubscribe
             await inbox.unsubscribe()
             raise ClosedError("the subscription was closed")
@@ -171,7 +204,7 @@ class NatsSubscription:
     async def _attach_again(self) -> None:
         _log.warning("group %r on %r was dropped; it starts again", self.group, self.topic)
         self._gone = False
-        self._nc, _ = await self._transport.attach(self, again=True)
+        self._nc, _ = await self._attach(True)
 
     async def _on_message(self, msg: Msg) -> None:
         self._buffer.append(msg)
@@ -215,9 +248,12 @@ class NatsSubscription:
         self._requested += room
         self._expires_at = time.monotonic() + self._expires
         body = b'{"batch":%d,"expires":%d}' % (room, int(self._expires * 1e9))
-        await send(
-            nc, b"PUB %b %b %d\r\n%b\r\n" % (self._pull_subject, self._reply, len(body), body)
-        )
+        try:
+            with self._errors.mapping("asking for messages"):
+                await nc.publish(self._pull_subject, body, reply=self._reply)
+        except TidingsError:
+            self._requested -= room
+            raise
 
     async def _wait(self) -> None:
         """Until a message, a status or a settle arrives, or the pull requests expired."""

@@ -1,9 +1,11 @@
 """Publishing to JetStream with pipelined acknowledgements.
 
-Every message of a ``publish`` call goes out at once as a core NATS publish whose reply subject
-names the call (``<inbox>.<call>``); JetStream answers each one there after storing it, and one
-wildcard subscription counts the answers. The call returns when every message was confirmed, so
-its latency is one round trip for the whole batch rather than one per message.
+Every message of a ``publish`` call goes out at once as a core NATS publish (``send``, see
+:mod:`.fast_path`: it only appends to the connection's outgoing buffer, which the client's
+flusher writes in bulk) whose reply subject names the call (``<inbox>.<call>``). JetStream
+answers each one there after storing it, and one wildcard subscription counts the answers. The
+call returns when every message was confirmed, so its latency is one round trip for the whole
+batch rather than one per message (as ``JetStreamContext.publish`` would take).
 
 Nothing is lost when the connection drops meanwhile: when no confirmation came for a while, the
 whole call is sent again under a new reply subject, with the same ``Nats-Msg-Id`` per message,
@@ -18,10 +20,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from nats.errors import OutboundBufferLimitError
+
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import is_pattern
-from tidings.transports.nats_protocol import publish_commands, send
+from tidings.transports.nats.fast_path import Send
+from tidings.transports.nats.wire import headers_for
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -30,11 +35,14 @@ if TYPE_CHECKING:
 __all__ = ["Publisher"]
 
 _CHUNK = 512
-"""Messages joined into one write to the connection's buffer."""
+"""Messages handed to the connection's buffer at once."""
 _WINDOW = 16_384
 """Messages of one call sent and not yet confirmed before sending waits for confirmations."""
 _QUIET = 2.0
 """Seconds without any confirmation after which a call is sent again."""
+
+_Prepared = list[tuple[bytes, dict[str, str]]]
+"""Each message's payload and headers."""
 
 
 class _Batch:
@@ -82,8 +90,9 @@ def _describe(msg: Msg) -> str:
 class Publisher:
     """Sends messages to JetStream and waits for their confirmations. One per connection."""
 
-    def __init__(self, nc: NATS, connected: asyncio.Event, timeout: float) -> None:
+    def __init__(self, nc: NATS, connected: asyncio.Event, timeout: float, send: Send) -> None:
         self._nc = nc
+        self._send = send
         self._connected = connected
         self._timeout = timeout
         self._inbox = nc.new_inbox()
@@ -104,16 +113,19 @@ class Publisher:
 
         Raises ValueError (nothing sent) for a pattern or a message that cannot travel,
         TransportError when JetStream refused a message or did not confirm all of them within
-        the timeout, ServiceUnavailable when the connection stayed down that long.
+        the timeout, ServiceUnavailable when the connection stayed down that long; nats-py's
+        errors when the connection was closed.
         """
         if is_pattern(subject):
             raise ValueError(f"cannot publish to the pattern {subject!r}")
         if not messages:
             return
+        limit = self._nc.max_payload
+        prepared = [(message.data, headers_for(message, limit)) for message in messages]
         deadline = time.monotonic() + self._timeout
         self._idle.clear()
         try:
-            error = await self._until_confirmed(subject, messages, deadline)
+            error = await self._until_confirmed(subject, prepared, deadline)
         finally:
             if not self._batches:
                 self._idle.set()
@@ -121,48 +133,52 @@ class Publisher:
             raise TransportError(f"{error} (subject {subject!r})")
 
     async def _until_confirmed(
-        self, subject: str, messages: Sequence[Message], deadline: float
+        self, subject: str, prepared: _Prepared, deadline: float
     ) -> str | None:
         while True:
             # Sent again, the messages (same ids) get a new reply subject: counting starts over.
             reply = f"{self._inbox}.{next(self._calls)}"
-            commands = publish_commands(subject, reply, messages, self._nc.max_payload)
             batch = self._batches[reply] = _Batch()
             try:
-                if await self._send_all(batch, commands, deadline):
+                if await self._send_all(batch, subject, reply, prepared, deadline):
                     return batch.error
             finally:
                 del self._batches[reply]
             if time.monotonic() >= deadline:
                 raise TransportError(
-                    f"JetStream confirmed {batch.confirmed} of {len(messages)} messages "
+                    f"JetStream confirmed {batch.confirmed} of {len(prepared)} messages "
                     f"within {self._timeout:g}s"
                 )
 
-    async def _send_all(self, batch: _Batch, commands: list[bytes], deadline: float) -> bool:
+    async def _send_all(
+        self, batch: _Batch, subject: str, reply: str, prepared: _Prepared, deadline: float
+    ) -> bool:
         """Send and wait; False when confirmations stopped coming before all arrived."""
-        for start in range(0, len(commands), _CHUNK):
+        for start in range(0, len(prepared), _CHUNK):
             if start > _WINDOW:
                 await batch.until(start - _WINDOW, max(0.0, deadline - time.monotonic()))
-            await self._send(b"".join(commands[start : start + _CHUNK]), deadline)
+            if not self._connected.is_set():
+                await self._reconnected(deadline)
+            try:
+                await self._send(self._nc, subject, reply, prepared[start : start + _CHUNK])
+            except OutboundBufferLimitError:
+                break  # disconnected meanwhile with a full buffer: send again after the quiet
         while True:
             seen = batch.confirmed
             quiet = min(_QUIET, max(0.0, deadline - time.monotonic()))
-            if await batch.until(len(commands), quiet):
+            if await batch.until(len(prepared), quiet):
                 return True
             if batch.confirmed == seen or time.monotonic() >= deadline:
                 return False
 
-    async def _send(self, commands: bytes, deadline: float) -> None:
-        if not self._connected.is_set():
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    await self._connected.wait()
-            except TimeoutError:
-                raise ServiceUnavailable(
-                    f"NATS stayed disconnected for {self._timeout:g}s while publishing"
-                ) from None
-        await send(self._nc, commands)
+    async def _reconnected(self, deadline: float) -> None:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self._connected.wait()
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"NATS stayed disconnected for {self._timeout:g}s while publishing"
+            ) from None
 
     async def _on_confirmation(self, msg: Msg) -> None:
         batch = self._batches.get(msg.subject)
