@@ -25,12 +25,13 @@ from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TransportE
 from tidings.message import Message
 from tidings.transports import from_url
 from tidings.transports.rabbitmq import (
+    RabbitMQDelivery,
     RabbitMQOptions,
     RabbitMQTransport,
+    binding_key,
     delay_bucket,
     queue_name,
 )
-from tidings.transports.rabbitmq_queue import RabbitMQDelivery, binding_key
 
 NAMESPACE = f"tidings-test-{uuid.uuid4().hex[:8]}"
 """Every exchange and queue of this session starts with it."""
@@ -409,7 +410,7 @@ async def test_queue_declared_differently_is_a_transport_error(
     await channel.queue_declare(queue_name(exchange, "g", "t.classic"), durable=True)
     await connection.close()
     subscription = transport.subscribe("t.classic", group="g")
-    with pytest.raises(TransportError, match="cannot declare"):
+    with pytest.raises(TransportError, match="failed declaring the queue"):
         await anext(aiter(subscription))
 
 
