@@ -1,10 +1,11 @@
 """Confirmed publishing on the transport's robust channel, and delayed copies for ``nack(delay)``.
 
-Every publish goes through aiormq's public ``Channel.basic_publish`` on a channel in confirm mode.
-A batch is issued as that many concurrent publishes (written in order: each takes the channel's
+Publishes go through aiormq's public ``Channel.basic_publish`` on a channel in confirm mode. A
+batch is issued as that many concurrent publishes (written in order: each takes the channel's
 lock in turn) whose confirmations are awaited together, so a batch costs one round trip, not one
 per message. Publishes that must come back when unroutable (``mandatory``) raise the client's
-``PublishError`` when the broker returns them.
+``PublishError`` when the broker returns them. With the aiormq and pamqp versions it was tested
+with, a batch that is not mandatory takes :mod:`.fast_path` instead (several times faster).
 
 While the connection is down (a broker restart) a send waits up to ``reconnect_timeout`` for
 aio-pika's robust channel to come back, then sends again what was not confirmed (so a message may
@@ -23,6 +24,7 @@ from pamqp.commands import Basic
 from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.rabbitmq import fast_path
 from tidings.transports.rabbitmq.options import RabbitMQOptions
 from tidings.transports.rabbitmq.wire import QUORUM, delay_bucket, properties_of
 
@@ -190,6 +192,12 @@ async def _confirmed(
 ) -> list[int]:
     """Publish the messages at indexes ``todo`` concurrently and await their confirmations;
     returns the indexes a closed channel left unconfirmed. Raises the first final error."""
+    if fast_path.ENABLED and not mandatory:
+        confirmations, written = await fast_path.write(
+            channel, exchange, routing_key, bodies, props, todo
+        )
+        outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
+        return _unconfirmed(todo[:written], outcomes) + list(todo[written:])
     outcomes = await asyncio.gather(
         *[
             channel.basic_publish(

@@ -36,7 +36,7 @@ from tidings.errors import TidingsError, TransportError
 from tidings.message import Message
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.settle import Settler
-from tidings.transports.rabbitmq.publish import Publisher, underlay_of
+from tidings.transports.rabbitmq.publish import Publisher, lost, underlay_of
 from tidings.transports.rabbitmq.wire import (
     GROUP,
     QUORUM,
@@ -220,9 +220,9 @@ class RabbitMQSubscription:
             await self._declare(underlay)
             if self._consuming and not self._stopped:
                 await self._consume(underlay)
-        except _GONE:
-            return
         except Exception as exc:
+            if lost(exc):
+                return
             _log.exception("%r could not resume after a reconnect", self)
             self._error = self.link.errors.error(exc, f"resuming {self.queue!r}")
             self._wake()
