@@ -31,10 +31,11 @@ RECREATING = ["sqlite", "postgresql", "redis", "nats"]
 RabbitMQ while its queue has consumers)."""
 
 
-def counts_from_statistics(url: str) -> bool:
-    """RabbitMQ counts messages in flight in its management statistics, refreshed every few
-    seconds; and a subscription closed with deliveries unsettled keeps consuming until they are
-    settled, so its group cannot be dropped before."""
+def keeps_consuming(url: str) -> bool:
+    """On RabbitMQ a subscription closed with deliveries unsettled keeps its consumer until they
+    are settled: the broker hands that consumer what comes meanwhile (never handed out, so in
+    flight too), and its group cannot be dropped before. RabbitMQ also counts messages in flight
+    in its management statistics, refreshed every few seconds."""
     return url.startswith("amqp")
 
 
@@ -120,7 +121,7 @@ async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
         await slow.aclose()
         await transport.publish(topic, [Message("order", b"{}") for _ in range(3)])
 
-        stale = 30.0 if counts_from_statistics(url) else 0.0
+        stale = 30.0 if keeps_consuming(url) else 0.0
         groups = await listed(
             transport,
             topic,
@@ -133,11 +134,11 @@ async def test_groups_report_their_lag_and_can_be_dropped(url: str) -> None:
         # 5 in flight and 3 new; where acks are committed in order (Kafka), a probe from priming
         # that arrived behind the held messages is not committed either
         assert 8 <= groups[slow_group].lag <= 8 + probes - 1, "5 in flight and 3 new"
-        assert groups[slow_group].in_flight in (5, None)
+        assert groups[slow_group].in_flight in ((5, 8, None) if keeps_consuming(url) else (5, None))
         active = groups[slow_group].last_active
         assert active is None or active >= started - 1
 
-        if counts_from_statistics(url):
+        if keeps_consuming(url):
             await drop_once_settled(transport, topic, slow_group, slow)
         else:
             await transport.drop_group(topic, slow_group)

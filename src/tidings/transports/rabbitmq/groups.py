@@ -12,8 +12,10 @@ them every few seconds (``collect_statistics_interval``, 5 s by default), so a f
 messages in flight may lag behind. Before the first statistics of a queue, ``in_flight`` is
 None. RabbitMQ keeps no time of a consumer's last fetch: ``last_active`` is None.
 
-Dropping deletes the group's queue, and only while nobody consumes from it (``if-unused``): a
-running consumer would otherwise keep receiving nothing from a queue that no longer exists.
+Dropping deletes the group's queue, and only while nobody consumes from it: a running consumer
+would otherwise keep receiving nothing from a queue that no longer exists. (Quorum queues refuse
+``if-unused`` deletes, so the consumers are counted just before: one that starts in between
+loses its queue and its subscription ends with a TransportError.)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from tidings.errors import NotFound, ServiceUnavailable, TransportError
 from tidings.transports.base import GroupInfo
@@ -139,13 +141,14 @@ async def drop_group(
     try:
         with errors.mapping(f"dropping {group!r}"):
             try:
-                await channel.queue_declare(queue, passive=True)
-                await channel.queue_delete(queue, if_unused=True)
+                declared = await channel.queue_declare(queue, passive=True)
             except ChannelNotFoundEntity:
                 raise NotFound(f"no group {group!r} on {topic!r}") from None
-            except ChannelPreconditionFailed:
+            if declared.consumer_count:
                 raise TransportError(
-                    f"the group {group!r} on {topic!r} has consumers: stop them first"
-                ) from None
+                    f"the group {group!r} on {topic!r} has {declared.consumer_count} "
+                    "consumers: stop them first"
+                )
+            await channel.queue_delete(queue)
     finally:
         await channel.close()
