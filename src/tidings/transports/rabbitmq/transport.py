@@ -175,7 +175,8 @@ class RabbitMQTransport:
             raise self.errors.error(exc, "connecting") from exc
 
     async def _declare_exchange(self, channel: AbstractRobustChannel | None) -> None:
-        """Run at start and by aio-pika on every new connection."""
+        """Run at start and by aio-pika on every new connection (an error here makes aio-pika
+        log it and connect again: this callback is retried, never lost)."""
         if channel is None:
             return
         underlay = await underlay_of(channel)
