@@ -16,7 +16,7 @@ from tidings.transports import from_url
 
 Invoke = Callable[..., Result]
 
-KEEPING_GROUPS = ["postgresql", "redis", "nats", "kafka"]
+KEEPING_GROUPS = ["postgresql", "redis", "nats", "kafka", "rabbitmq"]
 """The brokers whose transports implement ``transports.Groups`` (besides SQLite)."""
 
 

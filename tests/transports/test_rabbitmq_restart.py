@@ -13,8 +13,7 @@ from dataclasses import replace
 from test_rabbitmq import amqp_namespace, exchange, options, restart_rabbitmq  # noqa: F401
 
 from tidings.message import Message
-from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport
-from tidings.transports.rabbitmq_queue import RabbitMQDelivery
+from tidings.transports.rabbitmq import RabbitMQDelivery, RabbitMQOptions, RabbitMQTransport
 
 
 async def test_nothing_lost_across_a_broker_restart(

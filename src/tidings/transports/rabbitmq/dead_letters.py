@@ -30,12 +30,12 @@ from pamqp.commands import Basic
 
 from tidings.deadletters import DeadLetter, decode_letter
 from tidings.errors import NotFound, ServiceUnavailable, TransportError
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.rabbitmq.publish import Publisher
 
 if TYPE_CHECKING:
     from aiormq import Channel
     from aiormq.abc import DeliveredMessage
-
-    from tidings.transports.rabbitmq import RabbitMQTransport
 
 __all__ = ["RabbitMQDeadLetterStore"]
 
@@ -52,10 +52,24 @@ Visit = Callable[["DeliveredMessage"], Awaitable[bool]]
 
 class RabbitMQDeadLetterStore:
     """The dead-letter store of a RabbitMQ transport (one per transport). Safe for concurrent
-    use; raises ServiceUnavailable while the broker is away, TransportError when it fails."""
+    use; raises ServiceUnavailable while the broker is away, TransportError when it fails.
 
-    def __init__(self, transport: RabbitMQTransport, queue: str) -> None:
-        self._transport = transport
+    ``open_channel()`` is a plain channel of the transport's connection for a short job (the
+    caller closes it); ``reconnect_timeout`` bounds the wait for another reader's lock."""
+
+    def __init__(
+        self,
+        queue: str,
+        *,
+        publisher: Publisher,
+        open_channel: Callable[[], Awaitable[Channel]],
+        errors: ErrorMap,
+        reconnect_timeout: float,
+    ) -> None:
+        self._publisher = publisher
+        self._open_channel = open_channel
+        self._errors = errors
+        self._reconnect_timeout = reconnect_timeout
         self.queue = queue
         self._name = f"RabbitMQ dead letters {queue!r}"
         self._lock_queue = f"{queue}.lock"
@@ -74,13 +88,13 @@ class RabbitMQDeadLetterStore:
         )
         record = [_encode(letter)]
         try:
-            await self._transport.send("", self.queue, record, [props], mandatory=True)
+            await self._publisher.send("", self.queue, record, [props], mandatory=True)
         except TransportError as exc:
             if isinstance(exc, ServiceUnavailable):
                 raise
             self._declared = False
             await self._declare()
-            await self._transport.send("", self.queue, record, [props], mandatory=True)
+            await self._publisher.send("", self.queue, record, [props], mandatory=True)
 
     async def list(
         self, *, topic: str | None = None, limit: int = 100
@@ -138,9 +152,10 @@ class RabbitMQDeadLetterStore:
     async def _declare(self) -> None:
         if self._declared:
             return
-        channel = await self._transport.open_channel()
+        channel = await self._open_channel()
         try:
-            await channel.queue_declare(self.queue, durable=True, arguments=_CLASSIC)
+            with self._errors.mapping(f"declaring {self.queue!r}"):
+                await channel.queue_declare(self.queue, durable=True, arguments=_CLASSIC)
         finally:
             await channel.close()
         self._declared = True
@@ -152,20 +167,21 @@ class RabbitMQDeadLetterStore:
         async with self._lock:
             channel = await self._locked_channel()
             try:
-                while True:
-                    record = await channel.basic_get(self.queue)
-                    if isinstance(record.delivery, Basic.GetEmpty) or await visit(record):
-                        return
+                with self._errors.mapping(f"reading {self.queue!r}"):
+                    while True:
+                        record = await channel.basic_get(self.queue)
+                        if isinstance(record.delivery, Basic.GetEmpty) or await visit(record):
+                            return
             finally:
                 await channel.close()
 
     async def _locked_channel(self) -> Channel:
         """A channel holding the cross-process lock: an exclusive consumer on the lock queue."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._transport.options.reconnect_timeout
+        deadline = loop.time() + self._reconnect_timeout
         pause = 0.01
         while True:
-            channel = await self._transport.open_channel()
+            channel = await self._open_channel()
             try:
                 await channel.queue_declare(self._lock_queue, auto_delete=True)
                 await channel.basic_consume(self._lock_queue, _ignore, exclusive=True)
@@ -173,8 +189,10 @@ class RabbitMQDeadLetterStore:
             except (ChannelAccessRefused, ChannelNotFoundEntity):
                 # Another client reads (403), or its lock queue vanished as we bound it (404).
                 await channel.close()
-            except BaseException:
+            except BaseException as exc:
                 await channel.close()
+                if isinstance(exc, Exception) and self._errors.handles(exc):
+                    raise self._errors.error(exc, f"locking {self.queue!r}") from exc
                 raise
             if loop.time() >= deadline:
                 raise TransportError(

@@ -4,16 +4,14 @@ Each subscription has its own channel, so its prefetch (``basic.qos``) bounds ex
 unsettled deliveries and its delivery tags are its own. Deliveries arrive pushed by the broker and
 are handed out in batches of whatever arrived since the last batch.
 
-Attempts: the quorum queue counts returns of a message (``x-delivery-count``: a nack, or a consumer
-that went away holding it); a copy published again for a delay carries the attempt it will be in
-``tidings-attempt``. The attempt is their sum, 1 on the first delivery. A delivery that was
-prefetched but never handed out when its subscription closed also counts as returned.
+Attempts: see :func:`tidings.transports.rabbitmq.wire.received`. A delivery that was prefetched but
+never handed out when its subscription closed also counts as returned.
 
-Acks are recorded and sent on the next turn of the event loop: one ``basic.ack(multiple=True)``
-for the longest settled run of delivery tags, single acks for tags settled out of order. A nack
-without delay (``basic.nack(requeue=True)``) is sent at once, before any later multiple ack can
-cover its tag. After a reconnect the tags of the old channel are void: acks for them are dropped
-and the broker delivers those messages again.
+Acks are recorded and written in bulk by a :class:`~tidings.transports.kit.settle.Settler`: one
+``basic.ack(multiple=True)`` for the longest settled run of delivery tags, single acks for tags
+settled out of order. A nack without delay (``basic.nack(requeue=True)``) is sent at once, before
+any later multiple ack can cover its tag. After a reconnect the tags of the old channel are void:
+acks for them are dropped and the broker delivers those messages again.
 
 Closing waits until every delivery handed out is settled, writes the acks, cancels the consumer
 and then closes the channel. The order matters on RabbitMQ 3.10: a quorum queue ignores acks for a
@@ -27,107 +25,69 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.commands import Basic
 
-from tidings.errors import TransportError
+from tidings.errors import TidingsError, TransportError
 from tidings.message import Message
-from tidings.transports.kit.wire import ATTEMPT, KEY, TIME, from_wire
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.settle import Settler
+from tidings.transports.rabbitmq.publish import Publisher, lost, underlay_of
+from tidings.transports.rabbitmq.wire import (
+    GROUP,
+    QUORUM,
+    TOPIC,
+    Received,
+    binding_key,
+    received,
+)
 
 if TYPE_CHECKING:
-    from aio_pika.abc import AbstractRobustChannel
+    from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
     from aiormq import Channel
     from aiormq.abc import DeliveredMessage
 
-    from tidings.transports.rabbitmq import RabbitMQTransport
-
-__all__ = [
-    "QUORUM",
-    "RabbitMQDelivery",
-    "RabbitMQSubscription",
-    "binding_key",
-    "properties_of",
-]
+__all__ = ["Link", "RabbitMQDelivery", "RabbitMQSubscription"]
 
 _log = logging.getLogger("tidings.transports.rabbitmq")
 
-QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
-DELIVERY_COUNT = "x-delivery-count"
-TOPIC = "tidings-topic"
-"""On a delayed copy (whose routing key is its queue's name): the topic it was published to."""
 _MIN_DELAY = 0.001
 """Shorter nack delays requeue at once."""
-_BROKER = frozenset(
-    {
-        TOPIC,
-        DELIVERY_COUNT,
-        # Set by RabbitMQ when a delayed copy is dead-lettered back to its queue.
-        "x-death",
-        "x-first-death-exchange",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-last-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-    }
-)
-"""Headers that belong to the broker or to tidings' delayed copies, not to the message."""
 _GONE = (AMQPError, ChannelInvalidStateError, ConnectionError, asyncio.CancelledError)
 """Errors of a channel that went away: its deliveries come again, nothing is left to do."""
 
 
-async def underlay_of(channel: AbstractRobustChannel) -> Channel:
-    """The aiormq channel under an aio-pika one (the fast path for publishes and acks)."""
-    return cast("Channel", await channel.get_underlay_channel())
+@dataclass(frozen=True, slots=True)
+class Link:
+    """What a subscription uses of its transport, handed to it by the transport."""
 
-
-def binding_key(pattern: str) -> str:
-    """The AMQP binding for a tidings topic pattern: ``a.>`` (one or more tokens) is ``a.*.#``."""
-    if pattern.endswith(">"):
-        return pattern[:-1] + "*.#"
-    return pattern
-
-
-def properties_of(
-    message: Message, *, retry: tuple[str, int] | None = None, expiration: str | None = None
-) -> Basic.Properties:
-    """AMQP properties for ``message``: id and type natively, the rest as headers; ``retry``
-    is the (topic, attempt) of a delayed copy."""
-    headers: dict[str, Any] = dict(message.headers) if message.headers else {}
-    headers[TIME] = repr(message.timestamp)
-    if message.key is not None:
-        headers[KEY] = message.key
-    if retry is not None:
-        headers[TOPIC], attempt = retry
-        headers[ATTEMPT] = str(attempt)
-    return Basic.Properties(
-        delivery_mode=2,
-        message_id=message.id,
-        message_type=message.type,
-        headers=headers,
-        expiration=expiration,
-    )
+    connection: Callable[[], Awaitable[AbstractRobustConnection]]
+    """The robust connection, connecting (and declaring the subscriptions' queues) first."""
+    publisher: Publisher
+    """Stores the delayed copies of ``nack(delay)``."""
+    exchange: str
+    errors: ErrorMap
+    forget: Callable[[RabbitMQSubscription], None]
+    """Called once the subscription's channel closed."""
 
 
 class Acks:
-    """The settlement of one channel's delivery tags, sent in bulk."""
+    """The settlement of one channel's delivery tags, written in bulk."""
 
-    __slots__ = ("_flushing", "_low", "_pending", "_settled", "channel")
+    __slots__ = ("_low", "_settled", "channel", "settler")
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, name: str) -> None:
         self.channel = channel
         self._low = 1  # every tag below it is settled
         self._settled: set[int] = set()  # settled tags from _low on
-        self._pending: list[int] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self.settler: Settler[int] = Settler(self._send, name=name)
 
     def ack(self, tag: int) -> None:
-        self._pending.append(tag)
-        if self._flushing is None:
-            self._flushing = asyncio.ensure_future(self._flush())
+        self.settler.record(tag)
 
     async def requeue(self, tag: int) -> None:
         try:
@@ -136,33 +96,24 @@ class Acks:
             return  # the channel closed: the broker requeued it already
         self._settled.add(tag)
 
-    async def drain(self) -> None:
-        """Return once every recorded ack was written."""
-        while self._flushing is not None:
-            await self._flushing
-
-    async def _flush(self) -> None:
-        channel = self.channel
+    async def _send(self, tags: list[int]) -> None:
+        """Ack ``tags``: the run below the lowest unsettled tag in one frame (multiple)."""
+        settled = self._settled
+        settled.update(tags)
+        low = self._low
+        while low in settled:
+            settled.discard(low)
+            low += 1
+        self._low = low
+        run = [tag for tag in tags if tag < low]
         try:
-            while self._pending:
-                tags, self._pending = self._pending, []
-                settled = self._settled
-                settled.update(tags)
-                low = self._low
-                while low in settled:
-                    settled.discard(low)
-                    low += 1
-                self._low = low
-                run = [tag for tag in tags if tag < low]
-                if run:
-                    await channel.basic_ack(max(run), multiple=True, wait=False)
-                for tag in tags:
-                    if tag >= low:
-                        await channel.basic_ack(tag, wait=False)
+            if run:
+                await self.channel.basic_ack(max(run), multiple=True, wait=False)
+            for tag in tags:
+                if tag >= low:
+                    await self.channel.basic_ack(tag, wait=False)
         except _GONE:
-            self._pending.clear()  # the channel closed: the broker delivers these again
-        finally:
-            self._flushing = None
+            pass  # the channel closed: the broker delivers these again
 
 
 class RabbitMQDelivery:
@@ -170,22 +121,14 @@ class RabbitMQDelivery:
 
     __slots__ = ("_acks", "_done", "_subscription", "_tag", "attempt", "message", "topic")
 
-    def __init__(
-        self,
-        subscription: RabbitMQSubscription,
-        acks: Acks,
-        tag: int,
-        message: Message,
-        attempt: int,
-        topic: str,
-    ) -> None:
+    def __init__(self, subscription: RabbitMQSubscription, acks: Acks, got: Received) -> None:
         self._subscription = subscription
         self._acks = acks
-        self._tag = tag
+        self._tag = got.tag
         self._done = False
-        self.message = message
-        self.attempt = attempt
-        self.topic = topic
+        self.message: Message = got.message
+        self.attempt = got.attempt
+        self.topic = got.topic
         """The topic the message was published to (the subscription's may be a pattern)."""
 
     async def ack(self) -> None:
@@ -207,7 +150,7 @@ class RabbitMQDelivery:
             if delay < _MIN_DELAY:
                 await self._acks.requeue(self._tag)
             else:
-                await subscription.transport.publish_later(
+                await subscription.link.publisher.publish_later(
                     self.message, self.topic, self.attempt + 1, delay, subscription.queue
                 )
                 self._acks.ack(self._tag)
@@ -218,10 +161,8 @@ class RabbitMQDelivery:
 class RabbitMQSubscription:
     """Batches of deliveries from the queue of (``topic``, ``group``) until :meth:`aclose`."""
 
-    def __init__(
-        self, transport: RabbitMQTransport, topic: str, group: str, queue: str, prefetch: int
-    ) -> None:
-        self.transport = transport
+    def __init__(self, link: Link, topic: str, group: str, queue: str, prefetch: int) -> None:
+        self.link = link
         self.topic = topic
         self.group = group
         self.queue = queue
@@ -236,7 +177,7 @@ class RabbitMQSubscription:
         self._consuming = False
         self._stopped = False  # hands out nothing more
         self._closed = False  # aclose() ran
-        self._error: TransportError | None = None
+        self._error: TidingsError | None = None
         self._closing: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -244,40 +185,52 @@ class RabbitMQSubscription:
 
     async def open(self) -> None:
         """Open the channel and declare the queue and its binding (before any iteration)."""
-        connection = await self.transport.connection()
+        connection = await self.link.connection()
         channel = connection.channel(publisher_confirms=False)
-        await channel.initialize()
         try:
-            await channel.set_qos(prefetch_count=self._prefetch)
-            await self._declare(await underlay_of(channel))
-        except BaseException as exc:
+            with self.link.errors.mapping(f"declaring the queue {self.queue!r}"):
+                await channel.initialize()
+                await channel.set_qos(prefetch_count=self._prefetch)
+                await self._declare(await underlay_of(channel))
+        except BaseException:
             await channel.close()
-            if isinstance(exc, AMQPError):
-                raise TransportError(f"cannot declare the queue {self.queue!r}: {exc}") from exc
             raise
         channel.reopen_callbacks.add(self._reopened)
         self._channel = channel
 
     async def _declare(self, channel: Channel) -> None:
+        """The queue, and its binding named by group and topic (for ``groups()``)."""
         await channel.queue_declare(self.queue, durable=True, arguments=QUORUM)
         await channel.queue_bind(
-            self.queue, self.transport.options.exchange, routing_key=binding_key(self.topic)
+            self.queue,
+            self.link.exchange,
+            routing_key=binding_key(self.topic),
+            arguments={GROUP: self.group, TOPIC: self.topic},
         )
 
     async def _reopened(self, channel: AbstractRobustChannel | None) -> None:
-        # A new connection: deliveries not handed out yet were requeued by the broker.
-        self._ready = []
+        """Run by aio-pika on every new connection: declare again, consume again. A lost
+        connection ends it quietly (the next reconnect runs it again); anything else is logged
+        once and ends the iteration with it, never silently."""
+        self._ready = []  # deliveries not handed out yet were requeued by the broker
         if channel is None:
             return
-        underlay = await underlay_of(channel)
-        await self._declare(underlay)
-        if self._consuming and not self._stopped:
-            await self._consume(underlay)
+        try:
+            underlay = await underlay_of(channel)
+            await self._declare(underlay)
+            if self._consuming and not self._stopped:
+                await self._consume(underlay)
+        except Exception as exc:
+            if lost(exc):
+                return
+            _log.exception("%r could not resume after a reconnect", self)
+            self._error = self.link.errors.error(exc, f"resuming {self.queue!r}")
+            self._wake()
 
     async def _consume(self, channel: Channel) -> None:
         if self._tag in channel.consumers:
             return
-        self._acks = Acks(channel)
+        self._acks = Acks(channel, f"RabbitMQ queue {self.queue!r}")
         channel.on_consumer_cancel_callbacks.add(self._cancelled)
         await channel.basic_consume(self.queue, self._on_message, consumer_tag=self._tag)
 
@@ -285,7 +238,7 @@ class RabbitMQSubscription:
         assert self._acks is not None
         if self._stopped:
             return  # never handed out: it goes back to the queue when the channel closes
-        self._ready.append(_delivery(self, self._acks, delivered))
+        self._ready.append(RabbitMQDelivery(self, self._acks, received(delivered)))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -301,7 +254,7 @@ class RabbitMQSubscription:
         if self._stopped:
             return
         if self.opening is None:
-            await self.transport.start()  # declares this subscription's queue too
+            await self.link.connection()  # starts the transport: it declares this queue too
         opening = self.opening
         assert opening is not None
         await asyncio.wait([opening])  # the transport may cancel it by closing
@@ -353,7 +306,7 @@ class RabbitMQSubscription:
         self.stop()
         self._ready = []
         if self._channel is None:
-            self.transport.forget(self)
+            self.link.forget(self)
         elif self._outstanding == 0 and self._closing is None:
             self._closing = asyncio.ensure_future(self._close_channel())
             await self._closing
@@ -369,7 +322,7 @@ class RabbitMQSubscription:
     async def _close_channel(self) -> None:
         try:
             if self._acks is not None:
-                await self._acks.drain()
+                await self._acks.settler.close()
             if self._channel is not None:
                 underlay = await underlay_of(self._channel)
                 if self._consuming and not underlay.is_closed:
@@ -383,27 +336,4 @@ class RabbitMQSubscription:
         except Exception:
             _log.exception("closing the channel of %r failed", self)
         finally:
-            self.transport.forget(self)
-
-
-def _delivery(
-    subscription: RabbitMQSubscription, acks: Acks, delivered: DeliveredMessage
-) -> RabbitMQDelivery:
-    """The delivery of an AMQP message, ours or another producer's: the envelope goes through
-    :func:`~tidings.transports.kit.wire.from_wire`, so garbage in it falls back, never raises."""
-    props = delivered.header.properties
-    frame = cast(Basic.Deliver, delivered.delivery)
-    headers: dict[str, Any] | None = props.headers
-    topic = frame.routing_key or ""
-    own = {k: v for k, v in headers.items() if k not in _BROKER} if headers else None
-    message, attempt = from_wire(
-        topic, delivered.body, own, kind=props.message_type, ident=props.message_id
-    )
-    if headers:
-        copied = headers.get(TOPIC)  # a delayed copy, back from its queue
-        if type(copied) is str and copied:
-            topic = copied
-        count = headers.get(DELIVERY_COUNT)  # requeued after a consumer went away
-        if type(count) is int and count > 0:
-            attempt += count
-    return RabbitMQDelivery(subscription, acks, frame.delivery_tag or 0, message, attempt, topic)
+            self.link.forget(self)

@@ -1,0 +1,316 @@
+"""RabbitMQ transport (aio-pika): ``amqp://guest:guest@127.0.0.1:5672/``.
+
+Topology
+--------
+* One durable **topic exchange** (``tidings`` unless ``?exchange=`` says otherwise). A topic is the
+  routing key; patterns translate to AMQP bindings: ``*`` stays ``*`` and a trailing ``>`` (one or
+  more tokens) becomes ``*.#``.
+* One durable **quorum queue per (group, pattern)**, named ``<exchange>:<group>:<pattern>`` and
+  bound with the pattern. Subscriptions of a group share it (competing consumers); every group has
+  its own queue, so every group gets every message published after its queue exists
+  (``subscribe()`` followed by ``publish()`` in the same transport is always in time: a publish
+  waits for the queues of earlier subscriptions). Nothing replays older history.
+* **Delays** live in shared quorum queues ``<exchange>.delay.<ms>``, one per delay bucket (buckets
+  grow by 2^(1/4), so each holds delays within ~19% of each other), each behind a fanout exchange
+  of the same name. ``nack(delay)`` publishes a copy there with a per-message expiration and the
+  failing group's queue as routing key, then acks the original; on expiry RabbitMQ dead-letters
+  the copy (``at-least-once`` strategy) to that one queue. A crash between the two steps delivers
+  the message twice, never zero times.
+* **Dead letters** are JSON records in the durable queue ``<exchange>.dead-letters`` (see
+  :mod:`.dead_letters`).
+* **Groups** are listed through the management HTTP API (see :mod:`.groups`).
+
+Publishing uses publisher confirms: a batch is published as concurrent confirmed publishes (see
+:mod:`.publish`) and ``publish`` returns when the broker confirmed every message. While the
+connection is down (a broker restart) ``publish`` waits up to ``reconnect_timeout`` for aio-pika's
+robust connection to come back, then sends again what was not confirmed (so a message may arrive
+twice), or raises ServiceUnavailable. Subscriptions resume on the new connection by themselves
+(see :mod:`.subscription`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+from urllib.parse import parse_qsl, urlsplit
+
+import aio_pika
+import aiormq
+from aiormq.exceptions import (
+    AMQPConnectionError,
+    AMQPError,
+    ChannelClosed,
+    ChannelInvalidStateError,
+    DeliveryError,
+    ProbableAuthenticationError,
+    PublishError,
+)
+
+from tidings.errors import ClosedError, ServiceUnavailable, TidingsError, TransportError
+from tidings.message import Message
+from tidings.topics import validate_pattern, validate_topic
+from tidings.transports.base import Features, GroupInfo
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.rabbitmq.dead_letters import RabbitMQDeadLetterStore
+from tidings.transports.rabbitmq.groups import Management, drop_group, list_groups
+from tidings.transports.rabbitmq.options import RabbitMQOptions
+from tidings.transports.rabbitmq.publish import Publisher, underlay_of
+from tidings.transports.rabbitmq.subscription import Link, RabbitMQSubscription
+from tidings.transports.rabbitmq.wire import properties_of, queue_name
+from tidings.urls import redact
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+
+__all__ = ["FEATURES", "RabbitMQTransport", "error_map", "from_url"]
+
+FEATURES = Features(
+    persistent=True,
+    ordered_per_key=False,  # competing consumers of a queue and requeues interleave keys
+    consumer_groups=True,
+    native_delay=True,
+    replays_history=False,
+    wildcards=True,
+)
+
+
+def from_url(url: str) -> RabbitMQTransport:
+    return RabbitMQTransport(RabbitMQOptions.from_url(url))
+
+
+def error_map(url: str) -> ErrorMap:
+    """How aiormq's errors read for the broker at ``url``: a refused login, a returned or
+    nacked message and a channel closed under us (not by the broker's refusal) say so."""
+    where = redact(url)
+
+    def special(exc: BaseException, doing: str) -> TidingsError | None:
+        if isinstance(exc, ProbableAuthenticationError):
+            return TransportError(f"RabbitMQ refused the login at {where}")
+        if isinstance(exc, PublishError):
+            return TransportError(f"RabbitMQ returned a message ({doing}): no queue takes it")
+        if isinstance(exc, DeliveryError):
+            return TransportError(f"RabbitMQ did not accept a message ({doing})")
+        if type(exc) is ChannelClosed:  # its subclasses are the broker refusing something
+            return ServiceUnavailable(f"lost the channel to RabbitMQ at {where} ({doing}): {exc}")
+        return None
+
+    return ErrorMap(
+        "RabbitMQ",
+        where,
+        unreachable=(AMQPConnectionError, ChannelInvalidStateError, OSError),
+        client=(AMQPError,),
+        special=special,
+    )
+
+
+class RabbitMQTransport:
+    """The RabbitMQ transport. Constructing it does no I/O; :meth:`start` (or the first publish)
+    connects. Safe for concurrent use by tasks of one event loop.
+
+    Raises ServiceUnavailable when the broker cannot be reached (the message names the URL without
+    its password), TransportError when the broker refuses something (login, a queue declared
+    with other arguments, a message it nacks), ClosedError after :meth:`aclose`.
+    """
+
+    features = FEATURES
+
+    def __init__(self, options: RabbitMQOptions | str | None = None) -> None:
+        if options is None:
+            options = RabbitMQOptions()
+        elif isinstance(options, str):
+            options = RabbitMQOptions.from_url(options)
+        self.options = options
+        self.errors = error_map(options.url)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._publisher = Publisher(options, self.errors, self._robust_channel, self._check_open)
+        self._link = Link(
+            self.connection, self._publisher, options.exchange, self.errors, self._forget
+        )
+        self._start_lock = asyncio.Lock()
+        self._subscriptions: set[RabbitMQSubscription] = set()
+        self._setups: set[asyncio.Task[None]] = set()
+        self._dead_letters: RabbitMQDeadLetterStore | None = None
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"RabbitMQTransport({redact(self.options.url)!r})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, open the publishing channel and declare the exchange. Idempotent."""
+        self._check_open()
+        async with self._start_lock:
+            if self._connection is not None:
+                return
+            connection = await self._connect()
+            try:
+                with self.errors.mapping("opening the publishing channel"):
+                    channel = connection.channel(publisher_confirms=True, on_return_raises=True)
+                    await channel.initialize()
+                    await self._declare_exchange(channel)
+                channel.reopen_callbacks.add(self._declare_exchange)
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection, self._channel = connection, channel
+            for subscription in self._subscriptions:
+                self._set_up(subscription)
+
+    async def _connect(self) -> AbstractRobustConnection:
+        options = self.options
+        named = "name" in dict(parse_qsl(urlsplit(options.url).query))
+        try:
+            return await aio_pika.connect_robust(
+                options.url,
+                timeout=options.connect_timeout,
+                reconnect_interval=options.reconnect_interval,
+                # Named in the management UI, unless the URL names it (``?name=``).
+                client_properties={"connection_name": "tidings"} if not named else None,
+            )
+        except (OSError, AMQPError) as exc:  # OSError covers TimeoutError
+            raise self.errors.error(exc, "connecting") from exc
+
+    async def _declare_exchange(self, channel: AbstractRobustChannel | None) -> None:
+        """Run at start and by aio-pika on every new connection (an error here makes aio-pika
+        log it and connect again: this callback is retried, never lost)."""
+        if channel is None:
+            return
+        underlay = await underlay_of(channel)
+        await underlay.exchange_declare(self.options.exchange, exchange_type="topic", durable=True)
+        self._publisher.use(underlay)
+
+    async def connection(self) -> AbstractRobustConnection:
+        """The robust connection, connecting first if needed (for subscriptions and stores)."""
+        if self._connection is None:
+            await self.start()
+        assert self._connection is not None
+        return self._connection
+
+    async def _robust_channel(self) -> AbstractRobustChannel:
+        if self._connection is None:
+            await self.start()
+        assert self._channel is not None
+        return self._channel
+
+    async def open_channel(self) -> aiormq.Channel:
+        """A plain (not restored after a reconnect) channel for a short job; the caller closes
+        it. Waits up to ``reconnect_timeout`` for a lost connection to come back."""
+        connection = await self.connection()
+        try:
+            async with asyncio.timeout(self.options.reconnect_timeout):
+                await connection.ready()
+        except TimeoutError:
+            raise self._publisher.gone() from None
+        with self.errors.mapping("opening a channel"):
+            assert connection.transport is not None
+            channel = await connection.transport.connection.channel(publisher_confirms=False)
+            return cast("aiormq.Channel", channel)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Publish ``messages`` (``data`` must be bytes) to ``topic``; returns once RabbitMQ
+        confirmed all of them. Order is kept within one call.
+
+        Raises ValueError for a wildcard topic, TypeError for data that is not bytes (nothing
+        is sent then), ServiceUnavailable when the broker stays away for ``reconnect_timeout``
+        (some messages may have been delivered), TransportError when the broker nacks a message.
+        """
+        self._check_open()
+        validate_topic(topic)
+        if not messages:
+            return
+        if self._connection is None:
+            await self.start()
+        if self._setups:
+            # Queues of subscriptions made before this call must exist before it publishes.
+            await asyncio.wait(self._setups, timeout=self.options.reconnect_timeout)
+        bodies = [m.data for m in messages]
+        if not all(isinstance(body, bytes) for body in bodies):
+            raise TypeError("RabbitMQ carries bytes: encode the events first (the Bus does)")
+        props = [properties_of(m) for m in messages]
+        await self._publisher.send(self.options.exchange, topic, bodies, props, mandatory=False)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> RabbitMQSubscription:
+        """A subscription of ``group`` to ``topic`` (or a pattern). Its queue is declared right
+        away when the transport runs (or at :meth:`start`), so that messages published after
+        this call reach the group. ``prefetch`` bounds the deliveries not yet settled."""
+        self._check_open()
+        validate_pattern(topic)
+        if not 1 <= prefetch <= 65535:
+            raise ValueError("prefetch must be between 1 and 65535")
+        queue = queue_name(self.options.exchange, group, topic)
+        subscription = RabbitMQSubscription(self._link, topic, group, queue, prefetch)
+        self._subscriptions.add(subscription)
+        if self._connection is not None:
+            self._set_up(subscription)
+        return subscription
+
+    def _set_up(self, subscription: RabbitMQSubscription) -> None:
+        task = asyncio.ensure_future(subscription.open())
+        subscription.opening = task
+        self._setups.add(task)
+        task.add_done_callback(self._setups.discard)
+
+    def _forget(self, subscription: RabbitMQSubscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every group's subscription on this transport's exchange, sorted by topic then group.
+
+        Needs the management HTTP API (see :mod:`.groups`): raises ServiceUnavailable naming
+        ``rabbitmq-plugins enable rabbitmq_management`` and ``management_url`` without it."""
+        management = Management(self.options)
+        return await list_groups(management, self.options.exchange, self.open_channel, self.errors)
+
+    async def drop_group(self, topic: str, group: str) -> None:
+        """Delete the queue of ``group``'s subscription to ``topic``; raises NotFound if there
+        is none, TransportError while it has consumers (stop them first)."""
+        await drop_group(self.options.exchange, topic, group, self.open_channel, self.errors)
+
+    # -- the rest -----------------------------------------------------------------------------
+
+    def dead_letters(self) -> RabbitMQDeadLetterStore:
+        """Dead letters in the durable queue ``<exchange>.dead-letters`` of the same broker."""
+        if self._dead_letters is None:
+            self._dead_letters = RabbitMQDeadLetterStore(
+                f"{self.options.exchange}.dead-letters",
+                publisher=self._publisher,
+                open_channel=self.open_channel,
+                errors=self.errors,
+                reconnect_timeout=self.options.reconnect_timeout,
+            )
+        return self._dead_letters
+
+    async def aclose(self) -> None:
+        """Wait for publishes in progress, settle what subscriptions recorded (acks are sent,
+        deliveries never settled go back to their queues), then disconnect. Idempotent; calls
+        made while it closes return once it closed."""
+        if self._closing is None:
+            self._closed = True
+            for subscription in self._subscriptions:
+                subscription.stop()  # at once: nothing more is handed out from here on
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        await self._publisher.idle()
+        for task in list(self._setups):
+            task.cancel()
+        await asyncio.gather(*self._setups, return_exceptions=True)
+        for subscription in list(self._subscriptions):
+            await subscription.shutdown()
+        if self._connection is not None:
+            await self._connection.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
