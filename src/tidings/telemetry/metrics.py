@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tidings.message import Message
+from tidings.telemetry.providers import provider_in_use
 from tidings.topics import CACHE_SIZE
 
 __all__ = ["Instruments", "Reading", "Readings", "instruments_for", "meter_configured"]
@@ -41,14 +42,9 @@ Readings = Callable[[], tuple[Reading, Reading, Reading]]
 
 def meter_configured(provider: Any = None) -> Any | None:
     """tidings' meter on ``provider``, or on the global one if the application set it."""
+    provider = provider_in_use(provider, "opentelemetry.metrics", "get_meter_provider")
     if provider is None:
-        try:
-            from opentelemetry import metrics
-        except ImportError:
-            return None
-        provider = metrics.get_meter_provider()
-    if type(provider).__module__.startswith("opentelemetry.metrics"):
-        return None  # the API's own proxy or no-op provider: nothing would be recorded
+        return None
     return provider.get_meter("tidings")
 
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tidings.message import CORRELATION_ID, Message
+from tidings.telemetry.providers import provider_in_use
 
 __all__ = ["SpanMaker", "tracer_configured"]
 
@@ -15,14 +16,9 @@ ATTEMPT = "tidings.message.attempt"
 
 def tracer_configured(provider: Any = None) -> Any | None:
     """tidings' tracer on ``provider``, or on the global one if the application set it."""
+    provider = provider_in_use(provider, "opentelemetry.trace", "get_tracer_provider")
     if provider is None:
-        try:
-            from opentelemetry import trace
-        except ImportError:
-            return None
-        provider = trace.get_tracer_provider()
-    if type(provider).__module__.startswith("opentelemetry.trace"):
-        return None  # the API's own proxy or no-op provider: nothing would be recorded
+        return None
     return provider.get_tracer("tidings")
 
 
