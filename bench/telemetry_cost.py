@@ -140,14 +140,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     args = parser.parse_args(argv)
     n = 5_000 if args.quick else 50_000
     results: list[dict[str, object]] = []
-    for title, run in [
+    workloads: list[tuple[str, Callable[[Telemetry | None], tuple[int, float]]]] = [
         ("B1 emit, 3 handlers", lambda t: best_of(lambda: b1_emit(t, n))),
         (
             "B2 publish_and_wait, 3 async handlers",
             lambda t: best_of_async(lambda: b2_publish_and_wait(t, n)),
         ),
         ("B3 publish, 4 workers", lambda t: best_of_async(lambda: b3_queued(t, n))),
-    ]:
+    ]
+    for title, run in workloads:
         rows = [Row(name, *run(make())) for name, make in SETTINGS]
         results += print_table(f"Telemetry cost: {title}", rows, "off", args.json)
     return results
