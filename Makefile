@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-stress bench lint clean
+.PHONY: demo test test-stress bench lint clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tidings demo
 
-test: $(STAMP)
+# The local services the tests talk to (started if they stopped).
+services:
+	@scripts/services
+
+test: $(STAMP) services
 	$(BIN)/python -m pytest -q -m "not stress"
 
 # The soak (tests/transports/test_soak.py) runs TIDINGS_SOAK_SECONDS (default 600) on each of the
 # six durable transports, about an hour in all; shorter: TIDINGS_SOAK_SECONDS=60 make test-stress
-test-stress: $(STAMP)
+test-stress: $(STAMP) services
 	$(BIN)/python -m pytest -q -m stress
 
 bench: $(STAMP)
