@@ -223,6 +223,28 @@ async def test_a_closed_stream_ends_and_gets_nothing_more() -> None:
         assert [item async for item in stream] == []
 
 
+async def test_closing_a_stream_ends_a_reader_waiting_on_it() -> None:
+    bus = Bus()
+    async with bus:
+        stream = bus.outcomes()
+        reading = asyncio.create_task(anext(stream, None))
+        await asyncio.sleep(0)  # let the reader start waiting
+        await stream.aclose()
+        assert await reading is None
+
+
+async def test_a_cancelled_read_loses_nothing() -> None:
+    bus = Bus()
+    bus.subscribe(UserSignedUp, lambda event: None)
+    async with bus:
+        stream = bus.outcomes()
+        waiting = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0)  # let the reader start waiting
+        waiting.cancel()
+        await bus.publish(UserSignedUp(1, "x"))
+    assert len(await settled(stream)) == 1
+
+
 async def test_a_stream_nobody_holds_is_let_go() -> None:
     bus = Bus()
     bus.subscribe(UserSignedUp, lambda event: None)
