@@ -2,6 +2,7 @@
 
 The limit is a raw ``asyncio.Queue(1024)`` with 4 worker tasks. tidings is ``Bus()`` with a route
 of ``concurrency=4`` on the in-process transport (channel capacity 1024, backpressure on publish).
+A third row reads every message's outcome (``bus.outcomes()``) meanwhile: what watching costs.
 A second workload measures overlap: 20,000 events whose handler waits 1 ms, on 100 workers;
 efficiency = ideal time (events x 1 ms / workers) / measured time.
 Run: ``python -m bench.b3_pipeline [--quick] [--json]``.
@@ -49,9 +50,10 @@ async def queue_limit(n: int, workers: int, delay: float = 0.0) -> int:
     return n
 
 
-async def tidings_bus(n: int, workers: int, delay: float = 0.0) -> int:
+async def tidings_bus(n: int, workers: int, delay: float = 0.0, *, watch: bool = False) -> int:
     bus = tidings.Bus(capacity=1024)
     seen = [0]
+    watching = asyncio.create_task(_count_outcomes(bus.outcomes())) if watch else None
 
     async def handle(job: Job) -> None:
         if delay:
@@ -64,7 +66,17 @@ async def tidings_bus(n: int, workers: int, delay: float = 0.0) -> int:
         for i in range(n):
             await publish(Job(i))
     assert seen[0] == n
+    if watching is not None:
+        assert await watching == n
     return n
+
+
+async def _count_outcomes(stream: tidings.OutcomeStream) -> int:
+    """Outcomes reported, those the reader missed included."""
+    count = 0
+    async for item in stream:
+        count += item.count if isinstance(item, tidings.Missed) else 1
+    return count
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
@@ -76,6 +88,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     rows = [
         Row("limit: asyncio.Queue(1024)", *best_of_async(lambda: queue_limit(n, 4))),
         Row("tidings Bus, concurrency=4", *best_of_async(lambda: tidings_bus(n, 4))),
+        Row(
+            "tidings Bus, outcomes read",
+            *best_of_async(lambda: tidings_bus(n, 4, watch=True)),
+            "bus.outcomes() read by a task",
+        ),
     ]
     result = print_table(
         f"B3: {n:,} events through a bounded channel to 4 workers (target >= 0.80x)",

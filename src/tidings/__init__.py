@@ -40,6 +40,15 @@ from tidings.message import Malformed, Message, new_id
 from tidings.middleware import Handler, Middleware, chain
 from tidings.middleware.retry import Retry
 from tidings.outcome import Outcome, PublishResult
+from tidings.outcome_stream import (
+    Failed,
+    FinalOutcome,
+    Handled,
+    Missed,
+    OutcomeStream,
+    StreamOptions,
+    Undecodable,
+)
 from tidings.route import Route
 from tidings.telemetry import Telemetry
 from tidings.transports.base import Delivery, Features, Subscription, Transport
@@ -62,7 +71,10 @@ __all__ = [
     "DecodeError",
     "Delivery",
     "EventStore",
+    "Failed",
     "Features",
+    "FinalOutcome",
+    "Handled",
     "Handler",
     "HandlerTimeout",
     "Health",
@@ -71,12 +83,14 @@ __all__ = [
     "Message",
     "MessageTooLarge",
     "Middleware",
+    "Missed",
     "NO_STREAM",
     "NewEvent",
     "NotFound",
     "NotHandled",
     "OutboxRelay",
     "Outcome",
+    "OutcomeStream",
     "Projection",
     "ProjectionContext",
     "PublishResult",
@@ -89,12 +103,14 @@ __all__ = [
     "RouteHealth",
     "ServiceUnavailable",
     "StreamDeleted",
+    "StreamOptions",
     "Subscription",
     "SyncInAsyncError",
     "Telemetry",
     "TidingsError",
     "Transport",
     "TransportError",
+    "Undecodable",
     "UnknownEventType",
     "Upcasters",
     "chain",

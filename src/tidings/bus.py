@@ -28,6 +28,7 @@ from tidings.message import CAUSATION_ID, CORRELATION_ID, NO_HEADERS, Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import Retry
 from tidings.outcome import PublishResult
+from tidings.outcome_stream import OutcomeStream, StreamOptions
 from tidings.route import Route, RouteOptions, new_route
 from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
@@ -344,6 +345,10 @@ class Bus:
         """Every running consumer's state (see :mod:`tidings.health`), and failed ones."""
         return self._consumers.health(self._running)
 
+    def outcomes(self, **options: Unpack[StreamOptions]) -> OutcomeStream:
+        """Each message's final outcome as the consumers settle it: :mod:`.outcome_stream`."""
+        return self._consumers.outcomes.open(**options)
+
     async def consumer_failed(self) -> RouteHealth:
         """Wait until a consumer gives up (its restart policy ran out); returns its health."""
         return await self._consumers.first_failure()
@@ -365,14 +370,8 @@ class Bus:
         ``asyncio.run``), it waits for nothing, as with ``timeout=0``. The transport is closed
         in every case.
         """
-        caller = asyncio.current_task()
-        if caller is not None and caller.cancelling():
-            timeout = 0.0  # the caller is being cancelled (Ctrl-C under asyncio.run): wait for none
-        if self._closing.begun:  # closing already: wait for it, cut short at our timeout
-            await self._closing.wait(timeout)
-            return
         self._closed = True
-        await self._closing.run(self._shut_down, timeout)
+        await self._closing.close(self._shut_down, timeout)
 
     async def _shut_down(self, timeout: float | None, cut_short: asyncio.Event) -> None:
         try:
@@ -380,6 +379,7 @@ class Bus:
                 await self._consumers.stop(timeout, cut_short)
         finally:
             self._running = False
+            self._consumers.outcomes.close()
             if self._observer is not None:
                 self._observer.close()
             await self.transport.aclose()

@@ -30,6 +30,7 @@ from tidings.deadletters import DeadLetterStore
 from tidings.handling import Handling
 from tidings.health import RouteHealth
 from tidings.middleware.retry import Retry
+from tidings.outcome_stream import Outcomes
 from tidings.supervision import Supervision
 from tidings.telemetry import Observer
 from tidings.transports.base import Delivery, Subscription
@@ -52,6 +53,7 @@ class Consumer:
         subscription: Subscription,
         dead_letters: DeadLetterStore,
         clock: Clock,
+        outcomes: Outcomes,
         *,
         prefetch: int,
         timeout: float | None,
@@ -80,6 +82,7 @@ class Consumer:
             dead_letters,
             clock,
             self.supervision,
+            outcomes,
             timeout=timeout,
             max_size=max_size,
             observer=observer,

@@ -24,6 +24,7 @@ from tidings.context import in_task
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import STOPPING_PROCESS, DecodeError, HandlerTimeout, MessageTooLarge
 from tidings.message import Message
+from tidings.outcome_stream import Handled, Outcomes, failed
 from tidings.supervision import Supervision
 from tidings.telemetry import Observer
 from tidings.telemetry.observer import final_outcome
@@ -49,12 +50,14 @@ class Handling:
         dead_letters: DeadLetterStore,
         clock: Clock,
         supervision: Supervision,
+        outcomes: Outcomes,
         *,
         timeout: float | None,
         max_size: int | None,
         observer: Observer | None = None,
     ) -> None:
         self.route = route
+        self._outcomes = outcomes
         self._dead_letters = dead_letters
         self._clock = clock
         self._supervision = supervision
@@ -109,7 +112,7 @@ class Handling:
         if type(message.data) is bytes and len(message.data) > self._max_size:
             await self._dead_letter(delivery, message, self._too_large(message))
             return
-        self.started[slot] = self._now()
+        self.started[slot] = began = self._now()
         try:
             if route.plain:  # no middleware: decode here and call the handler directly
                 data = message.data
@@ -143,8 +146,10 @@ class Handling:
             if self._observer is not None:
                 self._outcome(delivery, "ok", None)
             await delivery.ack()
+            if self._outcomes.readers:
+                self._handled(delivery, began)
             return
-        await self._fail(delivery, failure, slot)
+        await self._fail(delivery, failure, began, slot)
 
     def _stopped_from_outside(self, slot: int) -> bool:
         """Whether a CancelledError out of a handler is a stop of the worker (rather than the
@@ -168,10 +173,12 @@ class Handling:
             assert task is not None
             task.uncancel()
 
-    async def _fail(self, delivery: Delivery, error: BaseException, slot: int = -1) -> None:
+    async def _fail(
+        self, delivery: Delivery, error: BaseException, began: float, slot: int = -1
+    ) -> None:
         delay = self.route.retry.next_delay(error, delivery.attempt)
         if delay is None:
-            await self._dead_letter(delivery, delivery.message, error)
+            await self._dead_letter(delivery, delivery.message, error, began)
             return
         if self._observer is not None:
             self._outcome(delivery, "retried", error)
@@ -210,7 +217,7 @@ class Handling:
         if not ready:
             return
         in_task.set(ready[-1])
-        self.started[slot] = self._now()
+        self.started[slot] = began = self._now()
         try:
             result = route.handler(events)
             if route.is_async:
@@ -236,9 +243,11 @@ class Handling:
                 if self._observer is not None:
                     self._outcome(delivery, "ok", None)
                 await delivery.ack()
+                if self._outcomes.readers:
+                    self._handled(delivery, began)
             return
         for delivery in ready:
-            await self._fail(delivery, failure)
+            await self._fail(delivery, failure, began)
 
     def _too_large(self, message: Message) -> MessageTooLarge:
         return MessageTooLarge(len(message.data), self._max_size)
@@ -249,13 +258,22 @@ class Handling:
         return replay_for is None or replay_for == self.route.group
 
     async def _dead_letter(
-        self, delivery: Delivery, message: Message, error: BaseException
+        self,
+        delivery: Delivery,
+        message: Message,
+        error: BaseException,
+        began: float | None = None,
     ) -> None:
+        """Store ``message`` as a dead letter, then ack; ``began``: when its last attempt
+        started (None: no handler was called)."""
         route = self.route
+        if began is None:
+            began = self._now()
+        outcome = final_outcome(error)
         if self._observer is not None:
-            self._outcome(delivery, final_outcome(error), error)
+            self._outcome(delivery, outcome, error)
         try:
-            await store_failure(
+            letter = await store_failure(
                 self._dead_letters,
                 message,
                 topic=_topic_of(delivery, route),
@@ -270,6 +288,20 @@ class Handling:
             await delivery.nack(route.retry.backoff(delivery.attempt))
             return
         await delivery.ack()
+        if self._outcomes.readers:
+            duration = self._now() - began
+            undecodable = outcome == "undecodable"
+            report = failed(route.name, message, letter, duration, undecodable=undecodable)
+            self._outcomes.report(report)
+
+    def _handled(self, delivery: Delivery, began: float) -> None:
+        """Report ``delivery`` handled and acked, its last attempt having started at ``began``."""
+        route = self.route
+        topic = _topic_of(delivery, route)
+        duration = self._now() - began
+        self._outcomes.report(
+            Handled(route.name, route.group, topic, delivery.message, delivery.attempt, duration)
+        )
 
     async def watch(self, limit: float) -> None:
         """Cancel handler calls that run longer than ``limit`` seconds."""

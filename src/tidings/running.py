@@ -21,6 +21,7 @@ from tidings.errors import NotHandled
 from tidings.health import Health, RouteHealth
 from tidings.message import Message
 from tidings.middleware.retry import Retry
+from tidings.outcome_stream import Outcomes, failed
 from tidings.route import Route
 from tidings.telemetry import Observer
 from tidings.topics import is_pattern
@@ -47,6 +48,8 @@ class Consumers:
         self._codec = codec
         self._clock = clock
         self._background = background
+        self.outcomes = Outcomes()
+        """Where the consumers report final outcomes (``bus.outcomes()``)."""
         self._running: dict[Route, tuple[Consumer, asyncio.Task[None]]] = {}
         self._retiring: dict[Consumer, asyncio.Task[None]] = {}
         self._failed: list[Consumer] = []
@@ -65,6 +68,7 @@ class Consumers:
             subscription,
             self._dead_letters,
             self._clock,
+            self.outcomes,
             prefetch=prefetch,
             timeout=route.queued_timeout,
             restart=restart,
@@ -161,13 +165,19 @@ class Consumers:
             await asyncio.wait(running.values())
         await self._background.cancel()
         if self._local is not None:
-            await self._keep_unhandled(self._local.take_unhandled())
+            routes = {(c.route.topic, c.route.group): c.route.name for c in running}
+            await self._keep_unhandled(self._local.take_unhandled(), routes)
 
-    async def _keep_unhandled(self, held: list[tuple[str, str, list[Message]]]) -> None:
+    async def _keep_unhandled(
+        self, held: list[tuple[str, str, list[Message]]], routes: dict[tuple[str, str], str]
+    ) -> None:
+        """Store what was not handled as NotHandled dead letters and report them; ``routes``
+        names the route of each (topic, group)."""
         reason = NotHandled("the bus closed before this message was handled")
         for topic, group, messages in held:
+            route = routes.get((topic, group), group)
             for message in messages:
-                await store_failure(
+                letter = await store_failure(
                     self._dead_letters,
                     message,
                     topic=topic if not is_pattern(topic) else message.type,
@@ -177,6 +187,8 @@ class Consumers:
                     attempts=0,
                     failed_at=self._clock.now(),
                 )
+                if self.outcomes.readers:
+                    self.outcomes.report(failed(route, message, letter, 0.0, undecodable=False))
 
 
 class Closing:
@@ -189,22 +201,26 @@ class Closing:
         self._done: asyncio.Future[None] | None = None
         self._cut_short = asyncio.Event()
 
-    @property
-    def begun(self) -> bool:
-        return self._done is not None
-
-    async def run(
+    async def close(
         self,
         shut_down: Callable[[float | None, asyncio.Event], Awaitable[None]],
         timeout: float | None,
     ) -> None:
+        """Run ``shut_down`` the first time; later calls wait for it. From a task that is being
+        cancelled (Ctrl-C under ``asyncio.run``) it waits for nothing, as with ``timeout=0``."""
+        caller = asyncio.current_task()
+        if caller is not None and caller.cancelling():
+            timeout = 0.0
+        if self._done is not None:  # closing already: wait for it, cut short at our timeout
+            await self._wait(timeout)
+            return
         self._done = asyncio.get_running_loop().create_future()
         try:
             await shut_down(timeout, self._cut_short)
         finally:
             self._done.set_result(None)
 
-    async def wait(self, timeout: float | None) -> None:
+    async def _wait(self, timeout: float | None) -> None:
         assert self._done is not None
         try:
             async with asyncio.timeout(timeout):

@@ -44,6 +44,7 @@ from tidings.testing.suite_dead_letters import DeadLetterCases
 from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
+from tidings.testing.suite_outcomes import OutcomeCases
 from tidings.testing.suite_telemetry import TelemetryCases
 from tidings.testing.suite_topics import TopicCases
 from tidings.transports.base import Delivery, Transport
@@ -56,6 +57,7 @@ class TransportSuite(
     FaultCases,
     ForeignProducerCases,
     TelemetryCases,
+    OutcomeCases,
     BusCases,
     DeadLetterCases,
     TopicCases,
