@@ -76,7 +76,7 @@ async def test_a_json_worker_writes_only_json_lines_naming_the_message(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     seen: list[str] = []
-    options = ("--log-format", "json", "--log-level", "info")
+    options = ("--log-format", "JSON", "--log-level", "info")  # in any case, as levels
     async with worker(tmp_path, sqlite_url, *options) as process:
         await line_with(process, "worker running", seen)
         message = await publish(sqlite_url, "a")

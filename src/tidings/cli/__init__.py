@@ -67,6 +67,7 @@ def configure(
     """Typed, fast event-driven applications."""
     if log_level.lower() not in _LEVELS:
         raise typer.BadParameter(f"choose one of {', '.join(_LEVELS)}", param_hint="--log-level")
+    log_format = log_format.lower()
     if log_format not in logs.FORMATS:
         raise typer.BadParameter(
             f"choose one of {', '.join(logs.FORMATS)}", param_hint="--log-format"

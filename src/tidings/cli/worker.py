@@ -164,7 +164,7 @@ def run(
             route.concurrency = concurrency  # read when its consumer starts
     console = Console(stderr=True)
     # With --log-format json a log collector reads stderr: the worker's news are records too.
-    as_records = ctx.find_root().params.get("log_format") == "json"
+    as_records = str(ctx.find_root().params.get("log_format")).lower() == "json"
 
     def tell(news: str, level: int = logging.INFO, style: str = "") -> None:
         if as_records:
