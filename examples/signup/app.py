@@ -57,6 +57,7 @@ def build(
     preferences_db: str | Path,
     dead_letters: tidings.DeadLetterStore | None = None,
     middleware: Sequence[tidings.Middleware] = (),
+    telemetry: tidings.Telemetry | None = None,
     email_latency: float = 0.1,
     email_concurrency: int = 200,
 ) -> SignupApp:
@@ -64,9 +65,10 @@ def build(
 
     The email service gets ``email_concurrency`` calls at once: with 100 ms per mail, 200 at once
     send 2,000 mails a second. ``dead_letters`` replaces the transport's dead-letter store;
-    ``middleware`` wraps every handler (outermost first).
+    ``middleware`` wraps every handler (outermost first); ``telemetry`` names the OpenTelemetry
+    providers to report to (the global ones by default).
     """
-    bus = tidings.Bus(url, dead_letters=dead_letters, middleware=middleware)
+    bus = tidings.Bus(url, dead_letters=dead_letters, middleware=middleware, telemetry=telemetry)
     email = EmailService(email_latency)
     audit = AuditLog()
     preferences = Preferences(preferences_db)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -61,6 +62,17 @@ def cli() -> Invoke:
         return runner.invoke(app, list(args), input=input)
 
     return invoke
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    """The root logger as it was: the app's ``--log-format``/``--log-level`` replace its
+    handlers (one writing to the runner's stderr, gone after the test)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,43 @@ def test_demo_prints_a_summary_table_with_the_reasons(cli: Invoke, demo_tmp: Pat
     assert "retried 37 · dead-lettered 1" in out
     assert "InvalidAddress: the address has no '@'" in out
     assert "tidings dlq list --url sqlite:///" in out
+
+
+def test_demo_ends_with_the_trace_of_one_publish(
+    cli: Invoke, demo_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one line per span
+
+    result = cli("demo", "--count", "260")
+
+    assert result.exit_code == 0, result.output
+    tree = result.stdout[result.stdout.index("the trace of one publish") :]
+    assert "send user.signed_up · 60 messages" in tree  # users 201 to 260, in one publish
+    retried, dead = tree.split("user 250 (dead-lettered)")
+    assert "user 203 (retried)" in retried
+    for group in ("signup.email", "signup.audit", "signup.preferences"):
+        assert f"process user.signed_up · {group} · attempt 1" in retried
+        assert f"process user.signed_up · {group} · attempt 1" in dead
+    assert "MailServerBusy: 421 mail server busy" in retried
+    assert "signup.email · attempt 2" in retried
+    assert "event dead_lettered: InvalidAddress: the address has no '@'" in dead
+    assert "58 more messages" in dead
+
+
+def test_demo_without_the_opentelemetry_sdk_says_why_there_is_no_trace(
+    cli: Invoke, demo_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delitem(sys.modules, "tidings.cli.demo_trace", raising=False)
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
+
+    result = cli("demo", "--count", "10")
+
+    assert result.exit_code == 0, result.output
+    assert "10 signups on SqliteTransport" in result.stdout
+    assert "the trace of one publish" not in result.stdout
+    (note,) = [line for line in result.stdout.splitlines() if "no trace" in line]
+    assert "pip install 'tidings[otel]'" in note
 
 
 def test_demo_runs_unchanged_on_a_broker(cli: Invoke, demo_tmp: Path, broker_url: str) -> None:

@@ -3,12 +3,12 @@
 ``demo`` runs the signup demo (``demo bank`` the event-sourcing one); ``run`` runs a worker;
 ``publish``, ``tail``, ``dlq`` and ``groups`` talk to a transport chosen by ``--url``; ``store``
 and ``projections`` look into an event store. Human output uses rich tables; ``--json`` prints JSON
-for scripts. Log records (failures in handlers, for one) go to stderr.
+for scripts. Log records (failures in handlers, for one) go to stderr, as text or, with
+``--log-format json``, one JSON object per line (:mod:`tidings.logs`).
 """
 
 from __future__ import annotations
 
-import logging
 from importlib.metadata import version
 from typing import Annotated
 
@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from tidings import logs
 from tidings.cli import demo, dlq, groups, projections, publish, store, tail, worker
 
 __all__ = ["app", "main"]
@@ -49,6 +50,13 @@ def configure(
     log_level: Annotated[
         str, typer.Option(help=f"Log records to show on stderr: {', '.join(_LEVELS)}.")
     ] = "warning",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            help="How log records are written: text, or json (one object per line, with the "
+            "ids of the message being handled)."
+        ),
+    ] = "text",
     show_version: Annotated[
         bool,
         typer.Option(
@@ -59,8 +67,17 @@ def configure(
     """Typed, fast event-driven applications."""
     if log_level.lower() not in _LEVELS:
         raise typer.BadParameter(f"choose one of {', '.join(_LEVELS)}", param_hint="--log-level")
+    log_format = log_format.lower()
+    if log_format not in logs.FORMATS:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(logs.FORMATS)}", param_hint="--log-format"
+        )
+    if log_format == "json":
+        logs.configure("json", log_level)
+        return
     handler = RichHandler(console=Console(stderr=True), show_path=False)
-    logging.basicConfig(level=log_level.upper(), handlers=[handler], format="%(message)s")
+    handler.setFormatter(logs.TextFormatter("%(message)s"))  # rich shows time and level
+    logs.configure("text", log_level, handler=handler)
 
 
 def main() -> None:

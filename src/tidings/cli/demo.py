@@ -4,9 +4,10 @@ With no options it runs on the embedded default, a SQLite file in a new temporar
 afterwards, so ``tidings dlq list --url …`` can look at the dead letters); ``--url`` runs the same
 code on a broker. It publishes the signups, shows a live progress bar per service as their
 handlers finish, and prints a summary: signups handled per service, retries, dead letters grouped
-by reason, elapsed time and events per second. ``--json`` prints the summary as one JSON object
-instead. The exit status is 0 when every service finished every signup (handled or dead-lettered)
-within ``--timeout``.
+by reason, elapsed time and events per second, then the trace of one publish as a tree
+(:mod:`tidings.cli.demo_trace`; it needs the OpenTelemetry SDK, and says so when it is missing).
+``--json`` prints the summary as one JSON object instead. The exit status is 0 when every
+service finished every signup (handled or dead-lettered) within ``--timeout``.
 
 The counts come from the services themselves (mails sent, attempts made, audit entries, rows
 inserted) and from the dead-letter store as letters are added, never from logs.
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 import typer
@@ -44,9 +45,14 @@ from tidings.middleware import Handler, Middleware
 from tidings.testing.deadletters import RecordingDeadLetters
 from tidings.transports import from_url, redact
 
+if TYPE_CHECKING:
+    from tidings.cli.demo_trace import TraceRecorder
+
 __all__ = ["SERVICES", "Reason", "Summary", "app", "run_signup_demo"]
 
 SERVICES = ("email", "audit", "preferences")
+BATCH = 100
+"""Signups per publish: one transport round trip each."""
 
 app = typer.Typer(
     help="The signup demo (the default) and, as `tidings demo bank`, the event-sourcing demo."
@@ -116,11 +122,14 @@ async def run_signup_demo(
     *,
     timeout: float,
     progress: Callable[[dict[str, int]], None] = lambda finished: None,
+    recorder: TraceRecorder | None = None,
 ) -> Summary:
     """Publish ``count`` signups on ``url`` and wait until every service finished each one.
 
     ``progress`` is called with the signups finished per service (handled or dead-lettered)
-    each time that changes. Raises what the transport raises when it cannot connect.
+    each time that changes. ``recorder`` traces one publish: the one carrying the first signup
+    whose address cannot work, so that its trace shows a dead letter beside retried mails.
+    Raises what the transport raises when it cannot connect.
     """
     signup = signup_example()
     changed = asyncio.Event()
@@ -131,6 +140,7 @@ async def run_signup_demo(
         preferences_db=directory / "preferences.db",
         dead_letters=letters,
         middleware=[_signalling(changed)],
+        telemetry=recorder.telemetry if recorder is not None else None,
     )
     groups = {
         "email": signup.EMAIL_GROUP,
@@ -153,8 +163,13 @@ async def run_signup_demo(
         await flow.bus.start()
         started = time.perf_counter()
         events = list(signup.sample_signups(count))
-        for first in range(0, count, 100):  # one transport round trip per 100 signups
-            await flow.bus.publish_many(events[first : first + 100])
+        traced = next((i for i, e in enumerate(events) if "@" not in e.email), 0) // BATCH
+        for first in range(0, count, BATCH):
+            batch = events[first : first + BATCH]
+            if recorder is not None and first // BATCH == traced:
+                await recorder.publish(flow.bus, batch, lambda event: f"user {event.user_id}")
+            else:
+                await flow.bus.publish_many(batch)
         try:
             async with asyncio.timeout(timeout):
                 while min((now := finished()).values()) < count:
@@ -235,6 +250,27 @@ def _print_summary(console: Console, summary: Summary) -> None:
         console.print(f"[dim]see the dead letters:[/] {escape(command)}", soft_wrap=True)
 
 
+def _trace_recorder() -> TraceRecorder | None:
+    """What records the trace the demo ends with; None without the OpenTelemetry SDK."""
+    try:
+        from tidings.cli.demo_trace import TraceRecorder
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        return None
+    return TraceRecorder()
+
+
+def _print_trace(console: Console, recorder: TraceRecorder | None) -> None:
+    if recorder is None:
+        console.print(
+            "[dim]no trace: the OpenTelemetry SDK is missing (pip install 'tidings\\[otel]')[/]"
+        )
+    elif (tree := recorder.tree()) is not None:
+        console.print("the trace of one publish:")
+        console.print(tree)
+
+
 @app.callback(invoke_without_command=True)
 def demo(
     ctx: typer.Context,
@@ -254,6 +290,7 @@ def demo(
     directory = Path(tempfile.mkdtemp(prefix="tidings-demo-"))
     url = url or f"sqlite:///{directory / 'signup.db'}"
     console = Console(highlight=False)
+    recorder = None if json else _trace_recorder()
 
     async def main() -> Summary:
         if json:
@@ -267,7 +304,9 @@ def demo(
                 for name, done in finished.items():
                     bars.update(tasks[name], completed=done)
 
-            return await run_signup_demo(url, count, directory, timeout=timeout, progress=show)
+            return await run_signup_demo(
+                url, count, directory, timeout=timeout, progress=show, recorder=recorder
+            )
 
     with _quiet_dead_letter_warnings():
         summary = run(main(), url)
@@ -275,6 +314,7 @@ def demo(
         write_json(summary)
     else:
         _print_summary(console, summary)
+        _print_trace(console, recorder)
     if not summary.complete:
         raise typer.Exit(1)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -35,6 +36,8 @@ from tidings.cli.connect import run as run_async
 __all__ = ["Ending", "load_bus", "run", "serve"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_log = logging.getLogger("tidings.worker")
 
 
 def load_bus(spec: str) -> Bus:
@@ -139,6 +142,7 @@ def _routes_table(bus: Bus) -> Table:
 
 
 def run(
+    ctx: typer.Context,
     app: Annotated[
         str, typer.Argument(metavar="APP", help="module:attribute naming the Bus (or a factory).")
     ],
@@ -159,25 +163,36 @@ def run(
         for route in bus.routes:
             route.concurrency = concurrency  # read when its consumer starts
     console = Console(stderr=True)
+    # With --log-format json a log collector reads stderr: the worker's news are records too.
+    as_records = str(ctx.find_root().params.get("log_format")).lower() == "json"
+
+    def tell(news: str, level: int = logging.INFO, style: str = "") -> None:
+        if as_records:
+            _log.log(level, news)
+        else:
+            console.print(escape(news), style=style)
 
     def ready() -> None:
-        console.print(_routes_table(bus))
-        console.print(
+        if as_records:
+            for route in bus.routes:
+                where = {"topic": route.topic, "group": route.group, "route": route.name}
+                _log.info("subscribed", extra={**where, "concurrency": route.concurrency})
+        else:
+            console.print(_routes_table(bus))
+        tell(
             f"worker running on {type(bus.transport).__name__} (pid {os.getpid()}); "
             "Ctrl-C or SIGTERM drains and stops"
         )
 
     def draining() -> None:
-        console.print("draining: waiting for the handlers in flight (signal again to stop now)")
+        tell("draining: waiting for the handlers in flight (signal again to stop now)")
 
     ending = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining))
     if ending is Ending.CUT_SHORT:
-        console.print("[yellow]stopped before the drain finished[/]")
+        tell("stopped before the drain finished", logging.WARNING, "yellow")
         raise typer.Exit(1)
     if ending is Ending.CONSUMER_FAILED:
         for failed in bus.health().failed:
-            console.print(
-                f"[red]consumer {escape(failed.route)} failed:[/] {escape(failed.last_error or '')}"
-            )
+            tell(f"consumer {failed.route} failed: {failed.last_error or ''}", logging.ERROR, "red")
         raise typer.Exit(2)
-    console.print("drained and stopped")
+    tell("drained and stopped")
