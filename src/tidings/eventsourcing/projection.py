@@ -24,18 +24,24 @@ Errors
 Concurrency
     Run one instance of a projection at a time: two runners of the same name would both handle
     every event. Stop the runner before ``rebuild``.
+Tracing
+    When the store traces, each event a handler gets is handled in a span ``project <name>``, a
+    child of the span the event was appended in (:mod:`tidings.telemetry.store`).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tidings.codec import Codec, Registry, registry
 from tidings.eventsourcing.store import EventStore, RecordedEvent
+from tidings.eventsourcing.subscription import subscribe
 from tidings.eventsourcing.upcasting import EventMapper, Upcasters
+from tidings.telemetry.store import StoreObserver
 
 __all__ = [
     "Progress",
@@ -76,6 +82,8 @@ Reset = Callable[[Any], Awaitable[None] | None]
 Progress = Callable[[int, int], None]
 """Called with (position handled so far, head position) after every batch."""
 
+_UNTRACED = nullcontext()
+
 
 async def read_batches(
     store: EventStore, *, after: int, size: int, until: int | None = None, follow: bool = False
@@ -107,7 +115,7 @@ async def read_batches(
 async def _next_live(store: EventStore, after: int) -> RecordedEvent | None:
     """The first event after ``after``, waited for by the store's subscription; None once the
     store closed."""
-    live = store.subscribe(after=after)
+    live = subscribe(store, after=after)
     try:
         return await anext(live, None)
     finally:
@@ -208,16 +216,20 @@ class Projection:
     async def _handle(self, store: EventStore, batch: Sequence[RecordedEvent]) -> None:
         if self.transactional:
             async with store.transaction() as tx:
-                await self._dispatch(batch, tx.connection)
+                await self._dispatch(batch, tx.connection, store.observer)
                 await tx.set_checkpoint(self.name, batch[-1].position)
         else:
-            await self._dispatch(batch, None)
+            await self._dispatch(batch, None, store.observer)
             await store.set_checkpoint(self.name, batch[-1].position)
 
-    async def _dispatch(self, batch: Sequence[RecordedEvent], connection: Any) -> None:
+    async def _dispatch(
+        self, batch: Sequence[RecordedEvent], connection: Any, observer: StoreObserver | None
+    ) -> None:
         handlers = self._handlers
         to_event = self._events.to_event
         for recorded in batch:
             handler = handlers.get(recorded.type)
-            if handler is not None:
+            if handler is None:
+                continue
+            with _UNTRACED if observer is None else observer.projecting(self.name, recorded):
                 await _call(handler, to_event(recorded), ProjectionContext(recorded, connection))
