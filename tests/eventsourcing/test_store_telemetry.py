@@ -4,7 +4,8 @@ nothing at all when telemetry is off."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,9 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tidings.errors import ConcurrencyError
-from tidings.eventsourcing import NewEvent, Projection, ProjectionContext, Repository
+from tidings.eventsourcing import ANY, NewEvent, Projection, ProjectionContext, Repository
+from tidings.eventsourcing.backends.memory import MemoryEventStore
+from tidings.eventsourcing.records import ExpectedVersion
 from tidings.eventsourcing.store import EventStore
 from tidings.telemetry import Telemetry
 from tidings.testing.telemetry import Captured
@@ -89,6 +92,46 @@ async def test_each_appended_event_keeps_the_appends_trace_context(
     stored = [recorded async for recorded in traced.read("acc-1")]
     assert [stored_span_id(r.metadata) for r in stored] == [append.context.span_id] * 2
     assert all(r.metadata["correlation-id"] == "c-acc-1" for r in stored)
+
+
+async def test_a_trace_context_the_event_carried_gives_way_to_the_appends(
+    traced: EventStore, captured: Captured
+) -> None:
+    foreign = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    event = NewEvent("bank.noted", b"{}", metadata={"traceparent": foreign, "tenant": "t"})
+    await traced.append("acc-1", [event])
+    (append,) = captured.spans("append")
+    (stored,) = [recorded async for recorded in traced.read("acc-1")]
+    assert stored_span_id(stored.metadata) == append.context.span_id
+    assert stored.metadata["tenant"] == "t"
+
+
+class Stuck(MemoryEventStore):
+    """A store whose appends never finish, until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion = ANY
+    ) -> int:
+        self.entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never reached")
+
+
+async def test_a_cancelled_append_still_ends_its_span(captured: Captured) -> None:
+    stuck = Stuck()
+    async with EventStore(stuck, telemetry=captured.telemetry) as store:
+        appending = asyncio.create_task(store.append("acc-1", [NewEvent("bank.noted", b"{}")]))
+        await stuck.entered.wait()
+        appending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await appending
+    (append,) = captured.spans("append")  # exported: ended
+    assert append.attributes["error.type"] == "CancelledError"
+    assert captured.total("tidings.eventstore.appended") == 0
 
 
 async def test_a_concurrency_conflict_fails_the_append_span(

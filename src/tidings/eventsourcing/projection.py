@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -81,8 +80,6 @@ ProjectionHandler = Callable[[E, ProjectionContext], Awaitable[None] | None]
 Reset = Callable[[Any], Awaitable[None] | None]
 Progress = Callable[[int, int], None]
 """Called with (position handled so far, head position) after every batch."""
-
-_UNTRACED = nullcontext()
 
 
 async def read_batches(
@@ -231,5 +228,8 @@ class Projection:
             handler = handlers.get(recorded.type)
             if handler is None:
                 continue
-            with _UNTRACED if observer is None else observer.projecting(self.name, recorded):
+            if observer is None:
+                await _call(handler, to_event(recorded), ProjectionContext(recorded, connection))
+                continue
+            with observer.projecting(self.name, recorded):  # decoding included: it can fail
                 await _call(handler, to_event(recorded), ProjectionContext(recorded, connection))
