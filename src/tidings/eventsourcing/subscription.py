@@ -7,8 +7,8 @@ head and reads again. A wake-up lost to a race only delays the next read until `
 it can never make the subscription skip or repeat an event.
 
 An ``observed`` subscription (``EventStore.subscribe``) records each page it delivers as a span
-when the store traces (see :mod:`tidings.telemetry.store`); projections and the outbox relay,
-which trace each event they handle, follow the log without.
+when the store traces (see :mod:`tidings.telemetry.store`); projections and the outbox relay
+follow the log without, since they trace what they do with each event themselves.
 """
 
 from __future__ import annotations
