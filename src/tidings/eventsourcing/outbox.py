@@ -10,11 +10,17 @@ Each message carries the event name as ``type``, the stream as ``key`` (per-aggr
 transports that order by key), the event's metadata as ``headers`` and its record time. ``data`` is
 the JSON payload (upcast to the current schema version when its class is registered), or the
 decoded event object for in-process transports (``features.in_process``), which carry objects.
+
+The metadata holds the trace context of the append when the store traced it, so the consumers'
+``process`` spans continue that trace. When the store traces, each publish call is a ``send``
+span (PRODUCER), a child of that context when the call's events share one, else linked to each
+(:meth:`~tidings.telemetry.tracing.SpanMaker.relay`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from itertools import groupby
 from typing import Protocol
 
@@ -23,6 +29,8 @@ from tidings.eventsourcing.projection import read_batches
 from tidings.eventsourcing.store import EventStore, RecordedEvent
 from tidings.eventsourcing.upcasting import EventMapper, Upcasters
 from tidings.message import Message
+from tidings.telemetry.systems import system_of
+from tidings.telemetry.tracing import SpanMaker
 
 __all__ = ["OutboxRelay", "Publisher"]
 
@@ -74,22 +82,33 @@ class OutboxRelay:
         """Publish from the checkpoint on, then follow new events until cancelled (or the store
         closes)."""
         after = await self.store.get_checkpoint(self.name)
+        spans = self._spans()
         async for batch in read_batches(self.store, after=after, size=self.batch_size, follow=True):
-            await self._relay(batch)
+            await self._relay(batch, spans)
 
     async def relay_pending(self) -> int:
         """Publish everything stored up to now and return how many events were published."""
         after = await self.store.get_checkpoint(self.name)
         head = await self.store.head_position()
+        spans = self._spans()
         count = 0
         async for batch in read_batches(self.store, after=after, size=self.batch_size, until=head):
-            await self._relay(batch)
+            await self._relay(batch, spans)
             count += len(batch)
         return count
 
-    async def _relay(self, batch: Sequence[RecordedEvent]) -> None:
+    def _spans(self) -> SpanMaker | None:
+        """The relay's spans, when the (started) store traces."""
+        observer = self.store.observer
+        if observer is None:
+            return None
+        return observer.messaging(system_of(type(self.publisher).__module__))
+
+    async def _relay(self, batch: Sequence[RecordedEvent], spans: SpanMaker | None) -> None:
         for topic, records in groupby(batch, key=self.topic):
-            await self.publisher.publish(topic, [self._message(r) for r in records])
+            messages = [self._message(r) for r in records]
+            with nullcontext() if spans is None else spans.relay(topic, messages):
+                await self.publisher.publish(topic, messages)
         await self.store.set_checkpoint(self.name, batch[-1].position)
 
     def _message(self, recorded: RecordedEvent) -> Message:

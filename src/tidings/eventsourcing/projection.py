@@ -24,6 +24,9 @@ Errors
 Concurrency
     Run one instance of a projection at a time: two runners of the same name would both handle
     every event. Stop the runner before ``rebuild``.
+Tracing
+    When the store traces, each event a handler gets is handled in a span ``project <name>``, a
+    child of the span the event was appended in (:mod:`tidings.telemetry.store`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from typing import Any, TypeVar
 
 from tidings.codec import Codec, Registry, registry
 from tidings.eventsourcing.store import EventStore, RecordedEvent
+from tidings.eventsourcing.subscription import subscribe
 from tidings.eventsourcing.upcasting import EventMapper, Upcasters
+from tidings.telemetry.store import StoreObserver
 
 __all__ = [
     "Progress",
@@ -107,7 +112,7 @@ async def read_batches(
 async def _next_live(store: EventStore, after: int) -> RecordedEvent | None:
     """The first event after ``after``, waited for by the store's subscription; None once the
     store closed."""
-    live = store.subscribe(after=after)
+    live = subscribe(store, after=after)
     try:
         return await anext(live, None)
     finally:
@@ -208,16 +213,23 @@ class Projection:
     async def _handle(self, store: EventStore, batch: Sequence[RecordedEvent]) -> None:
         if self.transactional:
             async with store.transaction() as tx:
-                await self._dispatch(batch, tx.connection)
+                await self._dispatch(batch, tx.connection, store.observer)
                 await tx.set_checkpoint(self.name, batch[-1].position)
         else:
-            await self._dispatch(batch, None)
+            await self._dispatch(batch, None, store.observer)
             await store.set_checkpoint(self.name, batch[-1].position)
 
-    async def _dispatch(self, batch: Sequence[RecordedEvent], connection: Any) -> None:
+    async def _dispatch(
+        self, batch: Sequence[RecordedEvent], connection: Any, observer: StoreObserver | None
+    ) -> None:
         handlers = self._handlers
         to_event = self._events.to_event
         for recorded in batch:
             handler = handlers.get(recorded.type)
-            if handler is not None:
+            if handler is None:
+                continue
+            if observer is None:
+                await _call(handler, to_event(recorded), ProjectionContext(recorded, connection))
+                continue
+            with observer.projecting(self.name, recorded):  # decoding included: it can fail
                 await _call(handler, to_event(recorded), ProjectionContext(recorded, connection))

@@ -14,6 +14,10 @@ A store is a set of streams (one per aggregate, say) and one global log over all
 ``EventStore("memory://" | "sqlite:///path" | "postgresql://…")`` picks the backend by URL; each
 backend is an :class:`EventStoreBackend` and can also be built directly with typed options
 (``EventStore(SqliteEventStore("events.db", synchronous="FULL"))``).
+
+With OpenTelemetry configured, appends, stream reads, snapshots and subscriptions make spans and
+metrics, and each appended event keeps the append's trace context in its metadata
+(:mod:`tidings.telemetry.store`); without it, nothing is paid.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from tidings.errors import ClosedError, StreamDeleted
 from tidings.eventsourcing.backend import EventStoreBackend, StoreTransaction
+from tidings.eventsourcing.observed import Calls, ObservedCalls
 from tidings.eventsourcing.open import open_backend
 from tidings.eventsourcing.records import (
     ANY,
@@ -38,6 +43,9 @@ from tidings.eventsourcing.records import (
     validate_expected_version,
 )
 from tidings.eventsourcing.subscription import subscribe
+from tidings.telemetry.providers import Telemetry
+from tidings.telemetry.store import StoreObserver, store_configured
+from tidings.telemetry.systems import db_system_of
 from tidings.urls import redact
 
 __all__ = [
@@ -69,18 +77,25 @@ class EventStore:
     ``start()``, on ``async with store``, or on first use, and ``aclose()`` closes it; any call
     afterwards raises :class:`~tidings.ClosedError`. All methods are safe to call concurrently
     from tasks of one event loop.
+
+    ``telemetry`` names the OpenTelemetry providers to report to; by default the global ones, if
+    the application set them, looked up when the store starts (as a bus does).
     """
 
-    __slots__ = ("_backend", "_closed", "_started", "url")
+    __slots__ = ("_backend", "_calls", "_closed", "_observer", "_started", "_telemetry", "url")
 
-    def __init__(self, url: str | EventStoreBackend = "memory://") -> None:
-
+    def __init__(
+        self, url: str | EventStoreBackend = "memory://", *, telemetry: Telemetry | None = None
+    ) -> None:
         if isinstance(url, str):
             self._backend: EventStoreBackend = open_backend(url)
             self.url = redact(url)
         else:
             self.url = type(url).__name__
             self._backend = url
+        self._calls: Calls = self._backend  # observed ones once started, if telemetry is set
+        self._observer: StoreObserver | None = None
+        self._telemetry = telemetry
         self._started = False
         self._closed = False
 
@@ -89,12 +104,21 @@ class EventStore:
         """The backend this store delegates to."""
         return self._backend
 
+    @property
+    def observer(self) -> StoreObserver | None:
+        """What the store reports to OpenTelemetry once started; None when not configured."""
+        return self._observer
+
     async def start(self) -> None:
         """Open connections and create the schema if missing. Idempotent."""
         if self._closed:
             raise ClosedError("the event store is closed")
         if not self._started:
             await self._backend.start()
+            system = db_system_of(type(self._backend).__module__)
+            observer = self._observer = store_configured(system, self._telemetry)
+            if observer is not None:
+                self._calls = ObservedCalls(self._backend, observer)
             self._started = True
 
     async def aclose(self) -> None:
@@ -132,7 +156,7 @@ class EventStore:
         """
         if not self._started:
             await self.start()
-        return await self._backend.append(stream, events, expected_version=expected_version)
+        return await self._calls.append(stream, events, expected_version=expected_version)
 
     def read(
         self,
@@ -148,11 +172,11 @@ class EventStore:
         Yields nothing for a stream never written or deleted.
         """
         if self._started:
-            return self._backend.read(
+            return self._calls.read(
                 stream, from_version=from_version, backwards=backwards, limit=limit
             )
         return self._started_then(
-            lambda: self._backend.read(
+            lambda: self._calls.read(
                 stream, from_version=from_version, backwards=backwards, limit=limit
             )
         )
@@ -171,8 +195,9 @@ class EventStore:
         Never skips or repeats an event while writers keep writing; ends when the store closes
         or the iterating task is cancelled. See :mod:`tidings.eventsourcing.subscription`.
         """
-
-        return subscribe(self, after=after, page_size=page_size, idle_timeout=idle_timeout)
+        return subscribe(
+            self, after=after, page_size=page_size, idle_timeout=idle_timeout, observed=True
+        )
 
     async def stream_info(self, stream: str) -> StreamInfo:
         """Name, version, metadata and tombstone flag; raises NotFound for a stream never
@@ -223,13 +248,13 @@ class EventStore:
         """Keep ``snapshot`` as the stream's latest unless a newer one is stored already."""
         if not self._started:
             await self.start()
-        await self._backend.save_snapshot(snapshot)
+        await self._calls.save_snapshot(snapshot)
 
     async def load_snapshot(self, stream: str) -> Snapshot | None:
         """The stream's latest snapshot, or None."""
         if not self._started:
             await self.start()
-        return await self._backend.load_snapshot(stream)
+        return await self._calls.load_snapshot(stream)
 
     async def get_checkpoint(self, name: str) -> int:
         """The stored position of a named subscriber (0 when it never stored one)."""

@@ -5,15 +5,21 @@ The hand-over from catching up to following live needs no coordination with writ
 position read just before it has been seen, so the subscription waits for a position above that
 head and reads again. A wake-up lost to a race only delays the next read until ``idle_timeout``;
 it can never make the subscription skip or repeat an event.
+
+An ``observed`` subscription (``EventStore.subscribe``) records each page it delivers as a span
+when the store traces (see :mod:`tidings.telemetry.store`); projections and the outbox relay
+follow the log without, since they trace what they do with each event themselves.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 from tidings.errors import ClosedError
 from tidings.eventsourcing.records import RecordedEvent
+from tidings.telemetry.store import StoreObserver
 
 __all__ = ["subscribe"]
 
@@ -29,9 +35,17 @@ class _Log(Protocol):
 
     async def wait_for_new(self, after: int, timeout: float) -> None: ...
 
+    @property
+    def observer(self) -> StoreObserver | None: ...
+
 
 async def subscribe(
-    store: _Log, *, after: int = 0, page_size: int = 500, idle_timeout: float = 5.0
+    store: _Log,
+    *,
+    after: int = 0,
+    page_size: int = 500,
+    idle_timeout: float = 5.0,
+    observed: bool = False,
 ) -> AsyncIterator[RecordedEvent]:
     """Every event with ``position > after``, in position order, each exactly once, forever.
 
@@ -43,9 +57,13 @@ async def subscribe(
     while True:
         try:
             head = await store.head_position()
+            observer = store.observer if observed else None  # known once the store started
+            started = time.time_ns() if observer is not None else 0
             page = [event async for event in store.read_all(after=position, limit=page_size)]
         except ClosedError:
             return
+        if observer is not None:
+            observer.delivered(position, started, page)
         for event in page:
             yield event
         if page:

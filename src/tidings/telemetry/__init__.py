@@ -15,6 +15,8 @@ instead of the global ones (an application with several, or a test). A bus looks
 
 from __future__ import annotations
 
-from tidings.telemetry.observer import Observer, Telemetry, configured, system_of
+from tidings.telemetry.observer import Observer, configured
+from tidings.telemetry.providers import Telemetry
+from tidings.telemetry.systems import system_of
 
 __all__ = ["Observer", "Telemetry", "configured", "system_of"]

@@ -26,13 +26,22 @@ import functools
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from tidings.message import Message
 from tidings.telemetry.providers import provider_in_use
 from tidings.topics import CACHE_SIZE
 
-__all__ = ["Instruments", "Reading", "Readings", "instruments_for", "meter_configured"]
+__all__ = [
+    "Instruments",
+    "Reading",
+    "Readings",
+    "instruments_for",
+    "meter_configured",
+    "per_meter",
+]
+
+T = TypeVar("T")
 
 Reading = list[tuple[float, dict[str, str]]]
 """One gauge's values with their attributes."""
@@ -52,10 +61,19 @@ def instruments_for(meter: Any | None) -> Instruments:
     """The instruments on ``meter``, made once per meter (every bus of the process shares them)."""
     if meter is None:
         return _OFF
-    found = _BY_METER.get(meter)
+    return per_meter(meter, Instruments)
+
+
+def per_meter(meter: Any, kind: Callable[[Any], T]) -> T:
+    """``kind(meter)``, made once per meter and kind: every bus (or event store) of the process
+    records into the same instruments."""
+    made = _BY_METER.get(meter)
+    if made is None:
+        made = _BY_METER[meter] = {}
+    found = made.get(kind)
     if found is None:
-        found = _BY_METER[meter] = Instruments(meter)
-    return found
+        found = made[kind] = kind(meter)
+    return cast(T, found)
 
 
 class Instruments:
@@ -170,4 +188,6 @@ def _where(
 
 
 _OFF = Instruments(None)
-_BY_METER: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+_BY_METER: weakref.WeakKeyDictionary[Any, dict[Callable[[Any], Any], Any]] = (
+    weakref.WeakKeyDictionary()
+)

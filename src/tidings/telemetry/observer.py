@@ -20,55 +20,22 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from tidings.errors import DecodeError, MessageTooLarge
 from tidings.health import Health
 from tidings.message import Message
 from tidings.telemetry.metrics import Instruments, Reading, instruments_for, meter_configured
+from tidings.telemetry.providers import Telemetry
 from tidings.telemetry.tracing import SpanMaker, tracer_configured
 from tidings.transports.base import Groups
 
-__all__ = ["Observer", "Telemetry", "configured", "final_outcome", "system_of"]
+__all__ = ["Observer", "configured", "final_outcome"]
 
 LAG_EVERY = 15.0
 """Seconds between two readings of the groups' lag (a broker round trip each)."""
 
 _log = logging.getLogger("tidings.telemetry")
-
-_SYSTEMS = {
-    "memory": "tidings",
-    "sqlite": "sqlite",
-    "postgres": "postgresql",
-    "postgresql": "postgresql",
-    "nats": "nats",
-    "kafka": "kafka",
-    "amqp": "rabbitmq",
-    "amqps": "rabbitmq",
-    "rabbitmq": "rabbitmq",
-    "redis": "redis",
-    "rediss": "redis",
-}
-
-
-def system_of(url_or_module: str) -> str:
-    """``messaging.system`` for a transport URL (its scheme) or a transport's module name."""
-    scheme = url_or_module.partition("://")[0].lower()
-    if scheme in _SYSTEMS:
-        return _SYSTEMS[scheme]
-    for part in reversed(url_or_module.split(".")):  # tidings.transports.kafka.transport
-        if part in _SYSTEMS:
-            return _SYSTEMS[part]
-    return "tidings"
-
-
-@dataclass(frozen=True, slots=True)
-class Telemetry:
-    """The OpenTelemetry providers a bus reports to; None: the global one, if set."""
-
-    tracer_provider: Any = None
-    meter_provider: Any = None
 
 
 def configured(system: str, telemetry: Telemetry | None = None) -> Observer | None:

@@ -1,11 +1,21 @@
-"""Which OpenTelemetry provider a bus reports to: the one given, or the application's global one."""
+"""Which OpenTelemetry providers tidings reports to: the ones given, or the global ones."""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["provider_in_use"]
+__all__ = ["Telemetry", "provider_in_use"]
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """The OpenTelemetry providers a bus or an event store reports to; None: the global one, if
+    set."""
+
+    tracer_provider: Any = None
+    meter_provider: Any = None
 
 
 def provider_in_use(given: Any, api: str, get_global: str) -> Any | None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from tidings.message import CORRELATION_ID, Message
 from tidings.telemetry.providers import provider_in_use
 
-__all__ = ["SpanMaker", "tracer_configured"]
+__all__ = [
+    "SpanMaker",
+    "carried_contexts",
+    "errors_typed",
+    "record_failure",
+    "tracer_configured",
+]
 
 ATTEMPT = "tidings.message.attempt"
 
@@ -20,6 +26,40 @@ def tracer_configured(provider: Any = None) -> Any | None:
     if provider is None:
         return None
     return provider.get_tracer("tidings")
+
+
+def carried_contexts(carriers: Iterable[Mapping[str, str]]) -> dict[int, tuple[Any, Any]]:
+    """The distinct trace contexts that W3C ``carriers`` (headers, stored metadata) hold, by
+    span id: each as a context to start a child span in, and as a span context to link to."""
+    from opentelemetry import propagate, trace
+
+    found: dict[int, tuple[Any, Any]] = {}
+    for carrier in carriers:
+        context = propagate.extract(carrier)
+        span_context = trace.get_current_span(context).get_span_context()
+        if span_context.is_valid:
+            found.setdefault(span_context.span_id, (context, span_context))
+    return found
+
+
+@contextmanager
+def errors_typed(span: Any) -> Iterator[None]:
+    """Set ``error.type`` on ``span`` when the block raises (the SDK's span records the exception
+    and the status itself)."""
+    try:
+        yield
+    except BaseException as exc:
+        span.set_attribute("error.type", type(exc).__qualname__)
+        raise
+
+
+def record_failure(span: Any, error: BaseException) -> None:
+    """Mark ``span`` as failed with ``error``: ``error.type``, the exception event, the status."""
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("error.type", type(error).__qualname__)
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"))
 
 
 class SpanMaker:
@@ -36,17 +76,42 @@ class SpanMaker:
 
     @contextmanager
     def send(self, topic: str, messages: Sequence[Message]) -> Iterator[list[Message]]:
-        attributes = self._attributes(topic, "send", "publish", messages)
-        with self._tracer.start_as_current_span(
-            f"send {topic}", kind=self._trace.SpanKind.PRODUCER, attributes=attributes
-        ) as span:
+        with self._producing(topic, messages):
             carrier: dict[str, str] = {}
             self._inject(carrier)
-            try:
-                yield [m.with_headers(carrier) for m in messages] if carrier else list(messages)
-            except BaseException as exc:
-                span.set_attribute("error.type", type(exc).__qualname__)
-                raise
+            yield [m.with_headers(carrier) for m in messages] if carrier else list(messages)
+
+    @contextmanager
+    def relay(self, topic: str, messages: Sequence[Message]) -> Iterator[None]:
+        """A ``send`` span around publishing stored ``messages`` (the outbox relay's). They keep
+        the trace context they were stored with, so each consumer's ``process`` span continues
+        the trace of the append; this span is a child of that context when the messages share
+        one (one append's events), else it links to each."""
+        stored = carried_contexts(m.headers for m in messages)
+        if len(stored) == 1:
+            ((parent, _),) = stored.values()
+            with self._producing(topic, messages, parent=parent):
+                yield
+        else:
+            links = [self._trace.Link(c) for _, c in stored.values()]
+            with self._producing(topic, messages, links=links):
+                yield
+
+    @contextmanager
+    def _producing(
+        self, topic: str, messages: Sequence[Message], parent: Any = None, links: Any = None
+    ) -> Iterator[None]:
+        with (
+            self._tracer.start_as_current_span(
+                f"send {topic}",
+                context=parent,
+                kind=self._trace.SpanKind.PRODUCER,
+                attributes=self._attributes(topic, "send", "publish", messages),
+                links=links,
+            ) as span,
+            errors_typed(span),
+        ):
+            yield
 
     @contextmanager
     def process(
@@ -66,9 +131,8 @@ class SpanMaker:
         if len(messages) == 1:
             parent = self._extract(messages[0].headers)
         else:  # a batch: one span, linked to each message's producer
-            get_span = self._trace.get_current_span
-            contexts = [get_span(self._extract(m.headers)).get_span_context() for m in messages]
-            links = [self._trace.Link(c) for c in contexts if c.is_valid]
+            carried = carried_contexts(m.headers for m in messages).values()
+            links = [self._trace.Link(c) for _, c in carried]
         with self._tracer.start_as_current_span(
             f"process {topic}",
             context=parent,
@@ -82,11 +146,9 @@ class SpanMaker:
         """Record on the current span that its handler call failed, and whether that was the
         end of the message (dead-lettered)."""
         span = self._trace.get_current_span()
-        reason = f"{type(error).__qualname__}: {error}"
-        span.set_attribute("error.type", type(error).__qualname__)
-        span.record_exception(error)
-        span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, reason))
+        record_failure(span, error)
         if dead_lettered:
+            reason = f"{type(error).__qualname__}: {error}"
             span.add_event("dead_lettered", {"tidings.dead_letter.reason": reason})
 
     def _attributes(
