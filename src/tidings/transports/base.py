@@ -24,7 +24,8 @@ Contract
     Idempotent. Pending publishes finish; subscriptions end.
 
 Transports that keep consumer groups on the broker also implement :class:`Groups`: a group's
-lag, and dropping a group nobody consumes for any more (so it stops holding messages).
+lag, and dropping a group nobody consumes for any more (so it stops holding messages). Transports
+that talk to a broker or a database implement :class:`Pingable`, which readiness checks use.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "GroupInfo",
     "Groups",
     "LocalTransport",
+    "Pingable",
     "Subscription",
     "Transport",
 ]
@@ -168,3 +170,11 @@ class Groups(Protocol):
         Raises NotFound if there is no such group. Stop the group's consumers first: one still
         running subscribes again as a new group would (from the oldest message kept).
         """
+
+
+@runtime_checkable
+class Pingable(Protocol):
+    """A transport that can tell whether its broker or database answers right now."""
+
+    async def ping(self) -> None:
+        """One round trip to the broker; raises ServiceUnavailable when it does not answer."""

@@ -1,0 +1,57 @@
+"""``tidings.readiness.check``: ready only when the bus runs, every consumer runs and the broker
+answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from events import UserSignedUp
+
+import tidings
+from tidings import Bus
+from tidings.readiness import check
+from tidings.testing.faults import FaultyTransport, Times
+from tidings.transports.memory import MemoryTransport
+
+FAST_RESTART = tidings.Retry(max_attempts=2, initial_delay=0.001, max_delay=0.01)
+
+
+class Unreachable(MemoryTransport):
+    async def ping(self) -> None:
+        raise tidings.ServiceUnavailable("connection refused")
+
+
+class Silent(MemoryTransport):
+    async def ping(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_running_bus_is_ready_and_a_stopped_one_is_not() -> None:
+    bus = Bus()
+    bus.subscribe(UserSignedUp, lambda e: None)
+    before = await check(bus)
+    async with bus:
+        during = await check(bus)
+    assert (before.ready, before.status, before.running) == (False, 503, False)
+    assert (during.ready, during.status, during.broker) == (True, 200, "not checked")
+    assert [r["state"] for r in during.as_json()["routes"]] == ["running"]
+
+
+async def test_a_failed_consumer_makes_the_bus_unready() -> None:
+    bus = Bus(FaultyTransport(MemoryTransport(), drop_fetches=Times(1_000)), restart=FAST_RESTART)
+    bus.subscribe(UserSignedUp, lambda e: None)
+    async with bus:
+        await asyncio.wait_for(bus.consumer_failed(), 10)
+        readiness = await check(bus)
+    assert readiness.status == 503
+    assert [r["state"] for r in readiness.routes] == ["failed"]
+
+
+async def test_a_broker_that_refuses_or_does_not_answer_makes_the_bus_unready() -> None:
+    for transport, said in ((Unreachable(), "connection refused"), (Silent(), "no answer")):
+        bus = Bus(transport)
+        async with bus:
+            readiness = await check(bus, timeout=0.05)
+        assert readiness.status == 503
+        assert readiness.broker.startswith("unreachable")
+        assert said in readiness.broker
