@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-stress bench lint clean services
+.PHONY: demo test test-stress bench lint clean services dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[all]' --group test --group lint --group bench
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
@@ -31,12 +31,17 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
-	$(BIN)/mypy --strict -p examples.signup -p examples.bank -p bench
+	$(BIN)/mypy --strict -p bench
+	rm -rf $(VENV)/dist && $(BIN)/python -m build --no-isolation --outdir $(VENV)/dist . >/dev/null
+	$(BIN)/twine check --strict $(VENV)/dist/*
+
+dist: $(STAMP)
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
-from examples.bank.account import (
+
+from tidings.codec import JsonCodec
+from tidings.errors import DecodeError
+from tidings.eventsourcing import Aggregate
+from tidings.eventsourcing.aggregate import restore_state, state_of
+from tidings.examples.bank.account import (
     Account,
     AccountError,
     AccountOpened,
@@ -15,11 +20,6 @@ from examples.bank.account import (
     MoneyDeposited,
     MoneyWithdrawn,
 )
-
-from tidings.codec import JsonCodec
-from tidings.errors import DecodeError
-from tidings.eventsourcing import Aggregate
-from tidings.eventsourcing.aggregate import restore_state, state_of
 
 
 def opened(balance: str = "0") -> Account:

@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
-from examples.bank.account import Account, MoneyDeposited
 
 from tidings.codec import JsonCodec, Registry
 from tidings.errors import ConcurrencyError, NotFound
 from tidings.eventsourcing import Aggregate, Repository, Upcasters
 from tidings.eventsourcing.store import EventStore, NewEvent, Snapshot
+from tidings.examples.bank.account import Account, MoneyDeposited
 from tidings.message import new_id
 
 
