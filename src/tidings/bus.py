@@ -14,17 +14,17 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, Unpack, overload
 
-from tidings import context
 from tidings.background import Background
 from tidings.clock import Clock, SystemClock
 from tidings.codec import Codec, JsonCodec, Registry, registry
 from tidings.deadletters import DeadLetters, DeadLetterStore
 from tidings.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RESTART
 from tidings.direct import Direct
+from tidings.envelopes import Envelopes
 from tidings.errors import ClosedError
-from tidings.handlers import UserHandler
+from tidings.handlers import Subscriber, UserHandler
 from tidings.health import Health, RouteHealth
-from tidings.message import CAUSATION_ID, CORRELATION_ID, NO_HEADERS, Message
+from tidings.message import CAUSATION_ID, CORRELATION_ID, Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import Retry
 from tidings.outcome import PublishResult
@@ -42,6 +42,7 @@ from tidings.transports.memory import MemoryTransport
 __all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E")
 
 
 class Bus:
@@ -104,7 +105,7 @@ class Bus:
         self._looked = False  # for the application's OpenTelemetry set-up (see tidings.telemetry)
         self._dead_letter_store = dead_letters or transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
-        self._names: dict[type, str] = {}
+        self._envelopes = Envelopes(registry)
         self._routes = RouteTable()
         background = Background()
         self._direct = Direct(
@@ -127,31 +128,40 @@ class Bus:
 
     @overload
     def subscribe(
-        self, target: type | str, handler: None = None, **options: Unpack[RouteOptions]
+        self, target: type[E], handler: None = None, **options: Unpack[RouteOptions]
+    ) -> Subscriber[E]: ...
+    @overload
+    def subscribe(
+        self, target: str, handler: None = None, **options: Unpack[RouteOptions]
     ) -> Callable[[F], F]: ...
     @overload
     def subscribe(
-        self, target: type | str, handler: UserHandler, **options: Unpack[RouteOptions]
+        self, target: type[E], handler: Callable[[E], object], **options: Unpack[RouteOptions]
+    ) -> Route: ...
+    @overload
+    def subscribe(
+        self, target: type, handler: Callable[[Message], object], **options: Unpack[RouteOptions]
+    ) -> Route: ...
+    @overload
+    def subscribe(
+        self, target: type[E], handler: Callable[[list[E]], object], **o: Unpack[RouteOptions]
+    ) -> Route: ...
+    @overload
+    def subscribe(
+        self, target: str, handler: UserHandler, **options: Unpack[RouteOptions]
     ) -> Route: ...
     def subscribe(
         self,
         target: type | str,
         handler: UserHandler | None = None,
         **options: Unpack[RouteOptions],
-    ) -> Route | Callable[[F], F]:
+    ) -> Route | Callable[[F], F] | Subscriber[Any]:
         """Call ``handler`` for every event of type ``target``, or on topic ``target``.
 
         Topics may be patterns: ``user.*`` matches one token, ``user.>`` one or more. Used
-        without ``handler`` it is a decorator returning the function unchanged. The options
-        (:class:`~tidings.route.RouteOptions`): ``group`` defaults to the handler's qualified
-        name, so a restarted worker resumes its group; routes with the same group share
-        messages. ``concurrency`` (1) bounds how many calls run at once; ``ordered`` (False)
-        keeps messages with the same key in order. ``retry`` defaults to a single attempt.
-        ``timeout`` limits each call, on every path; when not given, queued calls have the
-        bus's ``handler_timeout`` and ``publish_and_wait`` calls none (its caller waits).
-        ``middleware`` runs inside the bus's. A handler whose parameter is ``list[Event]``
-        receives queued events in batches of up to ``batch_size`` (100; what has arrived: it
-        never waits to fill a batch).
+        without ``handler`` it is a decorator returning the function unchanged; given an event
+        type, it takes handlers of that event, of its Message, or of ``list[Event]`` (batches of
+        up to ``batch_size``). The options are :class:`~tidings.route.RouteOptions`.
         """
         if handler is None:
 
@@ -202,21 +212,7 @@ class Bus:
         Inside a handler the new message carries the handled message's correlation id and, as
         causation id, its id.
         """
-        kind = type(event)
-        if kind is Message:
-            return event  # type: ignore[no-any-return]
-        parent = context.slot.message
-        if parent is None and (handled := context.in_task.get()) is not None:
-            parent = handled.message
-        if parent is not None:
-            linked = dict(headers) if headers else {}
-            linked.setdefault(CORRELATION_ID, parent.headers.get(CORRELATION_ID) or parent.id)
-            linked[CAUSATION_ID] = parent.id
-            headers = linked
-        name = self._names.get(kind)
-        if name is None:
-            name = self._names[kind] = self.registry.name_of(kind)
-        return Message(name, event, headers or NO_HEADERS, key)
+        return self._envelopes.make(event, key, headers)
 
     async def publish(
         self,
@@ -231,7 +227,7 @@ class Bus:
         Waits while a subscriber's channel is full (backpressure). Raises ClosedError when the
         bus is not running (use ``async with bus:``), TransportError when the broker fails.
         """
-        message = self.message(event, key=key, headers=headers)
+        message = self._envelopes.make(event, key, headers)
         if self.inline:  # no transport checks the topic here
             validate_topic(topic or message.type)
             await self._direct.run_each(message, topic or message.type)
@@ -245,7 +241,8 @@ class Bus:
 
     async def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> None:
         """Publish several events of one topic in one transport call (one broker round trip)."""
-        messages = [self.message(e) for e in events]
+        make = self._envelopes.make
+        messages = [make(e) for e in events]
         if not messages:
             return
         if not self._running:
@@ -266,7 +263,7 @@ class Bus:
         """Queue ``event`` in process without waiting; raises QueueFull when a channel is full."""
         if not self._running:
             raise _not_running()
-        message = self.message(event, key=key, headers=headers)
+        message = self._envelopes.make(event, key, headers)
         return self._sender.send_nowait(topic or message.type, message)
 
     async def publish_and_wait(
@@ -287,7 +284,7 @@ class Bus:
         """
         if self._closed:
             raise ClosedError("the bus was closed")
-        message = self.message(event, key=key, headers=headers)
+        message = self._envelopes.make(event, key, headers)
         validate_topic(topic or message.type)
         if self.inline:
             return await self._direct.run_each(message, topic or message.type)

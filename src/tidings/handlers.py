@@ -13,7 +13,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 from tidings.codec import BINARY, Codec, Registry
 from tidings.errors import UnknownEventType
@@ -24,6 +24,7 @@ __all__ = [
     "Decoder",
     "EventDecoder",
     "Shape",
+    "Subscriber",
     "UserHandler",
     "describe",
     "event_decoder_for",
@@ -32,7 +33,25 @@ __all__ = [
     "to_handler",
 ]
 
-UserHandler = Callable[[Any], Awaitable[None] | None]
+UserHandler = Callable[[Any], object]
+
+E = TypeVar("E")
+R = TypeVar("R")
+
+
+class Subscriber(Protocol[E]):
+    """What ``bus.subscribe(Event)`` returns as a decorator: it takes a handler of ``Event``, of
+    its :class:`~tidings.message.Message`, or of ``list[Event]`` (a batch handler), and returns
+    it unchanged; a handler of another event type is a type error."""
+
+    @overload
+    def __call__(self, func: Callable[[E], R], /) -> Callable[[E], R]: ...
+    @overload
+    def __call__(self, func: Callable[[Message], R], /) -> Callable[[Message], R]: ...
+    @overload
+    def __call__(self, func: Callable[[list[E]], R], /) -> Callable[[list[E]], R]: ...
+
+
 Decoder = Callable[[Message], Message]
 EventDecoder = Callable[[Message], Any]
 

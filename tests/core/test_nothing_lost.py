@@ -388,7 +388,7 @@ async def test_publish_and_wait_isolates_a_handler_raising_base_exception(
 ) -> None:
     bus = Bus()
     later: list[int] = []
-    bus.subscribe(UserSignedUp, bad, group="bad")  # type: ignore[arg-type]
+    bus.subscribe(UserSignedUp, bad, group="bad")
     bus.subscribe(UserSignedUp, lambda e: later.append(e.user_id), group="later")
     async with bus:
         result = await bus.publish_and_wait(UserSignedUp(1, "x"))
