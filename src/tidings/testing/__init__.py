@@ -4,8 +4,8 @@
 import pytest and load on first use. The pytest plugin (installed with tidings) provides the
 ``tidings_bus``, ``tidings_inline_bus``, ``tidings_recorder``, ``tidings_clock`` and
 ``tidings_url`` fixtures (``pytest --tidings-url URL`` runs them on a broker). Seeded fault
-injection (failing, slow and hanging handlers; a transport that duplicates, corrupts and drops) lives in
-:mod:`tidings.testing.faults`.
+injection (failing, slow and hanging handlers; a transport that duplicates, corrupts and drops)
+lives in :mod:`tidings.testing.faults`.
 """
 
 from __future__ import annotations
