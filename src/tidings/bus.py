@@ -11,7 +11,8 @@ stops the others, on every path.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, Unpack, overload
 
 from tidings.background import Background
@@ -22,19 +23,19 @@ from tidings.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, 
 from tidings.direct import Direct
 from tidings.envelopes import Envelopes
 from tidings.errors import ClosedError
-from tidings.handlers import Subscriber, UserHandler
+from tidings.handlers import Subscriber, UserHandler, event_decoder_for
 from tidings.health import Health, RouteHealth
 from tidings.message import CAUSATION_ID, CORRELATION_ID, Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import Retry
-from tidings.outcome import PublishResult
 from tidings.outcome_stream import OutcomeStream, StreamOptions
+from tidings.publishing import Publishing
+from tidings.requests import Replier, Requests
 from tidings.route import Route, RouteOptions, new_route
 from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
 from tidings.sending import Sender
 from tidings.telemetry import Observer, Telemetry, configured, system_of
-from tidings.topics import validate_topic
 from tidings.transports import from_url
 from tidings.transports.base import LocalTransport, Transport
 from tidings.transports.memory import MemoryTransport
@@ -45,7 +46,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E")
 
 
-class Bus:
+class Bus(Publishing):
     """Publish events and run handlers, in process or over a broker chosen by URL.
 
     ``Bus()`` runs in memory; ``Bus("sqlite:///app.db")`` is durable; broker URLs
@@ -106,6 +107,7 @@ class Bus:
         self._dead_letter_store = dead_letters or transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
         self._envelopes = Envelopes(registry)
+        self._replier = Replier(self._envelopes.make, self._send)
         self._routes = RouteTable()
         background = Background()
         self._direct = Direct(
@@ -119,6 +121,18 @@ class Bus:
         )
         self._consumers = Consumers(
             transport, self._local, self._dead_letter_store, self.codec, self.clock, background
+        )
+        inbox = functools.partial(_subscribe_inbox, self)
+        local_routes = self._local.route if self._local is not None else None
+        responders = self._routes.for_topic if inline else local_routes
+        decode = event_decoder_for(None, self.codec, registry)
+        self._requests = Requests(
+            self._envelopes.make,
+            self._send,
+            inbox,
+            decode,
+            responders=responders,
+            confirm_open=not (transport.features.replays_history or transport.features.in_process),
         )
         self._closing = Closing()
         self._running = False
@@ -179,7 +193,7 @@ class Bus:
             handler_timeout=self.handler_timeout,
             **options,
         )
-        route.build(self.registry, self.clock)
+        route.build(self.registry, self.clock, self._replier)
         route.observer = self._observer
         self._routes.add(route)
         if self._running and not self.inline:
@@ -198,113 +212,8 @@ class Bus:
         self._routes.remove(route)
         self._consumers.retire(route, shared=self._routes.shares_group(route))
 
-    # -- publishing --------------------------------------------------------------------------
-
-    def message(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Message:
-        """The envelope ``publish`` would send for ``event``; a Message passes through.
-
-        Inside a handler the new message carries the handled message's correlation id and, as
-        causation id, its id.
-        """
-        return self._envelopes.make(event, key, headers)
-
-    async def publish(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> Message:
-        """Hand ``event`` to the transport; returns the message once it is accepted.
-
-        Waits while a subscriber's channel is full (backpressure). Raises ClosedError when the
-        bus is not running (use ``async with bus:``), TransportError when the broker fails.
-        """
-        message = self._envelopes.make(event, key, headers)
-        if self.inline:  # no transport checks the topic here
-            validate_topic(topic or message.type)
-            await self._direct.run_each(message, topic or message.type)
-            return message
-        if not self._running:
-            raise _not_running()
-        offer = self._offer
-        if offer is not None and self._observer is None and offer(topic or message.type, message):
-            return message
-        return await self._sender.send(topic or message.type, message)
-
-    async def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> None:
-        """Publish several events of one topic in one transport call (one broker round trip)."""
-        make = self._envelopes.make
-        messages = [make(e) for e in events]
-        if not messages:
-            return
-        if not self._running:
-            raise _not_running()
-        by_topic: dict[str, list[Message]] = {}
-        for message in messages:
-            by_topic.setdefault(topic or message.type, []).append(message)
-        await self._sender.send_many(by_topic)
-
-    def publish_nowait(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> Message:
-        """Queue ``event`` in process without waiting; raises QueueFull when a channel is full."""
-        if not self._running:
-            raise _not_running()
-        message = self._envelopes.make(event, key, headers)
-        return self._sender.send_nowait(topic or message.type, message)
-
-    async def publish_and_wait(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> PublishResult:
-        """Run every matching handler in this process and return their outcomes.
-
-        The bus need not be running. Handlers that cannot suspend (``def``, or ``async def``
-        without ``await``, and no middleware) run inline, in subscription order; the others run
-        concurrently in Tasks. It returns when all have finished (retries included); handlers
-        that failed their last attempt are in the dead-letter store by then. Raises ClosedError
-        once the bus was closed, before any handler runs.
-        """
-        if self._closed:
-            raise ClosedError("the bus was closed")
-        message = self._envelopes.make(event, key, headers)
-        validate_topic(topic or message.type)
-        if self.inline:
-            return await self._direct.run_each(message, topic or message.type)
-        if not self._looked:
-            self._observe()
-        return await self._direct.run(message, topic or message.type)
-
-    def emit(
-        self, event: Any, *, key: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Deliver ``event`` to local handlers now, synchronously, in subscription order.
-
-        Handlers without middleware or retry that cannot suspend (``def``, or ``async def``
-        without ``await``) run right here. Others start in Tasks, as in ``publish_and_wait``,
-        without being awaited (they need a running event loop). A failing handler is logged and
-        dead-lettered; the others still run.
-        """
-        if not self._looked:
-            self._observe()
-        self._direct.emit(event, key, headers)
+    async def _send(self, topic: str, message: Message) -> None:
+        await self.publish(message, topic=topic)
 
     async def _republish(self, topic: str, message: Message) -> None:
         if self._local is not None and not self._running:  # nothing consumes: run them here
@@ -393,5 +302,5 @@ class Bus:
         return self._routes.all
 
 
-def _not_running() -> ClosedError:
-    return ClosedError("the bus is not running: use `async with bus:` or `await bus.start()`")
+def _subscribe_inbox(bus: Bus, topic: str, receive: Callable[[Message], None]) -> None:
+    bus.subscribe(topic, receive, group=topic, name=topic)

@@ -13,11 +13,13 @@ from tidings.context import current
 from tidings.errors import STOPPING_PROCESS
 from tidings.handlers import (
     EventDecoder,
+    Replies,
     UserHandler,
     describe,
     event_decoder_for,
     message_decoder,
     name_of,
+    replying,
     to_handler,
 )
 from tidings.message import Message
@@ -87,8 +89,10 @@ class Route:
     observer: Observer | None = field(default=None, init=False, repr=False)
     """The bus's spans and metrics, when the application configured them."""
 
-    def build(self, registry: Registry, clock: Clock) -> None:
+    def build(self, registry: Registry, clock: Clock, replies: Replies | None = None) -> None:
         shape = describe(self.handler)
+        if shape.replies and replies is not None:
+            self.handler = replying(self.handler, shape, replies)
         if shape.batch and self.middleware:
             raise ValueError("batch handlers take no per-message middleware")
         if shape.batch and self.ordered and self.concurrency > 1:

@@ -125,6 +125,9 @@ class FaultyTransport:
     def publish_nowait(self, topic: str, message: Message) -> None:
         raise TypeError("publish_nowait skips fault injection; use await publish()")
 
+    def route(self, topic: str) -> Sequence[object]:
+        return self._local().route(topic)
+
     def retire(self, topic: str, group: str) -> None:
         self._local().retire(topic, group)
 
