@@ -31,12 +31,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
-	$(BIN)/mypy --strict -p bench
+	$(BIN)/mypy --strict -p examples.guide -p bench
 	rm -rf $(VENV)/dist && $(BIN)/python -m build --no-isolation --outdir $(VENV)/dist . >/dev/null
 	$(BIN)/twine check --strict $(VENV)/dist/*
 

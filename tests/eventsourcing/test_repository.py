@@ -156,3 +156,11 @@ async def test_events_are_stored_under_their_registered_names(store: EventStore)
     assert MoneyDeposited(Decimal(3)) == JsonCodec().decode(
         [r async for r in store.read("acc-1")][1].data, MoneyDeposited
     )
+
+
+async def test_decode_turns_what_the_store_reads_into_event_objects(store: EventStore) -> None:
+    repo = Repository(store, Account)
+    await open_account(repo, "acc-9", "10")
+    events = [repo.decode(recorded) async for recorded in store.read("acc-9")]
+    assert events[1:] == [MoneyDeposited(Decimal(10))]
+    assert Account.from_events("acc-9", events).balance == Decimal(10)
