@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from tidings.examples.bank.account import Account, InsufficientFunds
-
 from tidings.eventsourcing import EventStore, Repository
+from tidings.examples.bank.account import Account, InsufficientFunds
 
 __all__ = ["main"]
 

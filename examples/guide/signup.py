@@ -21,9 +21,8 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tidings.examples.signup.events import UserSignedUp, sample_signups
-
 import tidings
+from tidings.examples.signup.events import UserSignedUp, sample_signups
 
 __all__ = ["Analytics", "Crm", "Email", "Monitor", "Services", "build", "main"]
 

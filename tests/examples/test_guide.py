@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from examples.guide.signup import build
-from tidings.examples.signup.events import UserSignedUp, sample_signups
 
+from tidings.examples.signup.events import UserSignedUp, sample_signups
 from tidings.testing import Recorder
 
 ROOT = Path(__file__).parents[2]
