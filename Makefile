@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
-	$(BIN)/mypy --strict -p examples.signup -p examples.bank -p bench
+	$(BIN)/mypy --strict -p examples.signup -p examples.bank -m examples.fastapi_app -p bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -9,7 +9,7 @@ as YAML.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +21,7 @@ from tidings.cli.worker import load_bus
 __all__ = ["Format", "asyncapi", "render"]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     JSON = "json"
     YAML = "yaml"
 
