@@ -194,3 +194,12 @@ def test_the_events_argument_names_what_the_application_sends() -> None:
     assert_valid(doc)
     assert list(doc["operations"]) == ["send.shop.shipped"]
     assert list(doc["components"]["messages"]) == ["shop.shipped"]
+
+
+def test_a_pydantic_model_named_like_another_class_is_refused() -> None:
+    names = tidings.Registry()
+    names.register(Moved, "shop.moved")  # holds the pydantic model Address
+    names.register(msgspec.defstruct("Address", [("street", str)]), "shop.address")
+
+    with pytest.raises(ValueError, match="'Address'"):
+        document(tidings.Bus(registry=names))

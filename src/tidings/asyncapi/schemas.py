@@ -31,7 +31,8 @@ def payload_schemas(classes: Sequence[type]) -> tuple[dict[type, Any], dict[str,
     A class that neither msgspec nor pydantic can describe gets a schema that any JSON value
     meets, with a description saying so: one odd class does not stop the document. Components
     are named by msgspec (the class name; module and name when two classes share a name) and by
-    pydantic (the model name).
+    pydantic (the model name); raises ValueError when a pydantic model's name is taken by another
+    class.
     """
     model = pydantic_base()
     models = [c for c in classes if model is not None and issubclass(c, model)]
@@ -46,8 +47,9 @@ def payload_schemas(classes: Sequence[type]) -> tuple[dict[type, Any], dict[str,
     payloads.update(zip(described, refs, strict=True))
     for cls in models:
         schema = cls.model_json_schema(ref_template=_PREFIX + "{model}")  # type: ignore[attr-defined]
-        components.update(schema.pop("$defs", {}))
-        components[cls.__name__] = schema
+        for name, inner in [*schema.pop("$defs", {}).items(), (cls.__name__, schema)]:
+            if components.setdefault(name, inner) != inner:
+                raise ValueError(f"two classes have the schema name {name!r}: rename one")
         payloads[cls] = {"$ref": _PREFIX + cls.__name__}
     return payloads, {name: draft7(schema) for name, schema in components.items()}
 

@@ -1,11 +1,11 @@
 """The ``tidings`` command line: one typer app, one module per command (group).
 
-``demo`` runs the signup demo (``demo bank`` the event-sourcing one); ``run`` runs a worker;
-``asyncapi`` describes a bus as an AsyncAPI document;
-``publish``, ``tail``, ``dlq`` and ``groups`` talk to a transport chosen by ``--url``; ``store``
-and ``projections`` look into an event store. Human output uses rich tables; ``--json`` prints JSON
-for scripts. Log records (failures in handlers, for one) go to stderr, as text or, with
-``--log-format json``, one JSON object per line (:mod:`tidings.logs`).
+``demo`` runs the signup demo (``demo bank`` the event-sourcing one); ``run`` runs a worker and
+``asyncapi`` describes its bus; ``publish``, ``tail``, ``dlq`` and ``groups`` talk to a transport
+chosen by ``--url``; ``store`` and ``projections`` look into an event store. Human output uses
+rich tables; ``--json`` prints JSON for scripts. Log records (failures in handlers, for one) go
+to stderr, as text or, with ``--log-format json``, one JSON object per line
+(:mod:`tidings.logs`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="tidings",
     help="Typed, fast event-driven applications: demo, worker, publish, tail, dead letters, "
-    "groups.",
+    "groups, AsyncAPI.",
     no_args_is_help=True,
 )
 app.add_typer(demo.app, name="demo")
