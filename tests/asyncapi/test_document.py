@@ -203,3 +203,38 @@ def test_a_pydantic_model_named_like_another_class_is_refused() -> None:
 
     with pytest.raises(ValueError, match="'Address'"):
         document(tidings.Bus(registry=names))
+
+
+@pytest.mark.parametrize(
+    ("url", "servers"),
+    [
+        (
+            "sqlite:///.tidings/app.db",
+            {
+                "sqlite": {
+                    "host": "localhost",
+                    "pathname": ".tidings/app.db",
+                    "protocol": "sqlite",
+                    "description": "The embedded SQLite file, on this machine.",
+                }
+            },
+        ),
+        (
+            "postgresql://app@127.0.0.1:5432/shop?schema=events",
+            {
+                "postgresql": {
+                    "host": "127.0.0.1:5432",
+                    "protocol": "postgresql",
+                    "description": "PostgreSQL",
+                    "pathname": "/shop",
+                }
+            },
+        ),
+        ("memory://", {}),
+    ],
+)
+def test_servers_say_where_the_bus_connects(url: str, servers: dict[str, Any]) -> None:
+    doc = document(tidings.Bus(url, registry=tidings.Registry()))
+
+    assert_valid(doc)
+    assert doc.get("servers", {}) == servers

@@ -29,8 +29,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+try:
+    from fastapi import APIRouter, Depends, FastAPI, Request
+    from fastapi.responses import JSONResponse
+except ImportError as missing:  # the extra was not installed
+    raise ImportError(
+        "tidings.integrations.fastapi needs: pip install 'tidings[fastapi]'"
+    ) from missing
 
 from tidings.bus import Bus
 from tidings.readiness import check
