@@ -61,7 +61,7 @@ class Bus:
     dead-letter one from another producer undecoded (None: no limit; in process nothing is
     encoded, so nothing is measured). ``telemetry`` names the OpenTelemetry providers to use;
     by default the global ones, if the application set them (see :mod:`tidings.telemetry`).
-    ``url`` is the URL given, passwords as ``***`` (None for a Transport); ``routes``, the routes.
+    ``url`` is the URL given, passwords as ``***`` (None for a Transport); ``routes`` lists routes.
     """
 
     def __init__(

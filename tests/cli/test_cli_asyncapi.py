@@ -75,3 +75,14 @@ def test_an_app_that_is_not_there_is_a_usage_error(cli: Invoke, app: str) -> Non
     assert result.exit_code == 2
     assert "has no" in result.output
     assert "'nothing'" in result.output
+
+
+def test_yaml_without_pyyaml_says_what_to_install(
+    cli: Invoke, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+
+    result = cli("asyncapi", app, "--format", "yaml")
+
+    assert result.exit_code == 2
+    assert "tidings[yaml]" in result.output
