@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all]' --group test --group lint --group bench
+	$(BIN)/python -m pip install --quiet -e '.[all,fastapi,yaml]' --group test --group lint --group bench
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
-	$(BIN)/mypy --strict -p examples.guide -p bench
+	$(BIN)/mypy --strict -p examples.guide -m examples.fastapi_app -p bench
 	rm -rf $(VENV)/dist && $(BIN)/python -m build --no-isolation --outdir $(VENV)/dist . >/dev/null
 	$(BIN)/twine check --strict $(VENV)/dist/*
 

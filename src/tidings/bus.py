@@ -36,7 +36,7 @@ from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
 from tidings.sending import Sender
 from tidings.telemetry import Observer, Telemetry, configured, system_of
-from tidings.transports import from_url
+from tidings.transports import from_url, redact
 from tidings.transports.base import LocalTransport, Transport
 from tidings.transports.memory import MemoryTransport
 
@@ -63,6 +63,7 @@ class Bus(Publishing):
     dead-letter one from another producer undecoded (None: no limit; in process nothing is
     encoded, so nothing is measured). ``telemetry`` names the OpenTelemetry providers to use;
     by default the global ones, if the application set them (see :mod:`tidings.telemetry`).
+    ``url`` is the URL given, passwords as ``***`` (None for a Transport); ``routes`` lists routes.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Bus(Publishing):
         telemetry: Telemetry | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.url = redact(url) if isinstance(url, str) else None
         if url is None or url == "memory://":
             self.transport: Transport = MemoryTransport(capacity, self.clock)
         elif isinstance(url, str):
@@ -135,8 +137,7 @@ class Bus(Publishing):
             confirm_open=not (transport.features.replays_history or transport.features.in_process),
         )
         self._closing = Closing()
-        self._running = False
-        self._closed = False
+        self._running = self._closed = False
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -237,8 +238,7 @@ class Bus(Publishing):
                 self._consumers.start(route, restart=self.restart, max_size=self.max_message_size)
 
     def _observe(self) -> None:
-        """Look for the application's OpenTelemetry set-up: at start, or at the first in-place
-        delivery of a bus that never starts."""
+        """Look for the application's OpenTelemetry set-up: at start, or at a first delivery."""
         self._looked = True
         observer = self._observer = configured(self._system, self._telemetry)
         self._sender.observer = self._direct.observer = self._consumers.observer = observer

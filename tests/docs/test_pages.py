@@ -23,6 +23,8 @@ PAGES = [
     "docs/errors.md",
     "docs/testing.md",
     "docs/from-go.md",
+    "docs/asyncapi.md",
+    "docs/fastapi.md",
 ]
 
 
