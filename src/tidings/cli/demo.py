@@ -37,7 +37,6 @@ from tidings.cli.connect import run
 from tidings.cli.demo_bank import run_bank_demo
 from tidings.cli.store import Json, write_json
 from tidings.deadletters import DeadLetter
-from tidings.examples import signup
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware
 from tidings.testing.deadletters import RecordingDeadLetters
@@ -113,6 +112,8 @@ async def run_signup_demo(
     whose address cannot work, so that its trace shows a dead letter beside retried mails.
     Raises what the transport raises when it cannot connect.
     """
+    from tidings.examples import signup  # registers its event: only when the demo runs
+
     changed = asyncio.Event()
     transport = from_url(url)
     letters = RecordingDeadLetters(transport.dead_letters(), changed)

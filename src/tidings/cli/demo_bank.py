@@ -25,7 +25,6 @@ from rich.panel import Panel
 from tidings.cli.store import write_json
 from tidings.eventsourcing import Repository
 from tidings.eventsourcing.store import EventStore
-from tidings.examples.bank.account import Account, InsufficientFunds
 from tidings.message import new_id
 
 __all__ = ["default_demo_url", "print_account", "run_bank_demo"]
@@ -68,6 +67,8 @@ def run_bank_demo(console: Console, url: str | None = None) -> None:
 
 
 async def _write(console: Console, url: str, account_id: str) -> None:
+    from tidings.examples.bank.account import Account, InsufficientFunds  # see _load
+
     async with EventStore(url) as store:
         accounts = Repository(store, Account)
         account = Account(account_id)
@@ -88,6 +89,9 @@ async def _write(console: Console, url: str, account_id: str) -> None:
 
 
 async def _load(url: str, account_id: str) -> dict[str, Any]:
+    # imported here: importing it registers the bank's events, which other commands must not see
+    from tidings.examples.bank.account import Account
+
     async with EventStore(url) as store:
         account = await Repository(store, Account).load(account_id)
     return {
