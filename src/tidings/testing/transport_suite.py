@@ -45,6 +45,7 @@ from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.testing.suite_outcomes import OutcomeCases
+from tidings.testing.suite_ping import PingCases
 from tidings.testing.suite_telemetry import TelemetryCases
 from tidings.testing.suite_topics import TopicCases
 from tidings.transports.base import Delivery, Transport
@@ -58,6 +59,7 @@ class TransportSuite(
     ForeignProducerCases,
     TelemetryCases,
     OutcomeCases,
+    PingCases,
     BusCases,
     DeadLetterCases,
     TopicCases,
