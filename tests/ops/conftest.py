@@ -1,0 +1,91 @@
+"""A ``tidings run`` worker process with ``--http``, on the signup example, for the ops tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from examples.signup import UserSignedUp
+
+import tidings
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "examples.signup.app:create_bus"
+
+
+@dataclass
+class Worker:
+    process: asyncio.subprocess.Process
+    url: str
+    """Where the endpoints are: ``http://127.0.0.1:PORT``."""
+
+    async def get(self, path: str) -> tuple[int, str]:
+        """The status and body of ``GET path``."""
+        async with aiohttp.ClientSession() as session, session.get(self.url + path) as response:
+            return response.status, await response.text()
+
+    async def get_json(self, path: str) -> tuple[int, Any]:
+        status, body = await self.get(path)
+        return status, json.loads(body)
+
+    async def stop(self) -> int:
+        """SIGTERM; the exit status once it drained."""
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await self.process.communicate()
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+
+@asynccontextmanager
+async def worker(
+    cwd: Path, url: str, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Worker]:
+    """``tidings run`` on the signup example at ``url`` with ``--http 127.0.0.1:0`` (and
+    ``args``), yielded once it reported where its endpoints are."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidings.cli", "--log-format", "json", "--log-level", "info",
+        "run", APP, "--http", "127.0.0.1:0", *args,
+        cwd=cwd, env={**os.environ, "TIDINGS_URL": url, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = (await process.stderr.readline()).decode()
+                assert line, f"the worker exited early: {''.join(seen)}"
+                seen.append(line)
+                if found := re.search(r"endpoints at (http://[^;]+);", line):
+                    break
+        yield Worker(process, found.group(1))
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def signups(count: int, *, invalid: int = 0) -> list[UserSignedUp]:
+    """``count`` signups with good addresses, then ``invalid`` without an ``@``."""
+    now = datetime.now(UTC)
+    good = [UserSignedUp(n, f"user{n}@example.org", f"User {n}", now) for n in range(count)]
+    bad = [UserSignedUp(1000 + n, "nobody", "Nobody", now) for n in range(invalid)]
+    return good + bad
+
+
+async def publish(url: str, events: list[UserSignedUp]) -> None:
+    async with tidings.Bus(url) as bus:
+        for event in events:
+            await bus.publish(event)

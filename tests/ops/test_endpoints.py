@@ -1,0 +1,86 @@
+"""``tidings run APP --http HOST:PORT``: /healthz, /readyz and /metrics of a real worker process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Worker, publish, signups, worker
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+async def samples(running: Worker) -> Samples:
+    """Every sample /metrics serves, by sample name."""
+    status, body = await running.get("/metrics")
+    assert status == 200
+    found: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+async def until_metrics(running: Worker, done: Callable[[Samples], bool], what: str) -> Samples:
+    """/metrics once ``done`` holds for it; fails naming ``what`` after 30 s."""
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if done(found := await samples(running)):
+                    break
+                await asyncio.sleep(0.05)  # polling the endpoint: nothing else tells
+    except TimeoutError:
+        raise AssertionError(f"/metrics never showed {what}") from None
+    return found
+
+
+def total(found: Samples, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for have, value in found.get(name, [])
+        if all(have.get(k) == v for k, v in labels.items())
+    )
+
+
+async def test_health_readiness_and_metrics_of_a_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    async with worker(tmp_path, url) as running:
+        assert await running.get_json("/healthz") == (200, {"alive": True})
+        status, ready = await running.get_json("/readyz")
+        assert status == 200, ready
+        assert ready["ready"] is True
+        assert ready["broker"] == "ok"
+        assert {r["group"] for r in ready["routes"]} == {
+            "signup.email",
+            "signup.audit",
+            "signup.preferences",
+        }
+
+        await publish(url, signups(3, invalid=1))
+        consumed = "messaging_client_consumed_messages_total"
+        found = await until_metrics(
+            running,
+            lambda s: (
+                total(s, consumed, tidings_outcome="ok") == 3 * 3 + 2
+                and total(s, "tidings_dead_letters_total") == 1
+            ),
+            "every signup handled by the three groups and the bad address dead-lettered",
+        )
+
+        email = {"messaging_consumer_group_name": "signup.email"}
+        assert total(found, consumed, tidings_outcome="ok", **email) == 3
+        assert total(found, consumed, tidings_outcome="dead_lettered", **email) == 1
+        assert total(found, "tidings_dead_letters_total", error_type="InvalidAddress") == 1
+        # one handler call per message and group, and one more per retry (a busy mail server)
+        retried = total(found, consumed, tidings_outcome="retried")
+        assert total(found, "messaging_process_duration_seconds_count") == 12 + retried
+        assert total(found, "tidings_message_latency_seconds_count") == 12 + retried
+        up = found["tidings_consumer_up"]
+        assert len(up) == 3
+        assert all(value == 1 for _, value in up)
+        buckets = {labels["le"] for labels, _ in found["messaging_process_duration_seconds_bucket"]}
+        assert {"0.0005", "30.0", "+Inf"} <= buckets  # tidings' seconds buckets, not the SDK's
+
+        assert await running.stop() == 0
