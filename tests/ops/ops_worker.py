@@ -1,4 +1,4 @@
-"""A ``tidings run`` worker process with ``--http``, on the signup example, for the ops tests."""
+"""The ops tests' helpers: a ``tidings run --http`` worker process on the signup example."""
 
 from __future__ import annotations
 
