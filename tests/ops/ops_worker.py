@@ -8,7 +8,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from examples.signup import UserSignedUp
+from prometheus_client.parser import text_string_to_metric_families
 
 import tidings
 
@@ -89,3 +90,38 @@ async def publish(url: str, events: list[UserSignedUp]) -> None:
     async with tidings.Bus(url) as bus:
         for event in events:
             await bus.publish(event)
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+async def samples(running: Worker) -> Samples:
+    """Every sample /metrics serves, by sample name."""
+    status, body = await running.get("/metrics")
+    assert status == 200
+    found: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+async def until_metrics(running: Worker, done: Callable[[Samples], bool], what: str) -> Samples:
+    """/metrics once ``done`` holds for it; fails naming ``what`` after 30 s."""
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if done(found := await samples(running)):
+                    break
+                await asyncio.sleep(0.05)  # polling the endpoint: nothing else tells
+    except TimeoutError:
+        raise AssertionError(f"/metrics never showed {what}") from None
+    return found
+
+
+def total(found: Samples, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for have, value in found.get(name, [])
+        if all(have.get(k) == v for k, v in labels.items())
+    )

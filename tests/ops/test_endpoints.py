@@ -2,46 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
-from ops_worker import Worker, publish, signups, worker
-from prometheus_client.parser import text_string_to_metric_families
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-async def samples(running: Worker) -> Samples:
-    """Every sample /metrics serves, by sample name."""
-    status, body = await running.get("/metrics")
-    assert status == 200
-    found: Samples = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return found
-
-
-async def until_metrics(running: Worker, done: Callable[[Samples], bool], what: str) -> Samples:
-    """/metrics once ``done`` holds for it; fails naming ``what`` after 30 s."""
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                if done(found := await samples(running)):
-                    break
-                await asyncio.sleep(0.05)  # polling the endpoint: nothing else tells
-    except TimeoutError:
-        raise AssertionError(f"/metrics never showed {what}") from None
-    return found
-
-
-def total(found: Samples, name: str, **labels: str) -> float:
-    return sum(
-        value
-        for have, value in found.get(name, [])
-        if all(have.get(k) == v for k, v in labels.items())
-    )
+from ops_worker import publish, signups, total, until_metrics, worker
 
 
 async def test_health_readiness_and_metrics_of_a_worker(tmp_path: Path) -> None:

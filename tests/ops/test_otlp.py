@@ -11,8 +11,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from ops_worker import publish, signups, worker
-from test_endpoints import total, until_metrics
+from ops_worker import publish, signups, total, until_metrics, worker
 
 
 class Collector:
