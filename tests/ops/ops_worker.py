@@ -30,6 +30,8 @@ class Worker:
     process: asyncio.subprocess.Process
     url: str
     """Where the endpoints are: ``http://127.0.0.1:PORT``."""
+    news: list[str]
+    """The lines it wrote on stderr until it said where its endpoints are."""
 
     async def get(self, path: str) -> tuple[int, str]:
         """The status and body of ``GET path``."""
@@ -51,13 +53,13 @@ class Worker:
 
 @asynccontextmanager
 async def worker(
-    cwd: Path, url: str, *args: str, env: dict[str, str] | None = None
+    cwd: Path, url: str, *args: str, env: dict[str, str] | None = None, app: str = APP
 ) -> AsyncIterator[Worker]:
-    """``tidings run`` on the signup example at ``url`` with ``--http 127.0.0.1:0`` (and
-    ``args``), yielded once it reported where its endpoints are."""
+    """``tidings run`` on ``app`` (the signup example) at ``url`` with ``--http 127.0.0.1:0``
+    (and ``args``), yielded once it reported where its endpoints are."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tidings.cli", "--log-format", "json", "--log-level", "info",
-        "run", APP, "--http", "127.0.0.1:0", *args,
+        "run", app, "--http", "127.0.0.1:0", *args,
         cwd=cwd, env={**os.environ, "TIDINGS_URL": url, "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -71,7 +73,7 @@ async def worker(
                 seen.append(line)
                 if found := re.search(r"endpoints at (http://[^;]+);", line):
                     break
-        yield Worker(process, found.group(1))
+        yield Worker(process, found.group(1), seen)
     finally:
         if process.returncode is None:
             process.kill()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ops_worker import publish, signups, total, until_metrics, worker
+from typer.testing import CliRunner
+
+from tidings.cli import app
 
 
 async def test_health_readiness_and_metrics_of_a_worker(tmp_path: Path) -> None:
@@ -47,3 +50,39 @@ async def test_health_readiness_and_metrics_of_a_worker(tmp_path: Path) -> None:
         assert {"0.0005", "30.0", "+Inf"} <= buckets  # tidings' seconds buckets, not the SDK's
 
         assert await running.stop() == 0
+
+
+OWN_PROVIDER = """
+from opentelemetry import metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+
+from examples.signup.app import create_bus
+
+metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+bus = create_bus()
+"""
+
+
+async def test_an_application_s_own_meter_provider_is_kept(tmp_path: Path) -> None:
+    """The worker sets up no provider over the application's, says so, and /metrics serves
+    what the application's Prometheus reader holds: tidings' metrics, in the SDK's buckets."""
+    (tmp_path / "own_provider.py").write_text(OWN_PROVIDER)
+    url = f"sqlite:///{tmp_path}/events.db"
+    async with worker(tmp_path, url, app="own_provider:bus") as running:
+        assert any("set its own MeterProvider" in line for line in running.news)
+        await publish(url, signups(1))
+        found = await until_metrics(
+            running,
+            lambda s: total(s, "messaging_client_consumed_messages_total") == 3,
+            "the signup handled by the three groups",
+        )
+        buckets = {labels["le"] for labels, _ in found["messaging_process_duration_seconds_bucket"]}
+        assert "0.0005" not in buckets  # the application chose no views
+        assert await running.stop() == 0
+
+
+def test_a_malformed_address_is_refused() -> None:
+    result = CliRunner().invoke(app, ["run", "examples.signup.app:create_bus", "--http", "9464"])
+    assert result.exit_code == 2
+    assert "expected HOST:PORT" in result.output
