@@ -11,6 +11,10 @@ handled once ``--drain-timeout`` passes. It exits 0 after a clean drain. A secon
 drain at once (exit status 1); what was not acknowledged then is delivered again later. A consumer
 that gives up (its restart policy ran out, see ``bus.health()``) ends the worker with exit status
 2 after a drain, so that the process supervisor starts it again rather than leaving it idle.
+
+``--http HOST:PORT`` serves ``/healthz``, ``/readyz`` and ``/metrics`` (:mod:`.endpoints`) from
+before the bus starts until it is closed; ``--otlp URL`` exports spans and metrics by OTLP. The
+OpenTelemetry providers they need are set up by :mod:`.exporting` and flushed on the way out.
 """
 
 from __future__ import annotations
