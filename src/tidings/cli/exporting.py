@@ -43,13 +43,8 @@ _log = logging.getLogger("tidings.worker")
 
 @dataclass
 class Exporting:
-    """What :func:`set_up` did: the providers it made (to shut down) and what it left alone."""
+    """The providers :func:`set_up` made, to shut down when the worker stops."""
 
-    otlp: bool = False
-    """Spans and metrics go out by OTLP."""
-    own_meter_provider: bool = False
-    """The application set its own MeterProvider: ``/metrics`` serves what its readers put in
-    ``prometheus_client``'s registry, tidings' metrics only if it has a PrometheusMetricReader."""
     made: list[Any] = field(default_factory=list)
 
     def shut_down(self) -> None:
@@ -60,42 +55,43 @@ class Exporting:
 
 
 def set_up(*, prometheus: bool, otlp: str | None) -> Exporting:
-    """Set up the global providers ``--http`` (``prometheus``) and ``--otlp`` ask for.
+    """Set up the global providers ``--http`` (``prometheus``) and ``--otlp`` ask for, where
+    the application did not set its own (a log record says so when it did).
 
     ``otlp`` is the collector's base URL (``http://127.0.0.1:4318``); None leaves the endpoint
     to the ``OTEL_*`` variables, and OTLP off unless one of :data:`OTLP_VARIABLES` is set. Raises
     typer.BadParameter when a package it needs is not installed.
     """
-    exporting = Exporting(otlp=otlp is not None or any(os.environ.get(v) for v in OTLP_VARIABLES))
-    if not prometheus and not exporting.otlp:
+    exporting = Exporting()
+    wants_otlp = otlp is not None or any(os.environ.get(v) for v in OTLP_VARIABLES)
+    if not prometheus and not wants_otlp:
         return exporting
-    needs = "http" if prometheus else "otel"
-    hint = "--http" if prometheus else "--otlp"
     try:
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
     except ImportError:
-        raise _missing(needs, hint) from None
+        option = "--http" if prometheus else "--otlp"
+        raise _missing("http" if prometheus else "otel", option) from None
     if provider_in_use(None, "opentelemetry.metrics", "get_meter_provider") is None:
         readers = [_prometheus_reader()] if prometheus else []
-        if exporting.otlp:
+        if wants_otlp:
             readers.append(_otlp_metric_reader(otlp))
         meter_provider = MeterProvider(metric_readers=readers, views=views())
         metrics.set_meter_provider(meter_provider)
         exporting.made.append(meter_provider)
     else:
-        exporting.own_meter_provider = True
         _log.warning(
             "the application set its own MeterProvider: tidings' metrics go where its readers "
             "send them (/metrics serves them if it has a PrometheusMetricReader)"
         )
-    if exporting.otlp:
-        if provider_in_use(None, "opentelemetry.trace", "get_tracer_provider") is None:
-            tracer_provider = _otlp_tracer_provider(otlp)
-            trace.set_tracer_provider(tracer_provider)
-            exporting.made.append(tracer_provider)
-        else:
-            _log.warning("the application set its own TracerProvider: spans go where it sends them")
+    if not wants_otlp:
+        return exporting
+    if provider_in_use(None, "opentelemetry.trace", "get_tracer_provider") is None:
+        tracer_provider = _otlp_tracer_provider(otlp)
+        trace.set_tracer_provider(tracer_provider)
+        exporting.made.append(tracer_provider)
+    else:
+        _log.warning("the application set its own TracerProvider: spans go where it sends them")
     return exporting
 
 
@@ -119,9 +115,12 @@ def _otlp_metric_reader(base: str | None) -> Any:
 
 
 def _otlp_tracer_provider(base: str | None) -> Any:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        raise _missing("otel", "--otlp") from None
 
     endpoint = None if base is None else f"{base.rstrip('/')}/v1/traces"
     provider = TracerProvider()
