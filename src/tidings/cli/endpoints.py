@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from tidings import readiness
 from tidings.bus import Bus
+
+if TYPE_CHECKING:
+    from aiohttp.web import Request, Response
 
 __all__ = ["parse_address", "serving"]
 
@@ -53,14 +56,14 @@ async def serving(bus: Bus, host: str, port: int) -> AsyncIterator[str]:
             param_hint="--http",
         ) from None
 
-    async def healthz(request: Any) -> Any:
+    async def healthz(request: Request) -> Response:
         return web.json_response({"alive": True})
 
-    async def readyz(request: Any) -> Any:
+    async def readyz(request: Request) -> Response:
         report = await readiness.check(bus)
         return web.json_response(report.as_json(), status=report.status)
 
-    async def metrics(request: Any) -> Any:
+    async def metrics(request: Request) -> Response:
         # Collecting runs the gauges' callbacks, which read the bus: on its loop, not a thread.
         body = generate_latest(REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
