@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-stress bench lint clean services dist
+.PHONY: demo test test-stress bench lint clean services tools dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 services:
 	@scripts/services
 
-test: $(STAMP) services
+# promtool, for the alert rules' test (installed from Debian's prometheus package if missing).
+tools:
+	@scripts/tools
+
+test: $(STAMP) services tools
 	$(BIN)/python -m pytest -q -m "not stress"
 
 # The soak (tests/transports/test_soak.py) runs TIDINGS_SOAK_SECONDS (default 600) on each of the

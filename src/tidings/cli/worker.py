@@ -11,6 +11,10 @@ handled once ``--drain-timeout`` passes. It exits 0 after a clean drain. A secon
 drain at once (exit status 1); what was not acknowledged then is delivered again later. A consumer
 that gives up (its restart policy ran out, see ``bus.health()``) ends the worker with exit status
 2 after a drain, so that the process supervisor starts it again rather than leaving it idle.
+
+``--http HOST:PORT`` serves ``/healthz``, ``/readyz`` and ``/metrics`` (:mod:`.endpoints`) from
+before the bus starts until it is closed; ``--otlp URL`` exports spans and metrics by OTLP. The
+OpenTelemetry providers they need are set up by :mod:`.exporting` and flushed on the way out.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from enum import Enum
 from typing import Annotated
 
@@ -32,6 +37,8 @@ from rich.table import Table
 
 from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
+from tidings.cli.endpoints import parse_address, serving
+from tidings.cli.exporting import set_up
 
 __all__ = ["Ending", "load_bus", "run", "serve"]
 
@@ -154,11 +161,29 @@ def run(
         float | None,
         typer.Option(min=0, help="Seconds to wait for queued in-process messages on shutdown."),
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Serve /healthz, /readyz and /metrics there (port 0: any free port).",
+        ),
+    ] = None,
+    otlp: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Export traces and metrics by OTLP/HTTP to this collector (default: the "
+            "OTEL_EXPORTER_OTLP_* variables, if set).",
+        ),
+    ] = None,
 ) -> None:
     """Run the bus APP as a worker until SIGINT or SIGTERM, then drain and exit."""
+    address = parse_address(http) if http is not None else None
     bus = load_bus(app)
     if not bus.routes:
         raise typer.BadParameter(f"{app} has no subscriptions", param_hint="APP")
+    exporting = set_up(prometheus=http is not None, otlp=otlp)  # after the app set up its own
+    served: list[str] = []
     if concurrency is not None:
         for route in bus.routes:
             route.concurrency = concurrency  # read when its consumer starts
@@ -179,15 +204,25 @@ def run(
                 _log.info("subscribed", extra={**where, "concurrency": route.concurrency})
         else:
             console.print(_routes_table(bus))
+        endpoints = f"; endpoints at {served[0]}" if served else ""
         tell(
-            f"worker running on {type(bus.transport).__name__} (pid {os.getpid()}); "
+            f"worker running on {type(bus.transport).__name__} (pid {os.getpid()}){endpoints}; "
             "Ctrl-C or SIGTERM drains and stops"
         )
 
     def draining() -> None:
         tell("draining: waiting for the handlers in flight (signal again to stop now)")
 
-    ending = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining))
+    async def main() -> Ending:
+        async with AsyncExitStack() as stack:
+            if address is not None:  # up before the bus starts and until it closed
+                served.append(await stack.enter_async_context(serving(bus, *address)))
+            return await serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining)
+
+    try:
+        ending = run_async(main())
+    finally:
+        exporting.shut_down()  # sends what OTLP still buffers
     if ending is Ending.CUT_SHORT:
         tell("stopped before the drain finished", logging.WARNING, "yellow")
         raise typer.Exit(1)

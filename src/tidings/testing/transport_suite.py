@@ -45,6 +45,7 @@ from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.testing.suite_outcomes import OutcomeCases
+from tidings.testing.suite_ping import PingCases
 from tidings.testing.suite_requests import RequestCases
 from tidings.testing.suite_telemetry import TelemetryCases
 from tidings.testing.suite_topics import TopicCases
@@ -60,6 +61,7 @@ class TransportSuite(
     TelemetryCases,
     OutcomeCases,
     RequestCases,
+    PingCases,
     BusCases,
     DeadLetterCases,
     TopicCases,
