@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from examples.signup import UserSignedUp
 from prometheus_client.parser import text_string_to_metric_families
 
 import tidings
+from tidings.examples.signup import UserSignedUp
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = "examples.signup.app:create_bus"
+APP = "tidings.examples.signup.app:create_bus"
 
 
 @dataclass

@@ -57,7 +57,7 @@ from opentelemetry import metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 
-from examples.signup.app import create_bus
+from tidings.examples.signup.app import create_bus
 
 metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
 bus = create_bus()
@@ -83,6 +83,8 @@ async def test_an_application_s_own_meter_provider_is_kept(tmp_path: Path) -> No
 
 
 def test_a_malformed_address_is_refused() -> None:
-    result = CliRunner().invoke(app, ["run", "examples.signup.app:create_bus", "--http", "9464"])
+    result = CliRunner().invoke(
+        app, ["run", "tidings.examples.signup.app:create_bus", "--http", "9464"]
+    )
     assert result.exit_code == 2
     assert "expected HOST:PORT" in result.output
