@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-stress bench lint clean services tools dist
+.PHONY: demo test test-stress bench lint clean services tools dist docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,11 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict -p examples.guide -m examples.fastapi_app -p bench
 	rm -rf $(VENV)/dist && $(BIN)/python -m build --no-isolation --outdir $(VENV)/dist . >/dev/null
 	$(BIN)/twine check --strict $(VENV)/dist/*
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The documentation site (mkdocs-material, the API reference from the docstrings) in .venv/site.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 dist: $(STAMP)
 	$(BIN)/python -m build --no-isolation --outdir dist .
