@@ -1,6 +1,7 @@
 """tidings: typed, fast event-driven applications, from one process to real brokers."""
 
 from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus
+from tidings.cloudevents import CloudEvents
 from tidings.codec import Codec, JsonCodec, Registry, event, registry
 from tidings.context import Current, current
 from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
@@ -62,6 +63,7 @@ __all__ = [
     "CAUSATION_ID",
     "CORRELATION_ID",
     "ClosedError",
+    "CloudEvents",
     "Codec",
     "ConcurrencyError",
     "CorruptRecord",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, Unpack, overload
 
 from tidings.background import Background
 from tidings.clock import Clock, SystemClock
+from tidings.cloudevents import CloudEvents, CloudEventsEnvelopes
 from tidings.codec import Codec, JsonCodec, Registry, registry
 from tidings.deadletters import DeadLetters, DeadLetterStore
 from tidings.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RESTART
@@ -63,6 +64,7 @@ class Bus(Publishing):
     dead-letter one from another producer undecoded (None: no limit; in process nothing is
     encoded, so nothing is measured). ``telemetry`` names the OpenTelemetry providers to use;
     by default the global ones, if the application set them (see :mod:`tidings.telemetry`).
+    ``cloudevents`` adds CloudEvents attributes to what it publishes (:mod:`tidings.cloudevents`).
     ``url`` is the URL given, passwords as ``***`` (None for a Transport); ``routes`` lists routes.
     """
 
@@ -81,6 +83,7 @@ class Bus(Publishing):
         restart: Retry = DEFAULT_RESTART,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         telemetry: Telemetry | None = None,
+        cloudevents: CloudEvents | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.url = redact(url) if isinstance(url, str) else None
@@ -108,7 +111,11 @@ class Bus(Publishing):
         self._looked = False  # for the application's OpenTelemetry set-up (see tidings.telemetry)
         self._dead_letter_store = dead_letters or transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
-        self._envelopes = Envelopes(registry)
+        self._envelopes = (
+            Envelopes(registry)
+            if cloudevents is None
+            else CloudEventsEnvelopes(registry, cloudevents, self._system)
+        )
         self._replier = Replier(self._envelopes.make, self._send)
         self._routes = RouteTable()
         background = Background()

@@ -40,6 +40,7 @@ from tidings.testing.receiver import (
 )
 from tidings.testing.suite_base import RestartService, messages
 from tidings.testing.suite_bus import BusCases
+from tidings.testing.suite_cloudevents import CloudEventsCases
 from tidings.testing.suite_dead_letters import DeadLetterCases
 from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
@@ -58,6 +59,7 @@ class TransportSuite(
     DurabilityCases,
     FaultCases,
     ForeignProducerCases,
+    CloudEventsCases,
     TelemetryCases,
     OutcomeCases,
     RequestCases,
