@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import statistics
 import struct
@@ -47,6 +48,8 @@ BATCH = 1000
 """Events per publish call (and per window) in the throughput runs."""
 PREFETCH = 1000
 """Deliveries a consumer may hold unacknowledged."""
+KEYS = 100
+"""Keys of the keyed runs."""
 _STAMP = struct.Struct("d")
 _PAD = b"x" * (100 - _STAMP.size)
 
@@ -138,20 +141,28 @@ async def count_deliveries(
 
 
 async def start_bus(
-    app: tidings.Bus, counter: Counter, group: str = "b6", topic: str | None = None
+    app: tidings.Bus,
+    counter: Counter,
+    group: str = "b6",
+    topic: str | None = None,
+    *,
+    keyed: bool = False,
 ) -> Publish:
     """Subscribe a handler hitting ``counter`` for each ``Ping`` (on ``topic``, else Ping's
-    own), start ``app``, and return ``send(count)``: one ``publish_many`` of ``count`` Pings."""
+    own), start ``app``, and return ``send(count)``: one ``publish_many`` of ``count`` Pings,
+    ``keyed`` with 100 keys in turn (and an ordered subscription) or not."""
+    keys = itertools.cycle([f"key-{n}" for n in range(KEYS)])
 
     async def handle(event: Ping) -> None:
         counter.hit(time.perf_counter() - event.sent)
 
-    app.subscribe(topic or Ping, handle, group=group, concurrency=PREFETCH // 2)
+    app.subscribe(topic or Ping, handle, group=group, concurrency=PREFETCH // 2, ordered=keyed)
     await app.start()
 
     async def send(count: int) -> None:
         now = time.perf_counter()
-        await app.publish_many((Ping(now, PING_PAD) for _ in range(count)), topic=topic)
+        pings = (Ping(now, PING_PAD) for _ in range(count))
+        await app.publish_many(pings, topic=topic, key=(lambda _: next(keys)) if keyed else None)
 
     return send
 

@@ -154,6 +154,14 @@ async def bus(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     return lambda count: windows(count, send), app.aclose
 
 
+async def bus_keyed(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+    topic, group = names("bk")
+    app = tidings.Bus(url(bootstrap))
+    send = await start_bus(app, counter, group, topic, keyed=True)
+
+    return lambda count: windows(count, send), app.aclose
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -225,6 +233,7 @@ CONTENDERS: list[tuple[str, KafkaContender, str]] = [
     ("limit: aiokafka", raw, "send_batch per partition, getmany + commit"),
     ("tidings KafkaTransport", transport, f"publish of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
+    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
     ("FastStream KafkaBroker", faststream, f"{BATCH} concurrent publishes, ack each"),
     ("FastStream KafkaBroker batches", faststream_batch, "publish_batch, batch subscriber"),
 ]

@@ -174,6 +174,18 @@ async def bus(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: windows(count, send), close
 
 
+async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
+    stream, prefix = names("b")
+    app = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}")
+    send = await start_bus(app, counter, keyed=True)
+
+    async def close() -> None:
+        await app.aclose()
+        await delete_streams(stream, f"{stream}_DLQ")
+
+    return lambda count: windows(count, send), close
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -207,6 +219,7 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: nats-py core API", raw, "hand-rolled publish and pull loop"),
     ("tidings NatsTransport", transport, f"publish of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
+    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
     ("FastStream NatsBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

@@ -130,6 +130,18 @@ async def bus(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: one_by_one(count, send), close
 
 
+async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
+    exchange = f"b6-b-{uuid.uuid4().hex[:8]}"
+    app = tidings.Bus(f"{URL}?exchange={exchange}")
+    send = await start_bus(app, counter, keyed=True)
+
+    async def close() -> None:
+        await app.aclose()
+        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
+
+    return lambda count: one_by_one(count, send), close
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -181,6 +193,7 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: aiormq", raw, "pipelined confirms, multiple acks"),
     ("tidings RabbitMQTransport", transport, f"publish batches of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
+    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
     ("FastStream RabbitBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

@@ -145,6 +145,18 @@ async def bus(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: one_by_one(count, send), close
 
 
+async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
+    prefix = f"b6-b-{uuid.uuid4().hex[:8]}"
+    app = tidings.Bus(f"{URL}?prefix={prefix}")
+    send = await start_bus(app, counter, keyed=True)
+
+    async def close() -> None:
+        await app.aclose()
+        await _delete(f"{prefix}:*")
+
+    return lambda count: one_by_one(count, send), close
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -202,6 +214,7 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: redis.asyncio", raw, f"pipelined XADD, XREADGROUP {READ} + XACK"),
     ("tidings RedisTransport", transport, f"publish batches of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
+    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
     ("FastStream RedisBroker", faststream(False), "pipelined publishes, handler per message"),
     ("FastStream RedisBroker, batches", faststream(True), f"pipelined, handler per {READ}"),
 ]

@@ -80,10 +80,23 @@ class Publishing:
             return message
         return await self._sender.send(topic or message.type, message)
 
-    async def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> None:
-        """Publish several events of one topic in one transport call (one broker round trip)."""
+    async def publish_many(
+        self,
+        events: Iterable[Any],
+        *,
+        topic: str | None = None,
+        key: Callable[[Any], str | None] | None = None,
+    ) -> None:
+        """Publish several events in one transport call per topic (one broker round trip).
+
+        ``key`` gives each event's key (``key=lambda e: e.account_id``), for per-key order.
+        Messages made with :meth:`message` pass as they are, each with its own key and headers.
+        """
         make = self._envelopes.make
-        messages = [make(e) for e in events]
+        if key is None:
+            messages = [make(e) for e in events]
+        else:
+            messages = [make(e, key(e)) for e in events]
         if not messages:
             return
         if not self._running:

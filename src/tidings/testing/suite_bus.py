@@ -205,3 +205,27 @@ class BusCases:
                 lambda: len(handled.calls) == count, f"{count} events handled", self.timeout
             )
         assert most == limit, f"{most} handlers ran at once with concurrency={limit}"
+
+    async def test_keyed_publish_many(self, transport_factory: TransportFactory) -> None:
+        """``publish_many`` with ``key=`` gives each message its key, and messages made with
+        ``bus.message`` keep their own key and headers, in one call."""
+        topic, handled, received = unique("suite.keyed"), _Handled(), dict[int, Message]()
+
+        async def handle(message: Message) -> None:
+            n = handled.saw(message.data)
+            if n is not None:
+                received[n] = message
+
+        async with self.running(transport_factory, topic, handled, handler=handle) as (bus, _):
+            await bus.publish_many(
+                [SuiteEvent(n) for n in range(10)], topic=topic, key=lambda e: f"k{e.n % 3}"
+            )
+            made = [bus.message(SuiteEvent(n), key="own", headers={"h": str(n)}) for n in (10, 11)]
+            await bus.publish_many(made, topic=topic)
+            await handled.until(lambda: len(received) == 12, "all 12 events", self.timeout)
+        assert {n: m.key for n, m in received.items()} == {
+            **{n: f"k{n % 3}" for n in range(10)},
+            10: "own",
+            11: "own",
+        }
+        assert [received[n].headers["h"] for n in (10, 11)] == ["10", "11"]
