@@ -93,10 +93,7 @@ class Publishing:
         Messages made with :meth:`message` pass as they are, each with its own key and headers.
         """
         make = self._envelopes.make
-        if key is None:
-            messages = [make(e) for e in events]
-        else:
-            messages = [make(e, key(e)) for e in events]
+        messages = [make(e) for e in events] if key is None else [make(e, key(e)) for e in events]
         if not messages:
             return
         if not self._running:
