@@ -28,6 +28,7 @@ from tidings.transports.base import Subscription
 __all__ = [
     "BATCH",
     "PING_PAD",
+    "TASKS",
     "PREFETCH",
     "Close",
     "Contender",
@@ -50,6 +51,8 @@ PREFETCH = 1000
 """Deliveries a consumer may hold unacknowledged."""
 KEYS = 100
 """Keys of the keyed runs."""
+TASKS = 64
+"""Publishing Tasks of the concurrent-publish runs."""
 _STAMP = struct.Struct("d")
 _PAD = b"x" * (100 - _STAMP.size)
 
@@ -147,10 +150,12 @@ async def start_bus(
     topic: str | None = None,
     *,
     keyed: bool = False,
+    tasks: int = 0,
 ) -> Publish:
     """Subscribe a handler hitting ``counter`` for each ``Ping`` (on ``topic``, else Ping's
     own), start ``app``, and return ``send(count)``: one ``publish_many`` of ``count`` Pings,
-    ``keyed`` with 100 keys in turn (and an ordered subscription) or not."""
+    ``keyed`` with 100 keys in turn (and an ordered subscription) or not; or, with ``tasks``,
+    that many Tasks each awaiting ``publish`` of one Ping after another."""
     keys = itertools.cycle([f"key-{n}" for n in range(KEYS)])
 
     async def handle(event: Ping) -> None:
@@ -159,7 +164,15 @@ async def start_bus(
     app.subscribe(topic or Ping, handle, group=group, concurrency=PREFETCH // 2, ordered=keyed)
     await app.start()
 
+    async def publisher(count: int) -> None:
+        for _ in range(count):
+            await app.publish(Ping(time.perf_counter(), PING_PAD), topic=topic)
+
     async def send(count: int) -> None:
+        if tasks:
+            share, extra = divmod(count, tasks)
+            await asyncio.gather(*(publisher(share + (n < extra)) for n in range(tasks)))
+            return
         now = time.perf_counter()
         pings = (Ping(now, PING_PAD) for _ in range(count))
         await app.publish_many(pings, topic=topic, key=(lambda _: next(keys)) if keyed else None)

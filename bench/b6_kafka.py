@@ -33,6 +33,7 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
+    TASKS,
     Close,
     Counter,
     Publish,
@@ -162,6 +163,14 @@ async def bus_keyed(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     return lambda count: windows(count, send), app.aclose
 
 
+async def bus_tasks(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+    topic, group = names("bt")
+    app = tidings.Bus(url(bootstrap))
+    send = await start_bus(app, counter, group, topic, tasks=TASKS)
+
+    return lambda count: windows(count, send), app.aclose
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -234,6 +243,7 @@ CONTENDERS: list[tuple[str, KafkaContender, str]] = [
     ("tidings KafkaTransport", transport, f"publish of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
     ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
+    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
     ("FastStream KafkaBroker", faststream, f"{BATCH} concurrent publishes, ack each"),
     ("FastStream KafkaBroker batches", faststream_batch, "publish_batch, batch subscriber"),
 ]

@@ -34,6 +34,7 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
+    TASKS,
     Close,
     Contender,
     Counter,
@@ -186,6 +187,18 @@ async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: windows(count, send), close
 
 
+async def bus_tasks(counter: Counter) -> tuple[Publish, Close]:
+    stream, prefix = names("b")
+    app = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}")
+    send = await start_bus(app, counter, tasks=TASKS)
+
+    async def close() -> None:
+        await app.aclose()
+        await delete_streams(stream, f"{stream}_DLQ")
+
+    return lambda count: windows(count, send), close
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -220,6 +233,7 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("tidings NatsTransport", transport, f"publish of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
     ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
+    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
     ("FastStream NatsBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

@@ -28,6 +28,7 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
+    TASKS,
     Close,
     Contender,
     Counter,
@@ -142,6 +143,18 @@ async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: one_by_one(count, send), close
 
 
+async def bus_tasks(counter: Counter) -> tuple[Publish, Close]:
+    exchange = f"b6-b-{uuid.uuid4().hex[:8]}"
+    app = tidings.Bus(f"{URL}?exchange={exchange}")
+    send = await start_bus(app, counter, tasks=TASKS)
+
+    async def close() -> None:
+        await app.aclose()
+        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
+
+    return lambda count: one_by_one(count, send), close
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -194,6 +207,7 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("tidings RabbitMQTransport", transport, f"publish batches of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
     ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
+    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
     ("FastStream RabbitBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

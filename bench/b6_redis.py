@@ -32,6 +32,7 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
+    TASKS,
     Close,
     Contender,
     Counter,
@@ -157,6 +158,18 @@ async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: one_by_one(count, send), close
 
 
+async def bus_tasks(counter: Counter) -> tuple[Publish, Close]:
+    prefix = f"b6-b-{uuid.uuid4().hex[:8]}"
+    app = tidings.Bus(f"{URL}?prefix={prefix}")
+    send = await start_bus(app, counter, tasks=TASKS)
+
+    async def close() -> None:
+        await app.aclose()
+        await _delete(f"{prefix}:*")
+
+    return lambda count: one_by_one(count, send), close
+
+
 # -- FastStream ---------------------------------------------------------------------------------
 
 
@@ -215,6 +228,7 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("tidings RedisTransport", transport, f"publish batches of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
     ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
+    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
     ("FastStream RedisBroker", faststream(False), "pipelined publishes, handler per message"),
     ("FastStream RedisBroker, batches", faststream(True), f"pipelined, handler per {READ}"),
 ]

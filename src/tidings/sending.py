@@ -1,14 +1,16 @@
 """How a bus hands messages to its transport: encoding, the size limit, and observed sending.
 
 The bus itself keeps the fastest path (an in-process offer with nothing observed); everything
-else comes here. With an observer, each publish runs inside its ``send`` span, and the messages
-carry the span's context in their headers to the handlers, in process or across brokers.
+else comes here. Publishes to a broker that overlap go in one call (:mod:`tidings.coalescing`).
+With an observer, each publish runs inside its ``send`` span, and the messages carry the span's
+context in their headers to the handlers, in process or across brokers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from tidings.coalescing import Coalescer
 from tidings.codec import Codec, encoded
 from tidings.message import Message
 from tidings.telemetry import Observer
@@ -20,7 +22,15 @@ __all__ = ["Sender"]
 class Sender:
     """Publishes a bus's messages on its transport."""
 
-    __slots__ = ("_codec", "_local", "_max_size", "_offer", "_transport", "observer")
+    __slots__ = (
+        "_coalescer",
+        "_codec",
+        "_local",
+        "_max_size",
+        "_offer",
+        "_transport",
+        "observer",
+    )
 
     def __init__(
         self,
@@ -34,6 +44,7 @@ class Sender:
         self._offer: Callable[[str, Message], bool] | None = local.offer if local else None
         self._codec = codec
         self._max_size = max_size
+        self._coalescer = Coalescer(transport.publish)
         self.observer: Observer | None = None
 
     def outgoing(self, message: Message) -> Message:
@@ -47,7 +58,10 @@ class Sender:
         """Publish one message; returns it as sent (with its trace context, if observed)."""
         observer = self.observer
         if observer is None:
-            await self._transport.publish(topic, [self.outgoing(message)])
+            if self._local is None:
+                await self._coalescer.send(topic, self.outgoing(message))
+            else:  # waits for room: each publish on its own, all or nothing (bus.publish)
+                await self._transport.publish(topic, [message])
             return message
         with observer.sending(topic, [message]) as (carried,):
             if self._offer is None or not self._offer(topic, carried):

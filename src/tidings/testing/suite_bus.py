@@ -229,3 +229,23 @@ class BusCases:
             11: "own",
         }
         assert [received[n].headers["h"] for n in (10, 11)] == ["10", "11"]
+
+    async def test_concurrent_publishers_coalesce(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        """64 tasks publishing one event at a time, at once: each publish returns once its own
+        event was accepted, and every event is handled once."""
+        topic, handled = unique("suite.coalesce"), _Handled()
+
+        async def handle(value: object) -> None:
+            handled.saw(value)
+
+        async with self.running(transport_factory, topic, handled, handler=handle) as (bus, _):
+
+            async def publisher(first: int) -> None:
+                for n in range(first, first + 10):
+                    await bus.publish(SuiteEvent(n), topic=topic)
+
+            await asyncio.gather(*(publisher(task * 10) for task in range(64)))
+            await handled.until(lambda: len(handled.calls) == 640, "all 640 events", self.timeout)
+        assert set(handled.calls.values()) == {1}
