@@ -11,6 +11,9 @@ handled once ``--drain-timeout`` passes. It exits 0 after a clean drain. A secon
 drain at once (exit status 1); what was not acknowledged then is delivered again later. A consumer
 that gives up (its restart policy ran out, see ``bus.health()``) ends the worker with exit status
 2 after a drain, so that the process supervisor starts it again rather than leaving it idle.
+
+``--workers N`` runs N such processes under a supervisor instead: see
+:mod:`tidings.cli.supervisor`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from rich.table import Table
 
 from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
+from tidings.cli.supervisor import Supervisor
+from tidings.workers import worker_id
 
 __all__ = ["Ending", "load_bus", "run", "serve"]
 
@@ -154,11 +159,17 @@ def run(
         float | None,
         typer.Option(min=0, help="Seconds to wait for queued in-process messages on shutdown."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes to run and keep running (restarted on exit)."),
+    ] = 1,
 ) -> None:
     """Run the bus APP as a worker until SIGINT or SIGTERM, then drain and exit."""
     bus = load_bus(app)
     if not bus.routes:
         raise typer.BadParameter(f"{app} has no subscriptions", param_hint="APP")
+    if workers > 1:
+        raise typer.Exit(_supervise(ctx, workers))
     if concurrency is not None:
         for route in bus.routes:
             route.concurrency = concurrency  # read when its consumer starts
@@ -179,8 +190,10 @@ def run(
                 _log.info("subscribed", extra={**where, "concurrency": route.concurrency})
         else:
             console.print(_routes_table(bus))
+        number = worker_id()
         tell(
-            f"worker running on {type(bus.transport).__name__} (pid {os.getpid()}); "
+            f"worker {'' if number is None else f'{number} '}running on "
+            f"{type(bus.transport).__name__} (pid {os.getpid()}); "
             "Ctrl-C or SIGTERM drains and stops"
         )
 
@@ -196,3 +209,19 @@ def run(
             tell(f"consumer {failed.route} failed: {failed.last_error or ''}", logging.ERROR, "red")
         raise typer.Exit(2)
     tell("drained and stopped")
+
+
+def _supervise(ctx: typer.Context, workers: int) -> int:
+    """Run ``workers`` processes of this very command, without ``--workers``; see
+    :mod:`tidings.cli.supervisor`. Returns the exit status."""
+    root = ctx.find_root().params
+    command = ["-m", "tidings.cli"]
+    for name in ("log_level", "log_format"):
+        command += [f"--{name.replace('_', '-')}", str(root[name])]
+    command += ["run", ctx.params["app"]]
+    for name in ("concurrency", "drain_timeout"):
+        if ctx.params[name] is not None:
+            command += [f"--{name.replace('_', '-')}", str(ctx.params[name])]
+    console = Console(stderr=True)
+    supervisor = Supervisor(command, workers, tell=lambda news: console.print(escape(news)))
+    return asyncio.run(supervisor.run())

@@ -1,4 +1,6 @@
-"""A worker process for scale-out tests: ``python -m tidings.testing.scale_worker URL TOPIC GROUP NAME``.
+"""A worker process for scale-out tests::
+
+    python -m tidings.testing.scale_worker URL TOPIC GROUP NAME [--delay S] [--concurrency N]
 
 It runs a :class:`~tidings.Bus` on ``URL`` with one ordered handler (``concurrency`` 8 unless
 ``--concurrency`` says otherwise) subscribed to ``TOPIC`` in ``GROUP``. The handler waits
@@ -26,7 +28,9 @@ from tidings.message import Message
 __all__ = ["main"]
 
 
-async def _work(url: str, topic: str, group: str, name: str, delay: float, concurrency: int) -> None:
+async def _work(
+    url: str, topic: str, group: str, name: str, delay: float, concurrency: int
+) -> None:
     out = sys.stdout
 
     async def handle(message: Message) -> None:
@@ -56,9 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.005)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args(argv)
-    asyncio.run(
-        _work(args.url, args.topic, args.group, args.name, args.delay, args.concurrency)
-    )
+    asyncio.run(_work(args.url, args.topic, args.group, args.name, args.delay, args.concurrency))
 
 
 if __name__ == "__main__":
