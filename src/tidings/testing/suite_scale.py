@@ -77,7 +77,7 @@ class ScaleOutCases(TransportCases):
     async def test_scale_out_join(
         self, transport_factory: TransportFactory, scale_url: str | None
     ) -> None:
-        """A worker started mid-stream takes a part of the work."""
+        """A worker started mid-stream takes a part of the work; keys stay in order."""
         url = self._url(transport_factory, scale_url)
         async with self._workers(url) as workers, self._publisher(workers) as publish:
             await self._start(workers, 2)
@@ -87,9 +87,10 @@ class ScaleOutCases(TransportCases):
             n = 10
             while n < 20 or not workers.share("late"):  # until it was given keys
                 await publish(n, n + 1)
+                await self._all_handled(workers, publish.count)  # paced by the handlers
                 n += 1
-            await self._all_handled(workers, publish.count)
-        assert len(workers.handled) == publish.count, "a message was handled twice"
+        # Brokers that move partitions on a join may deliver again what the previous owner
+        # handled and had not committed yet; in order all the same.
         check_order(workers.handled)
 
     @pytest.mark.stress
