@@ -135,3 +135,17 @@ async def test_a_worker_knows_its_number(tmp_path: Path, app_module: str) -> Non
         await run.until(lambda: run.handled_by == {"1", "2", "3"}, "each worker to handle jobs")
         run.process.send_signal(signal.SIGINT)
         assert await run.finish() == 0, run.news
+
+
+async def test_workers_drain_when_their_supervisor_is_killed(
+    tmp_path: Path, app_module: str
+) -> None:
+    url = f"sqlite:///{tmp_path}/bus.db"
+    async with supervised(tmp_path, f"{app_module}:bus", url, 2) as run:
+        await run.until(lambda: run.running(1) and run.running(2), "both workers to run")
+        run.process.kill()
+        await run.until(
+            lambda: sum("drained and stopped" in line for line in run.news) == 2,
+            "both workers to drain",
+        )
+        await run.finish()  # the workers' ends of the pipes closed: they exited

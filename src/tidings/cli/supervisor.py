@@ -13,6 +13,8 @@ share each group's messages and keep every key in order across them.
   is passed on too, which cuts the workers' drains short.
 * The workers run in a session of their own, so Ctrl-C in a terminal reaches only the
   supervisor, which passes it on once. They write to the supervisor's stdout and stderr.
+* A worker whose supervisor is gone (killed with SIGKILL) drains and exits as on SIGTERM, within
+  a second (:func:`watch_supervisor`).
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from collections.abc import Callable, Sequence
 from tidings.middleware.retry import Retry
 from tidings.workers import WORKER_ID_ENV
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "watch_supervisor"]
 
 _RESTART = Retry(initial_delay=0.5, multiplier=2.0, max_delay=30.0, jitter=False)
 _STEADY = 30.0
 """Seconds a worker runs before its next exit counts as a first failure again."""
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SUPERVISOR_ENV = "TIDINGS_SUPERVISOR_PID"
+_watching: set[asyncio.Task[None]] = set()
 
 
 class Supervisor:
@@ -84,8 +88,8 @@ class Supervisor:
         while True:
             started = loop.time()
             process = await asyncio.create_subprocess_exec(
-                *self._command, env={**os.environ, WORKER_ID_ENV: str(number)},
-                start_new_session=True,
+                *self._command, start_new_session=True,
+                env={**os.environ, WORKER_ID_ENV: str(number), _SUPERVISOR_ENV: str(os.getpid())},
             )  # fmt: skip
             self._running[number] = process
             if self._stop.is_set():  # the signal came while it was starting
@@ -106,3 +110,21 @@ class Supervisor:
                 return status
             except TimeoutError:
                 pass
+
+
+def watch_supervisor() -> None:
+    """In a worker a :class:`Supervisor` started (on its running event loop): send this process
+    SIGTERM, which drains it, once the supervisor is no longer its parent. Does nothing in a
+    worker started otherwise."""
+    supervisor = os.environ.get(_SUPERVISOR_ENV, "")
+    if not supervisor.isdigit():
+        return
+
+    async def watch(pid: int) -> None:
+        while os.getppid() == pid:  # no notice comes when a parent dies: look every second
+            await asyncio.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    task = asyncio.get_running_loop().create_task(watch(int(supervisor)))
+    _watching.add(task)
+    task.add_done_callback(_watching.discard)

@@ -35,7 +35,7 @@ from rich.table import Table
 
 from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
-from tidings.cli.supervisor import Supervisor
+from tidings.cli.supervisor import Supervisor, watch_supervisor
 from tidings.workers import worker_id
 
 __all__ = ["Ending", "load_bus", "run", "serve"]
@@ -184,6 +184,7 @@ def run(
             console.print(escape(news), style=style)
 
     def ready() -> None:
+        watch_supervisor()
         if as_records:
             for route in bus.routes:
                 where = {"topic": route.topic, "group": route.group, "route": route.name}

@@ -7,7 +7,10 @@ does the rest, the same for both databases:
 
 * ``ack``/``nack`` only record; the next fetch writes them, or a keeper task on the next loop turn,
   so a busy consumer settles hundreds of messages per transaction;
-* at most ``prefetch`` deliveries are out and unsettled at any time;
+* at most ``prefetch`` deliveries are out and unsettled at any time; once some are out, it
+  leases more only when half of ``prefetch`` (or more) can be leased: a busy subscription then
+  takes one lease transaction per half batch rather than one per settled message, which keeps
+  the write lock (SQLite's one writer, shared by every process on the file) free for the others;
 * the keeper renews the leases every ``lease / 3`` seconds while deliveries are out, so only a
   dead process's messages come again (when their leases run out);
 * the live subscriptions of a group, in any process, share its keys (see
@@ -144,6 +147,8 @@ class LeasedSubscription:
         self.group = group
         self._queue = queue
         self._prefetch = prefetch
+        self._refill = max(prefetch // 2, 1)
+        """Fewest deliveries worth a lease while some are out (see the module docstring)."""
         self._lease = lease
         self._poll = poll
         self._on_idle = on_idle
@@ -184,6 +189,8 @@ class LeasedSubscription:
                 await self._pause(exc)
         while not self._closed:
             want = self._prefetch - len(self._out)
+            if self._out and want < self._refill:
+                want = 0
             self._wake.clear()
             timeout = self._poll  # when full, an ack or nack rings
             if want > 0:
