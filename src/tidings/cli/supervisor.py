@@ -13,8 +13,8 @@ share each group's messages and keep every key in order across them.
   is passed on too, which cuts the workers' drains short.
 * The workers run in a session of their own, so Ctrl-C in a terminal reaches only the
   supervisor, which passes it on once. They write to the supervisor's stdout and stderr.
-* A worker whose supervisor is gone (killed with SIGKILL) drains and exits as on SIGTERM, within
-  a second (:func:`watch_supervisor`).
+* A worker whose supervisor is gone (killed with SIGKILL) drains and exits as on SIGTERM
+  (:func:`watch_supervisor`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ _RESTART = Retry(initial_delay=0.5, multiplier=2.0, max_delay=30.0, jitter=False
 _STEADY = 30.0
 """Seconds a worker runs before its next exit counts as a first failure again."""
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_SUPERVISOR_ENV = "TIDINGS_SUPERVISOR_PID"
-_watching: set[asyncio.Task[None]] = set()
+_SUPERVISOR_ENV = "TIDINGS_SUPERVISOR_FD"
 
 
 class Supervisor:
@@ -58,12 +57,16 @@ class Supervisor:
         self._restart = restart
         self._stop = asyncio.Event()
         self._running: dict[int, asyncio.subprocess.Process] = {}
+        self._alive = -1
+        """The read end of a pipe whose write end only this process holds: see
+        :func:`watch_supervisor`."""
 
     async def run(self) -> int:
         """Run the workers until SIGINT or SIGTERM and their drains; returns the exit status."""
         loop = asyncio.get_running_loop()
         for signum in _SIGNALS:
             loop.add_signal_handler(signum, self._on_signal)
+        self._alive, holding = os.pipe()
         try:
             statuses = await asyncio.gather(
                 *(self._keep(number) for number in range(1, self._workers + 1))
@@ -71,6 +74,8 @@ class Supervisor:
         finally:
             for signum in _SIGNALS:
                 loop.remove_signal_handler(signum)
+            os.close(self._alive)
+            os.close(holding)
         return 0 if all(status == 0 for status in statuses) else 1
 
     def _on_signal(self) -> None:
@@ -88,8 +93,8 @@ class Supervisor:
         while True:
             started = loop.time()
             process = await asyncio.create_subprocess_exec(
-                *self._command, start_new_session=True,
-                env={**os.environ, WORKER_ID_ENV: str(number), _SUPERVISOR_ENV: str(os.getpid())},
+                *self._command, start_new_session=True, pass_fds=(self._alive,),
+                env={**os.environ, WORKER_ID_ENV: str(number), _SUPERVISOR_ENV: str(self._alive)},
             )  # fmt: skip
             self._running[number] = process
             if self._stop.is_set():  # the signal came while it was starting
@@ -114,17 +119,15 @@ class Supervisor:
 
 def watch_supervisor() -> None:
     """In a worker a :class:`Supervisor` started (on its running event loop): send this process
-    SIGTERM, which drains it, once the supervisor is no longer its parent. Does nothing in a
-    worker started otherwise."""
-    supervisor = os.environ.get(_SUPERVISOR_ENV, "")
-    if not supervisor.isdigit():
+    SIGTERM, which drains it, once the supervisor is gone (the pipe it keeps open for its workers
+    reaches its end). Does nothing in a worker started otherwise."""
+    fd = os.environ.get(_SUPERVISOR_ENV, "")
+    if not fd.isdigit():
         return
+    loop = asyncio.get_running_loop()
 
-    async def watch(pid: int) -> None:
-        while os.getppid() == pid:  # no notice comes when a parent dies: look every second
-            await asyncio.sleep(1.0)
+    def gone() -> None:
+        loop.remove_reader(int(fd))
         os.kill(os.getpid(), signal.SIGTERM)
 
-    task = asyncio.get_running_loop().create_task(watch(int(supervisor)))
-    _watching.add(task)
-    task.add_done_callback(_watching.discard)
+    loop.add_reader(int(fd), gone)
