@@ -336,7 +336,7 @@ class LeasedSubscription:
             self._nacks[:0] = nacks
             raise
         self._outage.over()
-        self._member = not self._closed
+        self._member = not exchange.leaving  # what the queue now holds, whatever closed since
         if renew:
             self._renew_at = now + self._lease / 3
         return result
