@@ -8,8 +8,8 @@ import pytest
 
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, TransportFactory, opened, unique, until
-from tidings.transports.kit.sharing import Share, key_hash
 from tidings.transports.base import Transport
+from tidings.transports.kit.sharing import Share, key_hash
 from tidings.transports.postgres import PostgresTransport
 from tidings.transports.sqlite import SqliteTransport
 
