@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-stress bench lint clean services
+.PHONY: demo test test-stress bench lint clean services tools dist docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[all,fastapi,yaml]' --group test --group lint --group bench
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 services:
 	@scripts/services
 
-test: $(STAMP) services
+# promtool, for the alert rules' test (installed from Debian's prometheus package if missing).
+tools:
+	@scripts/tools
+
+test: $(STAMP) services tools
 	$(BIN)/python -m pytest -q -m "not stress"
 
 # The soak (tests/transports/test_soak.py) runs TIDINGS_SOAK_SECONDS (default 600) on each of the
@@ -36,7 +40,17 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	for dir in tests/*/; do $(BIN)/mypy --strict $$dir*.py || exit 1; done
-	$(BIN)/mypy --strict -p examples.signup -p examples.bank -p bench
+	$(BIN)/mypy --strict -p examples.guide -m examples.fastapi_app -p bench
+	rm -rf $(VENV)/dist && $(BIN)/python -m build --no-isolation --outdir $(VENV)/dist . >/dev/null
+	$(BIN)/twine check --strict $(VENV)/dist/*
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The documentation site (mkdocs-material, the API reference from the docstrings) in .venv/site.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+dist: $(STAMP)
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

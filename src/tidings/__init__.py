@@ -1,6 +1,7 @@
 """tidings: typed, fast event-driven applications, from one process to real brokers."""
 
 from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus
+from tidings.cloudevents import CloudEvents
 from tidings.codec import Codec, JsonCodec, Registry, event, registry
 from tidings.context import Current, current
 from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
@@ -12,9 +13,11 @@ from tidings.errors import (
     DecodeError,
     HandlerTimeout,
     MessageTooLarge,
+    NoResponder,
     NotFound,
     NotHandled,
     QueueFull,
+    RequestTimeout,
     ServiceUnavailable,
     StreamDeleted,
     SyncInAsyncError,
@@ -61,6 +64,7 @@ __all__ = [
     "CAUSATION_ID",
     "CORRELATION_ID",
     "ClosedError",
+    "CloudEvents",
     "Codec",
     "ConcurrencyError",
     "CorruptRecord",
@@ -87,6 +91,7 @@ __all__ = [
     "Missed",
     "NO_STREAM",
     "NewEvent",
+    "NoResponder",
     "NotFound",
     "NotHandled",
     "OutboxRelay",
@@ -99,6 +104,7 @@ __all__ = [
     "RecordedEvent",
     "Registry",
     "Repository",
+    "RequestTimeout",
     "Retry",
     "Route",
     "RouteHealth",

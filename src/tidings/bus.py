@@ -11,40 +11,43 @@ stops the others, on every path.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, Unpack, overload
 
-from tidings import context
 from tidings.background import Background
 from tidings.clock import Clock, SystemClock
+from tidings.cloudevents import CloudEvents, CloudEventsEnvelopes
 from tidings.codec import Codec, JsonCodec, Registry, registry
 from tidings.deadletters import DeadLetters, DeadLetterStore
 from tidings.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RESTART
 from tidings.direct import Direct
+from tidings.envelopes import Envelopes
 from tidings.errors import ClosedError
-from tidings.handlers import UserHandler
+from tidings.handlers import Subscriber, UserHandler, event_decoder_for
 from tidings.health import Health, RouteHealth
-from tidings.message import CAUSATION_ID, CORRELATION_ID, NO_HEADERS, Message
+from tidings.message import CAUSATION_ID, CORRELATION_ID, Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import Retry
-from tidings.outcome import PublishResult
 from tidings.outcome_stream import OutcomeStream, StreamOptions
+from tidings.publishing import Publishing
+from tidings.requests import Replier, Requests
 from tidings.route import Route, RouteOptions, new_route
 from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
 from tidings.sending import Sender
 from tidings.telemetry import Observer, Telemetry, configured, system_of
-from tidings.topics import validate_topic
-from tidings.transports import from_url
+from tidings.transports import from_url, redact
 from tidings.transports.base import LocalTransport, Transport
 from tidings.transports.memory import MemoryTransport
 
 __all__ = ["CAUSATION_ID", "CORRELATION_ID", "Bus"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E")
 
 
-class Bus:
+class Bus(Publishing):
     """Publish events and run handlers, in process or over a broker chosen by URL.
 
     ``Bus()`` runs in memory; ``Bus("sqlite:///app.db")`` is durable; broker URLs
@@ -61,6 +64,8 @@ class Bus:
     dead-letter one from another producer undecoded (None: no limit; in process nothing is
     encoded, so nothing is measured). ``telemetry`` names the OpenTelemetry providers to use;
     by default the global ones, if the application set them (see :mod:`tidings.telemetry`).
+    ``cloudevents`` adds CloudEvents attributes to what it publishes (:mod:`tidings.cloudevents`).
+    ``url`` is the URL given, passwords as ``***`` (None for a Transport); ``routes`` lists routes.
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class Bus:
         restart: Retry = DEFAULT_RESTART,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         telemetry: Telemetry | None = None,
+        cloudevents: CloudEvents | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.url = redact(url) if isinstance(url, str) else None
         if url is None or url == "memory://":
             self.transport: Transport = MemoryTransport(capacity, self.clock)
         elif isinstance(url, str):
@@ -104,7 +111,12 @@ class Bus:
         self._looked = False  # for the application's OpenTelemetry set-up (see tidings.telemetry)
         self._dead_letter_store = dead_letters or transport.dead_letters()
         self.dead_letters = DeadLetters(self._dead_letter_store, self._republish)
-        self._names: dict[type, str] = {}
+        self._envelopes = (
+            Envelopes(registry)
+            if cloudevents is None
+            else CloudEventsEnvelopes(registry, cloudevents, self._system)
+        )
+        self._replier = Replier(self._envelopes.make, self._send)
         self._routes = RouteTable()
         background = Background()
         self._direct = Direct(
@@ -119,39 +131,59 @@ class Bus:
         self._consumers = Consumers(
             transport, self._local, self._dead_letter_store, self.codec, self.clock, background
         )
+        inbox = functools.partial(_subscribe_inbox, self)
+        local_routes = self._local.route if self._local is not None else None
+        responders = self._routes.for_topic if inline else local_routes
+        decode = event_decoder_for(None, self.codec, registry)
+        self._requests = Requests(
+            self._envelopes.make,
+            self._send,
+            inbox,
+            decode,
+            responders=responders,
+            confirm_open=not (transport.features.replays_history or transport.features.in_process),
+        )
         self._closing = Closing()
-        self._running = False
-        self._closed = False
+        self._running = self._closed = False
 
     # -- subscribing -------------------------------------------------------------------------
 
     @overload
     def subscribe(
-        self, target: type | str, handler: None = None, **options: Unpack[RouteOptions]
+        self, target: type[E], handler: None = None, **options: Unpack[RouteOptions]
+    ) -> Subscriber[E]: ...
+    @overload
+    def subscribe(
+        self, target: str, handler: None = None, **options: Unpack[RouteOptions]
     ) -> Callable[[F], F]: ...
     @overload
     def subscribe(
-        self, target: type | str, handler: UserHandler, **options: Unpack[RouteOptions]
+        self, target: type[E], handler: Callable[[E], object], **options: Unpack[RouteOptions]
+    ) -> Route: ...
+    @overload
+    def subscribe(
+        self, target: type, handler: Callable[[Message], object], **options: Unpack[RouteOptions]
+    ) -> Route: ...
+    @overload
+    def subscribe(
+        self, target: type[E], handler: Callable[[list[E]], object], **o: Unpack[RouteOptions]
+    ) -> Route: ...
+    @overload
+    def subscribe(
+        self, target: str, handler: UserHandler, **options: Unpack[RouteOptions]
     ) -> Route: ...
     def subscribe(
         self,
         target: type | str,
         handler: UserHandler | None = None,
         **options: Unpack[RouteOptions],
-    ) -> Route | Callable[[F], F]:
+    ) -> Route | Callable[[F], F] | Subscriber[Any]:
         """Call ``handler`` for every event of type ``target``, or on topic ``target``.
 
         Topics may be patterns: ``user.*`` matches one token, ``user.>`` one or more. Used
-        without ``handler`` it is a decorator returning the function unchanged. The options
-        (:class:`~tidings.route.RouteOptions`): ``group`` defaults to the handler's qualified
-        name, so a restarted worker resumes its group; routes with the same group share
-        messages. ``concurrency`` (1) bounds how many calls run at once; ``ordered`` (False)
-        keeps messages with the same key in order. ``retry`` defaults to a single attempt.
-        ``timeout`` limits each call, on every path; when not given, queued calls have the
-        bus's ``handler_timeout`` and ``publish_and_wait`` calls none (its caller waits).
-        ``middleware`` runs inside the bus's. A handler whose parameter is ``list[Event]``
-        receives queued events in batches of up to ``batch_size`` (100; what has arrived: it
-        never waits to fill a batch).
+        without ``handler`` it is a decorator returning the function unchanged; given an event
+        type, it takes handlers of that event, of its Message, or of ``list[Event]`` (batches of
+        up to ``batch_size``). The options are :class:`~tidings.route.RouteOptions`.
         """
         if handler is None:
 
@@ -169,7 +201,7 @@ class Bus:
             handler_timeout=self.handler_timeout,
             **options,
         )
-        route.build(self.registry, self.clock)
+        route.build(self.registry, self.clock, self._replier)
         route.observer = self._observer
         self._routes.add(route)
         if self._running and not self.inline:
@@ -188,126 +220,8 @@ class Bus:
         self._routes.remove(route)
         self._consumers.retire(route, shared=self._routes.shares_group(route))
 
-    # -- publishing --------------------------------------------------------------------------
-
-    def message(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Message:
-        """The envelope ``publish`` would send for ``event``; a Message passes through.
-
-        Inside a handler the new message carries the handled message's correlation id and, as
-        causation id, its id.
-        """
-        kind = type(event)
-        if kind is Message:
-            return event  # type: ignore[no-any-return]
-        parent = context.slot.message
-        if parent is None and (handled := context.in_task.get()) is not None:
-            parent = handled.message
-        if parent is not None:
-            linked = dict(headers) if headers else {}
-            linked.setdefault(CORRELATION_ID, parent.headers.get(CORRELATION_ID) or parent.id)
-            linked[CAUSATION_ID] = parent.id
-            headers = linked
-        name = self._names.get(kind)
-        if name is None:
-            name = self._names[kind] = self.registry.name_of(kind)
-        return Message(name, event, headers or NO_HEADERS, key)
-
-    async def publish(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> Message:
-        """Hand ``event`` to the transport; returns the message once it is accepted.
-
-        Waits while a subscriber's channel is full (backpressure). Raises ClosedError when the
-        bus is not running (use ``async with bus:``), TransportError when the broker fails.
-        """
-        message = self.message(event, key=key, headers=headers)
-        if self.inline:  # no transport checks the topic here
-            validate_topic(topic or message.type)
-            await self._direct.run_each(message, topic or message.type)
-            return message
-        if not self._running:
-            raise _not_running()
-        offer = self._offer
-        if offer is not None and self._observer is None and offer(topic or message.type, message):
-            return message
-        return await self._sender.send(topic or message.type, message)
-
-    async def publish_many(self, events: Iterable[Any], *, topic: str | None = None) -> None:
-        """Publish several events of one topic in one transport call (one broker round trip)."""
-        messages = [self.message(e) for e in events]
-        if not messages:
-            return
-        if not self._running:
-            raise _not_running()
-        by_topic: dict[str, list[Message]] = {}
-        for message in messages:
-            by_topic.setdefault(topic or message.type, []).append(message)
-        await self._sender.send_many(by_topic)
-
-    def publish_nowait(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> Message:
-        """Queue ``event`` in process without waiting; raises QueueFull when a channel is full."""
-        if not self._running:
-            raise _not_running()
-        message = self.message(event, key=key, headers=headers)
-        return self._sender.send_nowait(topic or message.type, message)
-
-    async def publish_and_wait(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> PublishResult:
-        """Run every matching handler in this process and return their outcomes.
-
-        The bus need not be running. Handlers that cannot suspend (``def``, or ``async def``
-        without ``await``, and no middleware) run inline, in subscription order; the others run
-        concurrently in Tasks. It returns when all have finished (retries included); handlers
-        that failed their last attempt are in the dead-letter store by then. Raises ClosedError
-        once the bus was closed, before any handler runs.
-        """
-        if self._closed:
-            raise ClosedError("the bus was closed")
-        message = self.message(event, key=key, headers=headers)
-        validate_topic(topic or message.type)
-        if self.inline:
-            return await self._direct.run_each(message, topic or message.type)
-        if not self._looked:
-            self._observe()
-        return await self._direct.run(message, topic or message.type)
-
-    def emit(
-        self, event: Any, *, key: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Deliver ``event`` to local handlers now, synchronously, in subscription order.
-
-        Handlers without middleware or retry that cannot suspend (``def``, or ``async def``
-        without ``await``) run right here. Others start in Tasks, as in ``publish_and_wait``,
-        without being awaited (they need a running event loop). A failing handler is logged and
-        dead-lettered; the others still run.
-        """
-        if not self._looked:
-            self._observe()
-        self._direct.emit(event, key, headers)
+    async def _send(self, topic: str, message: Message) -> None:
+        await self.publish(message, topic=topic)
 
     async def _republish(self, topic: str, message: Message) -> None:
         if self._local is not None and not self._running:  # nothing consumes: run them here
@@ -331,8 +245,7 @@ class Bus:
                 self._consumers.start(route, restart=self.restart, max_size=self.max_message_size)
 
     def _observe(self) -> None:
-        """Look for the application's OpenTelemetry set-up: at start, or at the first in-place
-        delivery of a bus that never starts."""
+        """Look for the application's OpenTelemetry set-up: at start, or at a first delivery."""
         self._looked = True
         observer = self._observer = configured(self._system, self._telemetry)
         self._sender.observer = self._direct.observer = self._consumers.observer = observer
@@ -396,5 +309,5 @@ class Bus:
         return self._routes.all
 
 
-def _not_running() -> ClosedError:
-    return ClosedError("the bus is not running: use `async with bus:` or `await bus.start()`")
+def _subscribe_inbox(bus: Bus, topic: str, receive: Callable[[Message], None]) -> None:
+    bus.subscribe(topic, receive, group=topic, name=topic)

@@ -22,7 +22,16 @@ import msgspec
 from tidings.errors import DecodeError, MessageTooLarge, UnknownEventType
 from tidings.message import Malformed, Message
 
-__all__ = ["BINARY", "Codec", "JsonCodec", "Registry", "encoded", "event", "registry"]
+__all__ = [
+    "BINARY",
+    "Codec",
+    "JsonCodec",
+    "Registry",
+    "encoded",
+    "event",
+    "pydantic_base",
+    "registry",
+]
 
 T = TypeVar("T")
 
@@ -113,7 +122,8 @@ class Codec(Protocol):
 _AT_PATH = re.compile(r" - at `([^`]*)`$")
 
 
-def _pydantic_base() -> type | None:
+def pydantic_base() -> type | None:
+    """pydantic's ``BaseModel``, or None when pydantic is not installed."""
     try:
         from pydantic import BaseModel
     except ImportError:  # pydantic is optional
@@ -127,7 +137,7 @@ class JsonCodec:
     content_type = "application/json"
 
     def __init__(self) -> None:
-        self._pydantic = _pydantic_base()
+        self._pydantic = pydantic_base()
         self._encoder = msgspec.json.Encoder(enc_hook=self._encode_other)
         self._decoders: dict[type, Callable[[Any], Any]] = {}
 

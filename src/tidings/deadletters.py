@@ -12,7 +12,7 @@ import builtins
 import logging
 import traceback
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -24,6 +24,7 @@ from tidings.message import Malformed, Message, new_id
 
 __all__ = [
     "DEFAULT_MAX_LETTERS",
+    "PAGE_SIZE",
     "REPLAY_GROUP_HEADER",
     "UNREADABLE",
     "DeadLetter",
@@ -32,6 +33,7 @@ __all__ = [
     "MemoryDeadLetterStore",
     "dead_letter_from",
     "decode_letter",
+    "page_of",
     "payload_bytes",
     "store_failure",
     "unreadable_letter",
@@ -178,14 +180,36 @@ async def store_failure(
     return letter
 
 
+PAGE_SIZE = 100
+"""How many letters ``list`` returns unless given ``limit``: a page, not the whole store (use
+:meth:`DeadLetters.all` to walk every letter)."""
+
+
+def page_of(
+    letters: Iterable[DeadLetter], *, topic: str | None, limit: int, after: str | None
+) -> builtins.list[DeadLetter]:
+    """The page :meth:`DeadLetterStore.list` returns, taken from ``letters`` in store order: for
+    stores that walk their letters in order anyway. Raises NotFound when ``after`` is not
+    among them."""
+    found = iter(letters)
+    if after is not None and not any(letter.id == after for letter in found):
+        raise NotFound(f"no dead letter with id {after!r}")
+    chosen = (letter for letter in found if topic is None or letter.topic == topic)
+    return [letter for _, letter in zip(range(limit), chosen, strict=False)]
+
+
 class DeadLetterStore(Protocol):
     """Where a transport keeps dead letters. Every method is safe to call concurrently."""
 
     async def add(self, letter: DeadLetter) -> None:
         """Store durably (for persistent transports) before returning."""
 
-    async def list(self, *, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """Oldest first."""
+    async def list(
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
+    ) -> list[DeadLetter]:
+        """Up to ``limit`` letters (of ``topic`` when given), oldest first; with ``after``, only
+        those stored after the letter with that id (the last of the previous page), whatever
+        its topic. Raises NotFound when no letter has the id ``after``."""
         ...
 
     async def get(self, letter_id: str) -> DeadLetter:
@@ -245,10 +269,9 @@ class MemoryDeadLetterStore:
         self._unlogged = 0
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        found = (d for d in self._letters.values() if topic is None or d.topic == topic)
-        return [letter for _, letter in zip(range(limit), found, strict=False)]
+        return page_of(self._letters.values(), topic=topic, limit=limit, after=after)
 
     async def get(self, letter_id: str) -> DeadLetter:
         try:
@@ -262,8 +285,6 @@ class MemoryDeadLetterStore:
 
 _WARN_INTERVAL = 1.0  # seconds between eviction warnings: a flood of failures logs a few lines
 
-_ALL = 1 << 31
-
 Republish = Callable[[str, Message], Awaitable[None]]
 
 
@@ -275,9 +296,32 @@ class DeadLetters:
         self._republish = republish
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        return await self.store.list(topic=topic, limit=limit)
+        """One page: up to ``limit`` letters (100 by default; of ``topic`` when given), oldest
+        first. For the next page pass ``after=`` the id of the last letter of this one; a page
+        shorter than ``limit`` is the last. Raises NotFound when the letter ``after`` is gone."""
+        return await self.store.list(topic=topic, limit=limit, after=after)
+
+    async def all(
+        self, *, topic: str | None = None, page_size: int = PAGE_SIZE
+    ) -> AsyncIterator[DeadLetter]:
+        """Every letter (of ``topic`` when given), oldest first, read ``page_size`` at a time.
+
+        Each page is read before the previous one is yielded in full, so the caller may replay
+        or purge the letters it was given while iterating. Letters added meanwhile are yielded
+        if they come after the page being read.
+        """
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
+        page = await self.store.list(topic=topic, limit=page_size)
+        while page:
+            following: builtins.list[DeadLetter] = []
+            if len(page) == page_size:
+                following = await self.store.list(topic=topic, limit=page_size, after=page[-1].id)
+            for letter in page:
+                yield letter
+            page = following
 
     async def show(self, letter_id: str) -> DeadLetter:
         return await self.store.get(letter_id)
@@ -307,5 +351,5 @@ class DeadLetters:
 
     async def _chosen(self, letter_ids: Iterable[str] | None) -> builtins.list[DeadLetter]:
         if letter_ids is None:
-            return await self.store.list(limit=_ALL)
+            return [letter async for letter in self.all()]
         return [await self.store.get(i) for i in letter_ids]

@@ -21,6 +21,7 @@ from tidings import context
 from tidings.background import Background
 from tidings.clock import Clock
 from tidings.codec import BINARY, Codec, Registry
+from tidings.context import Attempt, in_task, route_in_task
 from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import STOPPING_PROCESS
 from tidings.message import Message
@@ -121,7 +122,7 @@ class Direct:
         routes = self._routes.for_topic(topic)
         errors: dict[Route, BaseException] | None = None
         for route in routes:
-            if (error := await self.run_one(route, message)) is not None:
+            if (error := await self._run_here(route, message)) is not None:
                 errors = errors or {}
                 errors[route] = error
         return PublishResult(message, routes, errors)
@@ -132,6 +133,16 @@ class Direct:
         for route in self._routes.for_topic(topic):
             if group in (None, route.group):
                 await self.run_one(route, message)
+
+    async def _run_here(self, route: Route, message: Message) -> BaseException | None:
+        """``run_one`` in the caller's Task, which handles ``message`` for ``route`` meanwhile
+        (for :func:`tidings.current`, and what the handler publishes points back to it)."""
+        handled, routed = in_task.set(Attempt(message)), route_in_task.set(route)
+        try:
+            return await self.run_one(route, message)
+        finally:
+            route_in_task.reset(routed)
+            in_task.reset(handled)
 
     async def run_one(self, route: Route, message: Message) -> BaseException | None:
         """Run ``route``'s handler in place; dead-letter and return its error if it fails."""

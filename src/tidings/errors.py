@@ -33,9 +33,11 @@ __all__ = [
     "DecodeError",
     "HandlerTimeout",
     "MessageTooLarge",
+    "NoResponder",
     "NotFound",
     "NotHandled",
     "QueueFull",
+    "RequestTimeout",
     "ServiceUnavailable",
     "StreamDeleted",
     "STOPPING_PROCESS",
@@ -123,6 +125,20 @@ class DeadLettered(TidingsError):
         self.dead_letter_id = dead_letter_id
         self.error = error
         super().__init__(f"dead-lettered as {dead_letter_id}: {type(error).__name__}: {error}")
+
+
+class RequestTimeout(TidingsError, TimeoutError):
+    """No reply to ``bus.request`` came within its timeout (no handler replies on that topic, or
+    none finished in time)."""
+
+    def __init__(self, topic: str, seconds: float) -> None:
+        self.topic = topic
+        self.seconds = seconds
+        super().__init__(f"no reply to a request on {topic!r} within {seconds:g}s")
+
+
+class NoResponder(TidingsError, LookupError):
+    """``bus.request`` in process, and no route of the bus takes the request's topic."""
 
 
 class TransportError(TidingsError):

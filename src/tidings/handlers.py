@@ -13,9 +13,10 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 from tidings.codec import BINARY, Codec, Registry
+from tidings.context import current_message
 from tidings.errors import UnknownEventType
 from tidings.message import Malformed, Message
 from tidings.middleware import Handler
@@ -24,15 +25,36 @@ __all__ = [
     "Decoder",
     "EventDecoder",
     "Shape",
+    "Replies",
+    "Subscriber",
     "UserHandler",
     "describe",
     "event_decoder_for",
     "message_decoder",
     "name_of",
+    "replying",
     "to_handler",
 ]
 
-UserHandler = Callable[[Any], Awaitable[None] | None]
+UserHandler = Callable[[Any], object]
+
+E = TypeVar("E")
+R = TypeVar("R")
+
+
+class Subscriber(Protocol[E]):
+    """What ``bus.subscribe(Event)`` returns as a decorator: it takes a handler of ``Event``, of
+    its :class:`~tidings.message.Message`, or of ``list[Event]`` (a batch handler), and returns
+    it unchanged; a handler of another event type is a type error."""
+
+    @overload
+    def __call__(self, func: Callable[[E], R], /) -> Callable[[E], R]: ...
+    @overload
+    def __call__(self, func: Callable[[Message], R], /) -> Callable[[Message], R]: ...
+    @overload
+    def __call__(self, func: Callable[[list[E]], R], /) -> Callable[[list[E]], R]: ...
+
+
 Decoder = Callable[[Message], Message]
 EventDecoder = Callable[[Message], Any]
 
@@ -47,6 +69,8 @@ class Shape:
     may_suspend: bool
     batch: bool = False
     """It takes ``list[Event]``: queued messages come in batches, one-off ones as a list of one."""
+    replies: bool = False
+    """Its return annotation says it returns something: what it returns answers a request."""
 
 
 def describe(func: UserHandler) -> Shape:
@@ -59,7 +83,37 @@ def describe(func: UserHandler) -> Shape:
     params = [p for p in inspect.signature(func).parameters.values() if p.name != "self"]
     annotation = hints.get(params[0].name) if params else None
     batch = typing.get_origin(annotation) in (list, Sequence, collections.abc.Sequence)
-    return Shape(is_async, annotation is Message, is_async and _may_suspend(target), batch)
+    replies = hints.get("return", type(None)) is not type(None) and not batch
+    suspends = is_async and (replies or _may_suspend(target))  # a reply is published: awaited
+    return Shape(is_async, annotation is Message, suspends, batch, replies)
+
+
+class Replies(Protocol):
+    """Where a replying handler's return value goes (:class:`tidings.requests.Replier`)."""
+
+    async def reply(self, request: Message | None, result: Any) -> None: ...
+    def reply_soon(self, request: Message | None, result: Any) -> None: ...
+
+
+def replying(func: UserHandler, shape: Shape, replies: Replies) -> UserHandler:
+    """``func`` that sends what it returns as the reply to the message being handled (when
+    that message is a request); it returns None itself."""
+    if shape.is_async:
+        call = typing.cast(Callable[[Any], Awaitable[Any]], func)
+
+        async def reply_after(argument: Any) -> None:
+            result = await call(argument)
+            if result is not None:
+                await replies.reply(current_message(), result)
+
+        return reply_after
+
+    def reply_soon_after(argument: Any) -> None:
+        result = func(argument)
+        if result is not None:
+            replies.reply_soon(current_message(), result)
+
+    return reply_soon_after
 
 
 def _may_suspend(func: Callable[..., Any]) -> bool:

@@ -17,7 +17,9 @@ from tidings.errors import DecodeError
 __all__ = [
     "CAUSATION_ID",
     "CORRELATION_ID",
+    "IN_REPLY_TO",
     "NO_HEADERS",
+    "REPLY_TO",
     "Headers",
     "Malformed",
     "Message",
@@ -28,6 +30,10 @@ CORRELATION_ID = "correlation-id"
 """Header: the id of the message that started the chain of events."""
 CAUSATION_ID = "causation-id"
 """Header: the id of the message whose handler published this one."""
+REPLY_TO = "reply-to"
+"""Header of a request (``bus.request``): the topic its reply goes to."""
+IN_REPLY_TO = "in-reply-to"
+"""Header of a reply: the id of the request it answers."""
 
 Headers = Mapping[str, str]
 NO_HEADERS: Headers = MappingProxyType({})

@@ -13,11 +13,13 @@ from tidings.context import current
 from tidings.errors import STOPPING_PROCESS
 from tidings.handlers import (
     EventDecoder,
+    Replies,
     UserHandler,
     describe,
     event_decoder_for,
     message_decoder,
     name_of,
+    replying,
     to_handler,
 )
 from tidings.message import Message
@@ -87,8 +89,10 @@ class Route:
     observer: Observer | None = field(default=None, init=False, repr=False)
     """The bus's spans and metrics, when the application configured them."""
 
-    def build(self, registry: Registry, clock: Clock) -> None:
+    def build(self, registry: Registry, clock: Clock, replies: Replies | None = None) -> None:
         shape = describe(self.handler)
+        if shape.replies and replies is not None:
+            self.handler = replying(self.handler, shape, replies)
         if shape.batch and self.middleware:
             raise ValueError("batch handlers take no per-message middleware")
         if shape.batch and self.ordered and self.concurrency > 1:
@@ -116,16 +120,28 @@ class Route:
 
 
 class RouteOptions(TypedDict, total=False):
-    """The options of ``Bus.subscribe``; see there."""
+    """The options of ``Bus.subscribe``."""
 
     group: str | None
+    """Routes with the same group share messages; defaults to the route's name, so a restarted
+    worker resumes its group."""
     name: str | None
+    """The route's name in health, logs and traces; defaults to the handler's module and
+    qualified name."""
     concurrency: int
+    """How many calls run at once (1)."""
     ordered: bool
+    """Keep messages with the same key in order (False)."""
     retry: Retry | None
+    """How a failing call is tried again; defaults to a single attempt."""
     timeout: float | Default | None
+    """Limits each call, on every path; when not given, queued calls have the bus's
+    ``handler_timeout`` and ``publish_and_wait`` calls none (its caller waits)."""
     middleware: Sequence[Middleware]
+    """Runs inside the bus's middleware."""
     batch_size: int
+    """At most this many events per call of a ``list[Event]`` handler (100); a batch is what has
+    arrived: it never waits to fill one."""
 
 
 def new_route(

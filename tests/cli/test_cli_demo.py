@@ -33,7 +33,7 @@ def assert_every_signup_handled(summary: dict[str, Any], count: int) -> None:
     assert summary["reasons"] == [
         {
             "service": "email",
-            "error_type": "examples.signup.services.InvalidAddress",
+            "error_type": "tidings.examples.signup.services.InvalidAddress",
             "error_message": "the address has no '@'",
             "count": invalid,
         }

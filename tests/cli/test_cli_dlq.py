@@ -67,6 +67,16 @@ def test_list_filters_by_topic_and_limits(cli: Invoke, sqlite_url: str) -> None:
     assert len(listed(cli, sqlite_url, "--limit", "2")) == 2
 
 
+def test_list_pages_with_after(cli: Invoke, sqlite_url: str) -> None:
+    asyncio.run(dead_letter(sqlite_url, "invoice.due", 5))
+    first = listed(cli, sqlite_url, "--limit", "2")
+    rest = listed(cli, sqlite_url, "--after", first[-1]["id"])
+    assert [letter["data"]["n"] for letter in first + rest] == [0, 1, 2, 3, 4]
+    missing = cli("dlq", "list", "--url", sqlite_url, "--after", "no-such-letter")
+    assert missing.exit_code == 1
+    assert "no-such-letter" in missing.output
+
+
 def test_list_prints_a_table(cli: Invoke, sqlite_url: str) -> None:
     asyncio.run(dead_letter(sqlite_url, "invoice.due", 1))
     letter_id = listed(cli, sqlite_url)[0]["id"]

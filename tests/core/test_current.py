@@ -128,3 +128,29 @@ async def test_the_message_published_inside_points_back(batch: bool) -> None:
         await bus.drain()
     (child,) = children
     assert child.headers[tidings.CAUSATION_ID] == message.id
+
+
+async def test_an_inline_bus_tells_the_handler_where_it_is_and_links_what_it_publishes() -> None:
+    bus = Bus(inline=True)
+    seen: list[Current | None] = []
+    children: list[tidings.Message] = []
+
+    @bus.subscribe(Thing, name="first")
+    async def first(thing: Thing) -> None:
+        seen.append(tidings.current())
+        if thing.n == 0:
+            await bus.publish(Thing(1))
+
+    @bus.subscribe("current.thing", group="watch")
+    def watch(message: tidings.Message) -> None:
+        children.append(message)
+
+    async with bus:
+        parent = await bus.publish(Thing(0))
+    assert [(c.route, c.message.data) for c in seen if c] == [
+        ("first", Thing(0)),
+        ("first", Thing(1)),
+    ]
+    (child,) = [m for m in children if m.data == Thing(1)]
+    assert child.headers[tidings.CAUSATION_ID] == parent.id
+    assert tidings.current() is None

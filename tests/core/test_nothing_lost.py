@@ -143,14 +143,14 @@ async def test_unsubscribe_stops_delivery_and_finishes_what_was_queued() -> None
     assert second == list(range(50))
 
 
-async def test_wait_for_leaves_nothing_that_blocks_publishers(bus: Bus) -> None:
-    waiting = asyncio.ensure_future(wait_for(bus, OrderPlaced))
+async def test_wait_for_leaves_nothing_that_blocks_publishers(tidings_bus: Bus) -> None:
+    waiting = asyncio.ensure_future(wait_for(tidings_bus, OrderPlaced))
     await asyncio.sleep(0)  # subscribed
-    await bus.publish(OrderPlaced(0, "c"))
+    await tidings_bus.publish(OrderPlaced(0, "c"))
     assert (await waiting).order_id == 0
-    await bus.drain()  # the temporary route is gone now
+    await tidings_bus.drain()  # the temporary route is gone now
     for n in range(1, 2000):  # more than a channel holds: none may be left for the gone route
-        await asyncio.wait_for(bus.publish(OrderPlaced(n, "c")), 5)
+        await asyncio.wait_for(tidings_bus.publish(OrderPlaced(n, "c")), 5)
 
 
 async def test_a_cancelled_publish_reaches_no_group() -> None:
@@ -388,7 +388,7 @@ async def test_publish_and_wait_isolates_a_handler_raising_base_exception(
 ) -> None:
     bus = Bus()
     later: list[int] = []
-    bus.subscribe(UserSignedUp, bad, group="bad")  # type: ignore[arg-type]
+    bus.subscribe(UserSignedUp, bad, group="bad")
     bus.subscribe(UserSignedUp, lambda e: later.append(e.user_id), group="later")
     async with bus:
         result = await bus.publish_and_wait(UserSignedUp(1, "x"))

@@ -55,3 +55,13 @@ async def test_a_broker_that_refuses_or_does_not_answer_makes_the_bus_unready() 
         assert readiness.status == 503
         assert readiness.broker.startswith("unreachable")
         assert said in readiness.broker
+
+
+async def test_a_faulty_transport_passes_the_ping_through() -> None:
+    bus = Bus(FaultyTransport(Unreachable()))
+    bus.subscribe(UserSignedUp, lambda e: None)
+    async with bus:
+        readiness = await check(bus)
+    assert readiness.status == 503
+    assert readiness.broker == "unreachable: connection refused"
+    await FaultyTransport(MemoryTransport()).ping()  # nothing to ask in process

@@ -1,6 +1,7 @@
-"""docs/observability.md: the code of its "Logs" section runs and prints the lines it shows.
+"""docs/observability.md: the code of its "Traces" and "Logs" sections runs and prints the
+lines they show.
 
-Only that section: the page's other sections export to services a test run does not have.
+Only those: the page's other sections export to services a test run does not have.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import msgspec
 PAGE = Path(__file__).parents[2] / "docs" / "observability.md"
 PYTHON = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 JSON = re.compile(r"^```json\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+TEXT = re.compile(r"^```text\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 
 def section(text: str, title: str) -> str:
@@ -42,3 +44,16 @@ def test_the_logs_example_prints_json_lines_naming_the_message(tmp_path: Path) -
             k: v for k, v in said.items() if k not in ids
         }
     assert printed[1]["message_id"] == printed[1]["correlation_id"]
+
+
+def test_the_traces_example_prints_the_spans_it_shows(tmp_path: Path) -> None:
+    traces = section(PAGE.read_text(), "Traces")
+    (script,) = PYTHON.findall(traces)
+    (shown,) = TEXT.findall(traces)
+
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, cwd=tmp_path, capture_output=True, text=True
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown

@@ -16,7 +16,16 @@ import pytest
 ROOT = Path(__file__).parents[2]
 PYTHON = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 TEXT = re.compile(r"^```text\n(.*?)^```$", re.DOTALL | re.MULTILINE)
-PAGES = ["README.md", "docs/bus.md", "docs/processors.md", "docs/errors.md", "docs/testing.md"]
+PAGES = [
+    "README.md",
+    "docs/bus.md",
+    "docs/processors.md",
+    "docs/errors.md",
+    "docs/testing.md",
+    "docs/from-go.md",
+    "docs/asyncapi.md",
+    "docs/fastapi.md",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
-from examples.bank.account import (
+
+from tidings.codec import JsonCodec
+from tidings.errors import DecodeError
+from tidings.eventsourcing import Aggregate
+from tidings.eventsourcing.aggregate import restore_state, state_of
+from tidings.examples.bank.account import (
     Account,
     AccountError,
     AccountOpened,
@@ -15,11 +20,6 @@ from examples.bank.account import (
     MoneyDeposited,
     MoneyWithdrawn,
 )
-
-from tidings.codec import JsonCodec
-from tidings.errors import DecodeError
-from tidings.eventsourcing import Aggregate
-from tidings.eventsourcing.aggregate import restore_state, state_of
 
 
 def opened(balance: str = "0") -> Account:
@@ -113,3 +113,19 @@ def test_snapshot_state_refuses_attributes_without_annotations() -> None:
 def test_restoring_a_state_of_another_shape_raises_decode_error() -> None:
     with pytest.raises(DecodeError, match="balance"):
         restore_state(Account("a"), b'{"owner": "x", "balance": [1]}', JsonCodec())
+
+
+def test_from_events_rebuilds_an_aggregate_without_a_store() -> None:
+    events = [AccountOpened("Jane"), MoneyDeposited(Decimal(10)), MoneyWithdrawn(Decimal(3))]
+    account = Account.from_events("account-1", events)
+    assert isinstance(account, Account)
+    assert (account.id, account.owner, account.balance) == ("account-1", "Jane", Decimal(7))
+    assert account.version == 3
+    assert account.pending_events == (), "events it was built from are not new"
+    account.deposit(Decimal(1))
+    assert account.version == 4
+
+
+def test_from_no_events_is_a_new_aggregate() -> None:
+    account = Account.from_events("account-2", [])
+    assert (account.version, account.owner) == (0, "")

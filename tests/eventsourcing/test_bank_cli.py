@@ -9,7 +9,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from examples.bank.account import Account
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -17,8 +16,9 @@ from tidings.cli import projections, store
 from tidings.cli.demo_bank import run_bank_demo
 from tidings.eventsourcing import Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account
 
-APP = ["--app", "examples.bank.projections:projections"]
+APP = ["--app", "tidings.examples.bank.projections:projections"]
 runner = CliRunner()
 
 
@@ -101,9 +101,9 @@ def test_projection_status_and_rebuild(url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["status", "--app", "examples.bank.projections"], "expected module:attribute"),
-        (["status", "--app", "examples.bank.projections:nope"], "cannot load"),
-        (["status", "--app", "examples.bank.account:Account"], "is not a Projection"),
+        (["status", "--app", "tidings.examples.bank.projections"], "expected module:attribute"),
+        (["status", "--app", "tidings.examples.bank.projections:nope"], "cannot load"),
+        (["status", "--app", "tidings.examples.bank.account:Account"], "is not a Projection"),
         (["rebuild", "other", *APP], "no projection 'other' (known: bank.balances)"),
     ],
 )
@@ -117,6 +117,6 @@ def test_the_demo_rebuilds_the_account_in_another_process(tmp_path: Path) -> Non
     out = io.StringIO()
     run_bank_demo(Console(file=out, width=200), f"sqlite:///{tmp_path / 'demo.db'}")
     text = out.getvalue()
-    assert "refused: cannot withdraw 500.00: the balance is 70.00" in text
+    assert "refused: cannot withdraw 500.00 from a balance of 70.00" in text
     assert "rebuilt from its events" in text
     assert "Ada's balance: 82.50 after 4 events, in process" in text

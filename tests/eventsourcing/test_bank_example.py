@@ -1,5 +1,5 @@
-"""The bank example runs, as a function and as ``python -m examples.bank``, and its read model
-agrees with the accounts."""
+"""The bank example runs, as a function and as ``python -m tidings.examples.bank``, and its read
+model agrees with the accounts."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from examples.bank.__main__ import main
-from examples.bank.account import Account
-from examples.bank.projections import balance_of, balances, create_table
 
 from tidings.eventsourcing import Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.__main__ import main
+from tidings.examples.bank.account import Account
+from tidings.examples.bank.projections import balance_of, balances, create_table
 
 ROOT = Path(__file__).parents[2]
 
@@ -33,7 +33,7 @@ def test_the_example_runs_as_a_script(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     for _ in range(2):  # a second run adds an account to the same file
         done = subprocess.run(
-            [sys.executable, "-m", "examples.bank", url],
+            [sys.executable, "-m", "tidings.examples.bank", url],
             cwd=ROOT,
             capture_output=True,
             text=True,

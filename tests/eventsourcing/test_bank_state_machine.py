@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import ClassVar
 
 import pytest
-from examples.bank.account import Account, InsufficientFunds, InvalidAmount
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -31,6 +30,7 @@ from hypothesis.stateful import (
 from tidings.errors import ConcurrencyError
 from tidings.eventsourcing import Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, InsufficientFunds, InvalidAmount
 
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(500), places=2)
 not_positive = st.decimals(max_value=Decimal(0), places=2, allow_nan=False, allow_infinity=False)

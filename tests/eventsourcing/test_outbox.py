@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from examples.bank.account import Account, MoneyDeposited
 
 from tidings.bus import Bus
 from tidings.eventsourcing import OutboxRelay, Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, MoneyDeposited
 from tidings.message import Message
 
 

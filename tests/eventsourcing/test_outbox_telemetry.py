@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from examples.bank.account import Account, MoneyDeposited
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tidings.bus import Bus
 from tidings.eventsourcing import OutboxRelay, Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, MoneyDeposited
 from tidings.message import Message
 from tidings.testing.telemetry import Captured
 from tidings.transports import from_url
@@ -34,7 +34,7 @@ APPEND = """
 import asyncio, json, sys
 from decimal import Decimal
 
-from examples.bank.account import Account
+from tidings.examples.bank.account import Account
 from tidings.eventsourcing import Repository
 from tidings.eventsourcing.store import EventStore
 from tidings.testing.telemetry import Captured

@@ -7,10 +7,10 @@ import contextlib
 from decimal import Decimal
 
 import pytest
-from examples.bank.account import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
 
 from tidings.eventsourcing import Projection, ProjectionContext, Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
 
 
 class Balances:

@@ -6,10 +6,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from examples.bank.account import Account, MoneyDeposited
 
 from tidings.eventsourcing import Projection, ProjectionContext, Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, MoneyDeposited
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 

@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
-from examples.bank.account import Account, MoneyDeposited
 
 from tidings.codec import JsonCodec, Registry
 from tidings.errors import ConcurrencyError, NotFound
 from tidings.eventsourcing import Aggregate, Repository, Upcasters
 from tidings.eventsourcing.store import EventStore, NewEvent, Snapshot
+from tidings.examples.bank.account import Account, MoneyDeposited
 from tidings.message import new_id
 
 
@@ -156,3 +156,11 @@ async def test_events_are_stored_under_their_registered_names(store: EventStore)
     assert MoneyDeposited(Decimal(3)) == JsonCodec().decode(
         [r async for r in store.read("acc-1")][1].data, MoneyDeposited
     )
+
+
+async def test_decode_turns_what_the_store_reads_into_event_objects(store: EventStore) -> None:
+    repo = Repository(store, Account)
+    await open_account(repo, "acc-9", "10")
+    events = [repo.decode(recorded) async for recorded in store.read("acc-9")]
+    assert events[1:] == [MoneyDeposited(Decimal(10))]
+    assert Account.from_events("acc-9", events).balance == Decimal(10)

@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from examples.bank.account import Account, MoneyDeposited
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -19,6 +18,7 @@ from tidings.eventsourcing import ANY, NewEvent, Projection, ProjectionContext, 
 from tidings.eventsourcing.backends.memory import MemoryEventStore
 from tidings.eventsourcing.records import ExpectedVersion
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, MoneyDeposited
 from tidings.telemetry import Telemetry
 from tidings.testing.telemetry import Captured
 

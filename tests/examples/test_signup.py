@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from examples.signup import (
+
+import tidings
+from tidings.examples.signup import (
     EMAIL_RETRY,
     InvalidAddress,
     MailServerBusy,
@@ -18,8 +20,6 @@ from examples.signup import (
     create_bus,
     sample_signups,
 )
-
-import tidings
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ async def test_every_service_handles_a_signup_and_a_bad_address_is_dead_lettered
     assert await signup.preferences.count() == 10
     [letter] = await signup.bus.dead_letters.list()
     assert (letter.group, letter.attempts) == ("signup.email", 1)
-    assert letter.error_type == "examples.signup.services.InvalidAddress"
+    assert letter.error_type == "tidings.examples.signup.services.InvalidAddress"
     assert b'"user_id":250' in letter.data
 
 

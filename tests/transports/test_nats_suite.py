@@ -21,7 +21,17 @@ _CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\nPING\r
 
 async def restart_nats() -> None:
     """Stop the local nats-server (waiting until it exited), start it, wait until it listens."""
+    await stop_nats()
+    await start_nats()
+
+
+async def stop_nats() -> None:
+    """Stop the local nats-server and wait until it exited."""
     await shell("start-stop-daemon --stop --oknodo --retry 10 --exec /usr/sbin/nats-server")
+
+
+async def start_nats() -> None:
+    """Start the local nats-server and wait until it listens."""
     await shell(NATS.start)
     await shell("until bash -c 'echo > /dev/tcp/127.0.0.1/4222' 2>/dev/null; do sleep 0.05; done")
 

@@ -58,6 +58,13 @@ async def _port_open() -> bool:
 async def restart_redis(url: str) -> None:
     """Stop the local redis-server without saving, wait until it is gone, start it again and
     wait until it answers. Only the machine's own server (the default URL) is restarted."""
+    await stop_redis(url)
+    await start_redis()
+
+
+async def stop_redis(url: str) -> None:
+    """Stop the local redis-server without saving and wait until it is gone (see
+    :func:`restart_redis`); :func:`start_redis` starts it again."""
     if url != REDIS.default:
         pytest.skip("only the machine's own Redis is ours to restart")
     await shell("redis-cli -h 127.0.0.1 -p 6379 shutdown nosave")
@@ -66,6 +73,10 @@ async def restart_redis(url: str) -> None:
             if not await _port_open():
                 break
             await asyncio.sleep(0.05)  # polling the port: nothing else tells
+
+
+async def start_redis() -> None:
+    """Start the local redis-server and wait until it answers."""
     await shell(REDIS.start)
     await wait_ready(REDIS)
 

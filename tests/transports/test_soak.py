@@ -30,7 +30,7 @@ from test_sqlite_stress import on_disk
 
 from tidings.bus import Bus
 from tidings.codec import event
-from tidings.deadletters import DeadLetter, DeadLetterStore
+from tidings.deadletters import PAGE_SIZE, DeadLetter, DeadLetterStore
 from tidings.message import Message
 from tidings.middleware.retry import Retry
 from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique
@@ -158,8 +158,10 @@ class CountedDeadLetters:
         await self.store.add(letter)
         self._added(letter)
 
-    async def list(self, *, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        return await self.store.list(topic=topic, limit=limit)
+    async def list(
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
+    ) -> list[DeadLetter]:
+        return await self.store.list(topic=topic, limit=limit, after=after)
 
     async def get(self, letter_id: str) -> DeadLetter:
         return await self.store.get(letter_id)

@@ -130,3 +130,23 @@ def test_never_raises(
     assert all(type(k) is str and type(v) is str for k, v in message.headers.items())
     assert isinstance(message.data, bytes | Malformed)
     message.time  # noqa: B018  # a valid time
+
+
+@pytest.mark.parametrize("prefix", ["ce-", "ce_", "cloudEvents:"])
+def test_a_cloudevent_gives_its_id_type_and_time_under_every_bindings_names(prefix: str) -> None:
+    headers = {
+        f"{prefix}specversion": b"1.0",
+        f"{prefix}id": b"evt-1",
+        f"{prefix}type": "com.example.order_placed",
+        f"{prefix}source": "/orders",
+        f"{prefix}time": "2026-03-04T05:06:07.5+01:00",
+    }
+    message, attempt = from_wire("orders", b"{}", headers, ident="native-id", kind="native")
+    assert (message.id, message.type, attempt) == ("evt-1", "com.example.order_placed", 1)
+    assert message.time.isoformat() == "2026-03-04T04:06:07.500000+00:00"
+    assert message.headers[f"{prefix}source"] == "/orders"
+
+
+def test_a_cloudevent_with_a_bad_time_keeps_the_envelopes() -> None:
+    message, _ = from_wire("orders", b"{}", {"ce-id": "x", "ce-time": "yesterday"}, stamp="12.5")
+    assert (message.id, message.type, message.timestamp) == ("x", "orders", 12.5)

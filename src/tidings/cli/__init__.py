@@ -1,10 +1,11 @@
 """The ``tidings`` command line: one typer app, one module per command (group).
 
-``demo`` runs the signup demo (``demo bank`` the event-sourcing one); ``run`` runs a worker;
-``publish``, ``tail``, ``dlq`` and ``groups`` talk to a transport chosen by ``--url``; ``store``
-and ``projections`` look into an event store. Human output uses rich tables; ``--json`` prints JSON
-for scripts. Log records (failures in handlers, for one) go to stderr, as text or, with
-``--log-format json``, one JSON object per line (:mod:`tidings.logs`).
+``demo`` runs the signup demo (``demo bank`` the event-sourcing one); ``run`` runs a worker and
+``asyncapi`` describes its bus; ``publish``, ``tail``, ``dlq`` and ``groups`` talk to a transport
+chosen by ``--url``; ``store`` and ``projections`` look into an event store. Human output uses
+rich tables; ``--json`` prints JSON for scripts. Log records (failures in handlers, for one) go
+to stderr, as text or, with ``--log-format json``, one JSON object per line
+(:mod:`tidings.logs`).
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from tidings import logs
-from tidings.cli import demo, dlq, groups, projections, publish, store, tail, worker
+from tidings.cli import asyncapi, demo, dlq, groups, projections, publish, store, tail, worker
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="tidings",
     help="Typed, fast event-driven applications: demo, worker, publish, tail, dead letters, "
-    "groups.",
+    "groups, AsyncAPI.",
     no_args_is_help=True,
 )
 app.add_typer(demo.app, name="demo")
 app.command("run")(worker.run)
 app.command("publish")(publish.publish)
 app.command("tail")(tail.tail)
+app.command("asyncapi")(asyncapi.asyncapi)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(groups.app, name="groups")
 app.add_typer(store.app, name="store")

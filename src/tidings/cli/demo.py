@@ -1,4 +1,4 @@
-"""``tidings demo``: the signup flow of ``examples/signup`` with 1,000 users, end to end.
+"""``tidings demo``: the signup flow of :mod:`tidings.examples.signup` with 1,000 users, end to end.
 
 With no options it runs on the embedded default, a SQLite file in a new temporary directory (kept
 afterwards, so ``tidings dlq list --url …`` can look at the dead letters); ``--url`` runs the same
@@ -17,16 +17,13 @@ inserted) and from the dead-letter store as letters are added, never from logs.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Annotated
 
 import msgspec
@@ -99,22 +96,6 @@ def _signalling(changed: asyncio.Event) -> Middleware:
     return wrap
 
 
-def signup_example() -> ModuleType:
-    """The ``examples.signup`` package, from the current directory or the source checkout."""
-    try:
-        return importlib.import_module("examples.signup")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("examples", "examples.signup"):
-            raise
-    checkout = Path(__file__).resolve().parents[3]  # src/tidings/cli/demo.py -> the checkout
-    if not (checkout / "examples" / "signup" / "__init__.py").is_file():
-        raise ModuleNotFoundError(
-            "the demo runs examples/signup: start it from a source checkout of tidings"
-        )
-    sys.path.insert(0, str(checkout))
-    return importlib.import_module("examples.signup")
-
-
 async def run_signup_demo(
     url: str,
     count: int,
@@ -131,7 +112,8 @@ async def run_signup_demo(
     whose address cannot work, so that its trace shows a dead letter beside retried mails.
     Raises what the transport raises when it cannot connect.
     """
-    signup = signup_example()
+    from tidings.examples import signup  # registers its event: only when the demo runs
+
     changed = asyncio.Event()
     transport = from_url(url)
     letters = RecordingDeadLetters(transport.dead_letters(), changed)

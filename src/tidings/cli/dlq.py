@@ -23,7 +23,7 @@ from rich.text import Text
 
 from tidings.cli.connect import DEFAULT_URL, Url, open_bus, run
 from tidings.cli.store import Json, write_json
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import PAGE_SIZE, DeadLetter
 
 __all__ = ["app", "letter_json"]
 
@@ -55,14 +55,17 @@ def _reason(letter: DeadLetter) -> str:
 def list_(
     url: Url = DEFAULT_URL,
     topic: Annotated[str | None, typer.Option(help="Only letters from this topic.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = PAGE_SIZE,
+    after: Annotated[
+        str | None, typer.Option(help="Start after this letter (the last id of a page).")
+    ] = None,
     json: Json = False,
 ) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters, oldest first: one page of --limit letters."""
 
     async def fetch() -> list[DeadLetter]:
         async with open_bus(url, create=False) as bus:
-            return await bus.dead_letters.list(topic=topic, limit=limit)
+            return await bus.dead_letters.list(topic=topic, limit=limit, after=after)
 
     letters = run(fetch(), url)
     if json:

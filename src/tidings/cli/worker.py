@@ -12,8 +12,12 @@ drain at once (exit status 1); what was not acknowledged then is delivered again
 that gives up (its restart policy ran out, see ``bus.health()``) ends the worker with exit status
 2 after a drain, so that the process supervisor starts it again rather than leaving it idle.
 
+``--http HOST:PORT`` serves ``/healthz``, ``/readyz`` and ``/metrics`` (:mod:`.endpoints`) from
+before the bus starts until it is closed; ``--otlp URL`` exports spans and metrics by OTLP. The
+OpenTelemetry providers they need are set up by :mod:`.exporting` and flushed on the way out.
+
 ``--workers N`` runs N such processes under a supervisor instead: see
-:mod:`tidings.cli.supervisor`.
+:mod:`tidings.cli.supervisor`. Worker number ``i`` serves its endpoints on ``PORT + i - 1``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from enum import Enum
 from typing import Annotated
 
@@ -35,6 +40,8 @@ from rich.table import Table
 
 from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
+from tidings.cli.endpoints import parse_address, serving
+from tidings.cli.exporting import set_up
 from tidings.cli.supervisor import Supervisor, watch_supervisor
 from tidings.workers import worker_id
 
@@ -159,17 +166,38 @@ def run(
         float | None,
         typer.Option(min=0, help="Seconds to wait for queued in-process messages on shutdown."),
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Serve /healthz, /readyz and /metrics there (port 0: any free port).",
+        ),
+    ] = None,
+    otlp: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Export traces and metrics by OTLP/HTTP to this collector (default: the "
+            "OTEL_EXPORTER_OTLP_* variables, if set).",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(min=1, help="Worker processes to run and keep running (restarted on exit)."),
     ] = 1,
 ) -> None:
     """Run the bus APP as a worker until SIGINT or SIGTERM, then drain and exit."""
+    address = parse_address(http) if http is not None else None
+    number = worker_id()
+    if address is not None and address[1] and number is not None:
+        address = (address[0], address[1] + number - 1)  # one port per worker
     bus = load_bus(app)
     if not bus.routes:
         raise typer.BadParameter(f"{app} has no subscriptions", param_hint="APP")
     if workers > 1:
         raise typer.Exit(_supervise(ctx, workers))
+    exporting = set_up(prometheus=http is not None, otlp=otlp)  # after the app set up its own
+    served: list[str] = []
     if concurrency is not None:
         for route in bus.routes:
             route.concurrency = concurrency  # read when its consumer starts
@@ -191,17 +219,26 @@ def run(
                 _log.info("subscribed", extra={**where, "concurrency": route.concurrency})
         else:
             console.print(_routes_table(bus))
-        number = worker_id()
+        endpoints = f"; endpoints at {served[0]}" if served else ""
         tell(
             f"worker {'' if number is None else f'{number} '}running on "
-            f"{type(bus.transport).__name__} (pid {os.getpid()}); "
+            f"{type(bus.transport).__name__} (pid {os.getpid()}){endpoints}; "
             "Ctrl-C or SIGTERM drains and stops"
         )
 
     def draining() -> None:
         tell("draining: waiting for the handlers in flight (signal again to stop now)")
 
-    ending = run_async(serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining))
+    async def main() -> Ending:
+        async with AsyncExitStack() as stack:
+            if address is not None:  # up before the bus starts and until it closed
+                served.append(await stack.enter_async_context(serving(bus, *address)))
+            return await serve(bus, drain_timeout=drain_timeout, ready=ready, draining=draining)
+
+    try:
+        ending = run_async(main())
+    finally:
+        exporting.shut_down()  # sends what OTLP still buffers
     if ending is Ending.CUT_SHORT:
         tell("stopped before the drain finished", logging.WARNING, "yellow")
         raise typer.Exit(1)
@@ -220,7 +257,7 @@ def _supervise(ctx: typer.Context, workers: int) -> int:
     for name in ("log_level", "log_format"):
         command += [f"--{name.replace('_', '-')}", str(root[name])]
     command += ["run", ctx.params["app"]]
-    for name in ("concurrency", "drain_timeout"):
+    for name in ("concurrency", "drain_timeout", "http", "otlp"):
         if ctx.params[name] is not None:
             command += [f"--{name.replace('_', '-')}", str(ctx.params[name])]
     console = Console(stderr=True)

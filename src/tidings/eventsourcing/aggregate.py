@@ -29,8 +29,8 @@ rebuilt from its events.
 from __future__ import annotations
 
 import typing
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Self
 
 import msgspec
 
@@ -57,6 +57,17 @@ class Aggregate:
         self.id = id
         self.version = 0
         self._pending: list[object] = []
+
+    @classmethod
+    def from_events(cls, id: str, events: Iterable[object]) -> Self:
+        """The aggregate ``id`` as applying ``events`` in order leaves it, without a store
+        (``Rebuild(events)`` in Go): ``version`` counts them and none is pending. Built with
+        ``cls(id)``, as :class:`~tidings.Repository` builds it."""
+        aggregate = cls(id)
+        for event in events:
+            aggregate.apply(event)
+            aggregate.version += 1
+        return aggregate
 
     def apply(self, event: object) -> None:
         """Change state for one event; called on record and on load. Must not raise for any

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tidings.codec import Codec, Registry, registry
 from tidings.errors import NotFound
 from tidings.eventsourcing.aggregate import Aggregate, restore_state, state_of
-from tidings.eventsourcing.store import NO_STREAM, EventStore, ExpectedVersion, Snapshot
+from tidings.eventsourcing.store import (
+    NO_STREAM,
+    EventStore,
+    ExpectedVersion,
+    RecordedEvent,
+    Snapshot,
+)
 from tidings.eventsourcing.upcasting import EventMapper, Upcasters, schema_version_of
 
 __all__ = ["Repository"]
@@ -77,6 +83,12 @@ class Repository(Generic[A]):
         if aggregate.version == 0:
             raise NotFound(f"{self.aggregate.__qualname__} {id!r} does not exist")
         return aggregate
+
+    def decode(self, recorded: RecordedEvent) -> Any:
+        """The event object of an event read from the store (``store.read``, ``read_all``),
+        upcast with this repository's upcasters. Raises UnknownEventType for a name no class
+        was registered for, DecodeError for a payload that does not fit its class."""
+        return self._events.to_event(recorded)
 
     async def save(self, aggregate: A, *, metadata: Mapping[str, str] | None = None) -> None:
         """Append the aggregate's pending events atomically, then clear them.

@@ -2,9 +2,10 @@
 
 ``Recorder``, ``FakeClock`` and ``wait_for`` are light; ``TransportSuite`` and ``EventStoreSuite``
 import pytest and load on first use. The pytest plugin (installed with tidings) provides the
-``bus``, ``inline_bus``, ``recorder`` and ``fake_clock`` fixtures. Seeded fault injection
-(failing, slow and hanging handlers; a transport that duplicates, corrupts and drops) lives in
-:mod:`tidings.testing.faults`.
+``tidings_bus``, ``tidings_inline_bus``, ``tidings_recorder``, ``tidings_clock`` and
+``tidings_url`` fixtures (``pytest --tidings-url URL`` runs them on a broker). Seeded fault
+injection (failing, slow and hanging handlers; a transport that duplicates, corrupts and drops)
+lives in :mod:`tidings.testing.faults`.
 """
 
 from __future__ import annotations

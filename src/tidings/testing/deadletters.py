@@ -6,7 +6,7 @@ import asyncio
 import builtins
 from collections.abc import Sequence
 
-from tidings.deadletters import DeadLetter, DeadLetterStore
+from tidings.deadletters import PAGE_SIZE, DeadLetter, DeadLetterStore
 
 __all__ = ["RecordingDeadLetters"]
 
@@ -26,9 +26,9 @@ class RecordingDeadLetters:
         self.changed.set()
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        return await self.store.list(topic=topic, limit=limit)
+        return await self.store.list(topic=topic, limit=limit, after=after)
 
     async def get(self, letter_id: str) -> DeadLetter:
         return await self.store.get(letter_id)

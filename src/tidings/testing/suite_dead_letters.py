@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from tidings.deadletters import DeadLetter, DeadLetterStore, dead_letter_from
+from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore, dead_letter_from
 from tidings.errors import NotFound
 from tidings.message import Message
 from tidings.testing.receiver import TransportFactory, opened, unique
@@ -58,6 +58,30 @@ class DeadLetterCases:
             store = transport.dead_letters()
             assert await store.list(topic=second) == [letters[1]], "kept across a reopen"
             await _remove(store, letters, first)
+
+    async def test_dead_letters_come_in_pages(self, transport_factory: TransportFactory) -> None:
+        """``list`` returns 100 letters unless given ``limit``; ``after=`` the last id of a page
+        gives the next one, so ``DeadLetters.all`` walks past the first 100; an ``after`` that
+        names no letter is NotFound."""
+        topic = unique("suite.pages")
+        letters = [_letter(topic, n) for n in range(150)]
+        async with opened(transport_factory) as transport:
+            store = transport.dead_letters()
+            for letter in letters:
+                await store.add(letter)
+            first = await store.list(topic=topic)
+            assert first == letters[:100]
+            assert await store.list(topic=topic, after=first[-1].id) == letters[100:]
+            assert await store.list(topic=topic, limit=3, after=letters[146].id) == letters[147:]
+            with pytest.raises(NotFound):
+                await store.list(topic=topic, after=unique("missing"))
+            dead_letters = DeadLetters(store, _no_republish)
+            assert [d async for d in dead_letters.all(topic=topic, page_size=64)] == letters
+            assert await store.remove([letter.id for letter in letters]) == 150
+
+
+async def _no_republish(topic: str, message: Message) -> None:
+    raise AssertionError("nothing is replayed here")
 
 
 async def _remove(store: DeadLetterStore, letters: list[DeadLetter], first: str) -> None:

@@ -44,11 +44,14 @@ from tidings.testing.receiver import (
 )
 from tidings.testing.suite_base import RestartService, messages
 from tidings.testing.suite_bus import BusCases
+from tidings.testing.suite_cloudevents import CloudEventsCases
 from tidings.testing.suite_dead_letters import DeadLetterCases
 from tidings.testing.suite_durable import DurabilityCases
 from tidings.testing.suite_faults import FaultCases
 from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.testing.suite_outcomes import OutcomeCases
+from tidings.testing.suite_ping import PingCases
+from tidings.testing.suite_requests import RequestCases
 from tidings.testing.suite_scale import ScaleOutCases
 from tidings.testing.suite_telemetry import TelemetryCases
 from tidings.testing.suite_topics import TopicCases
@@ -61,8 +64,11 @@ class TransportSuite(
     DurabilityCases,
     FaultCases,
     ForeignProducerCases,
+    CloudEventsCases,
     TelemetryCases,
     OutcomeCases,
+    RequestCases,
+    PingCases,
     BusCases,
     DeadLetterCases,
     TopicCases,

@@ -128,6 +128,11 @@ class LocalTransport(Transport, Protocol):
     def publish_nowait(self, topic: str, message: Message) -> None:
         """Queue ``message`` now or raise QueueFull, queueing nothing."""
 
+    def route(self, topic: str) -> Sequence[object]:
+        """Where ``topic``'s messages go: one entry per group that receives it (none: nobody
+        subscribes to it)."""
+        ...
+
     def retire(self, topic: str, group: str) -> None:
         """Queue nothing more for ``group`` on ``topic``; its subscriptions end once what was
         queued for it is handled."""

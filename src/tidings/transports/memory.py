@@ -338,7 +338,7 @@ class MemoryTransport:
     ) -> None:
         self._owns_broker = broker is None
         self.broker = broker or MemoryBroker(capacity, clock)
-        self.offer = self.broker.offer  # the bus's fast path: one call, not two
+        self.offer, self.route = self.broker.offer, self.broker.route  # one call, not two
         self._subscriptions: list[MemorySubscription] = []
         self._closed = False
 

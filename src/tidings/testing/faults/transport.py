@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Literal
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.faults.triggers import Trigger
-from tidings.transports.base import Delivery, LocalTransport, Subscription, Transport
+from tidings.transports.base import (
+    Delivery,
+    LocalTransport,
+    Pingable,
+    Subscription,
+    Transport,
+)
 from tidings.transports.kit.wire import ATTEMPT, ID, KEY, TIME, TYPE
 
 if TYPE_CHECKING:
@@ -116,6 +122,11 @@ class FaultyTransport:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def ping(self) -> None:
+        """The inner transport's ping; nothing to ask when it has none (in process)."""
+        if isinstance(self.inner, Pingable):
+            await self.inner.ping()
+
     # -- what an in-process inner transport adds (LocalTransport) ---------------------------------
 
     def offer(self, topic: str, message: Message) -> bool:
@@ -124,6 +135,9 @@ class FaultyTransport:
 
     def publish_nowait(self, topic: str, message: Message) -> None:
         raise TypeError("publish_nowait skips fault injection; use await publish()")
+
+    def route(self, topic: str) -> Sequence[object]:
+        return self._local().route(topic)
 
     def retire(self, topic: str, group: str) -> None:
         self._local().retire(topic, group)

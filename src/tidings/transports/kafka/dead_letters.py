@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tidings.deadletters import DeadLetter, decode_letter
+from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter, page_of
 from tidings.errors import NotFound
 from tidings.transports.kafka.options import KafkaOptions
 from tidings.transports.kit.errors import ErrorMap
@@ -58,12 +58,12 @@ class KafkaDeadLetterStore:
         await self._send(letter.id, _encode(letter))
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        """Letters (of one original ``topic`` when given), oldest failure first."""
-        letters = [d for d in (await self._read()).values() if topic is None or d.topic == topic]
-        letters.sort(key=lambda d: (d.failed_at, d.id))
-        return letters[:limit]
+        """Letters (of one original ``topic`` when given), oldest failure first; each page
+        reads the whole topic."""
+        letters = sorted((await self._read()).values(), key=lambda d: (d.failed_at, d.id))
+        return page_of(letters, topic=topic, limit=limit, after=after)
 
     async def get(self, letter_id: str) -> DeadLetter:
         try:

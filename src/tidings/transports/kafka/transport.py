@@ -156,6 +156,16 @@ class KafkaTransport:
                 self._admin = admin
             return self._admin
 
+    async def ping(self) -> None:
+        """One metadata request to a broker through the admin client (connecting it first if
+        needed); raises ServiceUnavailable when no broker answers, ClosedError after
+        :meth:`aclose`."""
+        if self._closed:
+            raise ClosedError("the Kafka transport was closed")
+        admin = self._admin or await self._admin_client()
+        with self._errors.mapping("pinging"):
+            await admin.describe_cluster()
+
     def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> KafkaSubscription:
         """A member of consumer group ``group`` on ``topic`` (or a wildcard pattern); it joins the
         group when first iterated. Raises ValueError for a name Kafka cannot hold."""

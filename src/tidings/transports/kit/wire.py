@@ -14,11 +14,18 @@ reaches the consumer, which handles it or dead-letters it with the reason. Its f
 other headers       names and values that are not UTF-8 decoded with replacement characters
 JSON headers        not a JSON object of strings: ``data`` becomes :class:`~tidings.Malformed`
 ==================  ==========================================================================
+
+A message from a CloudEvents producer in binary mode is read the same way: when it has a
+``ce-id``, its ``ce-id``, ``ce-type`` and ``ce-time`` (RFC 3339) give the id, type and time,
+whatever else the broker's client filled in (also under the Kafka binding's ``ce_`` and the AMQP
+binding's ``cloudEvents:`` prefixes; a bus with ``cloudevents=`` writes the same values in both
+places). The ``ce-*`` headers stay among the message's headers, ``ce-source`` included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -35,6 +42,12 @@ ATTEMPT = "tidings-attempt"
 """Set by transports that redeliver by publishing again (Kafka, RabbitMQ): the next attempt."""
 
 _ENVELOPE = frozenset({ID, TYPE, TIME, KEY, ATTEMPT})
+_CLOUD = {
+    f"{prefix}{name}": name
+    for prefix in ("ce-", "ce_", "cloudEvents:")
+    for name in ("id", "type", "time")
+}
+"""CloudEvents attributes in binary mode, under each binding's prefix: which field they give."""
 _BINARY = (bytes, bytearray, memoryview)
 _LATEST = 253402300800.0
 """Year 10000: later times (and negative ones) are not times a producer meant."""
@@ -103,6 +116,11 @@ def from_wire(
                 key = value
             else:
                 given = value
+    if user and ("ce-id" in user or "ce_id" in user or "cloudEvents:id" in user):
+        cloud = {field: user[name] for name, field in _CLOUD.items() if name in user}
+        kind, ident = cloud.get("type", kind), cloud.get("id", ident)
+        if "time" in cloud:
+            stamp = _rfc3339(cloud["time"]) or stamp
     payload = data if type(data) is bytes else _payload(data)
     message = Message.restore(
         (kind is not None and _strict_text(kind)) or topic,
@@ -155,6 +173,13 @@ def _seconds(value: object) -> float | None:
         except Exception:  # not a number
             return None
     return value if 0.0 <= value < _LATEST else None
+
+
+def _rfc3339(value: str) -> float | None:
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:  # not a time: the time it is first read
+        return None
 
 
 def _count(value: object) -> int:

@@ -19,7 +19,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from tidings.deadletters import DeadLetter, decode_letter
+from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.message import Message
 
@@ -69,11 +69,12 @@ class NatsDeadLetterStore:
         await self._publish(f"{self._prefix}.{_checked(letter.id)}", [message])
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        """Oldest first, at most ``limit``; only those of ``topic`` when given."""
+        """Oldest first, at most ``limit``; only those of ``topic`` when given; from the stream
+        sequence after the letter ``after`` when given."""
         letters: builtins.list[DeadLetter] = []
-        sequence = 1
+        sequence = 1 if after is None else ((await self._find(after)).seq or 0) + 1
         while len(letters) < limit:
             found = await self._stored(partial(_next_letter, self._stream, self._prefix, sequence))
             if found is None or found.seq is None:

@@ -137,6 +137,16 @@ class NatsTransport:
                 raise
             self._nc, self._js, self._publisher = nc, js, publisher
 
+    async def ping(self) -> None:
+        """One PING/PONG round trip to the server (connecting first if needed); raises
+        ServiceUnavailable at once while the connection is down (nats-py would queue the PING
+        until it reconnects) and when no PONG comes within ``connect_timeout``."""
+        nc, _ = await self._client()
+        if not nc.is_connected:
+            raise ServiceUnavailable(f"NATS is not reachable at {self._where}: reconnecting")
+        with self._errors.mapping("pinging"):
+            await nc.rtt(timeout=max(1, round(self.options.connect_timeout)))
+
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Store ``messages`` (``data`` bytes) on ``topic``; returns when JetStream confirmed all.
 

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import PAGE_SIZE, DeadLetter
 from tidings.errors import NotFound
 from tidings.sql.postgres import Postgres
 from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
@@ -18,7 +18,8 @@ __all__ = ["PostgresDeadLetterStore"]
 class PostgresDeadLetterStore:
     """A :class:`~tidings.deadletters.DeadLetterStore` in table ``<schema>.dead_letters``.
 
-    ``add`` commits before returning; ``list`` is oldest first (in the order letters were added).
+    ``add`` commits before returning; ``list`` is oldest first (in the order letters were added,
+    column ``n``, which is also where a page ``after`` a letter starts).
     """
 
     def __init__(self, db: Postgres, schema: Schema) -> None:
@@ -29,6 +30,7 @@ class PostgresDeadLetterStore:
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         )
         self._select = schema.sql(f"SELECT {COLUMNS} FROM {{s}}.dead_letters ")
+        self._position_of = schema.sql("SELECT n FROM {s}.dead_letters WHERE id = $1")
         self._delete = schema.sql("DELETE FROM {s}.dead_letters WHERE id = ANY($1::text[])")
 
     async def add(self, letter: DeadLetter) -> None:
@@ -40,12 +42,15 @@ class PostgresDeadLetterStore:
         )
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
+        since = 0 if after is None else await self._position(after)
         if topic is None:
-            rows = await self._fetch("ORDER BY n LIMIT $1", limit)
+            rows = await self._fetch("WHERE n > $1 ORDER BY n LIMIT $2", since, limit)
         else:
-            rows = await self._fetch("WHERE topic = $1 ORDER BY n LIMIT $2", topic, limit)
+            rows = await self._fetch(
+                "WHERE topic = $1 AND n > $2 ORDER BY n LIMIT $3", topic, since, limit
+            )
         return [from_row(row, self._name) for row in rows]
 
     async def get(self, letter_id: str) -> DeadLetter:
@@ -61,6 +66,14 @@ class PostgresDeadLetterStore:
             lambda conn: conn.execute(self._delete, list(letter_ids)), doing="removing dead letters"
         )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def _position(self, letter_id: str) -> int:
+        position: int | None = await self._db.run(
+            lambda conn: conn.fetchval(self._position_of, letter_id), doing="reading dead letters"
+        )
+        if position is None:
+            raise NotFound(f"no dead letter with id {letter_id!r}")
+        return position
 
     async def _fetch(self, where: str, *args: Any) -> builtins.list[Any]:
         sql = self._select + where

@@ -96,6 +96,13 @@ class PostgresTransport:
         self._check_open()
         await self._db.open()
 
+    async def ping(self) -> None:
+        """``SELECT 1`` on a pooled connection (connecting first if needed); raises
+        ServiceUnavailable when the server does not answer. Never retried: a readiness probe
+        wants the answer now."""
+        self._check_open()
+        await self._db.run(_select_one, doing="pinging", retry=False)
+
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Store ``messages`` in one transaction, in order, and notify subscribers.
 
@@ -154,3 +161,7 @@ class PostgresTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
+
+
+async def _select_one(connection: Any) -> None:
+    await connection.execute("SELECT 1")

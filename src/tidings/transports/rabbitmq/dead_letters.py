@@ -28,7 +28,7 @@ import msgspec
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 from pamqp.commands import Basic
 
-from tidings.deadletters import DeadLetter, decode_letter
+from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter
 from tidings.errors import NotFound, ServiceUnavailable, TransportError
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.rabbitmq.publish import Publisher
@@ -97,21 +97,28 @@ class RabbitMQDeadLetterStore:
             await self._publisher.send("", self.queue, record, [props], mandatory=True)
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        """Up to ``limit`` letters (of ``topic`` if given), oldest first."""
+        """Up to ``limit`` letters (of ``topic`` if given), oldest first; with ``after``, those
+        behind the letter ``after`` in the queue (which takes the records up to it again)."""
         found: builtins.list[DeadLetter] = []
+        passed = after is None
         if limit <= 0:
             return found
 
         async def visit(record: DeliveredMessage) -> bool:
-            if topic is None or record.header.properties.message_type == topic:
+            nonlocal passed
+            if not passed:
+                passed = record.header.properties.message_id == after
+            elif topic is None or record.header.properties.message_type == topic:
                 letter = _letter(record, self._name)
                 if letter is not None:
                     found.append(letter)
             return len(found) >= limit
 
         await self._scan(visit)
+        if not passed:
+            raise NotFound(f"no dead letter with id {after!r}")
         return found
 
     async def get(self, letter_id: str) -> DeadLetter:

@@ -210,6 +210,20 @@ class RabbitMQTransport:
             channel = await connection.transport.connection.channel(publisher_confirms=False)
             return cast("aiormq.Channel", channel)
 
+    async def ping(self) -> None:
+        """A passive declare of the exchange on the publishing channel (connecting first if
+        needed): one round trip that changes nothing. Raises ServiceUnavailable at once while
+        the connection is down (aio-pika reconnecting) or when the broker does not answer."""
+        self._check_open()
+        connection = await self.connection()
+        if not connection.connected.is_set():
+            raise ServiceUnavailable(
+                f"RabbitMQ is not reachable at {self.errors.where}: reconnecting"
+            )
+        with self.errors.mapping("pinging"):
+            underlay = await underlay_of(await self._robust_channel())
+            await underlay.exchange_declare(self.options.exchange, passive=True)
+
     # -- publishing ---------------------------------------------------------------------------
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from tidings.deadletters import DeadLetter, decode_letter
+from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.transports.redis.wire import Keys, Retrying, Script, command
 
@@ -64,12 +64,13 @@ class RedisDeadLetterStore:
         )
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
-        """Up to ``limit`` letters (of ``topic`` when given), oldest first."""
+        """Up to ``limit`` letters (of ``topic`` when given), oldest first; from the stream
+        entry after the letter ``after`` when given."""
         wanted = topic.encode() if topic is not None else None
         found: builtins.list[DeadLetter] = []
-        start = "-"
+        start = "-" if after is None else "(" + await self._entry(after)
         while len(found) < limit:
             page = min(_PAGE, limit - len(found)) if wanted is None else _PAGE
 
@@ -87,6 +88,17 @@ class RedisDeadLetterStore:
                 break
             start = "(" + entries[-1][0].decode()
         return found
+
+    async def _entry(self, letter_id: str) -> str:
+        """The stream entry id of the letter ``letter_id``; raises NotFound."""
+
+        async def read(client: Redis) -> Any:
+            return await command(client, "HGET", self._keys[1], letter_id)
+
+        entry = await self._retrying(read, "getting dead letters")
+        if entry is None:
+            raise NotFound(f"no dead letter with id {letter_id!r}")
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
 
     async def get(self, letter_id: str) -> DeadLetter:
         """The letter with ``letter_id``; raises NotFound."""

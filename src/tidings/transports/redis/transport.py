@@ -178,6 +178,14 @@ class RedisTransport:
     ) -> None:
         await self.aclose()
 
+    async def ping(self) -> None:
+        """One PING to Redis (connecting first if needed); raises ServiceUnavailable when it
+        does not answer, ClosedError after ``aclose``. Never retried: a readiness probe wants
+        the answer now."""
+        client = await self.connected()
+        with self._errors.mapping("pinging"):
+            await command(client, "PING")
+
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Append ``messages`` to ``topic``'s stream in order; returns once Redis has them.
 

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from tidings.deadletters import DeadLetter
+from tidings.deadletters import PAGE_SIZE, DeadLetter
 from tidings.errors import NotFound
 from tidings.sql.sqlite import Database
 from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
@@ -21,7 +21,8 @@ class SqliteDeadLetterStore:
 
     Give it the transport's database, or the path of a file (``events.db``) to open on its own;
     then :meth:`aclose` closes it. ``add`` commits before returning;
-    ``list`` is oldest first (in the order letters were added).
+    ``list`` is oldest first (in the order letters were added, column ``n``, which is also
+    where a page ``after`` a letter starts).
     """
 
     def __init__(self, db: Database | str) -> None:
@@ -41,13 +42,23 @@ class SqliteDeadLetterStore:
         await self._db.write(insert)
 
     async def list(
-        self, *, topic: str | None = None, limit: int = 100
+        self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None
     ) -> builtins.list[DeadLetter]:
+        since = 0 if after is None else await self._position(after)
         if topic is None:
-            rows = await self._select("ORDER BY n LIMIT ?", (limit,))
+            rows = await self._select("WHERE n > ? ORDER BY n LIMIT ?", (since, limit))
         else:
-            rows = await self._select("WHERE topic = ? ORDER BY n LIMIT ?", (topic, limit))
+            rows = await self._select(
+                "WHERE topic = ? AND n > ? ORDER BY n LIMIT ?", (topic, since, limit)
+            )
         return [from_row(row, self._name) for row in rows]
+
+    async def _position(self, letter_id: str) -> int:
+        await self._db.open()
+        rows = self._db.query("SELECT n FROM tidings_dead_letters WHERE id = ?", (letter_id,))
+        if not rows:
+            raise NotFound(f"no dead letter with id {letter_id!r}")
+        return int(rows[0][0])
 
     async def get(self, letter_id: str) -> DeadLetter:
         rows = await self._select("WHERE id = ?", (letter_id,))

@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
-from tidings.errors import ClosedError
+from tidings.errors import ClosedError, ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import validate_topic
 from tidings.transports.base import Features, GroupInfo
@@ -88,6 +88,16 @@ class SqliteTransport:
     async def start(self) -> None:
         self._check_open()
         await self._db.open()
+
+    async def ping(self) -> None:
+        """``SELECT 1`` on the reading connection (opening the file first if needed); raises
+        ServiceUnavailable when the file cannot be opened or read."""
+        self._check_open()
+        await self._db.open()
+        try:
+            self._db.query("SELECT 1")
+        except TransportError as exc:
+            raise ServiceUnavailable(str(exc)) from exc
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         """Append ``messages`` to the log in one transaction, in order.

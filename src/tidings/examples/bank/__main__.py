@@ -1,4 +1,4 @@
-"""Run the bank example: ``python -m examples.bank [sqlite:///bank.db]``.
+"""Run the bank example: ``python -m tidings.examples.bank [sqlite:///bank.db]``.
 
 Opens an account, deposits and withdraws, saves, loads it again, shows a refused overdraft, and
 brings the balances read model up to date.
@@ -10,11 +10,10 @@ import asyncio
 import sys
 from decimal import Decimal
 
-from examples.bank.account import Account, InsufficientFunds
-from examples.bank.projections import balance_of, balances, create_table
-
 from tidings.eventsourcing import Repository
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import Account, InsufficientFunds
+from tidings.examples.bank.projections import balance_of, balances, create_table
 from tidings.message import new_id
 
 

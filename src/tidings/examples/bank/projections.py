@@ -3,8 +3,10 @@
 The projection is transactional: each batch's rows and its checkpoint commit together, so every
 event counts exactly once even when the process dies halfway. See it from the command line::
 
-    tidings projections status --app examples.bank.projections:projections --url sqlite:///bank.db
-    tidings projections rebuild bank.balances --app examples.bank.projections:projections ...
+    tidings projections status --url sqlite:///bank.db \
+        --app tidings.examples.bank.projections:projections
+    tidings projections rebuild bank.balances \
+        --app tidings.examples.bank.projections:projections ...
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 
-from examples.bank.account import AccountOpened, MoneyDeposited, MoneyWithdrawn
-
 from tidings.eventsourcing import Projection, ProjectionContext
 from tidings.eventsourcing.store import EventStore
+from tidings.examples.bank.account import AccountOpened, MoneyDeposited, MoneyWithdrawn
 
 balances = Projection("bank.balances", transactional=True)
 projections = [balances]

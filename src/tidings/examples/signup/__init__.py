@@ -2,9 +2,9 @@
 
 ``UserSignedUp`` is published once per new user. Three services react to it independently, each in
 its own consumer group: the email service sends a welcome mail (slow, sometimes failing), the audit
-log records the signup, and the preferences service stores default settings in SQLite. ``tidings
-demo`` runs this flow with 1,000 signups; ``tidings run examples.signup.app:create_bus`` runs it as
-a worker.
+log records the signup, and the preferences service stores default settings in SQLite.
+``tidings demo`` runs this flow with 1,000 signups; ``tidings run
+tidings.examples.signup.app:create_bus`` runs it as a worker.
 """
 
 from .app import (

@@ -91,7 +91,7 @@ def build(
 
 
 def create_bus() -> tidings.Bus:
-    """The bus of a signup worker: ``tidings run examples.signup.app:create_bus``.
+    """The bus of a signup worker: ``tidings run tidings.examples.signup.app:create_bus``.
 
     It runs on ``$TIDINGS_URL`` (default: the SQLite file ``.tidings/signup.db``) and keeps the
     preferences in ``.tidings/preferences.db``.

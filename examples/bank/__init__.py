@@ -1,1 +1,0 @@
-"""The bank account example: an event-sourced account, its repository and projections."""
