@@ -39,7 +39,7 @@ _SUPERVISOR_ENV = "TIDINGS_SUPERVISOR_FD"
 
 class Supervisor:
     """Runs ``workers`` processes of ``command`` (argv after the Python interpreter) until a
-    signal; ``tell`` reports starts, exits and restarts. See the module docstring."""
+    signal; ``tell`` reports exits, restarts and the stop. See the module docstring."""
 
     def __init__(
         self,
