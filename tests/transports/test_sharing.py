@@ -80,3 +80,23 @@ async def test_keys_spread_and_a_closed_subscription_leaves_them_at_once(
         await publisher.publish(topic, sent)
         await a.until_ids([m.id for m in sent], "every key to reach the subscription left")
         await a.aclose()
+
+
+async def received(receivers: list[Receiver], count: int) -> None:
+    await until(receivers, lambda: sum(len(r.ids) for r in receivers) >= count, f"{count}")
+
+
+async def test_messages_without_a_key_reach_every_subscription(factory: TransportFactory) -> None:
+    topic, group = unique("share"), unique("group")
+    async with opened(factory) as one, opened(factory) as other, opened(factory) as publisher:
+        a = Receiver(one.subscribe(topic, group=group, prefetch=10))
+        b = Receiver(other.subscribe(topic, group=group, prefetch=10))
+        for batch in range(1, 21):
+            if a.deliveries and b.deliveries:
+                break
+            await publisher.publish(topic, [Message("item", b"{}") for _ in range(50)])
+            await received([a, b], 50 * batch)
+        assert a.deliveries, "one subscription got no message without a key"
+        assert b.deliveries, "one subscription got no message without a key"
+        await a.aclose()
+        await b.aclose()
