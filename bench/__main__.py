@@ -1,7 +1,7 @@
 """Run every benchmark in one invocation: ``python -m bench [--quick] [--json] [NAME ...]``.
 
 Each prints its table with the ratio to the plain-Python or raw-client limit measured in the
-same run. NAME picks benchmarks by module (b1_dispatch, b6_nats, ...); B6 needs the brokers.
+same run. NAME picks benchmarks by module (b1_dispatch, b6_nats, ...); B6 and B7 need the brokers.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ BENCHMARKS = [
     "b6_kafka",
     "b6_rabbitmq",
     "b6_redis",
+    "b7_scale_out",
 ]
 
 

@@ -55,6 +55,7 @@ from tidings.outcome_stream import (
 from tidings.route import Route
 from tidings.telemetry import Telemetry
 from tidings.transports.base import Delivery, Features, Subscription, Transport
+from tidings.workers import worker_id
 
 __all__ = [
     "ANY",
@@ -124,4 +125,5 @@ __all__ = [
     "event",
     "new_id",
     "registry",
+    "worker_id",
 ]

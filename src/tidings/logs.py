@@ -13,6 +13,7 @@ attached to, read from :func:`tidings.current` (and the current OpenTelemetry sp
 ``route``           the route's name (the handler's qualified name unless named)
 ``group``           the route's consumer group
 ``attempt``         1 for the first delivery to the group, 2 for the first retry…
+``worker_id``       the process's number among ``tidings run --workers N`` (any record)
 ==================  ==================================================================
 
 That holds wherever the record is written: in a handler or a middleware, sync or async, in a
@@ -33,6 +34,7 @@ import msgspec
 
 from tidings.context import current
 from tidings.message import CAUSATION_ID, CORRELATION_ID
+from tidings.workers import worker_id
 
 try:
     from opentelemetry.trace import get_current_span
@@ -58,6 +60,7 @@ FIELDS = (
     "route",
     "group",
     "attempt",
+    "worker_id",
 )
 """The attributes :class:`ContextFilter` adds to each record, in the order they are written."""
 
@@ -78,11 +81,16 @@ class ContextFilter(logging.Filter):
     """Adds :data:`FIELDS` to each record: the message being handled where it was written.
 
     Attach it to a handler (not a logger: a logger's filters skip records of its children). It
-    never drops a record.
+    never drops a record. The worker's number is read when the filter is made.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._worker_id = worker_id()
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = record.__dict__
+        fields.setdefault("worker_id", self._worker_id)
         here = current()
         if here is None:
             for name, value in _OUTSIDE.items():

@@ -90,8 +90,20 @@ def handled(message: Message, **where: Any) -> dict[str, Any]:
         "trace_id": None,
         "span_id": None,
         "topic": message.type,
+        "worker_id": None,
         **where,
     }
+
+
+def test_records_name_the_worker_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDINGS_WORKER_ID", "3")
+    records = Records()
+    log.addHandler(records)
+    try:
+        log.warning("starting up")
+    finally:
+        log.removeHandler(records)
+    assert records.fields() == [{**dict.fromkeys(FIELDS), "worker_id": 3}]
 
 
 async def test_records_outside_handling_carry_none(written: Records) -> None:

@@ -21,6 +21,10 @@ class TestKafkaTransport(TransportSuite):
         return lambda: KafkaTransport(kafka_url)
 
     @pytest.fixture
+    def scale_url(self, kafka_url: str) -> str:  # noqa: F811
+        return f"{kafka_url}&partitions=12"
+
+    @pytest.fixture
     async def foreign_publish(self, tansu: Tansu) -> AsyncIterator[ForeignPublish]:  # noqa: F811
         """Records sent with aiokafka's producer, the headers as record headers."""
         producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap)

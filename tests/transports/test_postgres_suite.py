@@ -34,6 +34,10 @@ class TestPostgresTransport(TransportSuite):
         return lambda: PostgresTransport(f"{pg_dsn}?schema={pg_schema}&lease=5")
 
     @pytest.fixture
+    def scale_url(self, pg_dsn: str, pg_schema: str) -> str:
+        return f"{pg_dsn}?schema={pg_schema}&lease=2"
+
+    @pytest.fixture
     def restart_service(self, postgres_restarter: RestartService) -> RestartService:
         return postgres_restarter
 

@@ -47,6 +47,10 @@ class TestSqliteTransport(TransportSuite):
         return lambda: SqliteTransport(sqlite_url)
 
     @pytest.fixture
+    def scale_url(self, sqlite_url: str) -> str:
+        return f"{sqlite_url}?lease=2"
+
+    @pytest.fixture
     def foreign_publish(self, sqlite_url: str) -> ForeignPublish:
         path = sqlite_url.removeprefix("sqlite:///")
 

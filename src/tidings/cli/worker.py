@@ -15,6 +15,9 @@ that gives up (its restart policy ran out, see ``bus.health()``) ends the worker
 ``--http HOST:PORT`` serves ``/healthz``, ``/readyz`` and ``/metrics`` (:mod:`.endpoints`) from
 before the bus starts until it is closed; ``--otlp URL`` exports spans and metrics by OTLP. The
 OpenTelemetry providers they need are set up by :mod:`.exporting` and flushed on the way out.
+
+``--workers N`` runs N such processes under a supervisor instead: see
+:mod:`tidings.cli.supervisor`. Worker number ``i`` serves its endpoints on ``PORT + i - 1``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
 from tidings.cli.endpoints import parse_address, serving
 from tidings.cli.exporting import set_up
+from tidings.cli.supervisor import Supervisor, watch_supervisor
+from tidings.workers import worker_id
 
 __all__ = ["Ending", "load_bus", "run", "serve"]
 
@@ -176,12 +181,21 @@ def run(
             "OTEL_EXPORTER_OTLP_* variables, if set).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes to run and keep running (restarted on exit)."),
+    ] = 1,
 ) -> None:
     """Run the bus APP as a worker until SIGINT or SIGTERM, then drain and exit."""
     address = parse_address(http) if http is not None else None
+    number = worker_id()
+    if address is not None and address[1] and number is not None:
+        address = (address[0], address[1] + number - 1)  # one port per worker
     bus = load_bus(app)
     if not bus.routes:
         raise typer.BadParameter(f"{app} has no subscriptions", param_hint="APP")
+    if workers > 1:
+        raise typer.Exit(_supervise(ctx, workers))
     exporting = set_up(prometheus=http is not None, otlp=otlp)  # after the app set up its own
     served: list[str] = []
     if concurrency is not None:
@@ -198,6 +212,7 @@ def run(
             console.print(escape(news), style=style)
 
     def ready() -> None:
+        watch_supervisor()
         if as_records:
             for route in bus.routes:
                 where = {"topic": route.topic, "group": route.group, "route": route.name}
@@ -206,7 +221,8 @@ def run(
             console.print(_routes_table(bus))
         endpoints = f"; endpoints at {served[0]}" if served else ""
         tell(
-            f"worker running on {type(bus.transport).__name__} (pid {os.getpid()}){endpoints}; "
+            f"worker {'' if number is None else f'{number} '}running on "
+            f"{type(bus.transport).__name__} (pid {os.getpid()}){endpoints}; "
             "Ctrl-C or SIGTERM drains and stops"
         )
 
@@ -231,3 +247,19 @@ def run(
             tell(f"consumer {failed.route} failed: {failed.last_error or ''}", logging.ERROR, "red")
         raise typer.Exit(2)
     tell("drained and stopped")
+
+
+def _supervise(ctx: typer.Context, workers: int) -> int:
+    """Run ``workers`` processes of this very command, without ``--workers``; see
+    :mod:`tidings.cli.supervisor`. Returns the exit status."""
+    root = ctx.find_root().params
+    command = ["-m", "tidings.cli"]
+    for name in ("log_level", "log_format"):
+        command += [f"--{name.replace('_', '-')}", str(root[name])]
+    command += ["run", ctx.params["app"]]
+    for name in ("concurrency", "drain_timeout", "http", "otlp"):
+        if ctx.params[name] is not None:
+            command += [f"--{name.replace('_', '-')}", str(ctx.params[name])]
+    console = Console(stderr=True)
+    supervisor = Supervisor(command, workers, tell=lambda news: console.print(escape(news)))
+    return asyncio.run(supervisor.run())

@@ -17,6 +17,10 @@ subclasses the suite and provides its fixtures::
         def foreign_publish(self):     # optional: writes with the broker's own client
             return None                # (see tidings.testing.suite_foreign)
 
+        @pytest.fixture
+        def scale_url(self):           # optional: the URL worker processes open
+            return None                # (see tidings.testing.suite_scale)
+
 ``transport_factory`` returns a NEW transport, not yet started, on the same broker and namespace
 on every call, so a case can open a second consumer or reopen after close. Every case uses its
 own topics and groups. Cases marked ``stress`` repeat the work with more messages, several at
@@ -48,6 +52,7 @@ from tidings.testing.suite_foreign import ForeignProducerCases
 from tidings.testing.suite_outcomes import OutcomeCases
 from tidings.testing.suite_ping import PingCases
 from tidings.testing.suite_requests import RequestCases
+from tidings.testing.suite_scale import ScaleOutCases
 from tidings.testing.suite_telemetry import TelemetryCases
 from tidings.testing.suite_topics import TopicCases
 from tidings.transports.base import Delivery, Transport
@@ -67,6 +72,7 @@ class TransportSuite(
     BusCases,
     DeadLetterCases,
     TopicCases,
+    ScaleOutCases,
 ):
     """The cases; see the module docstring for the fixtures a subclass provides."""
 

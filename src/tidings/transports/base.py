@@ -58,7 +58,8 @@ class Features:
     persistent: bool = False
     """Published messages survive the process (and a broker restart)."""
     ordered_per_key: bool = False
-    """Messages with the same key reach one group in publish order."""
+    """Messages with the same key reach one group in publish order, across all of the group's
+    subscriptions, in any number of processes (the suite's scale-out cases check it)."""
     consumer_groups: bool = True
     """Subscriptions in one group split the messages; each group gets all of them."""
     native_delay: bool = False

@@ -7,9 +7,14 @@ does the rest, the same for both databases:
 
 * ``ack``/``nack`` only record; the next fetch writes them, or a keeper task on the next loop turn,
   so a busy consumer settles hundreds of messages per transaction;
-* at most ``prefetch`` deliveries are out and unsettled at any time;
+* at most ``prefetch`` deliveries are out and unsettled at any time; once some are out, it
+  leases more only when half of ``prefetch`` (or more) can be leased: a busy subscription then
+  takes one lease transaction per half batch rather than one per settled message, which keeps
+  the write lock (SQLite's one writer, shared by every process on the file) free for the others;
 * the keeper renews the leases every ``lease / 3`` seconds while deliveries are out, so only a
   dead process's messages come again (when their leases run out);
+* the live subscriptions of a group, in any process, share its keys (see
+  :mod:`tidings.transports.kit.sharing`); a closing one leaves the group at once;
 * an idle subscription waits for its wake-up event (rung on commits in this process, or by the
   database's notifications) or until the queue says something becomes due (a nack delay, a lease
   running out), looking again at least every ``poll`` seconds.
@@ -64,6 +69,10 @@ class Exchange:
     """Seqs whose leases to extend to ``lease_until``: the deliveries out and unsettled."""
     release: bool
     """Give back every lease of ``owner`` (the transport is closing), not counting an attempt."""
+    leaving: bool = False
+    """The subscription fetches no more: it stops being a member of the group, so its keys go
+    to the others (see :mod:`tidings.transports.kit.sharing`); otherwise the exchange renews
+    its membership."""
 
 
 class Queue(Protocol):
@@ -138,11 +147,15 @@ class LeasedSubscription:
         self.group = group
         self._queue = queue
         self._prefetch = prefetch
+        self._refill = max(prefetch // 2, 1)
+        """Fewest deliveries worth a lease while some are out (see the module docstring)."""
         self._lease = lease
         self._poll = poll
         self._on_idle = on_idle
         self._owner = uuid.uuid4().hex
         self._opened = False
+        self._member = False
+        """Whether the queue counts this subscription a member of the group."""
         self._acks: list[int] = []
         self._nacks: list[tuple[float, int]] = []
         self._out: set[int] = set()
@@ -176,6 +189,8 @@ class LeasedSubscription:
                 await self._pause(exc)
         while not self._closed:
             want = self._prefetch - len(self._out)
+            if self._out and want < self._refill:
+                want = 0
             self._wake.clear()
             timeout = self._poll  # when full, an ack or nack rings
             if want > 0:
@@ -308,9 +323,12 @@ class LeasedSubscription:
         renew = list(self._out) if self._out and now >= self._renew_at else []
         if self._closed and not release:
             want = 0
-        if not (want or acks or nacks or renew or release):
+        leave = self._closed and self._member
+        if not (want or acks or nacks or renew or release or leave):
             return [], None
-        exchange = Exchange(self._owner, now, acks, nacks, want, now + self._lease, renew, release)
+        exchange = Exchange(
+            self._owner, now, acks, nacks, want, now + self._lease, renew, release, self._closed
+        )
         try:
             result = await self._queue.exchange(exchange)
         except BaseException:
@@ -318,6 +336,7 @@ class LeasedSubscription:
             self._nacks[:0] = nacks
             raise
         self._outage.over()
+        self._member = not exchange.leaving  # what the queue now holds, whatever closed since
         if renew:
             self._renew_at = now + self._lease / 3
         return result

@@ -39,10 +39,11 @@ async def list_groups(db: Postgres, schema: Schema, now: float) -> list[GroupInf
 
 
 async def drop_group(db: Postgres, schema: Schema, topic: str, group: str) -> None:
-    """Delete ``group``'s cursor on ``topic`` and its pending rows; raises NotFound."""
+    """Delete ``group``'s cursor on ``topic``, its pending rows and members; raises NotFound."""
     lock = schema.sql("SELECT pg_advisory_xact_lock({lock})")
     delete_cursor = schema.sql("DELETE FROM {s}.cursors WHERE grp = $1 AND topic = $2 RETURNING id")
     delete_pending = schema.sql("DELETE FROM {s}.pending WHERE cursor = $1")
+    delete_members = schema.sql("DELETE FROM {s}.members WHERE cursor = $1")
 
     async def drop(conn: Any) -> None:
         async with conn.transaction():
@@ -51,5 +52,6 @@ async def drop_group(db: Postgres, schema: Schema, topic: str, group: str) -> No
             if cursor is None:
                 raise NotFound(f"no group {group!r} on {topic!r}")
             await conn.execute(delete_pending, cursor)
+            await conn.execute(delete_members, cursor)
 
     await db.run(drop, doing=f"dropping group {group!r} on {topic!r}")

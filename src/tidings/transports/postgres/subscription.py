@@ -16,6 +16,7 @@ from typing import Any
 
 from tidings.sql.postgres import Postgres
 from tidings.transports.kit.leased import Exchange, Row
+from tidings.transports.kit.sharing import Share
 from tidings.transports.postgres.wire import Schema, topic_regex
 
 __all__ = ["PostgresQueue", "Watchers"]
@@ -25,6 +26,8 @@ _PRUNE_EVERY = 10.0
 _MARK_EVERY = 1.0
 """Seconds between notes that the group is active (``cursors.active_at``)."""
 
+# A keyed row is a candidate only of the member whose share holds its key (kit.sharing; its
+# key_hash in SQL).
 _CANDIDATES = """
 SELECT p.seq, p.key,
     CASE WHEN p.key IS NULL THEN NULL ELSE (
@@ -34,9 +37,17 @@ SELECT p.seq, p.key,
     ) END
 FROM {s}.pending AS p
 WHERE p.cursor = $1 AND (p.lease_until IS NULL OR p.lease_until < $2) AND p.available_at <= $2
+  AND (p.key IS NULL OR $5 = 1 OR ('x' || substr(md5(p.key), 1, 8))::bit(32)::bigint % $5 = $6)
 ORDER BY p.seq LIMIT $4
 FOR UPDATE OF p SKIP LOCKED
 """
+_JOIN = """
+INSERT INTO {s}.members (cursor, owner, until) VALUES ($1, $2, $3)
+ON CONFLICT (cursor, owner) DO UPDATE SET until = excluded.until
+"""
+_EXPIRE = "DELETE FROM {s}.members WHERE cursor = $1 AND until < $2"
+_LEAVE = "DELETE FROM {s}.members WHERE cursor = $1 AND owner = $2"
+_MEMBERS = "SELECT owner FROM {s}.members WHERE cursor = $1 AND until >= $2"
 # The BETWEEN bounds keep the index scan to the rows at hand even when the statistics of the
 # fast-changing queue table say it is tiny (they often do).
 _LEASE = """
@@ -120,12 +131,14 @@ class PostgresQueue:
         self._cursor = 0
         self._prune_at = 0.0
         self._mark_at = 0.0
+        self._beat_at = 0.0
         self._sql = {
             name: schema.sql(template)
             for name, template in [
                 ("candidates", _CANDIDATES), ("lease", _LEASE), ("next_due", _NEXT_DUE),
                 ("ack", _ACK), ("nack", _NACK), ("renew", _RENEW), ("release", _RELEASE),
                 ("prune", _PRUNE), ("mark", _MARK), ("share_lock", _SHARE_LOCK),
+                ("join", _JOIN), ("expire", _EXPIRE), ("leave", _LEAVE), ("members", _MEMBERS),
             ]
         }  # fmt: skip
 
@@ -189,9 +202,14 @@ class PostgresQueue:
             )
         if prune:
             await conn.execute(sql["prune"])
+        await self._take_part(conn, x)
         if x.want <= 0:
             return [], None
-        candidates = await conn.fetch(sql["candidates"], cursor, x.now, x.owner, x.want)
+        live = await conn.fetch(sql["members"], cursor, x.now)
+        share = Share.of(x.owner, [member for (member,) in live])
+        candidates = await conn.fetch(
+            sql["candidates"], cursor, x.now, x.owner, x.want, share.members, share.rank
+        )
         chosen = _in_key_order(candidates)
         if not chosen:
             return [], await conn.fetchval(sql["next_due"], cursor, x.now, x.owner)
@@ -200,6 +218,16 @@ class PostgresQueue:
         )
         rows.sort(key=lambda row: row[0])
         return [tuple(row) for row in rows], None
+
+    async def _take_part(self, conn: Any, x: Exchange) -> None:
+        """Renew (at most every third of a lease, forgetting members that ran out) or end this
+        subscription's membership of the group."""
+        if x.leaving:
+            await conn.execute(self._sql["leave"], self._cursor, x.owner)
+        elif x.now >= self._beat_at:
+            await conn.execute(self._sql["expire"], self._cursor, x.now)
+            await conn.execute(self._sql["join"], self._cursor, x.owner, x.lease_until)
+            self._beat_at = x.now + (x.lease_until - x.now) / 3
 
 
 def _in_key_order(candidates: list[Any]) -> list[int]:

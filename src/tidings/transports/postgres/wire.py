@@ -6,6 +6,7 @@ One schema per application (``?schema=``) holds:
 ``log``       every message published, in ``seq`` order (deleted once no group needs it)
 ``cursors``   one row per group and topic (or pattern, kept as a regular expression)
 ``pending``   one row per message a group has not yet acked: its lease, attempts, delay
+``members``   per cursor, the live subscriptions sharing its keys (see ``kit.sharing``)
 ``dead_letters``  the dead-letter store's rows
 ``publish()``  appends a batch to ``log`` and fans it out to ``pending``, then NOTIFYs
 ``open_cursor()``  creates a group's cursor, starting with the history still kept
@@ -72,6 +73,12 @@ CREATE TABLE IF NOT EXISTS {s}.pending (
     PRIMARY KEY (cursor, seq)
 ) WITH (fillfactor = 70);
 CREATE INDEX IF NOT EXISTS pending_key ON {s}.pending (cursor, key, seq) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.members (
+    cursor int NOT NULL,
+    owner text NOT NULL,
+    until float8 NOT NULL,
+    PRIMARY KEY (cursor, owner)
+);
 CREATE TABLE IF NOT EXISTS {s}.dead_letters (
     n bigserial PRIMARY KEY,
     id text NOT NULL UNIQUE,

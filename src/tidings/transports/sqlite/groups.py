@@ -38,7 +38,7 @@ def list_groups(now: float, conn: sqlite3.Connection) -> list[GroupInfo]:
 
 
 def drop_group(topic: str, group: str, conn: sqlite3.Connection) -> None:
-    """Delete ``group``'s cursor on ``topic`` and its pending rows; raises NotFound (before
+    """Delete ``group``'s cursor on ``topic``, its pending rows and members; raises NotFound (before
     writing anything). A job of the writer."""
     row = conn.execute(
         "SELECT id FROM tidings_cursors WHERE grp = ? AND topic = ?", (group, topic)
@@ -46,4 +46,5 @@ def drop_group(topic: str, group: str, conn: sqlite3.Connection) -> None:
     if row is None:
         raise NotFound(f"no group {group!r} on {topic!r}")
     conn.execute("DELETE FROM tidings_pending WHERE cursor = ?", row)
+    conn.execute("DELETE FROM tidings_members WHERE cursor = ?", row)
     conn.execute("DELETE FROM tidings_cursors WHERE id = ?", row)

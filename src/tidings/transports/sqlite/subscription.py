@@ -22,6 +22,7 @@ from tidings.errors import ServiceUnavailable
 from tidings.sql.sqlite import Database, Doorbell
 from tidings.topics import is_pattern
 from tidings.transports.kit.leased import Exchange, Row
+from tidings.transports.kit.sharing import Share
 
 __all__ = ["SqliteQueue"]
 
@@ -44,6 +45,7 @@ _COPY_PATTERN = (
 )
 # A row is held back while an earlier row of its key is leased to another subscription or waits
 # for its nack delay; earlier rows that are free come first in the same batch (ORDER BY seq).
+# A keyed row is leased only by the member of the group whose share holds its key (kit.sharing).
 # id, type and key come as bytes: SQLite does not check that text is UTF-8, and sqlite3 fails the
 # whole query on a row of another program's that is not; from_wire decodes them, with fallbacks.
 _CLAIM = """
@@ -52,6 +54,8 @@ SELECT p.seq, p.attempts + 1, l.topic, CAST(l.id AS BLOB), CAST(l.type AS BLOB),
 FROM tidings_pending AS p JOIN tidings_log AS l ON l.seq = p.seq
 WHERE p.cursor = :cursor
   AND (p.lease_until IS NULL OR p.lease_until < :now) AND p.available_at <= :now
+  AND (p.key IS NULL OR :members = 1
+       OR tidings_key_hash(CAST(p.key AS BLOB)) % :members = :rank)
   AND (p.key IS NULL OR NOT EXISTS (
       SELECT 1 FROM tidings_pending AS h
       WHERE h.cursor = :cursor AND h.key = p.key AND h.seq < p.seq
@@ -68,6 +72,13 @@ SELECT min(CASE WHEN lease_until >= :now THEN lease_until ELSE available_at END)
 FROM tidings_pending
 WHERE cursor = :cursor AND owner IS NOT :owner AND (lease_until >= :now OR available_at > :now)
 """
+_JOIN = (
+    "INSERT INTO tidings_members (cursor, owner, until) VALUES (?, ?, ?) "
+    "ON CONFLICT (cursor, owner) DO UPDATE SET until = excluded.until"
+)
+_EXPIRE = "DELETE FROM tidings_members WHERE cursor = ? AND until < ?"
+_LEAVE = "DELETE FROM tidings_members WHERE cursor = ? AND owner = ?"
+_MEMBERS = "SELECT owner FROM tidings_members WHERE cursor = ? AND until >= ?"
 _ACK = "DELETE FROM tidings_pending WHERE cursor = ? AND seq IN (SELECT value FROM json_each(?))"
 _NACK = (
     "UPDATE tidings_pending SET lease_until = NULL, owner = NULL, available_at = ? "
@@ -103,6 +114,7 @@ class SqliteQueue:
         self._cursor = 0
         self._prune_at = 0.0
         self._mark_at = 0.0
+        self._beat_at = 0.0
 
     async def open(self) -> None:
         self._cursor = await self._db.write(self._create_cursor)
@@ -168,15 +180,32 @@ class SqliteQueue:
             conn.execute(_RENEW, (x.lease_until, cursor, owner, _encode_ids(x.renew).decode()))
         pruned = conn.execute(_PRUNE, {"rows": _PRUNE_ROWS}).rowcount if prune else 0
         if x.want <= 0:
+            self._take_part(conn, x, cursor)
             return [], None, pruned
         cursor = self._copy(conn, x.want, x.now)
-        params = {"cursor": cursor, "owner": owner, "now": x.now, "want": x.want}
+        self._take_part(conn, x, cursor)
+        live = conn.execute(_MEMBERS, (cursor, x.now)).fetchall()
+        share = Share.of(owner, [member for (member,) in live])
+        params = {
+            "cursor": cursor, "owner": owner, "now": x.now, "want": x.want,
+            "members": share.members, "rank": share.rank,
+        }  # fmt: skip
         rows = conn.execute(_CLAIM, params).fetchall()
         if not rows:
             return rows, conn.execute(_NEXT_DUE, params).fetchone()[0], pruned
         seqs = _encode_ids([row[0] for row in rows]).decode()
         conn.execute(_LEASE, (x.lease_until, owner, cursor, seqs))
         return rows, None, pruned
+
+    def _take_part(self, conn: sqlite3.Connection, x: Exchange, cursor: int) -> None:
+        """Renew (at most every third of a lease, forgetting members that ran out) or end this
+        subscription's membership of the group."""
+        if x.leaving:
+            conn.execute(_LEAVE, (cursor, x.owner))
+        elif x.now >= self._beat_at:
+            conn.execute(_EXPIRE, (cursor, x.now))
+            conn.execute(_JOIN, (cursor, x.owner, x.lease_until))
+            self._beat_at = x.now + (x.lease_until - x.now) / 3
 
     def _copy(self, conn: sqlite3.Connection, want: int, now: float) -> int:
         """Move the cursor over up to ``want`` new matching log rows, into the pending table,

@@ -3,8 +3,9 @@ versions, the SQL function that matches topic patterns, and the file opened with
 
 Tables: ``tidings_log`` (every message, by ``seq``), ``tidings_cursors`` (a position in the log
 per group and topic pattern), ``tidings_pending`` (per cursor, the messages copied from the log
-and not yet acknowledged, with their lease, attempts and nack delay) and
-``tidings_dead_letters``.
+and not yet acknowledged, with their lease, attempts and nack delay), ``tidings_members`` (per
+cursor, the live subscriptions that share its keys: see :mod:`tidings.transports.kit.sharing`)
+and ``tidings_dead_letters``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 from tidings.message import Message
 from tidings.sql.sqlite import Database, Schema, Synchronous
 from tidings.topics import matches
+from tidings.transports.kit.sharing import key_hash
 
 __all__ = ["INSERT", "SCHEMA", "log_rows", "open_file"]
 
@@ -52,6 +54,12 @@ CREATE TABLE IF NOT EXISTS tidings_pending (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tidings_pending_key
     ON tidings_pending (cursor, key, seq) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tidings_members (
+    cursor INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL,
+    PRIMARY KEY (cursor, owner)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tidings_dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -88,10 +96,15 @@ def _matches(pattern: str, topic: object) -> bool:
     return matches(pattern, topic if isinstance(topic, str) else str(topic))
 
 
+def _key_hash(key: object) -> int | None:
+    """``key_hash`` for SQL, of a key read as bytes (NULL for none)."""
+    return key_hash(key) if isinstance(key, bytes) else None
+
+
 SCHEMA = Schema(
     TABLES,
     upgrade=_upgrade,
-    functions=[("tidings_match", 2, _matches)],
+    functions=[("tidings_match", 2, _matches), ("tidings_key_hash", 1, _key_hash)],
     incremental_vacuum=True,
 )
 

@@ -1,0 +1,108 @@
+"""B7: scale-out: one group's throughput with 1, 2 and 4 worker processes.
+
+Each worker is a process of :mod:`tidings.testing.scale_worker`: a ``Bus`` with one ordered
+handler (``concurrency=8``) whose I/O is 2 ms of ``asyncio.sleep``. Messages carry 100 keys.
+The workers start first (each reports that its bus runs); then the clock starts, every message
+is published in batches of 500, and the clock stops once each was handled. Each row is the
+best of the runs, on a fresh topic and group; the ratio is to one worker (the speed-up).
+
+With 8 handler calls of 2 ms at once, one worker handles at most 4,000 messages a second; N
+workers N times that, as long as the database and the machine's cores keep up.
+
+On SQLite (a file in a temporary directory) and PostgreSQL (``TIDINGS_PG_DSN``, default the
+local server, in a schema of its own); ``--kafka`` adds Kafka on a tansu broker of its own
+(12 partitions). Run: ``python -m bench.b7_scale_out [--quick] [--json] [--kafka]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bench.common import Row, print_table
+from tidings.message import Message
+from tidings.testing.receiver import unique
+from tidings.testing.scale import Workers
+from tidings.testing.tansu import Tansu
+from tidings.transports import from_url
+
+KEYS = 100
+DELAY = 0.002
+WORKERS = (1, 2, 4)
+PG_DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def run_once(url: str, processes: int, count: int) -> float:
+    """Seconds from the first publish until ``count`` messages were handled by ``processes``
+    workers of one group."""
+    async with Workers(url, unique("b7"), unique("b7"), delay=DELAY, timeout=600.0) as workers:
+        await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
+        transport = from_url(url)
+        await transport.start()
+        try:
+            started = time.perf_counter()
+            for first in range(0, count, 500):
+                batch = [
+                    Message("b7.job", b"{}", {"n": str(n)}, f"key-{n % KEYS}")
+                    for n in range(first, min(first + 500, count))
+                ]
+                await transport.publish(workers.topic, batch)
+            await workers.until(lambda: len(workers.handled) >= count, f"{count} handled")
+            return time.perf_counter() - started
+        finally:
+            await transport.aclose()
+
+
+def measure(title: str, url: str, count: int, repeat: int, as_json: bool) -> None:
+    rows = []
+    for processes in WORKERS:
+        best = min(asyncio.run(run_once(url, processes, count)) for _ in range(repeat))
+        note = f"limit {processes * 8 / DELAY:,.0f}/s"
+        rows.append(Row(f"{processes} worker{'s' if processes > 1 else ''}", count, best, note))
+    print_table(f"B7 scale-out, {title}", rows, "1 worker", as_json)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL of a schema of its own on the local PostgreSQL, dropped afterwards."""
+    import asyncpg
+
+    schema = f"b7_{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(PG_DSN)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller workloads")
+    parser.add_argument("--json", action="store_true", help="one JSON document per table")
+    parser.add_argument("--kafka", action="store_true", help="also on Kafka (tansu)")
+    args = parser.parse_args(argv)
+    count, repeat = (2_000, 1) if args.quick else (10_000, 2)
+    with tempfile.TemporaryDirectory() as directory:
+        measure("SQLite", f"sqlite:///{directory}/b7.db", count, repeat, args.json)
+    with postgres_schema() as url:
+        measure("PostgreSQL", url, count, repeat, args.json)
+    if args.kafka:
+        with Tansu() as broker:
+            measure("Kafka (tansu)", f"{broker.url}?partitions=12", count, repeat, args.json)
+
+
+if __name__ == "__main__":
+    main()
