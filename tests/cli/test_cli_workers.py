@@ -107,6 +107,11 @@ async def publish(url: str, count: int) -> None:
             await bus.publish(Message("jobs.run", b"{}", key=f"key-{n % 40}"))
 
 
+async def _keep_publishing(url: str) -> None:
+    while True:
+        await publish(url, 50)
+
+
 async def test_workers_share_the_work_are_restarted_and_drain_on_sigterm(
     tmp_path: Path, app_module: str
 ) -> None:
@@ -131,8 +136,13 @@ async def test_a_worker_knows_its_number(tmp_path: Path, app_module: str) -> Non
     url = f"sqlite:///{tmp_path}/bus.db"
     async with supervised(tmp_path, f"{app_module}:bus", url, 3) as run:
         await run.until(lambda: all(run.running(n) for n in (1, 2, 3)), "three workers to run")
-        await publish(url, 300)
-        await run.until(lambda: run.handled_by == {"1", "2", "3"}, "each worker to handle jobs")
+        # a worker shares the keys once it joined its group, at its first fetch: on a busy
+        # machine the others may finish a first batch before that, so jobs keep coming
+        publishing = asyncio.ensure_future(_keep_publishing(url))
+        try:
+            await run.until(lambda: run.handled_by == {"1", "2", "3"}, "each worker to handle jobs")
+        finally:
+            publishing.cancel()
         run.process.send_signal(signal.SIGINT)
         assert await run.finish() == 0, run.news
 
