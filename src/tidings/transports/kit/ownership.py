@@ -93,6 +93,7 @@ class Ownership:
         self._tasks: set[asyncio.Task[None]] = set()
         self._name = name
         self._running = False
+        self._stopping = False
 
     def run(self) -> None:
         """Start the rounds in a supervised background task (once; later calls do nothing)."""
@@ -101,8 +102,9 @@ class Ownership:
             self._spawn(supervise(f"the partition leases of {self._name}", self._rounds))
 
     async def _rounds(self) -> None:
-        await self._leases.announce()  # the first round only counts: see the module docstring
-        while True:
+        with contextlib.suppress(TidingsError):
+            await self._leases.announce()  # the first round only counts (module docstring)
+        while not self._stopping:  # besides cancelling: a client may swallow a cancellation
             await asyncio.sleep(self.period)  # the lease clock, not synchronisation
             with contextlib.suppress(TidingsError):  # the broker is away: try next round
                 await self.round()
@@ -149,6 +151,7 @@ class Ownership:
     async def aclose(self) -> None:
         """Stop the rounds, release every lease and end the presence (each tried once: what
         fails runs out with its lease). Call once nothing handed out is unsettled."""
+        self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

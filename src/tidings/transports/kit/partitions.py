@@ -14,11 +14,16 @@ Names: a broker's object for partition ``n`` of ``name`` (a stream, a queue, a l
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
+from dataclasses import replace
+
+from tidings.transports.base import GroupInfo
 
 __all__ = [
     "DEFAULT_PARTITIONS",
     "MAX_PARTITIONS",
     "check_partitions",
+    "merge_groups",
     "partition_name",
     "partition_of",
 ]
@@ -45,3 +50,20 @@ def check_partitions(scheme: str, count: int) -> None:
     """Raise ValueError unless ``count`` is a partition count a transport accepts."""
     if not 1 <= count <= MAX_PARTITIONS:
         raise ValueError(f"{scheme} option partitions must be from 1 to {MAX_PARTITIONS}")
+
+
+def merge_groups(infos: Iterable[GroupInfo]) -> list[GroupInfo]:
+    """``infos`` of one (topic, group) summed into one (a group's topic stream or consumer and
+    its partitions'), sorted by topic then group: lag and in flight added, the latest activity."""
+    merged: dict[tuple[str, str], GroupInfo] = {}
+    for info in infos:
+        known = merged.get((info.topic, info.group))
+        if known is not None:
+            active = [t for t in (known.last_active, info.last_active) if t is not None]
+            in_flight = None
+            if known.in_flight is not None or info.in_flight is not None:
+                in_flight = (known.in_flight or 0) + (info.in_flight or 0)
+            info = replace(known, lag=known.lag + info.lag, in_flight=in_flight,
+                           last_active=max(active) if active else None)  # fmt: skip
+        merged[info.topic, info.group] = info
+    return [merged[name] for name in sorted(merged)]

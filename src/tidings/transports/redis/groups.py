@@ -11,7 +11,6 @@ interaction of any of its consumers.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 from tidings.errors import NotFound
 from tidings.transports.base import GroupInfo
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.partitions import merge_groups
 from tidings.transports.redis.wire import Keys, command
 
 __all__ = ["drop_group", "list_groups"]
@@ -58,25 +58,15 @@ async def _group(client: Redis, stream: bytes, topic: str, info: dict[str, Any])
 async def list_groups(client: Redis, keys: Keys, errors: ErrorMap) -> list[GroupInfo]:
     """Every group on every topic's stream under ``keys``, sorted by topic then group."""
     prefix = keys.stream("")
-    groups: dict[tuple[str, str], GroupInfo] = {}
+    groups: list[GroupInfo] = []
     with errors.mapping("listing the groups"):
         for stream in await _streams(client, prefix):
             topic = stream.decode()[len(prefix) :]
             if topic != (base := topic.rpartition("#")[0]) and "#" not in base and base:
                 topic = base  # a partition's stream (topics hold no "#")
             for reply in await command(client, "XINFO", "GROUPS", stream):
-                info = await _group(client, stream, topic, _fields(reply))
-                groups[topic, info.group] = _sum(groups.get((topic, info.group)), info)
-    return [groups[name] for name in sorted(groups)]
-
-
-def _sum(known: GroupInfo | None, info: GroupInfo) -> GroupInfo:
-    if known is None:
-        return info
-    active = [t for t in (known.last_active, info.last_active) if t is not None]
-    in_flight = (known.in_flight or 0) + (info.in_flight or 0)
-    return replace(known, lag=known.lag + info.lag, in_flight=in_flight,
-                   last_active=max(active) if active else None)  # fmt: skip
+                groups.append(await _group(client, stream, topic, _fields(reply)))
+    return merge_groups(groups)
 
 
 async def drop_group(client: Redis, keys: Keys, errors: ErrorMap, topic: str, group: str) -> None:
