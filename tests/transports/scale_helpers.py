@@ -145,6 +145,8 @@ async def _follow(
 ) -> None:
     assert process.stdout is not None
     while line := await process.stdout.readline():
+        if not line.endswith(b"\n"):
+            break  # cut short by a SIGKILL
         worker, key, seq, at = line.split()
         handled.append(Handling(worker.decode(), key.decode(), int(seq), int(at)))
         changed.set()

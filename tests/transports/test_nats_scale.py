@@ -20,9 +20,10 @@ from tidings.transports.nats.groups import durable_name
 
 @pytest.fixture
 async def url(nats_url: str) -> AsyncIterator[str]:
-    """A stream of this test only; an ack wait of one second, so leases of 1.5 seconds."""
+    """A stream of this test only; an ack wait and pull requests of one second, so leases of
+    three seconds."""
     tag = uuid.uuid4().hex[:10]
-    url = f"{nats_url}?stream=X{tag}&prefix=x{tag}&ack_wait=1"
+    url = f"{nats_url}?stream=X{tag}&prefix=x{tag}&ack_wait=1&pull_expires=1"
     yield url
     await delete_streams(nats_url, NatsOptions.from_url(url))
 

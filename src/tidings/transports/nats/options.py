@@ -73,10 +73,12 @@ class NatsOptions:
 
     @property
     def lease(self) -> float:
-        """Seconds a partition's lease lasts: ``1.5 * ack_wait``, so that what a dead owner
-        left unsettled is due for redelivery before its partitions go to another subscription
-        (which JetStream then hands the redeliveries first)."""
-        return 1.5 * self.ack_wait
+        """Seconds a partition's lease lasts: ``ack_wait + pull_expires + 1``. A dead owner's
+        pull requests may still take messages until they expire; a lease that long lets all
+        it took come due for redelivery before its partitions go to another subscription
+        (which JetStream then hands the redeliveries first). The 1 is the longest time between
+        two renewals."""
+        return self.ack_wait + self.pull_expires + 1.0
 
     @property
     def lease_bucket(self) -> str:

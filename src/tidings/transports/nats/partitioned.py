@@ -12,9 +12,11 @@ by the kit's :class:`~tidings.transports.kit.ownership.Ownership` over :class:`N
 * presence is the key ``members.<scope>``: a JSON map of live subscriptions to when their
   presence ends, rewritten by each at the revision it read.
 
-A partition's lease lasts ``1.5 * ack_wait``: what a dead owner left unsettled is due for
-redelivery before its lease runs out, and JetStream hands a consumer's redeliveries out before
-new messages, so the next owner handles them first.
+A partition's lease lasts ``ack_wait + pull_expires + 1`` seconds: what a dead owner took
+(through its pull requests, which outlive it until they expire) is due for redelivery before its
+lease runs out, and JetStream hands a consumer's redeliveries out before new messages, so the
+next owner handles them first. A subscription giving a partition up waits, besides for what it
+handed out to be settled, for its pull requests of that partition to expire.
 """
 
 from __future__ import annotations

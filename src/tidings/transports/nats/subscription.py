@@ -184,10 +184,14 @@ class NatsSubscription:
                 await self._pull()
 
     async def settled(self) -> None:
-        """Return once every delivery handed out so far is settled."""
+        """Return once every delivery handed out so far is settled and (after :meth:`aclose`)
+        the pull requests sent have expired: until then the server may still hand them
+        messages, which would come again only after ``ack_wait``."""
         while self._unsettled:
             self._all_settled.clear()
             await self._all_settled.wait()
+        if self._closed:
+            await asyncio.sleep(max(self._expires_at + _GRACE - time.monotonic(), 0.0))
 
     def reset(self) -> None:
         """The connection was re-established: pull requests made before are gone."""
