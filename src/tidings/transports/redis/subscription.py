@@ -1,7 +1,9 @@
 """Consumer-group subscriptions on Redis streams, and their deliveries.
 
-A subscription is one consumer (a unique name) of its group on every stream it reads: one topic,
-or every topic matching its pattern. Its loop, on a connection of its own:
+A subscription is one consumer (a unique name) of its group on every stream it reads: the topic
+streams of one topic or of every topic matching its pattern, and their partition streams of the
+partitions it owns (:mod:`.partitioned`, kept by the kit's ownership). Its loop, on a connection
+of its own:
 
 * reads new entries with ``XREADGROUP … COUNT <room> BLOCK …`` (room: ``prefetch`` minus the
   deliveries not yet settled), in stream order;

@@ -5,7 +5,9 @@ Each topic is a stream (``<prefix>:topic:<topic>``, layout in
 created at id ``0`` so a new group reads the stream's whole history; each subscription is one
 consumer of its group, named uniquely, so the subscriptions of a group compete for messages and
 every group gets all of them. Redis has no stream wildcards: a pattern subscription reads every
-stream whose topic matches, looking for new matching topics every ``discovery`` seconds.
+stream whose topic matches, looking for new matching topics every ``discovery`` seconds. A keyed
+message goes to its key's partition stream instead, which one subscription of a group reads at a
+time (see :mod:`.partitioned`): a group's messages of one key are handled in order.
 
 Delivery is at least once. A delivery not settled within ``lease`` seconds (its consumer died) is
 claimed by another subscription of the group (XAUTOCLAIM); live subscriptions extend the lease of
