@@ -25,6 +25,7 @@ from tidings.transports.nats import (
     NatsOptions,
     NatsSubscription,
     NatsTransport,
+    PartitionedSubscription,
     durable_name,
 )
 
@@ -38,7 +39,7 @@ Factory = Callable[..., NatsTransport]
 async def delete_streams(url: str, options: NatsOptions) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
-    for stream in (options.stream, options.dead_letter_stream):
+    for stream in (options.stream, options.dead_letter_stream, f"KV_{options.lease_bucket}"):
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream)
     await nc.close()
@@ -75,7 +76,7 @@ async def transport(transports: Factory) -> NatsTransport:
 
 
 async def take(
-    subscription: NatsSubscription, count: int, *, ack: bool = False
+    subscription: PartitionedSubscription | NatsSubscription, count: int, *, ack: bool = False
 ) -> list[NatsDelivery]:
     """The next ``count`` deliveries, acked as they come when ``ack``."""
     got: list[NatsDelivery] = []
@@ -91,7 +92,7 @@ async def take(
     return got
 
 
-async def take_acked(subscription: NatsSubscription, count: int) -> list[Message]:
+async def take_acked(subscription: PartitionedSubscription, count: int) -> list[Message]:
     return [d.message for d in await take(subscription, count, ack=True)]
 
 

@@ -25,9 +25,11 @@ from tidings.testing.receiver import Receiver, opened, waiting
 from tidings.transports import from_url
 from tidings.transports.base import Delivery
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.partitions import partition_of
 from tidings.transports.redis import RedisOptions, RedisTransport
 from tidings.transports.redis.settlement import Settlement
 from tidings.transports.redis.transport import LOST, connect
+from tidings.transports.redis.wire import Keys
 
 TIMEOUT = 30.0
 
@@ -383,3 +385,20 @@ async def test_foreign_entries_in_the_topic_set_do_not_stop_a_wildcard_subscript
     finally:
         await client.aclose()
     assert handled == [9]
+
+
+async def test_keyed_messages_go_to_their_partitions_stream(url: str, raw: redis.Redis) -> None:
+    """A keyed message is an entry of its key's partition stream, one without a key of the
+    topic's stream; the group is listed once, its lag summed over both."""
+    options = RedisOptions.from_url(f"{url}&partitions=4")
+    keyed = Message("test.item", b"k", key="user-1")
+    async with RedisTransport(options) as transport:
+        await transport.publish("split", [keyed, *_messages(2)])
+        keys = Keys(options.prefix)
+        partition = keys.partition("split", partition_of("user-1", 4))
+        assert await raw.xlen(partition) == 1
+        assert await raw.xlen(keys.stream("split")) == 2
+        for stream in (partition, keys.stream("split")):
+            await raw.xgroup_create(stream, "g", id="0")
+        (info,) = [i for i in await transport.groups() if i.topic == "split"]
+        assert (info.group, info.lag) == ("g", 3)

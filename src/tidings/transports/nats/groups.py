@@ -1,8 +1,10 @@
 """The consumer groups on NATS JetStream: the durable consumers of the transport's stream.
 
 A group's subscription to a topic or pattern is one durable pull consumer, named by
-:func:`durable_name`, its ``filter_subject`` the pattern. Each consumer carries its group's name
-as its description (consumers made before that was done are listed under their consumer name).
+:func:`durable_name`, its ``filter_subject`` the pattern, for messages without a key; and one
+per partition of the keyed ones (:func:`partition_config`), listed together with it. Each
+consumer carries its group's name as its description (consumers made before that was done are
+listed under their consumer name).
 Lag is what the consumer has not delivered yet (``num_pending``) plus what it delivered and was
 not acknowledged (``num_ack_pending``, the in-flight count); the last activity is its last
 delivery.
@@ -20,7 +22,14 @@ from tidings.transports.base import GroupInfo
 from tidings.transports.nats.options import NatsOptions
 from tidings.transports.nats.wire import subject_for
 
-__all__ = ["consumer_config", "consumers", "durable_name", "group_info"]
+__all__ = [
+    "consumer_config",
+    "consumer_configs",
+    "consumers",
+    "durable_name",
+    "group_info",
+    "partition_config",
+]
 
 _PAGE = 256
 """Consumers per page of JetStream's consumer list."""
@@ -49,6 +58,30 @@ def consumer_config(group: str, topic: str, options: NatsOptions) -> ConsumerCon
     )
 
 
+def partition_config(
+    group: str, topic: str, partition: int, options: NatsOptions
+) -> ConsumerConfig:
+    """The durable consumer of ``group`` on partition ``partition`` of ``topic``: as
+    :func:`consumer_config`, on the partition's subject."""
+    config = consumer_config(group, topic, options)
+    config.durable_name = f"{config.durable_name}_p{partition}"
+    config.filter_subject = subject_for(f"{options.partition_prefix}.{partition}", topic)
+    return config
+
+
+def consumer_configs(
+    group: str, topic: str, partition: int | None, options: NatsOptions
+) -> list[ConsumerConfig]:
+    """The consumers a subscription reads from, the one it pulls from first: ``partition``'s,
+    or the shared one followed by every partition's (made with it, so that the group's lag
+    counts keyed messages before any subscription owns their partition)."""
+    if partition is not None:
+        return [partition_config(group, topic, partition, options)]
+    partitions = range(options.partitions)
+    shared = consumer_config(group, topic, options)
+    return [shared, *(partition_config(group, topic, n, options) for n in partitions)]
+
+
 async def consumers(js: JetStreamContext, stream: str) -> list[ConsumerInfo]:
     """Every consumer of ``stream``, page by page."""
     found: list[ConsumerInfo] = []
@@ -60,10 +93,14 @@ async def consumers(js: JetStreamContext, stream: str) -> list[ConsumerInfo]:
 
 
 def group_info(consumer: ConsumerInfo, prefix: str) -> GroupInfo:
-    """What ``consumer`` tells of its group; its topic is its filter subject less ``prefix``."""
+    """What ``consumer`` tells of its group; its topic is its filter subject less ``prefix``
+    (and, for a partition's consumer, less the partition prefix and number)."""
     config = consumer.config
     subject = config.filter_subject or ">"
-    topic = subject.removeprefix(f"{prefix}.")
+    if subject.startswith(f"{prefix}#."):
+        topic = subject.removeprefix(f"{prefix}#.").split(".", 1)[1]
+    else:
+        topic = subject.removeprefix(f"{prefix}.")
     pending = consumer.num_pending or 0
     in_flight = consumer.num_ack_pending or 0
     delivered = consumer.delivered

@@ -8,6 +8,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from tidings.transports.kit.options import query_options, redacted_repr
+from tidings.transports.kit.partitions import DEFAULT_PARTITIONS, check_partitions
 from tidings.transports.kit.tls import check_client_certificate, client_context, wants_tls
 from tidings.urls import redact
 
@@ -29,6 +30,10 @@ class NatsOptions:
     """Storage of streams this transport creates; ``file`` survives a server restart."""
     ack_wait: float = 30.0
     """Seconds before a delivery nobody settled is delivered again (consumer ``ack_wait``)."""
+    partitions: int = DEFAULT_PARTITIONS
+    """Partitions per topic for keyed messages (see :mod:`tidings.transports.kit.partitions`):
+    at most this many subscriptions of a group share a topic's keyed messages. Every process
+    publishing to or consuming a topic must use the same number."""
     max_ack_pending: int = 10_000
     """Unsettled deliveries per group across all its subscriptions (consumer setting)."""
     duplicate_window: float = 120.0
@@ -60,8 +65,29 @@ class NatsOptions:
     def dead_letter_prefix(self) -> str:
         return f"{self.prefix}_dlq"
 
+    @property
+    def partition_prefix(self) -> str:
+        """Subject prefix of keyed messages: partition ``n`` of topic ``a.b`` is subject
+        ``<prefix>#.<n>.a.b`` (``#`` is no topic's, so no topic pattern matches it)."""
+        return f"{self.prefix}#"
+
+    @property
+    def lease(self) -> float:
+        """Seconds a partition's lease lasts: ``ack_wait + pull_expires + 1``. A dead owner's
+        pull requests may still take messages until they expire; a lease that long lets all
+        it took come due for redelivery before its partitions go to another subscription
+        (which JetStream then hands the redeliveries first). The 1 is the longest time between
+        two renewals."""
+        return self.ack_wait + self.pull_expires + 1.0
+
+    @property
+    def lease_bucket(self) -> str:
+        """The key-value bucket of the partition leases."""
+        return f"{self.stream}_PARTITIONS"
+
     def __post_init__(self) -> None:
         check_client_certificate("nats", self.tls_cert, self.tls_key)
+        check_partitions("nats", self.partitions)
 
     def __repr__(self) -> str:
         return redacted_repr(self)

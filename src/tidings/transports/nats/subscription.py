@@ -116,6 +116,7 @@ class NatsSubscription:
         """Messages asked for and not yet handed out: in flight from the server or buffered."""
         self._unsettled = 0
         """Deliveries handed out and neither acked nor nacked."""
+        self._all_settled = asyncio.Event()
         self._expires_at = 0.0
         self._gone = False
         """The group's consumer was deleted (``tidings groups drop``): create it again."""
@@ -175,10 +176,22 @@ class NatsSubscription:
             return
         delivery._settled = True
         self._unsettled -= 1
+        if not self._unsettled:
+            self._all_settled.set()
         self._settler.record((delivery._msg, payload))
         if not self._closed and self._room() >= self._low_water:
             with suppress(TidingsError):  # the iterating task asks again
                 await self._pull()
+
+    async def settled(self) -> None:
+        """Return once every delivery handed out so far is settled and (after :meth:`aclose`)
+        the pull requests sent have expired: until then the server may still hand them
+        messages, which would come again only after ``ack_wait``."""
+        while self._unsettled:
+            self._all_settled.clear()
+            await self._all_settled.wait()
+        if self._closed:
+            await asyncio.sleep(max(self._expires_at + _GRACE - time.monotonic(), 0.0))
 
     def reset(self) -> None:
         """The connection was re-established: pull requests made before are gone."""

@@ -8,7 +8,9 @@ when missing; an existing stream is used as it is.
 A group's subscription to a topic or pattern is a durable pull consumer on that stream (one per
 group and pattern, see :mod:`.groups`; ``*`` and ``>`` are NATS's own wildcards), so
 subscriptions of a group compete for its messages, every group gets all of them, and a new
-group starts at the oldest message the stream still holds. The consumer redelivers a message
+group starts at the oldest message the stream still holds. Keyed messages go to one of
+``partitions`` partition subjects instead, each read by one subscription of a group at a time
+(:mod:`.partitioned`): a key's messages are handled in order. The consumer redelivers a message
 that was nacked (after the nack's delay) or not settled within ``ack_wait``, without limit: the
 consumer loop decides when a message has had enough attempts.
 
@@ -33,15 +35,18 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
+from nats.js.kv import KeyValue
 
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TidingsError
 from tidings.message import Message
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.partitions import merge_groups, partition_of
 from tidings.transports.nats import fast_path
 from tidings.transports.nats.dead_letters import NatsDeadLetterStore
-from tidings.transports.nats.groups import consumer_config, consumers, durable_name, group_info
+from tidings.transports.nats.groups import consumer_configs, consumers, durable_name, group_info
 from tidings.transports.nats.options import NatsOptions
+from tidings.transports.nats.partitioned import NatsLeases, PartitionedSubscription
 from tidings.transports.nats.publish import Publisher
 from tidings.transports.nats.subscription import NatsSubscription
 from tidings.transports.nats.wire import subject_for
@@ -54,7 +59,7 @@ T = TypeVar("T")
 
 FEATURES = Features(
     persistent=True,
-    ordered_per_key=False,  # competing subscriptions of a group split messages without key affinity
+    ordered_per_key=True,  # a key's partition is read by one subscription of a group at a time
     consumer_groups=True,
     native_delay=True,
     replays_history=True,
@@ -100,7 +105,8 @@ class NatsTransport:
         self._publisher: Publisher | None = None
         self._connected = asyncio.Event()
         self._start_lock = asyncio.Lock()
-        self._subscriptions: weakref.WeakSet[NatsSubscription] = weakref.WeakSet()
+        self._subscriptions: weakref.WeakSet[PartitionedSubscription] = weakref.WeakSet()
+        self._bucket: KeyValue | None = None
         self._consumers: set[str] = set()
         self._last_error: Exception | None = None
         self._closed = False
@@ -153,25 +159,43 @@ class NatsTransport:
         Raises ValueError for a pattern, a header that NATS cannot carry or a message larger than
         the server's limit (nothing is sent then); TransportError or ServiceUnavailable.
         """
-        await self._publish_subject(subject_for(self.options.prefix, topic), messages)
+        options = self.options
+        subject_for(options.prefix, topic)  # ValueError before anything is sent
+        subjects: dict[str, list[Message]] = {}
+        for message in messages:
+            key = message.key
+            prefix = options.prefix
+            if key is not None:
+                prefix = f"{options.partition_prefix}.{partition_of(key, options.partitions)}"
+            subjects.setdefault(f"{prefix}.{topic}", []).append(message)
+        await asyncio.gather(*(self._publish_subject(s, m) for s, m in subjects.items()))
 
-    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> NatsSubscription:
-        """Deliveries of ``topic`` (a pattern is allowed) for ``group``; see the module doc."""
+    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> PartitionedSubscription:
+        """Deliveries of ``topic`` (a pattern is allowed) for ``group``; see the module doc.
+        At most ``prefetch`` deliveries are unsettled per consumer read (the shared one and
+        each partition's)."""
         if self._closed:
             raise ClosedError("the NATS transport was closed")
-        subject_for(self.options.prefix, topic)  # raise ValueError here, not in the consumer
+        options = self.options
+        subject_for(options.prefix, topic)  # raise ValueError here, not in the consumer
 
-        async def attach(again: bool) -> tuple[NATS, str]:
-            return await self._attach(group, topic, again=again)
+        def reading(partition: int | None) -> NatsSubscription:
+            async def attach(again: bool) -> tuple[NATS, str]:
+                return await self._attach(group, topic, partition, again=again)
 
-        subscription = NatsSubscription(
-            topic,
-            group,
-            prefetch=prefetch,
-            attach=attach,
-            errors=self._errors,
-            topic_start=len(self.options.prefix) + 1,
-            expires=self.options.pull_expires,
+            prefix = options.prefix
+            if partition is not None:
+                prefix = f"{options.partition_prefix}.{partition}"
+            return NatsSubscription(
+                topic, group, prefetch=prefetch, attach=attach, errors=self._errors,
+                topic_start=len(prefix) + 1, expires=options.pull_expires,
+            )  # fmt: skip
+
+        leases = NatsLeases(
+            self._leases, self._errors, scope=durable_name(group, topic), lease=options.lease
+        )
+        subscription = PartitionedSubscription(
+            reading(None), reading, leases, count=options.partitions
         )
         self._subscriptions.add(subscription)
         return subscription
@@ -183,20 +207,23 @@ class NatsTransport:
         found = await self._request(
             f"listing the consumers of {stream}", lambda js: consumers(js, stream)
         )
-        groups = [group_info(consumer, self.options.prefix) for consumer in found]
-        return sorted(groups, key=lambda info: (info.topic, info.group))
+        return merge_groups(group_info(consumer, self.options.prefix) for consumer in found)
 
     async def drop_group(self, topic: str, group: str) -> None:
-        """Delete ``group``'s durable consumer of ``topic`` (or pattern); raises NotFound."""
+        """Delete ``group``'s durable consumers of ``topic`` (or pattern); raises NotFound."""
         name = durable_name(group, topic)
-        try:
-            await self._request(
-                f"deleting the consumer {name}",
-                lambda js: js.delete_consumer(self.options.stream, name),
-            )
-        except NotFound:
-            raise NotFound(f"no group {group!r} on {topic!r}") from None
-        self._consumers.discard(name)
+        names = [name] + [f"{name}_p{n}" for n in range(self.options.partitions)]
+        found = False
+        for each in names:
+            with suppress(NotFound):
+                await self._request(
+                    f"deleting the consumer {each}",
+                    lambda js, each=each: js.delete_consumer(self.options.stream, each),  # type: ignore[misc]
+                )
+                found = True
+            self._consumers.discard(each)
+        if not found:
+            raise NotFound(f"no group {group!r} on {topic!r}")
 
     def dead_letters(self) -> NatsDeadLetterStore:
         options = self.options
@@ -233,21 +260,36 @@ class NatsTransport:
         with self._errors.mapping(f"publishing to {subject}"):
             await publisher.publish(subject, messages)
 
-    async def _attach(self, group: str, topic: str, *, again: bool) -> tuple[NATS, str]:
-        """Make sure the consumer of ``group`` on ``topic`` exists (``again``: it was deleted,
-        create it even if this transport made it before); the connection and its pull
-        subject."""
+    async def _attach(
+        self, group: str, topic: str, partition: int | None, *, again: bool
+    ) -> tuple[NATS, str]:
+        """Make sure the consumer of ``group`` on ``topic`` (or one of its partitions) exists
+        (``again``: it was deleted, create it even if this transport made it before); the
+        connection and its pull subject."""
         nc, _ = await self._client()
         stream = self.options.stream
-        config = consumer_config(group, topic, self.options)
-        name = config.durable_name
-        assert name is not None
-        if again or name not in self._consumers:
-            await self._request(
-                f"creating the consumer {name}", lambda js: js.add_consumer(stream, config)
-            )
-            self._consumers.add(name)
+        configs = consumer_configs(group, topic, partition, self.options)
+        for config in configs:
+            name = config.durable_name
+            assert name is not None
+            if again or name not in self._consumers:
+                await self._request(
+                    f"creating the consumer {name}",
+                    lambda js, config=config: js.add_consumer(stream, config),  # type: ignore[misc]
+                )
+                self._consumers.add(name)
+        name = configs[0].durable_name
         return nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
+
+    async def _leases(self) -> KeyValue:
+        """The bucket of the partition leases, created when missing."""
+        if self._bucket is None:
+            options = self.options
+            self._bucket = await self._request(
+                f"opening the bucket {options.lease_bucket}",
+                lambda js: js.create_key_value(bucket=options.lease_bucket, ttl=options.lease),
+            )
+        return self._bucket
 
     async def _request(self, doing: str, call: Callable[[JetStreamContext], Awaitable[T]]) -> T:
         """``call(js)`` while ``doing`` something: see :meth:`_guarded`."""
@@ -306,7 +348,7 @@ class NatsTransport:
     async def _ensure_stream(self, js: JetStreamContext, name: str, prefix: str) -> None:
         config = StreamConfig(
             name=name,
-            subjects=[f"{prefix}.>"],
+            subjects=[f"{prefix}.>", f"{prefix}#.>"],
             storage=StorageType(self.options.storage),
             duplicate_window=self.options.duplicate_window,
         )

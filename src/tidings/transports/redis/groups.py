@@ -1,7 +1,8 @@
 """The consumer groups on Redis: the consumer groups of the topics' streams.
 
 A group of a pattern subscription is a group on each stream it matched, so it is listed (and
-dropped) per concrete topic. Lag is what Redis counts as not yet delivered to the group
+dropped) per concrete topic; a topic's group is its group on the topic's stream and on each of
+its partition streams, summed. Lag is what Redis counts as not yet delivered to the group
 (``XINFO GROUPS`` ``lag``, or the stream's length when Redis cannot tell, as after a trim) plus
 what was delivered and not acknowledged (``pending``); the last activity is the most recent
 interaction of any of its consumers.
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 from tidings.errors import NotFound
 from tidings.transports.base import GroupInfo
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.partitions import merge_groups
 from tidings.transports.redis.wire import Keys, command
 
 __all__ = ["drop_group", "list_groups"]
@@ -28,12 +30,12 @@ def _fields(reply: list[Any]) -> dict[str, Any]:
     return {name.decode(): value for name, value in zip(reply[::2], reply[1::2], strict=True)}
 
 
-async def _streams(client: Redis, prefix: str) -> list[bytes]:
+async def _streams(client: Redis, prefix: str, pattern: str = "*") -> list[bytes]:
     streams: list[bytes] = []
     cursor: Any = 0
     while True:
         cursor, keys = await command(
-            client, "SCAN", cursor, "MATCH", prefix.translate(_GLOB) + "*", "COUNT", 1000,
+            client, "SCAN", cursor, "MATCH", prefix.translate(_GLOB) + pattern, "COUNT", 1000,
             "TYPE", "stream",
         )  # fmt: skip
         streams.extend(keys)
@@ -56,20 +58,24 @@ async def _group(client: Redis, stream: bytes, topic: str, info: dict[str, Any])
 async def list_groups(client: Redis, keys: Keys, errors: ErrorMap) -> list[GroupInfo]:
     """Every group on every topic's stream under ``keys``, sorted by topic then group."""
     prefix = keys.stream("")
-    groups = []
+    groups: list[GroupInfo] = []
     with errors.mapping("listing the groups"):
         for stream in await _streams(client, prefix):
             topic = stream.decode()[len(prefix) :]
+            if topic != (base := topic.rpartition("#")[0]) and "#" not in base and base:
+                topic = base  # a partition's stream (topics hold no "#")
             for reply in await command(client, "XINFO", "GROUPS", stream):
                 groups.append(await _group(client, stream, topic, _fields(reply)))
-    return sorted(groups, key=lambda info: (info.topic, info.group))
+    return merge_groups(groups)
 
 
 async def drop_group(client: Redis, keys: Keys, errors: ErrorMap, topic: str, group: str) -> None:
-    """``XGROUP DESTROY`` the group on ``topic``'s stream; raises NotFound."""
+    """``XGROUP DESTROY`` the group on ``topic``'s streams; raises NotFound."""
     stream = keys.stream(topic)
+    destroyed = 0
     with errors.mapping(f"dropping {group!r}"):
-        exists = await command(client, "EXISTS", stream)
-        destroyed = exists and await command(client, "XGROUP", "DESTROY", stream, group)
+        for name in [stream.encode(), *await _streams(client, stream, "#*")]:
+            if await command(client, "EXISTS", name):
+                destroyed += await command(client, "XGROUP", "DESTROY", name, group)
     if not destroyed:
         raise NotFound(f"no group {group!r} on {topic!r}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from tidings.transports.kit.options import query_options
+from tidings.transports.kit.partitions import DEFAULT_PARTITIONS, check_partitions
 from tidings.transports.kit.tls import check_client_certificate, wants_tls
 from tidings.urls import redact
 
@@ -46,8 +47,13 @@ class RedisOptions:
     """Trim each stream to about this many entries on publish (``MAXLEN ~``); None keeps all.
     Trimming drops entries whether or not every group has read them."""
     lease: float = 30.0
-    """Seconds a delivery may stay unsettled before another subscription may claim it: how
-    long a crashed consumer's messages wait. Live subscriptions extend it while handlers run."""
+    """Seconds a delivery may stay unsettled before another subscription may claim it, and a
+    partition's lease: how long a crashed consumer's messages wait. Live subscriptions extend
+    both while they run."""
+    partitions: int = DEFAULT_PARTITIONS
+    """Partitions per topic for keyed messages (see :mod:`tidings.transports.kit.partitions`):
+    at most this many subscriptions of a group share a topic's keyed messages. Every process
+    publishing to or consuming a topic must use the same number."""
     discovery: float = 1.0
     """Seconds between looks for new topics matching a pattern subscription."""
     reconnect: float = 10.0
@@ -87,6 +93,7 @@ class RedisOptions:
         for name in ("lease", "discovery", "reconnect", "timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"redis option {name} must be positive")
+        check_partitions("redis", self.partitions)
         if self.maxlen is not None and self.maxlen < 1:
             raise ValueError("redis option maxlen must be positive")
         if not self.prefix or not self.consumer or any(c.isspace() for c in self.consumer):

@@ -22,25 +22,61 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tidings.errors import ClosedError
+from tidings.message import Message
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.settle import Settler
 from tidings.transports.kit.supervise import supervise
 from tidings.transports.redis.wire import command, stream_gone
 
-__all__ = ["Entry", "Settlement"]
+__all__ = ["Entry", "RedisDelivery", "Settlement"]
 
 Entry = tuple[bytes, bytes]
 """A stream key and the id of an entry in it."""
 
 _Settled = tuple[bytes, bytes, float | None]
 """Stream, entry id, and None for an ack or the nack's delay in seconds."""
+
+
+class RedisDelivery:
+    """One stream entry handed to one subscription. Settling twice does nothing; settling after
+    the transport closed does nothing either (the message comes again)."""
+
+    __slots__ = ("_settle", "_settled", "attempt", "entry", "message", "stream")
+
+    def __init__(
+        self,
+        settle: Callable[[bytes, bytes, float | None], None],
+        stream: bytes,
+        entry: bytes,
+        message: Message,
+        attempt: int,
+    ) -> None:
+        self._settle = settle
+        self._settled = False
+        self.stream = stream
+        self.entry = entry
+        self.message = message
+        self.attempt = attempt
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._settle(self.stream, self.entry, None)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        if not self._settled:
+            self._settled = True
+            self._settle(self.stream, self.entry, max(delay, 0.0))
+
+    def __repr__(self) -> str:
+        return f"RedisDelivery({self.entry!r}, attempt={self.attempt}, {self.message!r})"
 
 
 class Settlement:
@@ -100,6 +136,13 @@ class Settlement:
         self._held.pop((stream, entry), None)
         self._settler.record((stream, entry, delay))
 
+    async def drained(self, streams: Collection[bytes]) -> None:
+        """Return once no entry of ``streams`` is held (handed out and not settled, or nacked
+        for longer than a lease)."""
+        while any(stream in streams for stream, _ in self._held):
+            self.freed.clear()
+            await self.freed.wait()
+
     def stop_keeping(self) -> None:
         """Stop extending leases (the subscription closed): what is held and never settled comes
         again after the lease, or at once when the transport closes."""
@@ -158,6 +201,7 @@ class Settlement:
                 if due is not None and due - now < self._lease:
                     del self._held[held]
                     self._settler.record((*held, max(due - now, 0.0)))
+                    self.freed.set()  # no longer held: a drain may be waiting for it
                 else:
                     kept.append(held)
             commands = [self._claim(stream, ids) for stream, ids in _by_stream(kept).items()]

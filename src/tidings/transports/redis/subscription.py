@@ -1,7 +1,9 @@
 """Consumer-group subscriptions on Redis streams, and their deliveries.
 
-A subscription is one consumer (a unique name) of its group on every stream it reads: one topic,
-or every topic matching its pattern. Its loop, on a connection of its own:
+A subscription is one consumer (a unique name) of its group on every stream it reads: the topic
+streams of one topic or of every topic matching its pattern, and their partition streams of the
+partitions it owns (:mod:`.partitioned`, kept by the kit's ownership). Its loop, on a connection
+of its own:
 
 * reads new entries with ``XREADGROUP … COUNT <room> BLOCK …`` (room: ``prefetch`` minus the
   deliveries not yet settled), in stream order;
@@ -25,17 +27,17 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tidings.errors import ClosedError
-from tidings.message import Message
 from tidings.topics import is_pattern, matches
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.ownership import Ownership
 from tidings.transports.redis.options import RedisOptions
-from tidings.transports.redis.settlement import Settlement
+from tidings.transports.redis.partitioned import RedisLeases, StreamSet
+from tidings.transports.redis.settlement import RedisDelivery, Settlement
 from tidings.transports.redis.wire import Keys, command, decode, stream_gone
 
 __all__ = ["MAX_BLOCK", "RedisDelivery", "RedisSubscription"]
@@ -45,41 +47,6 @@ logger = logging.getLogger("tidings.transports.redis")
 MAX_BLOCK = 2.0
 """Seconds one XREADGROUP may wait on the server for new entries."""
 _UNBLOCK_TRIES = 20
-
-
-class RedisDelivery:
-    """One stream entry handed to one subscription. Settling twice does nothing; settling after
-    the transport closed does nothing either (the message comes again)."""
-
-    __slots__ = ("_settle", "_settled", "attempt", "entry", "message", "stream")
-
-    def __init__(
-        self,
-        settle: Callable[[bytes, bytes, float | None], None],
-        stream: bytes,
-        entry: bytes,
-        message: Message,
-        attempt: int,
-    ) -> None:
-        self._settle = settle
-        self._settled = False
-        self.stream = stream
-        self.entry = entry
-        self.message = message
-        self.attempt = attempt
-
-    async def ack(self) -> None:
-        if not self._settled:
-            self._settled = True
-            self._settle(self.stream, self.entry, None)
-
-    async def nack(self, delay: float = 0.0) -> None:
-        if not self._settled:
-            self._settled = True
-            self._settle(self.stream, self.entry, max(delay, 0.0))
-
-    def __repr__(self) -> str:
-        return f"RedisDelivery({self.entry!r}, attempt={self.attempt}, {self.message!r})"
 
 
 class RedisSubscription:
@@ -111,9 +78,9 @@ class RedisSubscription:
         self._lease_ms = max(int(options.lease * 1000), 1)
         self._claim_every = min(max(options.lease / 4, 0.05), 5.0)
         self._pattern = is_pattern(topic)
-        self._streams: dict[bytes, str] = {}  # stream key -> topic
+        self._set = StreamSet(keys)
+        self._new: dict[bytes, str] = {}  # streams gained, their group not yet created
         self._ignored: set[bytes] = set()  # keys in the topic set that hold no stream
-        self._tail: tuple[Any, ...] = ()  # STREAMS <keys…> <">"…>
         self._cursors: dict[bytes, bytes] = {}  # XAUTOCLAIM position per stream
         self._reader: Redis | None = None
         self._reader_id: int | None = None
@@ -130,6 +97,14 @@ class RedisSubscription:
             lease=options.lease,
             nacked=self._nacked,
         )
+        leases = RedisLeases(
+            connected, errors, keys, topic=topic, group=group, consumer=self.consumer,
+            lease=options.lease,
+        )  # fmt: skip
+        self._ownership = Ownership(
+            leases, count=options.partitions, lease=options.lease, name=self.consumer,
+            start=self._own, stop=self._disown, drained=self._drained,
+        )  # fmt: skip
         self._stepping = False
         self._stepped = asyncio.Event()
         self._closing = asyncio.Event()
@@ -175,6 +150,9 @@ class RedisSubscription:
     async def _step(self) -> list[RedisDelivery]:
         if not self._ready:
             await self._prepare()
+        if self._new:
+            new, self._new = self._new, {}
+            await self._create_groups(new)
         now = time.monotonic()
         if self._pattern and now >= self._discover_at:
             await self._discover()
@@ -183,7 +161,7 @@ class RedisSubscription:
             self._settlement.freed.clear()
             await self._settlement.freed.wait()
             return []
-        if not self._streams:
+        if not self._set.streams:
             await self._pause(self._discover_at - now)
             return []
         claim_at = min(self._claim_at, self._wakes[0]) if self._wakes else self._claim_at
@@ -207,9 +185,10 @@ class RedisSubscription:
             self._discover_at = 0.0
             await self._discover()
         else:
-            self._streams = {self._keys.stream(self.topic).encode(): self.topic}
-            self._tail = ("STREAMS", *self._streams, ">")
-        await self._create_groups(self._streams)
+            self._set.add_topics({self._keys.stream(self.topic).encode(): self.topic})
+        await self._create_groups(self._set.streams)
+        self._new.clear()
+        self._ownership.run()
         self._ready = True
 
     async def _create_groups(self, streams: Iterable[bytes]) -> set[bytes]:
@@ -238,7 +217,7 @@ class RedisSubscription:
             if "\ufffd" in topic:
                 continue  # not a topic tidings wrote (not UTF-8): no tidings stream behind it
             stream = keys.stream(topic).encode()
-            if stream not in self._streams and matches(self.topic, topic):
+            if stream not in self._set.streams and matches(self.topic, topic):
                 found[stream] = topic
         if found:
             for stream in await self._create_groups(found):
@@ -246,14 +225,15 @@ class RedisSubscription:
                     self._ignored.add(stream)
                     logger.warning("%r holds no stream; %s leaves it alone", stream, self.topic)
                 del found[stream]
-            self._streams.update(found)
-            self._tail = ("STREAMS", *self._streams, *(">",) * len(self._streams))
+            added = self._set.add_topics(found)
+            await self._create_groups(added.keys() - found.keys())
         self._discover_at = time.monotonic() + self._discovery
 
     async def _read(self, room: int, wait: float) -> list[RedisDelivery]:
         assert self._reader is not None
         block = min(max(wait, 0.001), MAX_BLOCK)
-        count = room if len(self._streams) == 1 else max(1, room // len(self._streams))
+        tail = self._set.tail
+        count = room if len(tail) == 3 else max(1, room // (len(tail) // 2))
         self._blocked_until = time.monotonic() + block
         try:
             reply = await command(
@@ -266,35 +246,30 @@ class RedisSubscription:
                 count,
                 "BLOCK",
                 int(block * 1000) or 1,
-                *self._tail,
+                *tail,
             )
         finally:
             self._blocked_until = None
         if not reply:
             return []
-        streams, settle = self._streams, self._settlement.settle
+        topic_of, settle = self._set.topic_of, self._settlement.settle
         batch = []
         for stream, entries in reply:
-            topic = streams[stream]
+            topic = topic_of[stream]
             for entry, fields in entries:
                 batch.append(RedisDelivery(settle, stream, entry, decode(topic, fields), 1))
         return batch
 
     async def _claim(self, room: int) -> list[RedisDelivery]:
         client = await self._connected()
-        count = max(1, room // len(self._streams))
+        streams, fresh = list(self._set.streams), self._set.fresh
+        count = max(1, room // len(streams))
         async with client.pipeline(transaction=False) as pipe:
-            for stream in self._streams:
+            for stream in streams:
                 cursor = self._cursors.get(stream, b"0-0")
+                idle = 0 if stream in fresh else self._lease_ms  # a new owner takes all
                 pipe.execute_command(
-                    "XAUTOCLAIM",
-                    stream,
-                    self.group,
-                    self.consumer,
-                    self._lease_ms,
-                    cursor,
-                    "COUNT",
-                    count,
+                    "XAUTOCLAIM", stream, self.group, self.consumer, idle, cursor, "COUNT", count
                 )
             replies = await pipe.execute(raise_on_error=False)
         now = time.monotonic()
@@ -302,12 +277,14 @@ class RedisSubscription:
             heapq.heappop(self._wakes)
         self._claim_at = now + self._claim_every
         claimed: list[tuple[bytes, bytes, list[bytes]]] = []
-        for stream, reply in zip(self._streams, replies, strict=True):
+        for stream, reply in zip(streams, replies, strict=True):
             if isinstance(reply, BaseException):
                 raise reply
             self._cursors[stream] = reply[0]
             if reply[0] != b"0-0":
                 self._claim_at = now  # more to look at
+            else:
+                self._set.claimed(stream)
             claimed.extend((stream, entry, fields) for entry, fields in reply[1] if fields)
         if not claimed:
             return []
@@ -320,11 +297,29 @@ class RedisSubscription:
                 self._settlement.settle,
                 stream,
                 entry,
-                decode(self._streams[stream], fields),
+                decode(self._set.topic_of[stream], fields),
                 int(found[0][3]) if found else 2,
             )
             for (stream, entry, fields), found in zip(claimed, pending, strict=True)
         ]
+
+    async def _own(self, partitions: set[int]) -> None:
+        added = self._set.own(partitions)
+        for stream in added:
+            self._cursors.pop(stream, None)
+        self._new.update(added)
+        self._claim_at = 0.0  # claim what the last owner left before reading on
+        await self._unblock()
+
+    async def _disown(self, partitions: set[int]) -> None:
+        self._set.disown(partitions)
+        await self._unblock()  # a read of them in progress ends now
+
+    async def _drained(self, partitions: set[int]) -> None:
+        if self._stepping:  # a read that began before they were disowned
+            self._stepped.clear()
+            await self._stepped.wait()
+        await self._settlement.drained(self._set.partitions(partitions))
 
     async def _lost(self, exc: BaseException) -> None:
         self._failures += 1
@@ -379,20 +374,22 @@ class RedisSubscription:
             self._stepped.clear()
             await self._stepped.wait()
         await self._settlement.finish()
+        await self._ownership.aclose()
         with contextlib.suppress(*self._errors.unreachable, RedisError, ClosedError):
             await self._forget_consumer()
         if self._reader is not None:
             await self._reader.aclose()
 
     async def _forget_consumer(self) -> None:
-        if not self._streams:
+        streams = list(self._set.streams)
+        if not streams:
             return
         client = await self._connected()
         async with client.pipeline(transaction=False) as pipe:
-            for stream in self._streams:
+            for stream in streams:
                 pipe.execute_command("XPENDING", stream, self.group, "-", "+", 1, self.consumer)
             pending = await pipe.execute(raise_on_error=False)
-        idle = [s for s, p in zip(self._streams, pending, strict=True) if p == []]
+        idle = [s for s, p in zip(streams, pending, strict=True) if p == []]
         if idle:
             async with client.pipeline(transaction=False) as pipe:
                 for stream in idle:

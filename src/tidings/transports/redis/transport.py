@@ -5,7 +5,9 @@ Each topic is a stream (``<prefix>:topic:<topic>``, layout in
 created at id ``0`` so a new group reads the stream's whole history; each subscription is one
 consumer of its group, named uniquely, so the subscriptions of a group compete for messages and
 every group gets all of them. Redis has no stream wildcards: a pattern subscription reads every
-stream whose topic matches, looking for new matching topics every ``discovery`` seconds.
+stream whose topic matches, looking for new matching topics every ``discovery`` seconds. A keyed
+message goes to its key's partition stream instead, which one subscription of a group reads at a
+time (see :mod:`.partitioned`): a group's messages of one key are handled in order.
 
 Delivery is at least once. A delivery not settled within ``lease`` seconds (its consumer died) is
 claimed by another subscription of the group (XAUTOCLAIM); live subscriptions extend the lease of
@@ -60,16 +62,16 @@ logger = logging.getLogger("tidings.transports.redis")
 
 FEATURES = Features(
     persistent=True,
-    ordered_per_key=False,
+    ordered_per_key=True,
     consumer_groups=True,
     native_delay=False,
     replays_history=True,
     wildcards=True,
 )
 """``persistent`` holds while Redis runs, and across its restarts only with AOF or RDB on.
-Not ordered per key: competing consumers of a group take messages of one key concurrently (a
-group with one subscription gets each stream in order). ``nack`` delays are kept in Redis but
-timed by the subscriptions that claim the message."""
+Ordered per key: a key's messages go to one partition stream, read by one subscription of a
+group at a time (entries other producers add to a topic's stream have no partition). ``nack``
+delays are kept in Redis but timed by the subscriptions that claim the message."""
 
 LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 """Client errors that mean the connection is gone: worth a retry once Redis is back."""
@@ -199,7 +201,10 @@ class RedisTransport:
             return
         self._publishing += 1
         try:
-            await append(self._retrying, self.keys, self.options.maxlen, topic, messages)
+            options = self.options
+            await append(
+                self._retrying, self.keys, options.maxlen, options.partitions, topic, messages
+            )
         finally:
             self._publishing -= 1
             if not self._publishing and self._published is not None:

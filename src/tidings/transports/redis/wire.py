@@ -2,7 +2,13 @@
 
 Keys (``prefix`` defaults to ``tidings``)::
 
-    <prefix>:topic:<topic>          a stream per topic; its consumer groups are tidings' groups
+    <prefix>:topic:<topic>          a stream per topic for messages without a key; its consumer
+                                    groups are tidings' groups
+    <prefix>:topic:<topic>#<n>      a stream per partition ``n`` of the topic, for keyed messages
+    <prefix>:lease:<topic> <group>#<n>  the subscription owning partition ``n`` (with a TTL)
+    <prefix>:members:<topic> <group>    a sorted set: the live subscriptions, scored by when
+                                    their presence ends (``<topic>`` as subscribed: a pattern
+                                    too)
     <prefix>:topics                 a set of every topic published to (wildcard subscriptions
                                     look for matching topics here; Redis has no stream patterns)
     <prefix>:dead-letters           a stream of dead letters
@@ -35,6 +41,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
 from tidings.message import Message
+from tidings.transports.kit.partitions import partition_name
 from tidings.transports.kit.wire import from_wire
 
 __all__ = [
@@ -64,6 +71,15 @@ class Keys:
     def stream(self, topic: str) -> str:
         return f"{self.prefix}:topic:{topic}"
 
+    def partition(self, topic: str, partition: int) -> str:
+        return partition_name(self.stream(topic), partition)
+
+    def lease(self, topic: str, group: str, partition: int) -> str:
+        return partition_name(f"{self.prefix}:lease:{topic} {group}", partition)
+
+    def members(self, topic: str, group: str) -> str:
+        return f"{self.prefix}:members:{topic} {group}"
+
     @property
     def topics(self) -> str:
         return f"{self.prefix}:topics"
@@ -77,20 +93,21 @@ class Keys:
         return f"{self.prefix}:dead-letters:index"
 
 
-def pack_entries(messages: Sequence[Message]) -> list[EncodableT]:
-    """``messages`` as stream entries, one after the other: for each, the number of field
-    arguments followed by the fields and values (what a script adding them reads).
+def pack_entries(messages: Sequence[Message], slots: Sequence[int]) -> list[EncodableT]:
+    """``messages`` as stream entries, one after the other: for each, its slot (the same
+    position in ``slots``: which of the script's streams it goes to), the number of field
+    arguments, then the fields and values (what a script adding them reads).
 
     Raises TypeError for a message whose data is not bytes.
     """
     args: list[EncodableT] = []
     extend = args.extend
-    for message in messages:
+    for message, slot in zip(messages, slots, strict=True):
         data = message.data
         if type(data) is not bytes and not isinstance(data, _BYTES):
             raise TypeError(f"message data must be bytes at a transport, not {type(data).__name__}")
         key, headers = message.key, message.headers
-        extend((8, b"id", message.id, b"type", message.type))
+        extend((slot, 8, b"id", message.id, b"type", message.type))
         extend((b"time", repr(message.timestamp), b"data", data))
         if key is not None or headers:
             start = len(args) - 9

@@ -1,0 +1,221 @@
+"""Partitions on NATS JetStream: leases in a key-value bucket, a durable consumer per partition.
+
+A keyed message is published on its partition's subject (``<prefix>#.<n>.<topic>``, see
+:attr:`~tidings.transports.nats.options.NatsOptions.partition_prefix`); a group's subscription
+reads the group's shared consumer of the topic (messages without a key) and the group's durable
+consumer of each partition it owns. JetStream 2.9 has no pinned consumers, so ownership is kept
+by the kit's :class:`~tidings.transports.kit.ownership.Ownership` over :class:`NatsLeases`:
+
+* a lease is the key ``lease.<scope>.<n>`` of the bucket ``<stream>_PARTITIONS``, whose entries
+  last a lease (the bucket's ``ttl``): taken with ``create`` (only if absent), renewed with
+  ``update`` at the revision last written (compare-and-set), deleted at that revision too;
+* presence is the key ``members.<scope>``: a JSON map of live subscriptions to when their
+  presence ends, rewritten by each at the revision it read.
+
+A partition's lease lasts ``ack_wait + pull_expires + 1`` seconds: what a dead owner took
+(through its pull requests, which outlive it until they expire) is due for redelivery before its
+lease runs out, and JetStream hands a consumer's redeliveries out before new messages, so the
+next owner handles them first. A subscription giving a partition up waits, besides for what it
+handed out to be settled, for its pull requests of that partition to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+
+import msgspec
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from tidings.errors import TidingsError
+from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.ownership import Ownership
+from tidings.transports.nats.subscription import NatsDelivery, NatsSubscription
+
+__all__ = ["NatsLeases", "PartitionedSubscription"]
+
+_TRIES = 5
+"""Compare-and-set attempts on the members map per round (others write it too)."""
+_Members = dict[str, float]
+
+
+class NatsLeases:
+    """The partition leases and presence of one subscription (:attr:`name`, made up here) under
+    ``scope`` (its group and topic) in the bucket ``bucket()`` returns, each lasting ``lease``
+    seconds; see the module docstring."""
+
+    def __init__(
+        self,
+        bucket: Callable[[], Awaitable[KeyValue]],
+        errors: ErrorMap,
+        *,
+        scope: str,
+        lease: float,
+    ) -> None:
+        self._bucket = bucket
+        self._errors = errors
+        self._scope = scope
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._name = self.name
+        self._consumer = self.name.encode()
+        self.lease = lease
+        self._revisions: dict[int, int] = {}
+
+    async def announce(self) -> list[str]:
+        members = await self._members(lambda live: live | {self._name: time.time() + self.lease})
+        return sorted(members)
+
+    async def hold(self, held: Sequence[int], wanted: Sequence[int], limit: int) -> set[int]:
+        kv = await self._bucket()
+        mine: set[int] = set()
+        with self._errors.mapping("keeping partition leases"):
+            for partition in held:
+                last = self._revisions.pop(partition, None)
+                with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                    revision = await kv.update(self._key(partition), self._consumer, last=last)
+                    self._revisions[partition] = revision
+                    mine.add(partition)
+            for partition in wanted:
+                if len(mine) >= limit:
+                    break
+                with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                    revision = await kv.create(self._key(partition), self._consumer)
+                    self._revisions[partition] = revision
+                    mine.add(partition)
+        return mine
+
+    async def release(self, partitions: Collection[int]) -> None:
+        kv = await self._bucket()
+        with self._errors.mapping("releasing partition leases"):
+            for partition in partitions:
+                last = self._revisions.pop(partition, None)
+                if last is not None:
+                    with contextlib.suppress(nats.js.errors.APIError):  # not ours any more
+                        await kv.delete(self._key(partition), last=last)
+
+    async def leave(self) -> None:
+        await self._members(lambda live: {n: t for n, t in live.items() if n != self._name})
+
+    def _key(self, partition: int) -> str:
+        return f"lease.{self._scope}.{partition}"
+
+    async def _members(self, change: Callable[[_Members], _Members]) -> _Members:
+        """Rewrite the members map with ``change`` (expired members left out); the new map."""
+        kv = await self._bucket()
+        key = f"members.{self._scope}"
+        with self._errors.mapping("keeping the group's members"):
+            for _ in range(_TRIES):
+                try:
+                    entry = await kv.get(key)
+                    live = msgspec.json.decode(entry.value or b"{}", type=_Members)
+                    last = entry.revision
+                except nats.js.errors.KeyDeletedError as exc:
+                    live, last = {}, exc.entry.revision if exc.entry is not None else 0
+                except nats.js.errors.KeyNotFoundError:
+                    live, last = {}, 0
+                now = time.time()
+                members = change({n: t for n, t in live.items() if t > now})
+                with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                    await kv.update(key, msgspec.json.encode(members), last=last)
+                    return members
+        return members  # others kept writing: the next round tries again
+
+
+class PartitionedSubscription:
+    """A group's subscription to a topic: its ``shared`` consumer's deliveries, and those of
+    the consumer of each of ``count`` partitions it owns by ``leases`` (``partition(n)`` makes
+    that one's subscription). Iterate it from one task."""
+
+    def __init__(
+        self,
+        shared: NatsSubscription,
+        partition: Callable[[int], NatsSubscription],
+        leases: NatsLeases,
+        *,
+        count: int,
+    ) -> None:
+        self.topic, self.group = shared.topic, shared.group
+        self._shared = shared
+        self._partition = partition
+        self._parts: dict[int, NatsSubscription] = {}
+        self._readers: dict[NatsSubscription, asyncio.Task[None]] = {}
+        self._ready: asyncio.Queue[list[NatsDelivery] | BaseException] = asyncio.Queue()
+        self._ownership = Ownership(
+            leases, count=count, lease=leases.lease, name=leases.name,
+            start=self.start, stop=self.stop, drained=self.drained,
+        )  # fmt: skip
+        self._closed = False
+
+    def __aiter__(self) -> PartitionedSubscription:
+        return self
+
+    async def __anext__(self) -> list[NatsDelivery]:
+        if self._closed:
+            raise StopAsyncIteration
+        self._ownership.run()
+        for subscription in (self._shared, *self._parts.values()):
+            self._read(subscription)  # again, if it ended on an error
+        item = await self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item == []:
+            raise StopAsyncIteration  # closed
+        return item
+
+    def _read(self, subscription: NatsSubscription) -> None:
+        if subscription not in self._readers or self._readers[subscription].done():
+            self._readers[subscription] = asyncio.ensure_future(self._follow(subscription))
+
+    async def _follow(self, subscription: NatsSubscription) -> None:
+        try:
+            async for batch in subscription:
+                self._ready.put_nowait(batch)
+        except TidingsError as exc:
+            self._ready.put_nowait(exc)  # raised to the iterating task, which may go on
+
+    async def start(self, partitions: set[int]) -> None:
+        for n in partitions:
+            self._parts[n] = self._partition(n)
+            self._read(self._parts[n])
+
+    async def stop(self, partitions: set[int]) -> None:
+        for n in partitions:
+            if (part := self._parts.get(n)) is not None:
+                await part.aclose()  # what it received and did not hand out goes back now
+
+    async def drained(self, partitions: set[int]) -> None:
+        for n in partitions:
+            if (part := self._parts.pop(n, None)) is not None:
+                await part.settled()
+                self._readers.pop(part, None)
+
+    def reset(self) -> None:
+        """The connection was re-established: see :meth:`NatsSubscription.reset`."""
+        for subscription in (self._shared, *self._parts.values()):
+            subscription.reset()
+
+    async def aclose(self) -> None:
+        """Stop fetching from every consumer (see :meth:`NatsSubscription.aclose`)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.put_nowait([])  # the end, after the batches received before
+        for subscription in (self._shared, *self._parts.values()):
+            await subscription.aclose()
+
+    async def shutdown(self) -> None:
+        """For the transport's close: every consumer's shutdown, then the leases released."""
+        try:
+            await self.aclose()
+            for subscription in (self._shared, *self._parts.values()):
+                await subscription.shutdown()
+        finally:
+            for reader in self._readers.values():
+                reader.cancel()
+            await self._ownership.aclose()
