@@ -80,6 +80,10 @@ class TestNatsTransport(TransportSuite):
         return lambda: NatsTransport(nats_options)
 
     @pytest.fixture
+    def scale_url(self, nats_url: str, nats_options: NatsOptions) -> str:
+        return f"{nats_url}?stream={nats_options.stream}&prefix={nats_options.prefix}&ack_wait=5"
+
+    @pytest.fixture
     def restart_service(self, nats_url: str) -> RestartService | None:
         if nats_url != NATS.default:
             return None  # only the machine's own server is ours to restart

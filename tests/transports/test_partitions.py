@@ -4,17 +4,17 @@ memory: the brokers' own leases are tested with their transports)."""
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Collection, Sequence
 
 import pytest
 
 from tidings.transports.kit.ownership import Ownership
 from tidings.transports.kit.partitions import check_partitions, partition_name, partition_of
+from tidings.transports.kit.sharing import key_hash
 
 
 def test_a_key_has_one_partition_everywhere() -> None:
-    assert partition_of("user-1", 16) == zlib.crc32(b"user-1") % 16
+    assert partition_of("user-1", 16) == key_hash("user-1") % 16
     assert {partition_of(f"k{n}", 7) for n in range(200)} == set(range(7))
     assert partition_name("orders", 3) == "orders#3"
     with pytest.raises(ValueError, match="partitions"):

@@ -30,6 +30,10 @@ class TestRedisTransport(TransportSuite):
         return lambda: RedisTransport(redis_options)
 
     @pytest.fixture
+    def scale_url(self, redis_url: str, redis_options: RedisOptions) -> str:
+        return f"{redis_url}?prefix={redis_options.prefix}&lease=2"
+
+    @pytest.fixture
     def restart_service(self, redis_url: str) -> RestartService:
         return lambda: restart_redis(redis_url)
 

@@ -1,7 +1,8 @@
 """Keys mapped to partitions: how brokers without native partitions keep per-key order.
 
-A keyed message goes to one of ``count`` partitions, chosen by :func:`partition_of` (CRC-32 of
-the key's UTF-8 bytes, the same in every process and Python version, unlike ``hash()``). Each
+A keyed message goes to one of ``count`` partitions, chosen by :func:`partition_of` (the key's
+:func:`~.sharing.key_hash`, the one stable hash the SQL transports compute too, the same in every
+process and Python version, unlike ``hash()``). Each
 partition is consumed by one subscription of a group at a time (:mod:`.ownership` keeps who), so
 a key's messages are handled in publish order however many workers a group has. A message
 without a key has no partition: brokers spread those over every subscription of the group.
@@ -13,11 +14,11 @@ Names: a broker's object for partition ``n`` of ``name`` (a stream, a queue, a l
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 
 from tidings.transports.base import GroupInfo
+from tidings.transports.kit.sharing import key_hash
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -38,7 +39,7 @@ MAX_PARTITIONS = 1024
 
 def partition_of(key: str, count: int) -> int:
     """The partition of ``key`` among ``count``: stable across processes, hosts and versions."""
-    return zlib.crc32(key.encode()) % count
+    return key_hash(key) % count
 
 
 def partition_name(name: str, partition: int) -> str:
