@@ -1,5 +1,6 @@
-"""What tracing and metrics cost: the B1, B2 and B3 workloads with telemetry off, with a no-op
-provider, with the SDK and nothing exported, and with the SDK exporting in batches.
+"""What tracing and metrics cost: the B1, B2, B3 and B6 (NATS JetStream) workloads with
+telemetry off, with a no-op provider, with the SDK and nothing exported, and with the SDK
+exporting in batches.
 
 * off: no provider set (the default): a bus pays one attribute check per publish and message;
 * no-op: OpenTelemetry's NoOpTracerProvider and NoOpMeterProvider, which tidings treats as off;
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,12 +126,29 @@ async def b3_queued(telemetry: Telemetry | None, n: int) -> int:
     return n
 
 
-def _timed(
-    workload: Callable[[Telemetry | None, int], Coroutine[Any, Any, int]],
-    telemetry: Telemetry | None,
-    n: int,
-) -> tuple[int, float]:
-    return best_of_async(lambda: workload(telemetry, n))
+async def b6_nats(telemetry: Telemetry | None, n: int) -> int:
+    """B6 on NATS JetStream: publish_many in batches of 1,000, one handler, end to end."""
+    from bench.b6_nats import URL, delete_streams, names
+
+    done = asyncio.Event()
+    seen = [0]
+
+    async def handler(event: Any) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            done.set()
+
+    stream, prefix = names("tc")
+    bus = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}", telemetry=telemetry)
+    bus.subscribe(Ping, handler, concurrency=500)
+    try:
+        async with bus:
+            for start in range(0, n, 1000):
+                await bus.publish_many(Ping(k) for k in range(start, min(start + 1000, n)))
+            await done.wait()
+    finally:
+        await delete_streams(stream, f"{stream}_DLQ")
+    return n
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
@@ -147,6 +165,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             lambda t: best_of_async(lambda: b2_publish_and_wait(t, n)),
         ),
         ("B3 publish, 4 workers", lambda t: best_of_async(lambda: b3_queued(t, n))),
+        (
+            "B6 NATS JetStream, publish_many end to end",
+            lambda t: best_of_async(lambda: b6_nats(t, n // 5)),
+        ),
     ]
     for title, run in workloads:
         rows = [Row(name, *run(make())) for name, make in SETTINGS]
