@@ -26,6 +26,7 @@ import functools
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -147,26 +148,10 @@ async def transport(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     return lambda count: windows(count, send), close
 
 
-async def bus(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+async def bus(bootstrap: str, counter: Counter, **options: Any) -> tuple[Publish, Close]:
     topic, group = names("b")
     app = tidings.Bus(url(bootstrap))
-    send = await start_bus(app, counter, group, topic)
-
-    return lambda count: windows(count, send), app.aclose
-
-
-async def bus_keyed(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
-    topic, group = names("bk")
-    app = tidings.Bus(url(bootstrap))
-    send = await start_bus(app, counter, group, topic, keyed=True)
-
-    return lambda count: windows(count, send), app.aclose
-
-
-async def bus_tasks(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
-    topic, group = names("bt")
-    app = tidings.Bus(url(bootstrap))
-    send = await start_bus(app, counter, group, topic, tasks=TASKS)
+    send = await start_bus(app, counter, group, topic, **options)
 
     return lambda count: windows(count, send), app.aclose
 
@@ -242,8 +227,16 @@ CONTENDERS: list[tuple[str, KafkaContender, str]] = [
     ("limit: aiokafka", raw, "send_batch per partition, getmany + commit"),
     ("tidings KafkaTransport", transport, f"publish of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
-    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
+    (
+        "tidings Bus, keyed",
+        functools.partial(bus, keyed=True),
+        f"publish_many of {BATCH}, 100 keys, ordered",
+    ),
+    (
+        "tidings Bus, concurrent",
+        functools.partial(bus, tasks=TASKS),
+        f"{TASKS} Tasks awaiting publish one by one",
+    ),
     ("FastStream KafkaBroker", faststream, f"{BATCH} concurrent publishes, ack each"),
     ("FastStream KafkaBroker batches", faststream_batch, "publish_batch, batch subscriber"),
 ]

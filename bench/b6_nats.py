@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
 import uuid
+from typing import Any
 
 import nats
 from nats.aio.msg import Msg
@@ -163,34 +165,10 @@ async def transport(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: windows(count, send), close
 
 
-async def bus(counter: Counter) -> tuple[Publish, Close]:
+async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
     stream, prefix = names("b")
     app = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}")
-    send = await start_bus(app, counter)
-
-    async def close() -> None:
-        await app.aclose()
-        await delete_streams(stream, f"{stream}_DLQ")
-
-    return lambda count: windows(count, send), close
-
-
-async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
-    stream, prefix = names("b")
-    app = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}")
-    send = await start_bus(app, counter, keyed=True)
-
-    async def close() -> None:
-        await app.aclose()
-        await delete_streams(stream, f"{stream}_DLQ")
-
-    return lambda count: windows(count, send), close
-
-
-async def bus_tasks(counter: Counter) -> tuple[Publish, Close]:
-    stream, prefix = names("b")
-    app = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}")
-    send = await start_bus(app, counter, tasks=TASKS)
+    send = await start_bus(app, counter, **options)
 
     async def close() -> None:
         await app.aclose()
@@ -232,8 +210,16 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: nats-py core API", raw, "hand-rolled publish and pull loop"),
     ("tidings NatsTransport", transport, f"publish of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
-    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
+    (
+        "tidings Bus, keyed",
+        functools.partial(bus, keyed=True),
+        f"publish_many of {BATCH}, 100 keys, ordered",
+    ),
+    (
+        "tidings Bus, concurrent",
+        functools.partial(bus, tasks=TASKS),
+        f"{TASKS} Tasks awaiting publish one by one",
+    ),
     ("FastStream NatsBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

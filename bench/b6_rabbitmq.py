@@ -16,10 +16,11 @@ Run: ``python -m bench.b6_rabbitmq [--quick] [--json] [--only NAME]``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections.abc import Awaitable
-from typing import cast
+from typing import Any, cast
 
 import aiormq
 from pamqp.commands import Basic
@@ -119,34 +120,10 @@ async def transport(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: one_by_one(count, send), close
 
 
-async def bus(counter: Counter) -> tuple[Publish, Close]:
+async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
     exchange = f"b6-b-{uuid.uuid4().hex[:8]}"
     app = tidings.Bus(f"{URL}?exchange={exchange}")
-    send = await start_bus(app, counter)
-
-    async def close() -> None:
-        await app.aclose()
-        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
-
-    return lambda count: one_by_one(count, send), close
-
-
-async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
-    exchange = f"b6-b-{uuid.uuid4().hex[:8]}"
-    app = tidings.Bus(f"{URL}?exchange={exchange}")
-    send = await start_bus(app, counter, keyed=True)
-
-    async def close() -> None:
-        await app.aclose()
-        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
-
-    return lambda count: one_by_one(count, send), close
-
-
-async def bus_tasks(counter: Counter) -> tuple[Publish, Close]:
-    exchange = f"b6-b-{uuid.uuid4().hex[:8]}"
-    app = tidings.Bus(f"{URL}?exchange={exchange}")
-    send = await start_bus(app, counter, tasks=TASKS)
+    send = await start_bus(app, counter, **options)
 
     async def close() -> None:
         await app.aclose()
@@ -206,8 +183,16 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: aiormq", raw, "pipelined confirms, multiple acks"),
     ("tidings RabbitMQTransport", transport, f"publish batches of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
-    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
+    (
+        "tidings Bus, keyed",
+        functools.partial(bus, keyed=True),
+        f"publish_many of {BATCH}, 100 keys, ordered",
+    ),
+    (
+        "tidings Bus, concurrent",
+        functools.partial(bus, tasks=TASKS),
+        f"{TASKS} Tasks awaiting publish one by one",
+    ),
     ("FastStream RabbitBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

@@ -21,6 +21,7 @@ Run: ``python -m bench.b6_redis [--quick] [--json] [--only NAME]``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import uuid
@@ -134,34 +135,10 @@ async def transport(counter: Counter) -> tuple[Publish, Close]:
     return lambda count: one_by_one(count, send), close
 
 
-async def bus(counter: Counter) -> tuple[Publish, Close]:
+async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
     prefix = f"b6-b-{uuid.uuid4().hex[:8]}"
     app = tidings.Bus(f"{URL}?prefix={prefix}")
-    send = await start_bus(app, counter)
-
-    async def close() -> None:
-        await app.aclose()
-        await _delete(f"{prefix}:*")
-
-    return lambda count: one_by_one(count, send), close
-
-
-async def bus_keyed(counter: Counter) -> tuple[Publish, Close]:
-    prefix = f"b6-b-{uuid.uuid4().hex[:8]}"
-    app = tidings.Bus(f"{URL}?prefix={prefix}")
-    send = await start_bus(app, counter, keyed=True)
-
-    async def close() -> None:
-        await app.aclose()
-        await _delete(f"{prefix}:*")
-
-    return lambda count: one_by_one(count, send), close
-
-
-async def bus_tasks(counter: Counter) -> tuple[Publish, Close]:
-    prefix = f"b6-b-{uuid.uuid4().hex[:8]}"
-    app = tidings.Bus(f"{URL}?prefix={prefix}")
-    send = await start_bus(app, counter, tasks=TASKS)
+    send = await start_bus(app, counter, **options)
 
     async def close() -> None:
         await app.aclose()
@@ -227,8 +204,16 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: redis.asyncio", raw, f"pipelined XADD, XREADGROUP {READ} + XACK"),
     ("tidings RedisTransport", transport, f"publish batches of {BATCH}"),
     ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    ("tidings Bus, keyed", bus_keyed, f"publish_many of {BATCH}, 100 keys, ordered"),
-    ("tidings Bus, concurrent", bus_tasks, f"{TASKS} Tasks awaiting publish one by one"),
+    (
+        "tidings Bus, keyed",
+        functools.partial(bus, keyed=True),
+        f"publish_many of {BATCH}, 100 keys, ordered",
+    ),
+    (
+        "tidings Bus, concurrent",
+        functools.partial(bus, tasks=TASKS),
+        f"{TASKS} Tasks awaiting publish one by one",
+    ),
     ("FastStream RedisBroker", faststream(False), "pipelined publishes, handler per message"),
     ("FastStream RedisBroker, batches", faststream(True), f"pipelined, handler per {READ}"),
 ]
