@@ -62,7 +62,7 @@ def since(data: bytes | str) -> float:
     return time.perf_counter() - float(data[1:])
 
 
-async def _delete(pattern: str) -> None:
+async def delete_keys(pattern: str) -> None:
     client = redis.Redis.from_url(URL)
     keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
     if keys:
@@ -130,7 +130,7 @@ async def transport(counter: Counter) -> tuple[Publish, Close]:
         await subscription.aclose()
         await consumer
         await broker.aclose()
-        await _delete(f"{prefix}:*")
+        await delete_keys(f"{prefix}:*")
 
     return lambda count: one_by_one(count, send), close
 
@@ -142,7 +142,7 @@ async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
 
     async def close() -> None:
         await app.aclose()
-        await _delete(f"{prefix}:*")
+        await delete_keys(f"{prefix}:*")
 
     return lambda count: one_by_one(count, send), close
 

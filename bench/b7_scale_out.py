@@ -9,8 +9,9 @@ best of the runs, on a fresh topic and group; the ratio is to one worker (the sp
 With 8 handler calls of 2 ms at once, one worker handles at most 4,000 messages a second; N
 workers N times that, as long as the database and the machine's cores keep up.
 
-On SQLite (a file in a temporary directory) and PostgreSQL (``TIDINGS_PG_DSN``, default the
-local server, in a schema of its own); ``--kafka`` adds Kafka on a tansu broker of its own
+On SQLite (a file in a temporary directory), PostgreSQL (``TIDINGS_PG_DSN``, default the
+local server, in a schema of its own), Redis Streams and NATS JetStream (the local servers, in
+a namespace of their own, 16 partitions); ``--kafka`` adds Kafka on a tansu broker of its own
 (12 partitions). Run: ``python -m bench.b7_scale_out [--quick] [--json] [--kafka]``.
 """
 
@@ -88,6 +89,30 @@ def postgres_schema() -> Iterator[str]:
         asyncio.run(drop())
 
 
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A URL of a key prefix of its own on the local Redis, its keys deleted afterwards."""
+    from bench.b6_redis import URL, delete_keys
+
+    prefix = f"b7{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{URL}?prefix={prefix}&lease=5"
+    finally:
+        asyncio.run(delete_keys(f"{prefix}:*"))
+
+
+@contextmanager
+def nats_stream() -> Iterator[str]:
+    """A URL of a stream of its own on the local NATS server, deleted afterwards."""
+    from bench.b6_nats import URL, delete_streams, names
+
+    stream, prefix = names("b7")
+    try:
+        yield f"{URL}?stream={stream}&prefix={prefix}"
+    finally:
+        asyncio.run(delete_streams(stream, f"{stream}_DLQ", f"KV_{stream}_PARTITIONS"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
@@ -99,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         measure("SQLite", f"sqlite:///{directory}/b7.db", count, repeat, args.json)
     with postgres_schema() as url:
         measure("PostgreSQL", url, count, repeat, args.json)
+    with redis_prefix() as url:
+        measure("Redis Streams", url, count, repeat, args.json)
+    with nats_stream() as url:
+        measure("NATS JetStream", url, count, repeat, args.json)
     if args.kafka:
         with Tansu() as broker:
             measure("Kafka (tansu)", f"{broker.url}?partitions=12", count, repeat, args.json)
