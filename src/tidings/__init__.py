@@ -4,7 +4,7 @@ from tidings.bus import CAUSATION_ID, CORRELATION_ID, Bus
 from tidings.cloudevents import CloudEvents
 from tidings.codec import Codec, JsonCodec, Registry, event, registry
 from tidings.context import Current, current
-from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore
+from tidings.dead_letters import DeadLetter, DeadLetters, DeadLetterStore
 from tidings.errors import (
     ClosedError,
     ConcurrencyError,

@@ -19,7 +19,7 @@ from tidings.background import Background
 from tidings.clock import Clock, SystemClock
 from tidings.cloudevents import CloudEvents, CloudEventsEnvelopes
 from tidings.codec import Codec, JsonCodec, Registry, registry
-from tidings.deadletters import DeadLetters, DeadLetterStore
+from tidings.dead_letters import DeadLetters, DeadLetterStore
 from tidings.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RESTART
 from tidings.direct import Direct
 from tidings.envelopes import Envelopes

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from tidings._waiters import wake_one
 from tidings.context import route_in_task
-from tidings.deadletters import DeadLetterStore
+from tidings.dead_letters import DeadLetterStore
 from tidings.handling import Handling
 from tidings.health import RouteHealth
 from tidings.middleware.retry import Retry

@@ -22,7 +22,7 @@ from tidings.background import Background
 from tidings.clock import Clock
 from tidings.codec import BINARY, Codec, Registry
 from tidings.context import Attempt, in_task, route_in_task
-from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
+from tidings.dead_letters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import STOPPING_PROCESS
 from tidings.message import Message
 from tidings.middleware.retry import attempts_made

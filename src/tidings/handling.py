@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tidings.context import in_task
-from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
+from tidings.dead_letters import REPLAY_GROUP_HEADER, DeadLetterStore, store_failure
 from tidings.errors import STOPPING_PROCESS, DecodeError, HandlerTimeout, MessageTooLarge
 from tidings.message import Message
 from tidings.outcome_stream import Handled, Outcomes, failed

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import msgspec
 
-from tidings.deadletters import DeadLetter
+from tidings.dead_letters import DeadLetter
 from tidings.message import Message
 from tidings.topics import matches, validate_pattern
 

@@ -16,7 +16,7 @@ from tidings.background import Background
 from tidings.clock import Clock
 from tidings.codec import Codec
 from tidings.consumer import Consumer
-from tidings.deadletters import DeadLetterStore, store_failure
+from tidings.dead_letters import DeadLetterStore, store_failure
 from tidings.errors import NotHandled
 from tidings.health import Health, RouteHealth
 from tidings.message import Message

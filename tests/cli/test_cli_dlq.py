@@ -14,7 +14,7 @@ import pytest
 from typer.testing import Result
 
 from tidings import Bus, Message
-from tidings.deadletters import UNREADABLE
+from tidings.dead_letters import UNREADABLE
 
 Invoke = Callable[..., Result]
 

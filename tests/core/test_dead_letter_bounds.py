@@ -8,7 +8,7 @@ import pytest
 from events import UserSignedUp
 
 from tidings import Bus, Message, Retry
-from tidings.deadletters import DeadLetter, MemoryDeadLetterStore, dead_letter_from
+from tidings.dead_letters import DeadLetter, MemoryDeadLetterStore, dead_letter_from
 from tidings.testing import FakeClock
 
 

@@ -214,7 +214,7 @@ async def test_a_malformed_message_reaches_no_handler_and_is_dead_lettered_raw()
 
 
 async def test_a_failing_dead_letter_store_never_loses_the_message() -> None:
-    class Refusing(tidings.deadletters.MemoryDeadLetterStore):
+    class Refusing(tidings.dead_letters.MemoryDeadLetterStore):
         failures = 2
 
         async def add(self, letter: tidings.DeadLetter) -> None:
@@ -262,7 +262,7 @@ async def test_middleware_compose_first_listed_outermost() -> None:
 
 
 async def test_middleware_stack_outside_a_bus(caplog: pytest.LogCaptureFixture) -> None:
-    store = tidings.deadletters.MemoryDeadLetterStore()
+    store = tidings.dead_letters.MemoryDeadLetterStore()
     clock = FakeClock()
     calls = 0
 

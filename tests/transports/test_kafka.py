@@ -17,7 +17,7 @@ from aiokafka.partitioner import murmur2
 from kafka_conftest import kafka_url, tansu  # noqa: F401  # fixtures
 
 from tidings.bus import Bus
-from tidings.deadletters import REPLAY_GROUP_HEADER, DeadLetter, dead_letter_from
+from tidings.dead_letters import REPLAY_GROUP_HEADER, DeadLetter, dead_letter_from
 from tidings.errors import ClosedError, ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.tansu import Tansu

@@ -15,7 +15,7 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
-from tidings.deadletters import DeadLetter
+from tidings.dead_letters import DeadLetter
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable
 from tidings.message import Message
 from tidings.transports import from_url

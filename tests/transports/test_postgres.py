@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from brokers import held_messages_come_again
 
-from tidings.deadletters import dead_letter_from
+from tidings.dead_letters import dead_letter_from
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened

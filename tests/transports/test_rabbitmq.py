@@ -21,7 +21,7 @@ import pytest
 from brokers import RABBITMQ, shell, wait_ready
 from pamqp.commands import Basic
 
-from tidings.deadletters import UNREADABLE, DeadLetter, dead_letter_from
+from tidings.dead_letters import UNREADABLE, DeadLetter, dead_letter_from
 from tidings.errors import ClosedError, NotFound, ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.transports import from_url

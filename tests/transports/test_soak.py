@@ -30,7 +30,7 @@ from test_sqlite_stress import on_disk
 
 from tidings.bus import Bus
 from tidings.codec import event
-from tidings.deadletters import PAGE_SIZE, DeadLetter, DeadLetterStore
+from tidings.dead_letters import PAGE_SIZE, DeadLetter, DeadLetterStore
 from tidings.message import Message
 from tidings.middleware.retry import Retry
 from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique

@@ -36,10 +36,10 @@ from rich.table import Table
 from tidings.cli.connect import run
 from tidings.cli.demo_bank import run_bank_demo
 from tidings.cli.store import Json, write_json
-from tidings.deadletters import DeadLetter
+from tidings.dead_letters import DeadLetter
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware
-from tidings.testing.deadletters import RecordingDeadLetters
+from tidings.testing.dead_letters import RecordingDeadLetters
 from tidings.transports import from_url, redact
 
 if TYPE_CHECKING:

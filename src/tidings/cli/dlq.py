@@ -23,7 +23,7 @@ from rich.text import Text
 
 from tidings.cli.connect import DEFAULT_URL, Url, open_bus, run
 from tidings.cli.store import Json, write_json
-from tidings.deadletters import PAGE_SIZE, DeadLetter
+from tidings.dead_letters import PAGE_SIZE, DeadLetter
 
 __all__ = ["app", "letter_json"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tidings.clock import Clock, SystemClock
 from tidings.codec import Codec
-from tidings.deadletters import DeadLetterStore, store_failure
+from tidings.dead_letters import DeadLetterStore, store_failure
 from tidings.errors import DeadLettered
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware

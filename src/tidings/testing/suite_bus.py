@@ -12,11 +12,11 @@ from typing import Any, ClassVar, Protocol
 
 from tidings.bus import Bus
 from tidings.codec import event
-from tidings.deadletters import DeadLetterStore
+from tidings.dead_letters import DeadLetterStore
 from tidings.message import Message
 from tidings.middleware.retry import Retry
 from tidings.telemetry import Telemetry
-from tidings.testing.deadletters import RecordingDeadLetters
+from tidings.testing.dead_letters import RecordingDeadLetters
 from tidings.testing.receiver import PROBE_HEADER, TransportFactory, unique, waiting
 
 __all__ = ["BusCases", "Probed", "SuiteEvent", "WatchedDeadLetters"]

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from tidings.deadletters import DeadLetter, DeadLetters, DeadLetterStore, dead_letter_from
+from tidings.dead_letters import DeadLetter, DeadLetters, DeadLetterStore, dead_letter_from
 from tidings.errors import NotFound
 from tidings.message import Message
 from tidings.testing.receiver import TransportFactory, opened, unique

@@ -23,7 +23,7 @@ from tidings.message import Message
 from tidings.middleware import Middleware
 from tidings.middleware.retry import Retry
 from tidings.middleware.timeout import timeout
-from tidings.testing.deadletters import RecordingDeadLetters
+from tidings.testing.dead_letters import RecordingDeadLetters
 from tidings.testing.faults import (
     Chance,
     FaultyTransport,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from tidings.message import Message
 
 if TYPE_CHECKING:
-    from tidings.deadletters import DeadLetterStore
+    from tidings.dead_letters import DeadLetterStore
 
 __all__ = [
     "Delivery",

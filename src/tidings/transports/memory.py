@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from tidings._waiters import wake_one
 from tidings.clock import Clock, SystemClock
-from tidings.deadletters import DeadLetterStore, MemoryDeadLetterStore
+from tidings.dead_letters import DeadLetterStore, MemoryDeadLetterStore
 from tidings.errors import ClosedError, QueueFull
 from tidings.message import Message
 from tidings.topics import CACHE_SIZE, matches, validate_pattern, validate_topic

@@ -20,7 +20,7 @@ from tidings.transports.base import (
 from tidings.transports.kit.wire import ATTEMPT, ID, KEY, TIME, TYPE
 
 if TYPE_CHECKING:
-    from tidings.deadletters import DeadLetterStore
+    from tidings.dead_letters import DeadLetterStore
 
 __all__ = ["FaultKind", "FaultyTransport", "Injection"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter, page_of
+from tidings.dead_letters import PAGE_SIZE, DeadLetter, decode_letter, page_of
 from tidings.errors import NotFound
 from tidings.transports.kafka.options import KafkaOptions
 from tidings.transports.kit.errors import ErrorMap

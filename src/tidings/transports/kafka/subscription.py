@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import ConsumerStoppedError
 
-from tidings.deadletters import REPLAY_GROUP_HEADER
+from tidings.dead_letters import REPLAY_GROUP_HEADER
 from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.transports.kafka.commits import Committer

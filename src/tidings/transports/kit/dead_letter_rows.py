@@ -1,10 +1,10 @@
 """Dead letters as rows of a SQL table, the same for the SQLite and PostgreSQL transports.
 
-A row holds the fields of :class:`~tidings.deadletters.DeadLetter` in the order of
+A row holds the fields of :class:`~tidings.dead_letters.DeadLetter` in the order of
 :data:`COLUMNS`; ``grp`` is the column of ``group`` (a reserved word in SQL), and the headers are
 stored as JSON bytes. The tables also have a column ``n`` that keeps the order letters were
 added in. A row whose values do not fit the fields reads as an
-:func:`~tidings.deadletters.unreadable_letter` stand-in, so one damaged row never hides the rest.
+:func:`~tidings.dead_letters.unreadable_letter` stand-in, so one damaged row never hides the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.deadletters import DeadLetter, unreadable_letter
+from tidings.dead_letters import DeadLetter, unreadable_letter
 from tidings.errors import CorruptRecord
 
 __all__ = ["COLUMNS", "from_row", "to_row"]

@@ -1,6 +1,6 @@
 """Dead letters kept in a JetStream stream of their own.
 
-Each letter is one message, the :class:`~tidings.deadletters.DeadLetter` record as JSON, on the
+Each letter is one message, the :class:`~tidings.dead_letters.DeadLetter` record as JSON, on the
 subject ``<dlq prefix>.<letter id>`` of the dead-letter stream (file storage, like the stream it
 came from): one letter is the last message on its subject, and listing walks the stream oldest
 first with "next message from this sequence on" requests, filtering by topic here (the topic may
@@ -19,7 +19,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter
+from tidings.dead_letters import PAGE_SIZE, DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.message import Message
 

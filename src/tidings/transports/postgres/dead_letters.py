@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter
+from tidings.dead_letters import PAGE_SIZE, DeadLetter
 from tidings.errors import NotFound
 from tidings.sql.postgres import Postgres
 from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
@@ -16,7 +16,7 @@ __all__ = ["PostgresDeadLetterStore"]
 
 
 class PostgresDeadLetterStore:
-    """A :class:`~tidings.deadletters.DeadLetterStore` in table ``<schema>.dead_letters``.
+    """A :class:`~tidings.dead_letters.DeadLetterStore` in table ``<schema>.dead_letters``.
 
     ``add`` commits before returning; ``list`` is oldest first (in the order letters were added,
     column ``n``, which is also where a page ``after`` a letter starts).

@@ -1,6 +1,6 @@
 """Dead letters kept on RabbitMQ: JSON records in a durable classic queue.
 
-``add`` publishes a :class:`~tidings.deadletters.DeadLetter` as JSON (message id = the letter's id,
+``add`` publishes a :class:`~tidings.dead_letters.DeadLetter` as JSON (message id = the letter's id,
 persistent, confirmed). RabbitMQ has no way to read a queue without taking messages, so the other
 operations *take* records one by one (``basic.get``, oldest first), look at them, and close their
 channel when done: a classic queue puts every record taken and not acknowledged back in its
@@ -28,7 +28,7 @@ import msgspec
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 from pamqp.commands import Basic
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter
+from tidings.dead_letters import PAGE_SIZE, DeadLetter, decode_letter
 from tidings.errors import NotFound, ServiceUnavailable, TransportError
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.rabbitmq.publish import Publisher

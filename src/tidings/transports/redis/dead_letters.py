@@ -1,7 +1,7 @@
 """Dead letters on Redis: a stream of letters, plus a hash from letter id to stream entry id.
 
 Each letter is one entry of ``<prefix>:dead-letters`` with the fields ``id``, ``topic`` and
-``letter`` (the :class:`~tidings.deadletters.DeadLetter` as JSON); ``<prefix>:dead-letters:index``
+``letter`` (the :class:`~tidings.dead_letters.DeadLetter` as JSON); ``<prefix>:dead-letters:index``
 maps letter ids to entry ids, so ``get`` and ``remove`` need no scan. Adding and removing are Lua
 scripts: the stream and the index change together or not at all. The stream keeps insertion
 order, so ``list`` returns the oldest first. Letters are as durable as the server (see
@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter, decode_letter
+from tidings.dead_letters import PAGE_SIZE, DeadLetter, decode_letter
 from tidings.errors import NotFound
 from tidings.transports.redis.wire import Keys, Retrying, Script, command
 

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter
+from tidings.dead_letters import PAGE_SIZE, DeadLetter
 from tidings.errors import NotFound
 from tidings.sql.sqlite import Database
 from tidings.transports.kit.dead_letter_rows import COLUMNS, from_row, to_row
@@ -17,7 +17,7 @@ __all__ = ["SqliteDeadLetterStore"]
 
 
 class SqliteDeadLetterStore:
-    """A :class:`~tidings.deadletters.DeadLetterStore` in table ``tidings_dead_letters``.
+    """A :class:`~tidings.dead_letters.DeadLetterStore` in table ``tidings_dead_letters``.
 
     Give it the transport's database, or the path of a file (``events.db``) to open on its own;
     then :meth:`aclose` closes it. ``add`` commits before returning;

@@ -6,7 +6,7 @@ import asyncio
 import builtins
 from collections.abc import Sequence
 
-from tidings.deadletters import PAGE_SIZE, DeadLetter, DeadLetterStore
+from tidings.dead_letters import PAGE_SIZE, DeadLetter, DeadLetterStore
 
 __all__ = ["RecordingDeadLetters"]
 
