@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import itertools
 import json
@@ -30,12 +31,14 @@ __all__ = [
     "PING_PAD",
     "TASKS",
     "PREFETCH",
+    "BusContender",
     "Close",
     "Contender",
     "Counter",
     "Ping",
     "Publish",
     "body",
+    "bus_rows",
     "count_deliveries",
     "one_by_one",
     "parse_args",
@@ -112,6 +115,25 @@ Publish = Callable[[int], Awaitable[None]]
 Close = Callable[[], Awaitable[None]]
 Contender = Callable[[Counter], Awaitable[tuple[Publish, Close]]]
 """Sets up consumer and publisher for a counter; returns (publish, close)."""
+BusContender = Callable[..., Awaitable[tuple[Publish, Close]]]
+"""A broker's Bus contender: its own arguments, then ``start_bus``'s options."""
+
+
+def bus_rows(bus: BusContender) -> list[tuple[str, BusContender, str]]:
+    """The Bus rows of every broker's table: ``publish_many``, keyed, and many Tasks."""
+    return [
+        ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
+        (
+            "tidings Bus, keyed",
+            functools.partial(bus, keyed=True),
+            f"publish_many of {BATCH}, {KEYS} keys, ordered",
+        ),
+        (
+            "tidings Bus, concurrent",
+            functools.partial(bus, tasks=TASKS),
+            f"{TASKS} Tasks awaiting publish one by one",
+        ),
+    ]
 
 
 async def windows(count: int, send: Publish, size: int = BATCH) -> None:

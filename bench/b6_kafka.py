@@ -34,11 +34,11 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
-    TASKS,
     Close,
     Counter,
     Publish,
     body,
+    bus_rows,
     count_deliveries,
     one_by_one,
     parse_args,
@@ -226,17 +226,7 @@ async def faststream_batch(bootstrap: str, counter: Counter) -> tuple[Publish, C
 CONTENDERS: list[tuple[str, KafkaContender, str]] = [
     ("limit: aiokafka", raw, "send_batch per partition, getmany + commit"),
     ("tidings KafkaTransport", transport, f"publish of {BATCH}"),
-    ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    (
-        "tidings Bus, keyed",
-        functools.partial(bus, keyed=True),
-        f"publish_many of {BATCH}, 100 keys, ordered",
-    ),
-    (
-        "tidings Bus, concurrent",
-        functools.partial(bus, tasks=TASKS),
-        f"{TASKS} Tasks awaiting publish one by one",
-    ),
+    *bus_rows(bus),
     ("FastStream KafkaBroker", faststream, f"{BATCH} concurrent publishes, ack each"),
     ("FastStream KafkaBroker batches", faststream_batch, "publish_batch, batch subscriber"),
 ]

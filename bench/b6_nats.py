@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import os
@@ -36,12 +35,12 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
-    TASKS,
     Close,
     Contender,
     Counter,
     Publish,
     body,
+    bus_rows,
     count_deliveries,
     parse_args,
     report,
@@ -209,17 +208,7 @@ async def faststream(counter: Counter) -> tuple[Publish, Close]:
 CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: nats-py core API", raw, "hand-rolled publish and pull loop"),
     ("tidings NatsTransport", transport, f"publish of {BATCH}"),
-    ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    (
-        "tidings Bus, keyed",
-        functools.partial(bus, keyed=True),
-        f"publish_many of {BATCH}, 100 keys, ordered",
-    ),
-    (
-        "tidings Bus, concurrent",
-        functools.partial(bus, tasks=TASKS),
-        f"{TASKS} Tasks awaiting publish one by one",
-    ),
+    *bus_rows(bus),
     ("FastStream NatsBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

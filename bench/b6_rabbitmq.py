@@ -16,7 +16,6 @@ Run: ``python -m bench.b6_rabbitmq [--quick] [--json] [--only NAME]``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import uuid
 from collections.abc import Awaitable
@@ -29,12 +28,12 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
-    TASKS,
     Close,
     Contender,
     Counter,
     Publish,
     body,
+    bus_rows,
     count_deliveries,
     one_by_one,
     parse_args,
@@ -182,17 +181,7 @@ async def _delete(queue: str, exchange: str) -> None:
 CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: aiormq", raw, "pipelined confirms, multiple acks"),
     ("tidings RabbitMQTransport", transport, f"publish batches of {BATCH}"),
-    ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    (
-        "tidings Bus, keyed",
-        functools.partial(bus, keyed=True),
-        f"publish_many of {BATCH}, 100 keys, ordered",
-    ),
-    (
-        "tidings Bus, concurrent",
-        functools.partial(bus, tasks=TASKS),
-        f"{TASKS} Tasks awaiting publish one by one",
-    ),
+    *bus_rows(bus),
     ("FastStream RabbitBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
 

@@ -21,7 +21,6 @@ Run: ``python -m bench.b6_redis [--quick] [--json] [--only NAME]``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import time
 import uuid
@@ -33,11 +32,11 @@ import tidings
 from bench.b6_common import (
     BATCH,
     PREFETCH,
-    TASKS,
     Close,
     Contender,
     Counter,
     Publish,
+    bus_rows,
     count_deliveries,
     one_by_one,
     parse_args,
@@ -203,17 +202,7 @@ def faststream(batch: bool) -> Contender:
 CONTENDERS: list[tuple[str, Contender, str]] = [
     ("limit: redis.asyncio", raw, f"pipelined XADD, XREADGROUP {READ} + XACK"),
     ("tidings RedisTransport", transport, f"publish batches of {BATCH}"),
-    ("tidings Bus", bus, f"publish_many of {BATCH}, JSON events"),
-    (
-        "tidings Bus, keyed",
-        functools.partial(bus, keyed=True),
-        f"publish_many of {BATCH}, 100 keys, ordered",
-    ),
-    (
-        "tidings Bus, concurrent",
-        functools.partial(bus, tasks=TASKS),
-        f"{TASKS} Tasks awaiting publish one by one",
-    ),
+    *bus_rows(bus),
     ("FastStream RedisBroker", faststream(False), "pipelined publishes, handler per message"),
     ("FastStream RedisBroker, batches", faststream(True), f"pipelined, handler per {READ}"),
 ]

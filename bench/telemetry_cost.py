@@ -106,23 +106,29 @@ async def b2_publish_and_wait(telemetry: Telemetry | None, n: int) -> int:
     return n
 
 
+class _Countdown:
+    """A handler that sets ``done`` once it saw ``n`` events."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.done = asyncio.Event()
+
+    async def handler(self, event: Any) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
 async def b3_queued(telemetry: Telemetry | None, n: int) -> int:
     """B3: publish to a bounded channel, four workers handle."""
-    done = asyncio.Event()
-    seen = [0]
-
-    async def handler(event: Any) -> None:
-        seen[0] += 1
-        if seen[0] == n:
-            done.set()
-
+    handled = _Countdown(n)
     bus = tidings.Bus(capacity=1024, telemetry=telemetry)
-    bus.subscribe(Ping, handler, concurrency=4)
+    bus.subscribe(Ping, handled.handler, concurrency=4)
     event = Ping(1)
     async with bus:
         for _ in range(n):
             await bus.publish(event)
-        await done.wait()
+        await handled.done.wait()
     return n
 
 
@@ -130,22 +136,15 @@ async def b6_nats(telemetry: Telemetry | None, n: int) -> int:
     """B6 on NATS JetStream: publish_many in batches of 1,000, one handler, end to end."""
     from bench.b6_nats import URL, delete_streams, names
 
-    done = asyncio.Event()
-    seen = [0]
-
-    async def handler(event: Any) -> None:
-        seen[0] += 1
-        if seen[0] == n:
-            done.set()
-
+    handled = _Countdown(n)
     stream, prefix = names("tc")
     bus = tidings.Bus(f"{URL}?stream={stream}&prefix={prefix}", telemetry=telemetry)
-    bus.subscribe(Ping, handler, concurrency=500)
+    bus.subscribe(Ping, handled.handler, concurrency=500)
     try:
         async with bus:
             for start in range(0, n, 1000):
                 await bus.publish_many(Ping(k) for k in range(start, min(start + 1000, n)))
-            await done.wait()
+            await handled.done.wait()
     finally:
         await delete_streams(stream, f"{stream}_DLQ")
     return n

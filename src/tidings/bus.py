@@ -11,7 +11,6 @@ stops the others, on every path.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, Unpack, overload
 
@@ -131,14 +130,13 @@ class Bus(Publishing):
         self._consumers = Consumers(
             transport, self._local, self._dead_letter_store, self.codec, self.clock, background
         )
-        inbox = functools.partial(_subscribe_inbox, self)
         local_routes = self._local.route if self._local is not None else None
         responders = self._routes.for_topic if inline else local_routes
         decode = event_decoder_for(None, self.codec, registry)
         self._requests = Requests(
             self._envelopes.make,
             self._send,
-            inbox,
+            self._subscribe_inbox,
             decode,
             responders=responders,
             confirm_open=not (transport.features.replays_history or transport.features.in_process),
@@ -219,6 +217,9 @@ class Bus(Publishing):
         """
         self._routes.remove(route)
         self._consumers.retire(route, shared=self._routes.shares_group(route))
+
+    def _subscribe_inbox(self, topic: str, receive: Callable[[Message], None]) -> None:
+        self.subscribe(topic, receive, group=topic, name=topic)
 
     async def _send(self, topic: str, message: Message) -> None:
         await self.publish(message, topic=topic)
@@ -307,7 +308,3 @@ class Bus(Publishing):
     @property
     def routes(self) -> tuple[Route, ...]:
         return self._routes.all
-
-
-def _subscribe_inbox(bus: Bus, topic: str, receive: Callable[[Message], None]) -> None:
-    bus.subscribe(topic, receive, group=topic, name=topic)

@@ -43,8 +43,7 @@ class Replier:
 
     async def reply(self, request: Message | None, result: Any) -> None:
         """Publish ``result`` to the inbox ``request`` names (nothing when it names none)."""
-        to = request.headers.get(REPLY_TO) if request is not None else None
-        if to is None or request is None:
+        if request is None or (to := request.headers.get(REPLY_TO)) is None:
             return
         await self._send(to, self._make(result, None, {IN_REPLY_TO: request.id}))
 
