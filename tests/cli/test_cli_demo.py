@@ -161,9 +161,7 @@ def assert_shared_by_workers(summary: dict[str, Any], workers: int) -> None:
     assert all(sum(counts.values()) > 0 for counts in by_worker.values()), by_worker
 
 
-def test_demo_runs_its_services_in_worker_processes_on_sqlite(
-    cli: Invoke, demo_tmp: Path
-) -> None:
+def test_demo_runs_its_services_in_worker_processes_on_sqlite(cli: Invoke, demo_tmp: Path) -> None:
     summary = summary_of(cli, "--workers", "2", "--count", "500", "--timeout", "60")
 
     assert_every_signup_handled(summary, 500)

@@ -68,6 +68,7 @@ FEATURES = Features(
     wildcards=True,
 )
 
+
 def from_url(url: str) -> NatsTransport:
     return NatsTransport(NatsOptions.from_url(url))
 
@@ -379,4 +380,3 @@ class NatsTransport:
         self._connected.set()
         for subscription in list(self._subscriptions):
             subscription.reset()
-
