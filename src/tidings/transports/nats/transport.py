@@ -188,6 +188,7 @@ class NatsTransport:
             return NatsSubscription(
                 topic, group, prefetch=prefetch, attach=attach, errors=self._errors,
                 topic_start=len(prefix) + 1, expires=options.pull_expires,
+                ack_wait=options.ack_wait,
             )  # fmt: skip
 
         leases = NatsLeases(
