@@ -17,12 +17,12 @@ ending in a dead letter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -33,6 +33,8 @@ from tidings.cli.supervisor import Supervisor
 from tidings.transports import redact
 
 __all__ = ["Tally", "run_worker_demo"]
+
+T = TypeVar("T")
 
 _WORKER = ["-m", "tidings.cli", "run", "tidings.cli.demo_worker:create_bus"]
 
@@ -106,15 +108,16 @@ async def run_worker_demo(
         async with Bus(url) as bus:  # an unreachable broker fails here, before any worker runs
             running = asyncio.ensure_future(supervisor.run())
             try:
-                await _until_ready(supervisor, running, timeout, directory)
+                await _before_stop(_ready(supervisor, timeout, directory), running)
                 started = time.perf_counter()
                 events = list(signup.sample_signups(count))
                 for first in range(0, count, BATCH):
                     await bus.publish_many(events[first : first + BATCH])
-                complete = await follow(
+                finished = follow(
                     lambda: tally.per_service(tally.finished), tally.changed, count,
                     timeout=timeout, progress=progress,
                 )  # fmt: skip
+                complete = await _before_stop(finished, running)
                 elapsed = time.perf_counter() - started
             finally:
                 supervisor.stop()
@@ -143,15 +146,23 @@ async def run_worker_demo(
     )
 
 
-async def _until_ready(
-    supervisor: Supervisor, running: asyncio.Future[int], timeout: float, directory: Path
-) -> None:
+async def _ready(supervisor: Supervisor, timeout: float, directory: Path) -> None:
     """Until every worker's bus started; TimeoutError if that takes ``timeout`` seconds."""
-    ready = asyncio.ensure_future(supervisor.ready())
-    with contextlib.suppress(TimeoutError):
+    try:
         async with asyncio.timeout(timeout):
-            await asyncio.wait((ready, running), return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        ready.cancel()
+            await supervisor.ready()
+    except TimeoutError:
         log = directory / "workers.log"
-        raise TimeoutError(f"the workers did not all start within {timeout:g} s; see {log}")
+        late = f"the workers did not all start within {timeout:g} s; see {log}"
+        raise TimeoutError(late) from None
+
+
+async def _before_stop(work: Awaitable[T], running: asyncio.Future[int]) -> T:
+    """``work``'s result, unless the supervisor stops first (SIGINT or SIGTERM reached it and
+    the workers drained): then KeyboardInterrupt, as for Ctrl-C in process."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait((task, running), return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+        raise KeyboardInterrupt
+    return task.result()
