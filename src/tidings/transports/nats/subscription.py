@@ -231,14 +231,15 @@ class NatsSubscription:
         self._keeping = asyncio.ensure_future(self._keep_in_progress())
 
     async def _keep_in_progress(self) -> None:
-        """Report the deliveries unsettled for a third of ``ack_wait`` in progress, every third
-        of it, until every one is settled after :meth:`aclose`, or the transport closes
+        """Every third of ``ack_wait``, report in progress the deliveries unsettled for that
+        long and the messages received and not handed out yet (the consumer loop was busy),
+        until every delivery is settled after :meth:`aclose`, or the transport closes
         (:meth:`shutdown` cancels this)."""
         every = self._in_progress_every
         while not (self._closed and not self._unsettled):
             await asyncio.sleep(every)  # the server's ack timer, not synchronisation
             due = time.monotonic() - every
-            held = []
+            held = [(msg, _IN_PROGRESS) for msg in self._buffer if msg.reply]
             for delivery in self._unsettled:  # the oldest first
                 if delivery._received > due:
                     break
