@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from brokers import delete_prefix, delete_streams
 from kafka_conftest import TEST_QUERY
-from test_nats import delete_streams
 from test_rabbitmq import amqp_namespace, exchange  # noqa: F401  # fixtures
-from test_redis import delete_prefix
 
 from tidings import readiness
 from tidings.bus import Bus
