@@ -50,6 +50,7 @@ async def readyz_until(running: Worker, status: int) -> dict[str, Any]:
     async with waiting(60, f"/readyz to answer {status}"):
         while True:
             got, body = await running.get_json("/readyz")
+            assert got in (200, 503), body  # never an error of the endpoint itself
             if got == status:
                 assert isinstance(body, dict)
                 return body
