@@ -134,28 +134,44 @@ async def test_nats_outage(nats_url: str, hold: bool) -> None:
         await delete_streams(nats_url, NatsOptions.from_url(url))
 
 
+async def idle_across_a_restart(url: str, proxy: TcpProxy) -> None:
+    """The network is cut as the bus starts, before its consumer reached the broker: the route is
+    ``restarting``. Once the broker answers, the consumer runs again, and the bus is ready,
+    although no message comes to show it."""
+    bus = Bus(proxy.redirect(url))
+    bus.subscribe(TOPIC, Handler(), group=GROUP)
+    async with bus:
+        await proxy.cut()
+        async with waiting(60, "the consumer to fail and start again"):
+            while True:
+                if bus.health().routes[0].state == "restarting":
+                    break
+                await asyncio.sleep(0.05)  # polling the health: nothing tells
+        await proxy.restore()
+        up = await readiness_until(bus, True)
+        assert [r["state"] for r in up.routes] == ["running"], up
+
+
 async def test_an_idle_nats_consumer_that_restarted_is_ready_once_nats_is_back(
     nats_url: str,
 ) -> None:
-    """Short leases make the consumer attach again during the outage, which fails: the route is
-    ``restarting``. Once NATS answers, the consumer runs again: ready, with no message to say so."""
     tag = uuid.uuid4().hex[:10]
-    url = f"{nats_url}?stream=O{tag}&prefix=o{tag}&ack_wait=1&pull_expires=1"
+    url = f"{nats_url}?stream=O{tag}&prefix=o{tag}"
     try:
         async with TcpProxy("127.0.0.1", _port(nats_url)) as proxy:
-            bus = Bus(proxy.redirect(url))
-            bus.subscribe(TOPIC, Handler(), group=GROUP)
-            async with bus:
-                await readiness_until(bus, True)
-                await proxy.cut()
-                async with waiting(60, "the consumer to fail and start again"):
-                    while bus.health().routes[0].state != "restarting":
-                        await asyncio.sleep(0.1)  # polling the health: nothing tells
-                await proxy.restore()
-                up = await readiness_until(bus, True)
-                assert [r["state"] for r in up.routes] == ["running"], up
+            await idle_across_a_restart(url, proxy)
     finally:
         await delete_streams(nats_url, NatsOptions.from_url(url))
+
+
+async def test_an_idle_kafka_consumer_that_restarted_is_ready_once_kafka_is_back(
+    tansu_behind_a_proxy: tuple[Tansu, TcpProxy],
+) -> None:
+    broker, proxy = tansu_behind_a_proxy
+    async with proxy:
+        broker.advertised = proxy.address
+        broker.start()
+        await idle_across_a_restart(f"{broker.url}?{TEST_QUERY}", proxy)
 
 
 @outages
