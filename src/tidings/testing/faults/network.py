@@ -35,13 +35,12 @@ class TcpProxy:
     to ``host``:``upstream_port``, byte for byte in both directions, until cut.
 
     Not thread-safe: use it on one event loop. ``start`` binds the port; ``aclose`` closes it and
-    every connection. ``accepted`` counts the connections clients made, cut or not.
+    every connection.
     """
 
     def __init__(self, host: str, upstream_port: int) -> None:
         self.host = host
         self.upstream_port = upstream_port
-        self.accepted = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
         self._open = asyncio.Event()
@@ -110,7 +109,6 @@ class TcpProxy:
         await asyncio.gather(*links, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         if not self._open.is_set() and not self._hold:
             _reset(writer)
             return
