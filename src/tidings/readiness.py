@@ -28,7 +28,8 @@ class Readiness:
     ready: bool
     running: bool
     broker: str
-    """``ok``, ``unreachable: <reason>``, or ``not checked`` for in-process transports."""
+    """``ok``, ``unreachable: <reason>`` (the client's error, or which broker gave no answer in
+    time), or ``not checked`` for in-process transports."""
     routes: tuple[dict[str, Any], ...]
     """Each consumer's :class:`~tidings.health.RouteHealth` as a dictionary."""
 
@@ -66,7 +67,9 @@ async def _ping(bus: Bus, timeout: float) -> str:
         async with asyncio.timeout(timeout):
             await transport.ping()
     except TimeoutError:
-        return f"unreachable: no answer within {timeout:g} s"
+        # No error to quote (a network that drops packets): name the broker kept waiting for.
+        where = type(transport).__name__ + (f" at {bus.url}" if bus.url else "")
+        return f"unreachable: {where} gave no answer within {timeout:g} s"
     except (TidingsError, OSError) as exc:
         return f"unreachable: {exc}"
     return "ok"

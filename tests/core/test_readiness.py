@@ -57,6 +57,13 @@ async def test_a_broker_that_refuses_or_does_not_answer_makes_the_bus_unready() 
         assert said in readiness.broker
 
 
+async def test_a_broker_that_does_not_answer_is_named() -> None:
+    """Without an error to quote, the report says which broker kept silent."""
+    async with Bus(Silent()) as bus:
+        readiness = await check(bus, timeout=0.05)
+    assert readiness.broker == "unreachable: Silent gave no answer within 0.05 s"
+
+
 async def test_a_faulty_transport_passes_the_ping_through() -> None:
     bus = Bus(FaultyTransport(Unreachable()))
     bus.subscribe(UserSignedUp, lambda e: None)

@@ -1,4 +1,5 @@
-"""The real local services the transport tests talk to, and helpers to restart and probe them.
+"""The real local services the transport tests talk to, and helpers to restart, probe and clean
+them.
 
 Plain helpers live here rather than in ``conftest.py`` so test modules import them by a name of
 their own (``from brokers import NATS``), whatever other directories' conftests are loaded.
@@ -7,6 +8,7 @@ their own (``from brokers import NATS``), whatever other directories' conftests 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,11 +16,14 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import nats
 import pytest
+import redis.asyncio as redis
 
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
 from tidings.transports import from_url
+from tidings.transports.nats import NatsOptions
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,25 @@ async def wait_ready(service: Service, *, timeout: float = 60.0) -> None:
             if await process.wait() == 0:
                 return
             await asyncio.sleep(0.1)
+
+
+async def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every key this transport namespace created."""
+    client = redis.Redis.from_url(url)
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def delete_streams(url: str, options: NatsOptions) -> None:
+    """Delete the JetStream streams (messages, dead letters, leases) of these options."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    for stream in (options.stream, options.dead_letter_stream, f"KV_{options.lease_bucket}"):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await nc.close()
 
 
 async def restart_postgres() -> None:

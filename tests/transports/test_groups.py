@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from brokers import delete_prefix, delete_streams
 from kafka_conftest import kafka_url, tansu  # noqa: F401  # fixtures
-from test_nats import delete_streams
 from test_rabbitmq import amqp_namespace, exchange  # noqa: F401  # fixtures
-from test_redis import delete_prefix, unique_prefix
+from test_redis import unique_prefix
 
 from tidings.errors import NotFound, TransportError
 from tidings.message import Message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +12,7 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
+from brokers import delete_streams
 from nats.aio.msg import Msg
 
 from tidings.dead_letters import DeadLetter
@@ -34,15 +34,6 @@ WAIT = 20.0
 
 Factory = Callable[..., NatsTransport]
 """Makes a transport on the test's stream, optionally with another ``ack_wait``."""
-
-
-async def delete_streams(url: str, options: NatsOptions) -> None:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    for stream in (options.stream, options.dead_letter_stream, f"KV_{options.lease_bucket}"):
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_stream(stream)
-    await nc.close()
 
 
 @pytest.fixture

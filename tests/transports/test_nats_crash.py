@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_nats import delete_streams
+from brokers import delete_streams
 
 from tidings.testing.crash import crash_test
 from tidings.transports.nats import NatsOptions

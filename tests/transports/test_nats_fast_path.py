@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from importlib.metadata import version
 
 import pytest
+from brokers import delete_streams
 from nats.aio.client import Client as NATS
-from test_nats import delete_streams, take_acked
+from test_nats import take_acked
 from test_nats_suite import raw_publish
 
 from tidings.message import Message

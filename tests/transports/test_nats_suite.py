@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
-from brokers import NATS, shell
-from test_nats import delete_streams
+from brokers import NATS, delete_streams, shell
 
 from tidings.testing.receiver import TransportFactory
 from tidings.testing.suite_foreign import ForeignPublish

@@ -1,76 +1,208 @@
-"""``tidings.readiness.check`` (what ``/readyz`` answers) across a broker outage: 200 while the
-broker answers, 503 while it is down, 200 again once it is back and the consumers resumed."""
+"""A broker outage, on every broker: what ``tidings.readiness.check`` (``/readyz``) answers, and
+what becomes of the consumer and of the messages it held.
+
+The outage is a :class:`~tidings.testing.faults.TcpProxy` between the bus and the broker: the
+broker, which other test runs share, keeps running. Each case: ready (200); the network is cut
+while the handler holds messages; not ready (503) naming the broker and the route; restored;
+ready again; every message accepted before the cut handled, and one published after the restore
+handled by the same consumer. On NATS and Kafka, whose consumers fail when the network is cut as
+they attach, the bus must also be ready again with no message coming to show it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import pytest
-from brokers import NATS
-from test_nats import delete_streams
-from test_nats_suite import start_nats, stop_nats
-from test_redis import delete_prefix, start_redis, stop_redis
+from brokers import delete_prefix, delete_streams
+from kafka_conftest import TEST_QUERY
+from test_rabbitmq import amqp_namespace, exchange  # noqa: F401  # fixtures
 
 from tidings import readiness
 from tidings.bus import Bus
 from tidings.message import Message
 from tidings.readiness import Readiness
+from tidings.testing.faults import TcpProxy
 from tidings.testing.receiver import waiting
+from tidings.testing.tansu import Tansu
 from tidings.transports.nats import NatsOptions
 
+TOPIC = "outage.tick"
+GROUP = "outage"
+HELD = 5
+"""Messages published before the cut; the handler holds them until the network is cut."""
 
-def _ignore(message: Message) -> None:
-    pass
+outages = pytest.mark.parametrize("hold", [False, True], ids=["reset", "silent"])
+"""Connections refused at once, or left unanswered (a probe must time out, not hang)."""
 
 
-async def _ready_across_an_outage(
-    url: str, stop: Callable[[], Awaitable[None]], start: Callable[[], Awaitable[None]]
-) -> None:
-    bus = Bus(url)
-    bus.subscribe("ops.ready", _ignore, group="ready")
+class Handler:
+    """Records the id of every message it handles; holds each call until ``release``."""
+
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    async def __call__(self, message: Message) -> None:
+        self.started.set()
+        await self.release.wait()
+        self.handled.append(message.id)
+        self._changed.set()
+
+    async def until(self, done: Callable[[list[str]], bool], what: str) -> None:
+        """Return once ``done(handled)`` holds; fail naming ``what`` after 60 s."""
+        async with waiting(60, what):
+            while not done(self.handled):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def readiness_until(bus: Bus, ready: bool) -> Readiness:
+    """Probe ``bus`` as an orchestrator does until it answers ``ready``; each probe must answer
+    within its own timeout, never hang."""
+    async with waiting(60, f"readiness {'200' if ready else '503'}"):
+        while True:
+            async with waiting(10, "a readiness probe to answer"):
+                report = await readiness.check(bus, timeout=2.0)
+            if report.ready == ready:
+                return report
+            await asyncio.sleep(0.1)  # the probe's period: nothing to await between probes
+
+
+async def not_ready_while_cut(bus: Bus, proxy: TcpProxy) -> None:
+    """The probe answers 503 naming the broker it cannot reach, and again on a later probe, for
+    which the client tries a new connection."""
+    first = await readiness_until(bus, False)
+    async with waiting(10, "a readiness probe to answer"):
+        second = await readiness.check(bus, timeout=2.0)
+    for down in (first, second):
+        assert down.status == 503, down
+        assert down.broker.startswith("unreachable"), down
+        assert proxy.address in down.broker, down
+        assert [(r["topic"], r["group"]) for r in down.routes] == [(TOPIC, GROUP)], down
+
+
+async def across_an_outage(url: str, proxy: TcpProxy, hold: bool) -> None:
+    """The outage case on the broker at ``url`` (not yet redirected through ``proxy``); with
+    ``hold``, connections made during the outage get no answer instead of a reset."""
+    handler = Handler()
+    bus = Bus(proxy.redirect(url))
+    bus.subscribe(TOPIC, handler, group=GROUP)
     async with bus:
-        before = await readiness.check(bus)
-        assert before.status == 200, before
-        await stop()
+        assert (await readiness.check(bus)).status == 200
+        accepted = {(await bus.publish({"n": n}, topic=TOPIC)).id for n in range(HELD)}
         try:
-            during = await readiness.check(bus)
+            async with waiting(60, "the handler to take the first message"):
+                await handler.started.wait()
+            await proxy.cut(hold=hold)
+            await not_ready_while_cut(bus, proxy)
+            handler.release.set()  # its acks meet the outage
+            await handler.until(bool, "a message handled during the outage")
         finally:
-            await start()
-        assert during.status == 503, during
-        assert during.broker.startswith("unreachable"), during
-        after: Readiness | None = None
-        async with waiting(60, "the bus to be ready again"):
-            while True:
-                after = await readiness.check(bus)
-                if after.ready:
-                    break
-                await asyncio.sleep(0.1)  # polling the probe, as an orchestrator does
-        assert after.status == 200
-        assert after.broker == "ok"
+            handler.release.set()
+            await proxy.restore()
+        up = await readiness_until(bus, True)
+        assert up.broker == "ok"
+        assert [r["state"] for r in up.routes] == ["running"], up
+        await handler.until(accepted.issubset, "every message accepted before the cut")
+        after = (await bus.publish({"n": HELD}, topic=TOPIC)).id
+        await handler.until(lambda handled: after in handled, "the message sent after the restore")
 
 
-@pytest.fixture
-async def redis_prefixed(redis_url: str) -> AsyncIterator[str]:
-    prefix = f"ready{uuid.uuid4().hex[:8]}"
-    yield f"{redis_url}?prefix={prefix}"
-    await delete_prefix(redis_url, prefix)
+@outages
+async def test_redis_outage(redis_url: str, hold: bool) -> None:
+    prefix = f"outage{uuid.uuid4().hex[:8]}"
+    try:
+        async with TcpProxy("127.0.0.1", _port(redis_url)) as proxy:
+            await across_an_outage(f"{redis_url}?prefix={prefix}&lease=2", proxy, hold)
+    finally:
+        await delete_prefix(redis_url, prefix)
 
 
-@pytest.fixture
-async def nats_streamed(nats_url: str) -> AsyncIterator[str]:
+@outages
+async def test_nats_outage(nats_url: str, hold: bool) -> None:
     tag = uuid.uuid4().hex[:10]
-    url = f"{nats_url}?stream=R{tag}&prefix=r{tag}"
-    yield url
-    await delete_streams(nats_url, NatsOptions.from_url(url))
+    url = f"{nats_url}?stream=O{tag}&prefix=o{tag}&ack_wait=2"
+    try:
+        async with TcpProxy("127.0.0.1", _port(nats_url)) as proxy:
+            await across_an_outage(url, proxy, hold)
+    finally:
+        await delete_streams(nats_url, NatsOptions.from_url(url))
 
 
-async def test_redis_outage(redis_url: str, redis_prefixed: str) -> None:
-    await _ready_across_an_outage(redis_prefixed, lambda: stop_redis(redis_url), start_redis)
+@outages
+async def test_rabbitmq_outage(amqp_url: str, exchange: str, hold: bool) -> None:  # noqa: F811
+    async with TcpProxy("127.0.0.1", _port(amqp_url)) as proxy:
+        await across_an_outage(f"{amqp_url}?exchange={exchange}", proxy, hold)
 
 
-async def test_nats_outage(nats_url: str, nats_streamed: str) -> None:
-    if nats_url != NATS.default:
-        pytest.skip("only the machine's own NATS is ours to stop")
-    await _ready_across_an_outage(nats_streamed, stop_nats, start_nats)
+@outages
+async def test_postgres_outage(pg_dsn: str, pg_schema: str, hold: bool) -> None:
+    async with TcpProxy("127.0.0.1", _port(pg_dsn)) as proxy:
+        await across_an_outage(f"{pg_dsn}?schema={pg_schema}&lease=2", proxy, hold)
+
+
+@pytest.fixture
+async def kafka_behind_a_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A tansu broker of this test's own that tells clients to connect through the proxy: its
+    URL (not yet redirected) and the proxy."""
+    broker = Tansu()
+    async with TcpProxy("127.0.0.1", broker.port) as proxy:
+        broker.advertised = proxy.address
+        broker.start()
+        try:
+            yield f"{broker.url}?{TEST_QUERY}", proxy
+        finally:
+            broker.stop()
+
+
+@outages
+async def test_kafka_outage(kafka_behind_a_proxy: tuple[str, TcpProxy], hold: bool) -> None:
+    await across_an_outage(*kafka_behind_a_proxy, hold)
+
+
+async def idle_across_a_restart(url: str, proxy: TcpProxy) -> None:
+    """The network is cut as the bus starts, before its consumer reached the broker: the route is
+    ``restarting``. Once the broker answers, the consumer runs again, and the bus is ready,
+    although no message comes to show it."""
+    bus = Bus(proxy.redirect(url))
+    bus.subscribe(TOPIC, Handler(), group=GROUP)
+    async with bus:
+        await proxy.cut()
+        async with waiting(60, "the consumer to fail and start again"):
+            while True:
+                if bus.health().routes[0].state == "restarting":
+                    break
+                await asyncio.sleep(0.05)  # polling the health: nothing tells
+        await proxy.restore()
+        up = await readiness_until(bus, True)
+        assert [r["state"] for r in up.routes] == ["running"], up
+
+
+async def test_an_idle_nats_consumer_that_restarted_is_ready_once_nats_is_back(
+    nats_url: str,
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    url = f"{nats_url}?stream=O{tag}&prefix=o{tag}"
+    try:
+        async with TcpProxy("127.0.0.1", _port(nats_url)) as proxy:
+            await idle_across_a_restart(url, proxy)
+    finally:
+        await delete_streams(nats_url, NatsOptions.from_url(url))
+
+
+async def test_an_idle_kafka_consumer_that_restarted_is_ready_once_kafka_is_back(
+    kafka_behind_a_proxy: tuple[str, TcpProxy],
+) -> None:
+    await idle_across_a_restart(*kafka_behind_a_proxy)
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import redis.asyncio as redis
-from brokers import REDIS, Numbers, shell, wait_ready
+from brokers import REDIS, Numbers, delete_prefix, shell, wait_ready
 from redis.exceptions import RedisError
 
 from tidings.bus import Bus
@@ -36,15 +36,6 @@ TIMEOUT = 30.0
 
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-async def delete_prefix(url: str, prefix: str) -> None:
-    """Delete every key this transport namespace created."""
-    client = redis.Redis.from_url(url)
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def _port_open() -> bool:

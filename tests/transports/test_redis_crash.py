@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_redis import delete_prefix, unique_prefix
+from brokers import delete_prefix
+from test_redis import unique_prefix
 
 from tidings.testing.crash import crash_test
 

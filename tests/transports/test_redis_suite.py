@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from test_redis import delete_prefix, restart_redis, unique_prefix
+from brokers import delete_prefix
+from test_redis import restart_redis, unique_prefix
 
 from tidings.testing.receiver import TransportFactory
 from tidings.testing.suite_foreign import ForeignPublish

@@ -60,6 +60,9 @@ class Tansu:
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or _free_port()
+        self.advertised = self.bootstrap
+        """The ``host:port`` tansu tells clients to connect to: set it before :meth:`start` to
+        put a proxy between the clients and the broker."""
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -86,7 +89,7 @@ class Tansu:
                 listener,
                 # tansu advertises localhost:9092 unless told otherwise, whatever it listens on
                 "--advertised-listener-url",
-                listener,
+                f"tcp://{self.advertised}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -165,6 +165,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
 
 class KafkaSubscription:
     """Batches of deliveries for one (topic or pattern, group): a Kafka consumer group member.
+    The first batch, once the member started (after an error, maybe), is empty.
 
     At most ``prefetch`` deliveries are handed out and not yet settled at any time. ``aclose``
     stops fetching at once; the member stays in its group until the deliveries handed out are
@@ -215,7 +216,12 @@ class KafkaSubscription:
         return self
 
     async def __anext__(self) -> Sequence[KafkaDelivery]:
-        consumer = self._consumer or await self._started()
+        consumer = self._consumer
+        if consumer is None:
+            await self._started()
+            # Started: a consumer restarting after a failure runs again, though no message may
+            # come for a long while (or it would read as restarting until then).
+            return []
         stopped = self._stopped
         assert stopped is not None  # set when the consumer started
         while not self.closed:

@@ -165,9 +165,7 @@ class PartitionedSubscription:
             self._read(subscription)  # again, if it ended on an error
         item = await self._ready.get()
         if isinstance(item, BaseException):
-            raise item
-        if item == []:
-            raise StopAsyncIteration  # closed
+            raise item  # StopAsyncIteration once closed
         return item
 
     def _read(self, subscription: NatsSubscription) -> None:
@@ -207,7 +205,7 @@ class PartitionedSubscription:
         if self._closed:
             return
         self._closed = True
-        self._ready.put_nowait([])  # the end, after the batches received before
+        self._ready.put_nowait(StopAsyncIteration())  # the end, after the batches received before
         for subscription in (self._shared, *self._parts.values()):
             await subscription.aclose()
 

@@ -86,8 +86,10 @@ class NatsDelivery:
 class NatsSubscription:
     """Batches of deliveries from one group's durable consumer, until :meth:`aclose`.
 
-    Iterate it from one task; ``ack``/``nack`` may come from any task of the same loop, also
-    after :meth:`aclose` (until the transport closes).
+    The first batch after attaching to the consumer (again, after an error) is empty: it tells
+    the iterating task that fetching works, before any message comes. Iterate it from one task;
+    ``ack``/``nack`` may come from any task of the same loop, also after :meth:`aclose` (until
+    the transport closes).
     """
 
     def __init__(
@@ -146,6 +148,9 @@ class NatsSubscription:
                 if self._closed:  # closed while opening: the end, not a failure
                     raise StopAsyncIteration from None
                 raise
+            # Attached: a consumer restarting after a failure runs again, though no message
+            # may come for a long while (or it would read as restarting until then).
+            return []
         while not self._closed:
             if self._gone:
                 await self._attach_again()
