@@ -20,6 +20,7 @@ BENCHMARKS = [
     "b6_rabbitmq",
     "b6_redis",
     "b7_scale_out",
+    "b8_defaults",
 ]
 
 

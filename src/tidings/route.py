@@ -10,6 +10,7 @@ from typing import TypedDict, Unpack
 from tidings.clock import Clock
 from tidings.codec import Codec, Registry
 from tidings.context import current
+from tidings.defaults import DEFAULT_CONCURRENCY
 from tidings.errors import STOPPING_PROCESS
 from tidings.handlers import (
     EventDecoder,
@@ -129,7 +130,8 @@ class RouteOptions(TypedDict, total=False):
     """The route's name in health, logs and traces; defaults to the handler's module and
     qualified name."""
     concurrency: int
-    """How many calls run at once (1)."""
+    """How many calls run at once: by default 64 for an ``async def`` handler that awaits, 1
+    for any other (:data:`tidings.defaults.DEFAULT_CONCURRENCY`)."""
     ordered: bool
     """Keep messages with the same key in order (False)."""
     retry: Retry | None
@@ -142,6 +144,11 @@ class RouteOptions(TypedDict, total=False):
     batch_size: int
     """At most this many events per call of a ``list[Event]`` handler (100); a batch is what has
     arrived: it never waits to fill one."""
+
+
+def _concurrency_for(handler: UserHandler) -> int:
+    shape = describe(handler)
+    return DEFAULT_CONCURRENCY if shape.may_suspend and not shape.batch else 1
 
 
 def new_route(
@@ -157,7 +164,7 @@ def new_route(
     """The route ``Bus.subscribe`` makes: ``bus_middleware`` and ``handler_timeout`` are the bus's,
     the options (with their defaults here) the caller's. Raises ValueError for a bad option or
     pattern."""
-    concurrency = options.get("concurrency", 1)
+    concurrency = options["concurrency"] if "concurrency" in options else _concurrency_for(handler)
     batch_size = options.get("batch_size", 100)
     if concurrency < 1 or batch_size < 1:
         raise ValueError("concurrency and batch_size must be at least 1")

@@ -149,3 +149,51 @@ def test_demo_bank_rebuilds_the_account_in_another_process(cli: Invoke, tmp_path
 
     assert result.exit_code == 0, result.output
     assert "rebuilt from its events" in result.stdout
+
+
+def assert_shared_by_workers(summary: dict[str, Any], workers: int) -> None:
+    by_worker = summary["handled_by_worker"]
+    assert summary["workers"] == workers
+    assert sorted(by_worker) == [str(n) for n in range(1, workers + 1)]
+    for service, handled in summary["handled"].items():
+        # a redelivered signup counts again in its worker's column
+        assert sum(counts[service] for counts in by_worker.values()) >= handled
+    assert all(sum(counts.values()) > 0 for counts in by_worker.values()), by_worker
+
+
+def test_demo_runs_its_services_in_worker_processes_on_sqlite(cli: Invoke, demo_tmp: Path) -> None:
+    summary = summary_of(cli, "--workers", "2", "--count", "500", "--timeout", "60")
+
+    assert_every_signup_handled(summary, 500)
+    assert_shared_by_workers(summary, 2)
+    assert summary["transport"] == "SqliteTransport"
+    assert (Path(summary["directory"]) / "workers.log").is_file()
+
+
+@pytest.mark.parametrize("broker_url", ["nats"], indirect=True)
+def test_demo_runs_its_services_in_worker_processes_on_a_broker(
+    cli: Invoke, demo_tmp: Path, broker_url: str
+) -> None:
+    summary = summary_of(cli, "--url", broker_url, "--workers", "3", "--count", "500")
+
+    assert_every_signup_handled(summary, 500)
+    assert_shared_by_workers(summary, 3)
+
+
+def test_demo_prints_what_each_worker_handled(cli: Invoke, demo_tmp: Path) -> None:
+    result = cli("demo", "--workers", "2", "--count", "100", "--timeout", "60")
+
+    assert result.exit_code == 0, result.output
+    table = result.stdout[result.stdout.index("handled per worker process") :]
+    table = table[: table.index("└")]
+    rows = [line.split("│")[1:5] for line in table.splitlines() if line.startswith("│")]
+    assert [worker.strip() for worker, *_ in rows] == ["1", "2"]
+    assert sum(int(audit) for _, _, audit, _ in rows) >= 100
+    assert "the workers' output:" in result.stdout
+
+
+def test_demo_refuses_worker_processes_in_memory(cli: Invoke) -> None:
+    result = cli("demo", "--url", "memory://", "--workers", "2")
+
+    assert result.exit_code == 2
+    assert "not memory://" in result.output

@@ -166,7 +166,7 @@ async def test_a_cancelled_publish_reaches_no_group() -> None:
         seen["slow"].append(event.user_id)
 
     bus.subscribe(UserSignedUp, fast)
-    bus.subscribe(UserSignedUp, slow, timeout=None)
+    bus.subscribe(UserSignedUp, slow, timeout=None, concurrency=1)  # one receiver, in order
     async with bus:
         accepted: list[int] = []
         cancelled = 0

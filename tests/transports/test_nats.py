@@ -182,6 +182,22 @@ async def test_unsettled_messages_of_a_closed_subscription_come_again(
     assert all(attempts[d.message.id] == 2 for d in handed_out)
 
 
+async def test_a_delivery_held_past_ack_wait_stays_with_its_live_subscription(
+    transports: Factory,
+) -> None:
+    holder = transports(ack_wait=1)
+    await holder.publish("items", messages(1))
+    (held,) = await take(holder.subscribe("items", group="g"), 1)  # a slow handler has it
+    other = transports(ack_wait=1).subscribe("items", group="g")
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(3.5):  # past ack_wait three times over: nothing comes
+            await anext(other)
+    await holder.aclose()  # the holder is gone: now its delivery comes again
+    (again,) = await take(other, 1)
+    assert again.message.id == held.message.id
+
+
 async def test_wildcards_follow_nats(transport: NatsTransport) -> None:
     for topic in ("orders.created", "orders.eu.created", "invoices.created"):
         await transport.publish(topic, [Message(topic, b"")])
@@ -355,8 +371,9 @@ async def test_settling_survives_errors_writing_acks(caplog: pytest.LogCaptureFi
 
     errors = ErrorMap("NATS", "nowhere", unreachable=())
     subscription = NatsSubscription(
-        "items", "g", prefetch=8, attach=attach, errors=errors, topic_start=2, expires=5.0
-    )
+        "items", "g", prefetch=8, attach=attach, errors=errors, topic_start=2, expires=5.0,
+        ack_wait=30.0,
+    )  # fmt: skip
     first, second, third = await take(subscription, 3)
     connection.failures.append(RuntimeError("the write failed"))
     await first.ack()

@@ -21,12 +21,11 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -35,8 +34,17 @@ from rich.table import Table
 
 from tidings.cli.connect import run
 from tidings.cli.demo_bank import run_bank_demo
+from tidings.cli.demo_report import (
+    BATCH,
+    SERVICES,
+    Reason,
+    Summary,
+    follow,
+    reasons,
+    service_groups,
+)
+from tidings.cli.demo_workers import run_worker_demo
 from tidings.cli.store import Json, write_json
-from tidings.dead_letters import DeadLetter
 from tidings.message import Message
 from tidings.middleware import Handler, Middleware
 from tidings.testing.dead_letters import RecordingDeadLetters
@@ -47,38 +55,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVICES", "Reason", "Summary", "app", "run_signup_demo"]
 
-SERVICES = ("email", "audit", "preferences")
-BATCH = 100
-"""Signups per publish: one transport round trip each."""
-
 app = typer.Typer(
     help="The signup demo (the default) and, as `tidings demo bank`, the event-sourcing demo."
 )
-
-
-class Reason(msgspec.Struct, frozen=True):
-    """Dead letters of one service that failed for the same reason."""
-
-    service: str
-    error_type: str
-    error_message: str
-    count: int
-
-
-class Summary(msgspec.Struct, frozen=True):
-    """What ``--json`` prints."""
-
-    url: str
-    transport: str
-    count: int
-    complete: bool
-    handled: dict[str, int]
-    retried: int
-    dead_lettered: int
-    reasons: list[Reason]
-    elapsed_seconds: float
-    events_per_second: float
-    directory: str
 
 
 def _signalling(changed: asyncio.Event) -> Middleware:
@@ -124,11 +103,7 @@ async def run_signup_demo(
         middleware=[_signalling(changed)],
         telemetry=recorder.telemetry if recorder is not None else None,
     )
-    groups = {
-        "email": signup.EMAIL_GROUP,
-        "audit": signup.AUDIT_GROUP,
-        "preferences": signup.PREFERENCES_GROUP,
-    }
+    groups = service_groups()
 
     def handled() -> dict[str, int]:
         return {
@@ -152,17 +127,8 @@ async def run_signup_demo(
                 await recorder.publish(flow.bus, batch, lambda event: f"user {event.user_id}")
             else:
                 await flow.bus.publish_many(batch)
-        try:
-            async with asyncio.timeout(timeout):
-                while min((now := finished()).values()) < count:
-                    progress(now)
-                    changed.clear()
-                    await changed.wait()
-            complete = True
-        except TimeoutError:
-            complete = False
+        complete = await follow(finished, changed, count, timeout=timeout, progress=progress)
         elapsed = time.perf_counter() - started
-        progress(finished())
     finally:
         await flow.aclose()
     return Summary(
@@ -173,19 +139,11 @@ async def run_signup_demo(
         handled=handled(),
         retried=flow.email.retried,
         dead_lettered=len(letters.added),
-        reasons=_reasons(letters.added, {group: name for name, group in groups.items()}),
+        reasons=reasons((d.group, d.error_type, d.error_message) for d in letters.added),
         elapsed_seconds=round(elapsed, 3),
         events_per_second=round(count / elapsed, 1),
         directory=str(directory),
     )
-
-
-def _reasons(letters: Sequence[DeadLetter], services: dict[str, str]) -> list[Reason]:
-    """Letters grouped by service (named after their group) and error, most frequent first."""
-    counts = Counter(
-        (services.get(d.group, d.group), d.error_type, d.error_message) for d in letters
-    )
-    return [Reason(*reason, count=n) for reason, n in counts.most_common()]
 
 
 @contextmanager
@@ -216,6 +174,14 @@ def _print_summary(console: Console, summary: Summary) -> None:
     for name in SERVICES:
         table.add_row(name, f"{summary.handled[name]:,}", f"{dead[name]:,}")
     console.print(table)
+    if summary.handled_by_worker:
+        workers = Table(title="handled per worker process", min_width=60)
+        workers.add_column("worker")
+        for name in SERVICES:
+            workers.add_column(name, justify="right")
+        for number, handled in summary.handled_by_worker.items():
+            workers.add_row(number, *(f"{handled[name]:,}" for name in SERVICES))
+        console.print(workers)
     if summary.reasons:
         reasons = Table(title="dead letters by reason", min_width=60)
         reasons.add_column("service")
@@ -264,20 +230,42 @@ def demo(
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds to wait for the services to finish.")
     ] = 300.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Run the services in this many worker processes sharing their groups."
+        ),
+    ] = 1,
     json: Json = False,
 ) -> None:
     """The signup demo: users sign up; email, audit and preferences services react."""
     if ctx.invoked_subcommand is not None:
         return
+    if workers > 1 and url is not None and not from_url(url).features.persistent:
+        raise typer.BadParameter(
+            "worker processes need a transport they share (not memory://)", param_hint="--workers"
+        )
     directory = Path(tempfile.mkdtemp(prefix="tidings-demo-"))
     url = url or f"sqlite:///{directory / 'signup.db'}"
     console = Console(highlight=False)
-    recorder = None if json else _trace_recorder()
+    recorder = None if json or workers > 1 else _trace_recorder()
+
+    def run_demo(progress: Callable[[dict[str, int]], None]) -> Awaitable[Summary]:
+        if workers > 1:
+            news = Console(stderr=True, highlight=False)
+            return run_worker_demo(
+                url, count, directory, workers, timeout=timeout, progress=progress,
+                tell=lambda line: news.print(escape(line)),
+            )  # fmt: skip
+        return run_signup_demo(
+            url, count, directory, timeout=timeout, progress=progress, recorder=recorder
+        )
 
     async def main() -> Summary:
         if json:
-            return await run_signup_demo(url, count, directory, timeout=timeout)
-        console.print(f"{count:,} users sign up on [bold]{escape(redact(url))}[/]")
+            return await run_demo(lambda finished: None)
+        processes = f" in {workers} worker processes" if workers > 1 else ""
+        console.print(f"{count:,} users sign up on [bold]{escape(redact(url))}[/]{processes}")
         columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TimeElapsedColumn(), console=console) as bars:
             tasks = {name: bars.add_task(name, total=count) for name in SERVICES}
@@ -286,9 +274,7 @@ def demo(
                 for name, done in finished.items():
                     bars.update(tasks[name], completed=done)
 
-            return await run_signup_demo(
-                url, count, directory, timeout=timeout, progress=show, recorder=recorder
-            )
+            return await run_demo(show)
 
     with _quiet_dead_letter_warnings():
         summary = run(main(), url)
@@ -296,7 +282,10 @@ def demo(
         write_json(summary)
     else:
         _print_summary(console, summary)
-        _print_trace(console, recorder)
+        if workers > 1:
+            console.print(f"[dim]the workers' output:[/] {escape(str(directory / 'workers.log'))}")
+        else:
+            _print_trace(console, recorder)
     if not summary.complete:
         raise typer.Exit(1)
 

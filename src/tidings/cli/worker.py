@@ -42,7 +42,7 @@ from tidings.bus import Bus
 from tidings.cli.connect import run as run_async
 from tidings.cli.endpoints import parse_address, serving
 from tidings.cli.exporting import set_up
-from tidings.cli.supervisor import Supervisor, watch_supervisor
+from tidings.cli.supervisor import Supervisor, tell_supervisor_ready, watch_supervisor
 from tidings.workers import worker_id
 
 __all__ = ["Ending", "load_bus", "run", "serve"]
@@ -213,6 +213,7 @@ def run(
 
     def ready() -> None:
         watch_supervisor()
+        tell_supervisor_ready()
         if as_records:
             for route in bus.routes:
                 where = {"topic": route.topic, "group": route.group, "route": route.name}

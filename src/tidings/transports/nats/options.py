@@ -28,8 +28,11 @@ class NatsOptions:
     """Subject prefix of the topics: topic ``a.b`` is subject ``<prefix>.a.b``."""
     storage: Literal["file", "memory"] = "file"
     """Storage of streams this transport creates; ``file`` survives a server restart."""
-    ack_wait: float = 30.0
-    """Seconds before a delivery nobody settled is delivered again (consumer ``ack_wait``)."""
+    ack_wait: float = 10.0
+    """Seconds before a delivery nobody settled is delivered again (consumer ``ack_wait``). A
+    live subscription reports its unsettled deliveries in progress every third of it
+    (:mod:`.subscription`), so it is how soon a dead worker's deliveries come again (and part
+    of its partitions' :attr:`lease`), not a limit on how long a handler may take."""
     partitions: int = DEFAULT_PARTITIONS
     """Partitions per topic for keyed messages (see :mod:`tidings.transports.kit.partitions`):
     at most this many subscriptions of a group share a topic's keyed messages. Every process
@@ -38,8 +41,9 @@ class NatsOptions:
     """Unsettled deliveries per group across all its subscriptions (consumer setting)."""
     duplicate_window: float = 120.0
     """Seconds during which a message id published again is stored only once."""
-    pull_expires: float = 5.0
-    """Seconds a pull request waits on the server before it is renewed."""
+    pull_expires: float = 2.0
+    """Seconds a pull request waits on the server before it is renewed (part of :attr:`lease`:
+    shorter hands a dead worker's partitions on sooner, for an idle pull request this often)."""
     publish_timeout: float = 30.0
     """Seconds ``publish`` waits for every confirmation (across reconnects) before failing."""
     connect_timeout: float = 5.0
@@ -73,11 +77,11 @@ class NatsOptions:
 
     @property
     def lease(self) -> float:
-        """Seconds a partition's lease lasts: ``ack_wait + pull_expires + 1``. A dead owner's
-        pull requests may still take messages until they expire; a lease that long lets all
-        it took come due for redelivery before its partitions go to another subscription
-        (which JetStream then hands the redeliveries first). The 1 is the longest time between
-        two renewals."""
+        """Seconds a partition's lease lasts: ``ack_wait + pull_expires + 1`` (13 by default).
+        A dead owner's pull requests may still take messages until they expire; a lease that
+        long lets all it took come due for redelivery before its partitions go to another
+        subscription (which JetStream then hands the redeliveries first). The 1 is the longest
+        time between two renewals."""
         return self.ack_wait + self.pull_expires + 1.0
 
     @property

@@ -12,11 +12,13 @@ by the kit's :class:`~tidings.transports.kit.ownership.Ownership` over :class:`N
 * presence is the key ``members.<scope>``: a JSON map of live subscriptions to when their
   presence ends, rewritten by each at the revision it read.
 
-A partition's lease lasts ``ack_wait + pull_expires + 1`` seconds: what a dead owner took
-(through its pull requests, which outlive it until they expire) is due for redelivery before its
-lease runs out, and JetStream hands a consumer's redeliveries out before new messages, so the
-next owner handles them first. A subscription giving a partition up waits, besides for what it
-handed out to be settled, for its pull requests of that partition to expire.
+A partition's lease lasts ``ack_wait + pull_expires + 1`` seconds (13 by default): what a dead
+owner took (through its pull requests, which outlive it until they expire) is due for redelivery
+before its lease runs out, and JetStream hands a consumer's redeliveries out before new messages,
+so the next owner handles them first. A live owner's deliveries do not come due, however long
+they take: it reports them in progress (:mod:`.subscription`). A subscription giving a
+partition up waits, besides for what it handed out to be settled, for its pull requests of that
+partition to expire.
 """
 
 from __future__ import annotations

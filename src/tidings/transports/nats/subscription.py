@@ -10,7 +10,13 @@ between the subscriptions of the group (competing consumers).
 ``ack`` and ``nack`` are recorded and published to the deliveries' reply subjects in bulk on the
 next loop turn (:class:`~tidings.transports.kit.settle.Settler`); the connection's flusher writes
 them together. ``nack(delay)`` is JetStream's own delayed redelivery; ``attempt`` is the server's
-delivery count. A delivery nobody settles comes again after the consumer's ``ack_wait``.
+delivery count.
+
+A delivery handed out and not settled for a third of the consumer's ``ack_wait`` is reported
+in progress (``+WPI``, which starts its ``ack_wait`` again) every third of ``ack_wait`` until it
+is settled or the transport closes: a slow handler, or a key's messages queued behind it, never
+come again while their subscription lives. So ``ack_wait`` only says how soon the deliveries of
+a subscription that is gone (its process died) come again.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ connection and the consumer's pull subject."""
 
 _ACK = b"+ACK"
 _NAK = b"-NAK"
+_IN_PROGRESS = b"+WPI"
 _log = logging.getLogger("tidings.transports.nats")
 _GRACE = 1.0
 """Seconds past a pull request's expiry after which its unanswered rest is written off."""
@@ -51,11 +58,14 @@ _GRACE = 1.0
 class NatsDelivery:
     """One JetStream message handed to one subscription. Settling twice does nothing."""
 
-    __slots__ = ("_msg", "_settled", "_subscription", "message")
+    __slots__ = ("_msg", "_received", "_settled", "_subscription", "message")
 
-    def __init__(self, subscription: NatsSubscription, msg: Msg, message: Message) -> None:
+    def __init__(
+        self, subscription: NatsSubscription, msg: Msg, message: Message, received: float
+    ) -> None:
         self._subscription = subscription
         self._msg = msg
+        self._received = received
         self._settled = False
         self.message = message
 
@@ -90,6 +100,7 @@ class NatsSubscription:
         errors: ErrorMap,
         topic_start: int,
         expires: float,
+        ack_wait: float,
     ) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
@@ -101,6 +112,7 @@ class NatsSubscription:
         self._low_water = (prefetch + 1) // 2
         self._topic_start = topic_start
         self._expires = expires
+        self._in_progress_every = ack_wait / 3
         self._nc: NATS | None = None
         self._inbox: NatsInboxSubscription | None = None
         self._pull_subject = ""
@@ -114,8 +126,9 @@ class NatsSubscription:
         )
         self._requested = 0
         """Messages asked for and not yet handed out: in flight from the server or buffered."""
-        self._unsettled = 0
-        """Deliveries handed out and neither acked nor nacked."""
+        self._unsettled: dict[NatsDelivery, None] = {}
+        """Deliveries handed out and neither acked nor nacked, the oldest first."""
+        self._keeping: asyncio.Task[None] | None = None
         self._all_settled = asyncio.Event()
         self._expires_at = 0.0
         self._gone = False
@@ -168,6 +181,8 @@ class NatsSubscription:
         """For the transport's close: :meth:`aclose`, write what was settled, ignore later
         settlements (those deliveries come again)."""
         await self.aclose()
+        if self._keeping is not None:
+            self._keeping.cancel()
         await self._settler.close()
 
     async def settle(self, delivery: NatsDelivery, payload: bytes) -> None:
@@ -175,7 +190,7 @@ class NatsSubscription:
         if delivery._settled:
             return
         delivery._settled = True
-        self._unsettled -= 1
+        del self._unsettled[delivery]
         if not self._unsettled:
             self._all_settled.set()
         self._settler.record((delivery._msg, payload))
@@ -213,6 +228,23 @@ class NatsSubscription:
             await inbox.unsubscribe()
             raise ClosedError("the subscription was closed")
         self._inbox = inbox
+        self._keeping = asyncio.ensure_future(self._keep_in_progress())
+
+    async def _keep_in_progress(self) -> None:
+        """Every third of ``ack_wait``, report in progress the deliveries unsettled for that
+        long and the messages received and not handed out yet (the consumer loop was busy),
+        until every delivery is settled after :meth:`aclose`, or the transport closes
+        (:meth:`shutdown` cancels this)."""
+        every = self._in_progress_every
+        while not (self._closed and not self._unsettled):
+            await asyncio.sleep(every)  # the server's ack timer, not synchronisation
+            due = time.monotonic() - every
+            held = [(msg, _IN_PROGRESS) for msg in self._buffer if msg.reply]
+            for delivery in self._unsettled:  # the oldest first
+                if delivery._received > due:
+                    break
+                held.append((delivery._msg, _IN_PROGRESS))
+            self._settler.record_all(held)
 
     async def _attach_again(self) -> None:
         _log.warning("group %r on %r was dropped; it starts again", self.group, self.topic)
@@ -227,15 +259,16 @@ class NatsSubscription:
         received, self._buffer = self._buffer, []
         batch: list[NatsDelivery] = []
         start = self._topic_start
+        now = time.monotonic()
         for msg in received:
             if msg.reply:
                 message = decode(msg.subject[start:], msg.data, msg.headers)
-                batch.append(NatsDelivery(self, msg, message))
+                batch.append(NatsDelivery(self, msg, message, now))
                 self._requested -= 1
             else:
                 self._on_status(msg)
         self._requested = max(0, self._requested)
-        self._unsettled += len(batch)
+        self._unsettled.update(dict.fromkeys(batch))
         return batch
 
     def _on_status(self, msg: Msg) -> None:
@@ -250,7 +283,7 @@ class NatsSubscription:
                 self._gone = True
 
     def _room(self) -> int:
-        return self._prefetch - self._requested - self._unsettled
+        return self._prefetch - self._requested - len(self._unsettled)
 
     async def _pull(self) -> None:
         room = self._room()

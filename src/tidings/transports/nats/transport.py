@@ -3,7 +3,8 @@
 Layout on the server: one stream (``TIDINGS`` by default, file storage) stores every topic under
 one subject prefix (topic ``user.signed_up`` is subject ``tidings.user.signed_up``); a second
 stream (``TIDINGS_DLQ``) keeps the dead letters. Both are created by :meth:`NatsTransport.start`
-when missing; an existing stream is used as it is.
+when missing; an existing stream is used as it is, but for the subjects it lacks, which are
+added to it (:mod:`.streams`).
 
 A group's subscription to a topic or pattern is a durable pull consumer on that stream (one per
 group and pattern, see :mod:`.groups`; ``*`` and ``>`` are NATS's own wildcards), so
@@ -48,6 +49,7 @@ from tidings.transports.nats.groups import consumer_configs, consumers, durable_
 from tidings.transports.nats.options import NatsOptions
 from tidings.transports.nats.partitioned import NatsLeases, PartitionedSubscription
 from tidings.transports.nats.publish import Publisher
+from tidings.transports.nats.streams import ensure_stream
 from tidings.transports.nats.subscription import NatsSubscription
 from tidings.transports.nats.wire import subject_for
 from tidings.urls import redact
@@ -65,9 +67,6 @@ FEATURES = Features(
     replays_history=True,
     wildcards=True,
 )
-
-_SUBJECTS_OVERLAP = 10065
-_STREAM_NAME_IN_USE = 10058
 
 
 def from_url(url: str) -> NatsTransport:
@@ -189,6 +188,7 @@ class NatsTransport:
             return NatsSubscription(
                 topic, group, prefetch=prefetch, attach=attach, errors=self._errors,
                 topic_start=len(prefix) + 1, expires=options.pull_expires,
+                ack_wait=options.ack_wait,
             )  # fmt: skip
 
         leases = NatsLeases(
@@ -352,7 +352,7 @@ class NatsTransport:
             storage=StorageType(self.options.storage),
             duplicate_window=self.options.duplicate_window,
         )
-        await self._guarded(f"creating the stream {name}", _add_stream(js, config))
+        await self._guarded(f"creating the stream {name}", ensure_stream(js, config))
 
     def _special(self, exc: BaseException, doing: str) -> TidingsError | None:
         """What nats-py's errors mean beyond reachable or not (see ``self._errors``)."""
@@ -381,19 +381,3 @@ class NatsTransport:
         self._connected.set()
         for subscription in list(self._subscriptions):
             subscription.reset()
-
-
-async def _add_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream ``config`` describes, unless it exists."""
-    assert config.name is not None
-    try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError as exc:
-        if exc.err_code == _STREAM_NAME_IN_USE:
-            return  # an existing stream of that name is used as it is
-        if exc.err_code != _SUBJECTS_OVERLAP:
-            raise
-        try:
-            await js.stream_info(config.name)  # created by another transport a moment ago?
-        except nats.js.errors.NotFoundError:
-            raise exc from None
