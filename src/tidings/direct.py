@@ -30,7 +30,7 @@ from tidings.outcome import PublishResult
 from tidings.route import Route
 from tidings.route_table import RouteTable
 from tidings.telemetry import Observer
-from tidings.topics import is_pattern
+from tidings.topics import CACHE_SIZE, is_pattern, validate_topic
 
 __all__ = ["Direct"]
 
@@ -62,32 +62,41 @@ class Direct:
         self._background = background
         self.observer: Observer | None = None
         """Spans and metrics for the handlers run here, when the application configured them."""
+        self._checked: dict[str, tuple[Route, ...]] = {}
+        """The routes of each topic ``run`` checked (a topic, not a pattern)."""
         self._emit_calls: dict[type, tuple[Callable[[Any], Any], ...]] = {}
         self._emit_routes: dict[Callable[[Any], Any], Route] = {}
         routes.on_change(self._forget_compiled)
 
-    async def run(self, message: Message, topic: str) -> PublishResult:
-        """Run every handler of ``topic`` for ``message``; return when all have finished."""
-        if self.observer is None:
-            return await self._run(message, topic, inline=True)
-        with self.observer.sending(topic, [message]) as (carried,):
-            return await self._run(carried, topic, inline=False)  # each in its process span
+    async def run(self, message: Message, topic: str, *, in_span: bool = False) -> PublishResult:
+        """Run every handler of ``topic`` for ``message``; return when all have finished.
 
-    async def _run(self, message: Message, topic: str, *, inline: bool) -> PublishResult:
-        observed = not inline
-        routes = self._routes.by_topic.get(topic) or self._routes.for_topic(topic)
+        Raises ValueError, before any handler runs, when ``topic`` is a pattern or no topic.
+        When the bus observes, the call opens its ``send`` span and goes on inside it
+        (``in_span``), every handler in a Task with its ``process`` span; otherwise handlers that
+        cannot suspend run right here. (One coroutine for both: a second one around this would
+        cost a frame per publish.)
+        """
+        routes = self._checked.get(topic)
+        if routes is None:
+            routes = self._check(topic)
+        observed = self.observer is not None
+        if observed and not in_span:
+            assert self.observer is not None
+            with self.observer.sending(topic, [message]) as (carried,):
+                return await self.run(carried, topic, in_span=True)
         errors: dict[Route, BaseException] | None = None
         pending: dict[Route, asyncio.Task[Any]] | None = None
         data = message.data
         kind = type(data)
-        raw = kind in _BINARY_TYPES
-        slot = context.slot
-        outer, outer_route, slot.message = slot.message, slot.route, message
+        inline = not observed and kind not in _BINARY_TYPES
+        here = context.thread.inline
+        outer, outer_route, here.message = here.message, here.route, message
         try:
             for route in routes:
                 expected = route.event_type
-                as_is = inline and not raw and (expected is None or expected is kind)
-                slot.route = route
+                as_is = inline and (expected is None or expected is kind)
+                here.route = route
                 try:
                     if as_is and route.inline:
                         if route.is_async:  # it cannot suspend: awaiting it never yields
@@ -109,13 +118,20 @@ class Direct:
                     errors = errors or {}
                     errors[route] = error
         finally:
-            slot.message, slot.route = outer, outer_route
+            here.message, here.route = outer, outer_route
         if pending:
             errors = await _outcomes(pending, errors)
         if errors:
             for route, failure in errors.items():
                 await self._dead_letter(route, message, failure)
         return PublishResult(message, routes, errors)
+
+    def _check(self, topic: str) -> tuple[Route, ...]:
+        validate_topic(topic)
+        if len(self._checked) >= CACHE_SIZE:
+            self._checked.clear()  # bounded, as the route table's own cache
+        routes = self._checked[topic] = self._routes.for_topic(topic)
+        return routes
 
     async def run_each(self, message: Message, topic: str) -> PublishResult:
         """Run the handlers of ``topic`` one after another, in subscription order."""
@@ -241,6 +257,7 @@ class Direct:
                     observer.outcome(route.group, topic, "ok", None)
 
     def _forget_compiled(self) -> None:
+        self._checked.clear()
         self._emit_calls.clear()
         self._emit_routes.clear()
 

@@ -29,7 +29,7 @@ class Envelopes:
         kind = type(event)
         if kind is Message:
             return event  # type: ignore[no-any-return]
-        parent = context.slot.message
+        parent = context.thread.inline.message
         if parent is None and (handled := context.in_task.get()) is not None:
             parent = handled.message
         if parent is not None:

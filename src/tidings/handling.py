@@ -145,7 +145,11 @@ class Handling:
                 self._supervision.recovered()
             if self._observer is not None:
                 self._outcome(delivery, "ok", None)
-            await delivery.ack()
+            ack_now = getattr(delivery, "ack_now", None)  # in process: a plain call
+            if ack_now is not None:
+                ack_now()
+            else:
+                await delivery.ack()
             if self._outcomes.readers:
                 self._handled(delivery, began)
             return

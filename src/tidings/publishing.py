@@ -136,8 +136,8 @@ class Publishing:
         if self._closed:
             raise ClosedError("the bus was closed")
         message = self._envelopes.make(event, key, headers)
-        validate_topic(topic or message.type)
         if self.inline:
+            validate_topic(topic or message.type)
             return await self._direct.run_each(message, topic or message.type)
         if not self._looked:
             self._observe()

@@ -16,14 +16,14 @@ __all__ = ["RouteTable"]
 
 
 class RouteTable:
-    """Routes in subscription order; ``by_topic`` is the cache, read directly on hot paths."""
+    """Routes in subscription order, and the routes of each topic looked up so far."""
 
-    __slots__ = ("_listeners", "_routes", "by_topic")
+    __slots__ = ("_by_topic", "_listeners", "_routes")
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
         self._listeners: list[Callable[[], None]] = []
-        self.by_topic: dict[str, tuple[Route, ...]] = {}
+        self._by_topic: dict[str, tuple[Route, ...]] = {}
 
     @property
     def all(self) -> tuple[Route, ...]:
@@ -49,15 +49,15 @@ class RouteTable:
     def for_topic(self, topic: str) -> tuple[Route, ...]:
         """The routes a message on ``topic`` reaches, in subscription order."""
         try:
-            return self.by_topic[topic]
+            return self._by_topic[topic]
         except KeyError:
             found = tuple(r for r in self._routes if matches(r.topic, topic))
-            if len(self.by_topic) >= CACHE_SIZE:
-                self.by_topic.clear()
-            self.by_topic[topic] = found
+            if len(self._by_topic) >= CACHE_SIZE:
+                self._by_topic.clear()
+            self._by_topic[topic] = found
             return found
 
     def _changed(self) -> None:
-        self.by_topic.clear()
+        self._by_topic.clear()
         for listener in self._listeners:
             listener()
