@@ -9,12 +9,15 @@ SQLite
       a ``SELECT max(version)`` check, JSON payloads; one commit per aggregate.
     * tidings ``EventStore("sqlite:///…")`` with appends awaited one at a time (one commit per
       aggregate, like the limit) and with 100 concurrent appenders (group commit).
+    * tidings ``Repository.save`` of an aggregate that recorded the events, one writer awaiting
+      each save (so no group commit), and ``Repository.load`` to rehydrate.
     * the ``eventsourcing`` package (Application + Aggregate on its SQLite recorder), at its
       default (synchronous=FULL) and patched to synchronous=NORMAL, the limit's setting.
 PostgreSQL (skipped with a note when the server is down)
     * raw asyncpg (the limit): per aggregate a transaction with ``SELECT max(version)`` and
       ``executemany``; one row per event; no answer to the gap problem (a bigserial position).
-    * tidings ``EventStore("postgresql://…")``, sequential and with 16 concurrent appenders.
+    * tidings ``EventStore("postgresql://…")``, sequential and with 16 concurrent appenders,
+      and ``Repository.save``/``load`` with one writer.
 
 Every contender encodes and decodes with the same JSON codec (msgspec) and the same event
 classes. Run: ``python -m bench.b4_eventstore [--quick] [--rounds N] [--json]``.
@@ -37,7 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import Row, print_table
-from tidings.codec import JsonCodec
+from tidings.codec import JsonCodec, Registry
+from tidings.eventsourcing.aggregate import Aggregate
+from tidings.eventsourcing.repository import Repository
 from tidings.eventsourcing.store import NO_STREAM, EventStore, NewEvent
 
 PG_DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -56,6 +61,19 @@ class MoneyDeposited:
 CLASSES: dict[str, type] = {"AccountOpened": AccountOpened, "MoneyDeposited": MoneyDeposited}
 NAMES = {cls: name for name, cls in CLASSES.items()}
 codec = JsonCodec()
+names = Registry()
+for _name, _cls in CLASSES.items():
+    names.register(_cls, _name)
+
+
+class Ledger(Aggregate):
+    """The aggregate the ``Repository.save`` rows record the workload's events on."""
+
+    balance: int = 0
+
+    def apply(self, event: object) -> None:
+        if isinstance(event, MoneyDeposited):
+            self.balance += event.amount
 
 
 def domain_events(i: int, per_aggregate: int) -> list[Any]:
@@ -153,6 +171,30 @@ async def tidings_store(url: str, work: Workload, concurrency: int) -> Result:
         rehydrated = time.perf_counter() - started
         await _drop_schema(store)
     _check(count, work, "tidings")
+    return Result(appended, rehydrated)
+
+
+async def tidings_repository(url: str, work: Workload) -> Result:
+    """One writer: each aggregate records its events and is saved by ``Repository.save``,
+    awaited before the next one starts (no other save to share a commit with); then each
+    aggregate is rehydrated by ``Repository.load``."""
+    ids = work.ids()
+    async with EventStore(url) as store:
+        repository = Repository(store, Ledger, codec=codec, registry=names)
+        started = time.perf_counter()
+        for i, stream in enumerate(ids):
+            account = Ledger(stream)
+            for event in domain_events(i, work.per_aggregate):
+                account.record(event)
+            await repository.save(account)
+        appended = time.perf_counter() - started
+        count = 0
+        started = time.perf_counter()
+        for stream in ids:
+            count += (await repository.load(stream)).version
+        rehydrated = time.perf_counter() - started
+        await _drop_schema(store)
+    _check(count, work, "tidings Repository")
     return Result(appended, rehydrated)
 
 
@@ -304,6 +346,7 @@ async def _postgres_up() -> str | None:
 
 
 Contender = tuple[str, str, Callable[[], Result]]
+REPOSITORY = "tidings Repository, 1 writer"
 
 
 def contenders(work: Workload, directory: str, postgres: bool) -> list[Contender]:
@@ -327,6 +370,11 @@ def contenders(work: Workload, directory: str, postgres: bool) -> list[Contender
         ("SQLite", appenders(100), tidings_on(lambda: f"sqlite:///{file()}", 100)),
         (
             "SQLite",
+            REPOSITORY,
+            lambda: asyncio.run(tidings_repository(f"sqlite:///{file()}", work)),
+        ),
+        (
+            "SQLite",
             "eventsourcing, FULL (default)",
             lambda: eventsourcing_sqlite(file(), work, None),
         ),
@@ -348,6 +396,9 @@ def contenders(work: Workload, directory: str, postgres: bool) -> list[Contender
         )
         for c in (1, 16):
             found.append(("PostgreSQL", appenders(c), tidings_on(functools.partial(url, c), c)))
+        found.append(
+            ("PostgreSQL", REPOSITORY, lambda: asyncio.run(tidings_repository(url(1), work)))
+        )
     return found
 
 

@@ -9,11 +9,14 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 from kafka_conftest import kafka_url, tansu  # noqa: F401  # fixtures
 
 from tidings.bus import Bus
@@ -24,7 +27,7 @@ from tidings.testing.tansu import Tansu
 from tidings.transports import from_url
 from tidings.transports.kafka import KafkaDelivery, KafkaOptions, KafkaSubscription, KafkaTransport
 from tidings.transports.kafka.topics import topic_regex
-from tidings.transports.kafka.wire import record_headers
+from tidings.transports.kafka.wire import from_record, record_headers
 from tidings.transports.kit.wire import ATTEMPT, from_wire
 
 TIMEOUT = 30.0
@@ -116,6 +119,41 @@ def test_record_headers_carry_the_envelope() -> None:
     forged = message.with_headers({"tidings-id": "forged", ATTEMPT: "3"})
     again, attempt = from_wire("topic", b"{}", dict(record_headers(forged)))
     assert (again.id, again.headers, attempt) == (message.id, {"tenant": "a"}, 3)
+
+
+_header_values = st.one_of(
+    st.none(), st.binary(max_size=12), st.sampled_from([b"1.5", b"x\x00", b"\xff", b"7"])
+)
+_header_names = st.sampled_from(
+    ["tidings-id", "tidings-type", "tidings-time", "tidings-key", ATTEMPT, "ce-id", "a", "b"]
+)
+
+
+@given(
+    first=st.lists(st.tuples(_header_names, _header_values), max_size=3),
+    envelope=st.booleans(),
+    rest=st.lists(st.tuples(_header_names, _header_values), max_size=4),
+    value=st.one_of(st.none(), st.binary(max_size=8)),
+)
+def test_records_are_read_as_from_wire_reads_them(
+    first: list[tuple[str, bytes | None]],
+    envelope: bool,
+    rest: list[tuple[str, bytes | None]],
+    value: bytes | None,
+) -> None:
+    if envelope:  # what record_headers writes, then anything
+        first = [("tidings-id", b"an-id"), ("tidings-type", b"a.type"), ("tidings-time", b"2.5")]
+    headers: list[tuple[str, Any]] = [*first, *rest]
+    fast, fast_attempt = from_record("topic", value, headers)
+    slow, slow_attempt = from_wire("topic", value, dict(headers))
+    assert (fast.type, fast.data, dict(fast.headers), fast.key, fast_attempt) == (
+        slow.type,
+        slow.data,
+        dict(slow.headers),
+        slow.key,
+        slow_attempt,
+    )
+    assert (fast._id, fast._time) == (slow._id, slow._time)  # given ones, or both made fresh
 
 
 def test_records_of_other_producers_are_delivered() -> None:

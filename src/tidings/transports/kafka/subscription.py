@@ -34,8 +34,9 @@ from tidings.message import Message
 from tidings.transports.kafka.commits import Committer
 from tidings.transports.kafka.options import KafkaOptions
 from tidings.transports.kafka.topics import regex_for
+from tidings.transports.kafka.wire import from_record
 from tidings.transports.kit.errors import ErrorMap
-from tidings.transports.kit.wire import ATTEMPT, from_wire
+from tidings.transports.kit.wire import ATTEMPT
 
 __all__ = ["KafkaDelivery", "KafkaSubscription"]
 
@@ -256,7 +257,7 @@ class KafkaSubscription:
             pending = partition.pending
             topic = tp.topic
             for record in records:
-                message, attempt = from_wire(topic, record.value, dict(record.headers))
+                message, attempt = from_record(topic, record.value, record.headers)
                 delivery = KafkaDelivery(partition, record.offset, message, attempt)
                 pending.append(delivery)
                 batch.append(delivery)
