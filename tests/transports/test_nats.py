@@ -183,7 +183,8 @@ async def test_a_delivery_held_past_ack_wait_stays_with_its_live_subscription(
 
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(3.5):  # past ack_wait three times over: nothing comes
-            await anext(other)
+            while not await anext(other):  # an empty batch says it is attached: go on
+                pass
     await holder.aclose()  # the holder is gone: now its delivery comes again
     (again,) = await take(other, 1)
     assert again.message.id == held.message.id
