@@ -40,11 +40,13 @@ __all__ = [
     "body",
     "bus_rows",
     "count_deliveries",
+    "each",
     "one_by_one",
     "parse_args",
     "report",
     "since",
     "start_bus",
+    "warmed",
     "windows",
 ]
 
@@ -154,6 +156,12 @@ async def one_by_one(count: int, send: Publish) -> None:
         await send(min(BATCH, count - start))
 
 
+async def each(count: int, send_one: Callable[[], Awaitable[object]]) -> None:
+    """``send_one`` ``count`` times, each awaited (its confirmation) before the next."""
+    for _ in range(count):
+        await send_one()
+
+
 async def count_deliveries(
     subscription: Subscription, counter: Counter, latency_of: Callable[[bytes], float] = since
 ) -> None:
@@ -203,7 +211,7 @@ async def start_bus(
     return send
 
 
-async def _warmed(contender: Contender, counter: Counter) -> tuple[Publish, Close]:
+async def warmed(contender: Contender, counter: Counter) -> tuple[Publish, Close]:
     """Set ``contender`` up and return once one event made it through (consumer attached)."""
     counter.reset(1)
     publish, close = await contender(counter)
@@ -217,7 +225,7 @@ async def throughput(contender: Contender, n: int, warm_up: bool) -> float:
     ``warm_up`` the clock starts only after one event went through."""
     counter = Counter(n)
     if warm_up:
-        publish, close = await _warmed(contender, counter)
+        publish, close = await warmed(contender, counter)
         counter.reset(n)
     else:
         publish, close = await contender(counter)
@@ -235,7 +243,7 @@ async def latency(contender: Contender, n: int, rate: float) -> tuple[float, flo
     confirmation does not hold the schedule."""
     latencies: list[float] = []
     counter = Counter(1, latencies)
-    publish, close = await _warmed(contender, counter)
+    publish, close = await warmed(contender, counter)
     counter.reset(n)
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Future[None]] = set()
@@ -259,6 +267,12 @@ def parse_args(argv: list[str] | None, doc: str | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="10,000 events, 1 s of latency")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", help="run the contenders whose name contains this")
+    parser.add_argument(
+        "--awaited",
+        action="store_true",
+        help="only the per-message tables: each publish awaited, 64 Tasks (bench.b6_awaited)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --awaited")
     return parser.parse_args(argv)
 
 

@@ -16,7 +16,9 @@ Consumers use ``fetch_max_wait_ms=10`` (tansu holds every fetch that long).
   message; and at its best, ``publish_batch`` with a batch subscriber
 
 Then publish-to-handler latency (p50/p99) at a steady 1,000 events/s, one publish per event.
-Run: ``python -m bench.b6_kafka [--quick] [--json] [--only NAME]``.
+With ``--awaited``: the per-message tables of :mod:`bench.b6_awaited` (``send_and_wait``, the Bus
+and FastStream awaiting each publish; 64 Tasks against ``publish_many``).
+Run: ``python -m bench.b6_kafka [--quick] [--json] [--only NAME] [--awaited [--rounds N]]``.
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import tidings
+from bench.b6_awaited import awaited_report
+from bench.b6_awaited import bus_rows as awaited_bus_rows
 from bench.b6_common import (
     BATCH,
     PREFETCH,
     Close,
+    Contender,
     Counter,
     Publish,
     body,
     bus_rows,
     count_deliveries,
+    each,
     one_by_one,
     parse_args,
     report,
@@ -70,7 +76,8 @@ def names(kind: str) -> tuple[str, str]:
 # -- the limit: aiokafka ------------------------------------------------------------------------
 
 
-async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+async def raw(bootstrap: str, counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """The limit; ``awaited``: ``send_and_wait`` awaited record by record."""
     topic, group = names("raw")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=512 * 1024)
     await producer.start()
@@ -117,6 +124,13 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
         await consumer.stop()
         await producer.stop()
 
+    if awaited:
+
+        async def one() -> None:
+            headers = [("id", str(next(_ids)).encode()), ("type", b"bench.b6.kafka")]
+            await producer.send_and_wait(topic, body(), headers=headers)
+
+        return lambda count: each(count, one), close
     return lambda count: windows(count, send), close
 
 
@@ -153,13 +167,16 @@ async def bus(bootstrap: str, counter: Counter, **options: Any) -> tuple[Publish
     app = tidings.Bus(url(bootstrap))
     send = await start_bus(app, counter, group, topic, **options)
 
-    return lambda count: windows(count, send), app.aclose
+    return (send if options.get("tasks") else lambda count: windows(count, send)), app.aclose
 
 
 # -- FastStream ---------------------------------------------------------------------------------
 
 
-async def faststream(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+async def faststream(
+    bootstrap: str, counter: Counter, awaited: bool = False
+) -> tuple[Publish, Close]:
+    """``awaited``: ``broker.publish`` awaited one by one."""
     from faststream import AckPolicy
     from faststream.kafka import KafkaBroker
 
@@ -184,6 +201,8 @@ async def faststream(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     async def send(count: int) -> None:
         await asyncio.gather(*[broker.publish(body(), topic) for _ in range(count)])
 
+    if awaited:
+        return lambda count: each(count, lambda: broker.publish(body(), topic)), broker.stop
     return lambda count: windows(count, send), broker.stop
 
 
@@ -230,17 +249,27 @@ CONTENDERS: list[tuple[str, KafkaContender, str]] = [
     ("FastStream KafkaBroker", faststream, f"{BATCH} concurrent publishes, ack each"),
     ("FastStream KafkaBroker batches", faststream_batch, "publish_batch, batch subscriber"),
 ]
+BUS_AWAITED, CONCURRENT = awaited_bus_rows(bus)  # type: ignore[arg-type]  # takes the bootstrap first
+AWAITED: list[tuple[str, KafkaContender, str]] = [
+    ("raw: aiokafka send_and_wait", functools.partial(raw, awaited=True), "each awaited"),
+    BUS_AWAITED,  # type: ignore[list-item]  # as above
+    ("FastStream KafkaBroker", functools.partial(faststream, awaited=True), "each awaited"),
+]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+def main(argv: list[str] | None = None) -> object:
     args = parse_args(argv, __doc__)
     with Tansu() as broker:
+
+        def at(rows: list[tuple[str, KafkaContender, str]]) -> list[tuple[str, Contender, str]]:
+            return [(name, functools.partial(c, broker.bootstrap), note) for name, c, note in rows]
+
+        if args.awaited:
+            return awaited_report(
+                args.json, args.rounds, "Kafka (tansu)", at(AWAITED), at(CONCURRENT)  # type: ignore[arg-type]
+            )
         # the clock starts once the consumer joined its group (see the module docstring)
-        contenders = [
-            (name, functools.partial(contender, broker.bootstrap), note)
-            for name, contender, note in CONTENDERS
-        ]
-        return report(args, "Kafka (tansu)", contenders, warm_up=True)
+        return report(args, "Kafka (tansu)", at(CONTENDERS), warm_up=True)
 
 
 if __name__ == "__main__":
