@@ -11,6 +11,7 @@ until the last publish returned) and ``end to end`` (until the last event was ha
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
@@ -54,8 +55,15 @@ async def _timed(contender: Contender, n: int) -> tuple[float, float]:
 
 
 def _table(
-    title: str, n: int, rounds: int, contenders: Sequence[tuple[str, Contender, str]]
+    title: str,
+    n: int,
+    rounds: int,
+    contenders: Sequence[tuple[str, Contender, str]],
+    only: str | None,
 ) -> list[dict[str, object]]:
+    contenders = [
+        row for i, row in enumerate(contenders) if not (i and only and only not in row[0].lower())
+    ]
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in contenders}
     for _ in range(rounds):
         for name, contender, _ in contenders:
@@ -89,14 +97,16 @@ def _table(
 
 
 def awaited_report(
-    as_json: bool,
-    rounds: int,
+    args: argparse.Namespace,
     broker: str,
     awaited: Sequence[tuple[str, Contender, str]],
     concurrent: Sequence[tuple[str, Contender, str]],
 ) -> dict[str, list[dict[str, object]]]:
     """Run and print both tables: ``awaited`` (the raw client first: the ratios' base) with
-    :data:`AWAITED` events, ``concurrent`` (``publish_many`` first) with :data:`CONCURRENT`."""
+    :data:`AWAITED` events, ``concurrent`` (``publish_many`` first) with :data:`CONCURRENT`.
+    ``args`` are the flags of :func:`~bench.b6_common.parse_args`; ``--only`` never skips a
+    table's first row."""
+    as_json, rounds, only = args.json, args.rounds, args.only and args.only.lower()
     with contextlib.redirect_stdout(io.StringIO()) if as_json else contextlib.nullcontext():
         result = {
             "awaited": _table(
@@ -104,12 +114,14 @@ def awaited_report(
                 AWAITED,
                 rounds,
                 awaited,
+                only,
             ),
             "concurrent": _table(
                 f"B6 {broker}: {CONCURRENT:,} events, 64 Tasks against publish_many",
                 CONCURRENT,
                 rounds,
                 concurrent,
+                only,
             ),
         }
     if as_json:

@@ -265,8 +265,7 @@ def main(argv: list[str] | None = None) -> object:
             return [(name, functools.partial(c, broker.bootstrap), note) for name, c, note in rows]
 
         if args.awaited:
-            return awaited_report(
-                args.json, args.rounds, "Kafka (tansu)", at(AWAITED), at(CONCURRENT)  # type: ignore[arg-type]
+            return awaited_report(args, "Kafka (tansu)", at(AWAITED), at(CONCURRENT)  # type: ignore[arg-type]
             )
         # the clock starts once the consumer joined its group (see the module docstring)
         return report(args, "Kafka (tansu)", at(CONTENDERS), warm_up=True)

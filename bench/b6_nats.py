@@ -238,7 +238,7 @@ AWAITED: list[tuple[str, Contender, str]] = [
 def main(argv: list[str] | None = None) -> object:
     args = parse_args(argv, __doc__)
     if args.awaited:
-        return awaited_report(args.json, args.rounds, "NATS JetStream", AWAITED, CONCURRENT)
+        return awaited_report(args, "NATS JetStream", AWAITED, CONCURRENT)
     return report(args, "NATS JetStream", CONTENDERS)
 
 

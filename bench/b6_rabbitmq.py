@@ -205,7 +205,7 @@ AWAITED: list[tuple[str, Contender, str]] = [
 def main(argv: list[str] | None = None) -> object:
     args = parse_args(argv, __doc__)
     if args.awaited:
-        return awaited_report(args.json, args.rounds, "RabbitMQ", AWAITED, CONCURRENT)
+        return awaited_report(args, "RabbitMQ", AWAITED, CONCURRENT)
     return report(args, "RabbitMQ", CONTENDERS)
 
 

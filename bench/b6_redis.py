@@ -225,7 +225,7 @@ AWAITED: list[tuple[str, Contender, str]] = [
 def main(argv: list[str] | None = None) -> object:
     args = parse_args(argv, __doc__)
     if args.awaited:
-        return awaited_report(args.json, args.rounds, "Redis", AWAITED, CONCURRENT)
+        return awaited_report(args, "Redis", AWAITED, CONCURRENT)
     return report(args, "Redis", CONTENDERS)
 
 

@@ -168,6 +168,10 @@ class NatsTransport:
             if key is not None:
                 prefix = f"{options.partition_prefix}.{partition_of(key, options.partitions)}"
             subjects.setdefault(f"{prefix}.{topic}", []).append(message)
+        if len(subjects) == 1:  # in this Task: gather would start one more and wake this one
+            [(subject, alone)] = subjects.items()
+            await self._publish_subject(subject, alone)
+            return
         await asyncio.gather(*(self._publish_subject(s, m) for s, m in subjects.items()))
 
     def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> PartitionedSubscription:
