@@ -21,6 +21,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import tidings
 from bench.common import Row, print_table
@@ -58,6 +59,8 @@ KEYS = 100
 """Keys of the keyed runs."""
 TASKS = 64
 """Publishing Tasks of the concurrent-publish runs."""
+STALL = 30.0
+"""Seconds a run waits for its next handled event before it fails (see ``Counter.wait``)."""
 _STAMP = struct.Struct("d")
 _PAD = b"x" * (100 - _STAMP.size)
 
@@ -110,6 +113,31 @@ class Counter:
             self.latencies.append(latency)
         if self.seen >= self.n and not self.done.done():
             self.done.set_result(None)
+
+    def watch(self, task: asyncio.Future[Any], what: str) -> None:
+        """Make :meth:`wait` raise if ``task`` (a consumer loop, a publish) fails: otherwise
+        the events it would have handled or sent never come and the run waits for ever."""
+
+        def ended(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and (error := task.exception()) and not self.done.done():
+                self.done.set_exception(RuntimeError(f"{what} failed: {error!r}"))
+
+        task.add_done_callback(ended)
+
+    async def wait(self) -> None:
+        """Return once ``n`` events were handled. Raises RuntimeError, saying how far the run
+        got, when a watched task failed or no event came for :data:`STALL` seconds."""
+        while True:
+            seen = self.seen
+            try:
+                await asyncio.wait_for(asyncio.shield(self.done), STALL)
+                return
+            except TimeoutError:
+                if self.seen == seen:
+                    raise RuntimeError(
+                        f"stuck: {self.seen:,} of {self.n:,} events handled, "
+                        f"none in the last {STALL:g}s"
+                    ) from None
 
 
 Publish = Callable[[int], Awaitable[None]]
@@ -216,7 +244,7 @@ async def warmed(contender: Contender, counter: Counter) -> tuple[Publish, Close
     counter.reset(1)
     publish, close = await contender(counter)
     await publish(1)
-    await counter.done
+    await counter.wait()
     return publish, close
 
 
@@ -230,11 +258,12 @@ async def throughput(contender: Contender, n: int, warm_up: bool) -> float:
     else:
         publish, close = await contender(counter)
     started = time.perf_counter()
-    await publish(n)
-    await counter.done
-    elapsed = time.perf_counter() - started
-    await close()
-    return elapsed
+    try:
+        await publish(n)
+        await counter.wait()
+        return time.perf_counter() - started
+    finally:
+        await close()
 
 
 async def latency(contender: Contender, n: int, rate: float) -> tuple[float, float]:
@@ -255,8 +284,11 @@ async def latency(contender: Contender, n: int, rate: float) -> tuple[float, flo
         task = asyncio.ensure_future(publish(1))
         tasks.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(tasks.discard)
-    await counter.done
-    await close()
+        counter.watch(task, "a publish")
+    try:
+        await counter.wait()
+    finally:
+        await close()
     cuts = statistics.quantiles(latencies, n=100)
     return cuts[49] * 1000, cuts[98] * 1000
 

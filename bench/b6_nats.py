@@ -140,6 +140,7 @@ async def raw(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
                 await nc.publish(msg.reply, b"+ACK")
 
     consumer = asyncio.create_task(consume())
+    counter.watch(consumer, "the nats-py pull loop")
 
     async def close() -> None:
         consumer.cancel()
@@ -217,7 +218,8 @@ async def faststream(counter: Counter, awaited: bool = False) -> tuple[Publish, 
         await delete_streams(stream)
 
     if awaited:
-        return lambda count: each(count, lambda: broker.publish(body(), subject, stream=stream)), close
+        one = functools.partial(broker.publish, subject=subject, stream=stream)
+        return lambda count: each(count, lambda: one(body())), close
     return lambda count: windows(count, send), close
 
 

@@ -96,6 +96,7 @@ async def raw(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
                 await client.xack(stream, "b6", *ids)
 
     consumer = asyncio.create_task(consume())
+    counter.watch(consumer, "the redis.asyncio consumer loop")
 
     async def send(count: int) -> None:
         async with client.pipeline(transaction=False) as pipe:
