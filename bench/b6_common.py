@@ -21,6 +21,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import tidings
 from bench.common import Row, print_table
@@ -40,11 +41,13 @@ __all__ = [
     "body",
     "bus_rows",
     "count_deliveries",
+    "each",
     "one_by_one",
     "parse_args",
     "report",
     "since",
     "start_bus",
+    "warmed",
     "windows",
 ]
 
@@ -56,6 +59,8 @@ KEYS = 100
 """Keys of the keyed runs."""
 TASKS = 64
 """Publishing Tasks of the concurrent-publish runs."""
+STALL = 30.0
+"""Seconds a run waits for its next handled event before it fails (see ``Counter.wait``)."""
 _STAMP = struct.Struct("d")
 _PAD = b"x" * (100 - _STAMP.size)
 
@@ -109,6 +114,31 @@ class Counter:
         if self.seen >= self.n and not self.done.done():
             self.done.set_result(None)
 
+    def watch(self, task: asyncio.Future[Any], what: str) -> None:
+        """Make :meth:`wait` raise if ``task`` (a consumer loop, a publish) fails: otherwise
+        the events it would have handled or sent never come and the run waits for ever."""
+
+        def ended(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and (error := task.exception()) and not self.done.done():
+                self.done.set_exception(RuntimeError(f"{what} failed: {error!r}"))
+
+        task.add_done_callback(ended)
+
+    async def wait(self) -> None:
+        """Return once ``n`` events were handled. Raises RuntimeError, saying how far the run
+        got, when a watched task failed or no event came for :data:`STALL` seconds."""
+        while True:
+            seen = self.seen
+            try:
+                await asyncio.wait_for(asyncio.shield(self.done), STALL)
+                return
+            except TimeoutError:
+                if self.seen == seen:
+                    raise RuntimeError(
+                        f"stuck: {self.seen:,} of {self.n:,} events handled, "
+                        f"none in the last {STALL:g}s"
+                    ) from None
+
 
 Publish = Callable[[int], Awaitable[None]]
 """Publishes ``count`` events (one when measuring latency)."""
@@ -152,6 +182,12 @@ async def one_by_one(count: int, send: Publish) -> None:
     """``send`` batches of up to BATCH summing to ``count``, one at a time."""
     for start in range(0, count, BATCH):
         await send(min(BATCH, count - start))
+
+
+async def each(count: int, send_one: Callable[[], Awaitable[object]]) -> None:
+    """``send_one`` ``count`` times, each awaited (its confirmation) before the next."""
+    for _ in range(count):
+        await send_one()
 
 
 async def count_deliveries(
@@ -203,12 +239,12 @@ async def start_bus(
     return send
 
 
-async def _warmed(contender: Contender, counter: Counter) -> tuple[Publish, Close]:
+async def warmed(contender: Contender, counter: Counter) -> tuple[Publish, Close]:
     """Set ``contender`` up and return once one event made it through (consumer attached)."""
     counter.reset(1)
     publish, close = await contender(counter)
     await publish(1)
-    await counter.done
+    await counter.wait()
     return publish, close
 
 
@@ -217,16 +253,17 @@ async def throughput(contender: Contender, n: int, warm_up: bool) -> float:
     ``warm_up`` the clock starts only after one event went through."""
     counter = Counter(n)
     if warm_up:
-        publish, close = await _warmed(contender, counter)
+        publish, close = await warmed(contender, counter)
         counter.reset(n)
     else:
         publish, close = await contender(counter)
     started = time.perf_counter()
-    await publish(n)
-    await counter.done
-    elapsed = time.perf_counter() - started
-    await close()
-    return elapsed
+    try:
+        await publish(n)
+        await counter.wait()
+        return time.perf_counter() - started
+    finally:
+        await close()
 
 
 async def latency(contender: Contender, n: int, rate: float) -> tuple[float, float]:
@@ -235,7 +272,7 @@ async def latency(contender: Contender, n: int, rate: float) -> tuple[float, flo
     confirmation does not hold the schedule."""
     latencies: list[float] = []
     counter = Counter(1, latencies)
-    publish, close = await _warmed(contender, counter)
+    publish, close = await warmed(contender, counter)
     counter.reset(n)
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Future[None]] = set()
@@ -247,8 +284,11 @@ async def latency(contender: Contender, n: int, rate: float) -> tuple[float, flo
         task = asyncio.ensure_future(publish(1))
         tasks.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(tasks.discard)
-    await counter.done
-    await close()
+        counter.watch(task, "a publish")
+    try:
+        await counter.wait()
+    finally:
+        await close()
     cuts = statistics.quantiles(latencies, n=100)
     return cuts[49] * 1000, cuts[98] * 1000
 
@@ -259,6 +299,12 @@ def parse_args(argv: list[str] | None, doc: str | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="10,000 events, 1 s of latency")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", help="run the contenders whose name contains this")
+    parser.add_argument(
+        "--awaited",
+        action="store_true",
+        help="only the per-message tables: each publish awaited, 64 Tasks (bench.b6_awaited)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --awaited")
     return parser.parse_args(argv)
 
 

@@ -17,20 +17,26 @@ until its consumer has joined the group before the clock starts. Publishers keep
   message; and at its best, ``publish_batch`` with a batch subscriber
 
 Then publish-to-handler latency (p50/p99) at a steady 1,000 events/s, one publish per event.
-Run: ``python -m bench.b6_kafka [--quick] [--json] [--only NAME]``.
+With ``--awaited``: the per-message tables of :mod:`bench.b6_awaited` (``send_and_wait``, the Bus
+and FastStream awaiting each publish; 64 Tasks against ``publish_many``).
+Run: ``python -m bench.b6_kafka [--quick] [--json] [--only NAME] [--awaited [--rounds N]]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import tidings
+from bench.b6_awaited import awaited_report
+from bench.b6_awaited import bus_rows as awaited_bus_rows
 from bench.b6_common import (
     BATCH,
     PREFETCH,
@@ -41,6 +47,7 @@ from bench.b6_common import (
     body,
     bus_rows,
     count_deliveries,
+    each,
     one_by_one,
     parse_args,
     report,
@@ -71,7 +78,8 @@ def names(kind: str) -> tuple[str, str]:
 # -- the limit: aiokafka ------------------------------------------------------------------------
 
 
-async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+async def raw(bootstrap: str, counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """The limit; ``awaited``: ``send_and_wait`` awaited record by record."""
     topic, group = names("raw")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=512 * 1024)
     await producer.start()
@@ -87,16 +95,21 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     )
     await consumer.start()
     spread = itertools.count()
+    locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def send(count: int) -> None:
+        if count == 1:  # latency: concurrent single sends, batched by aiokafka's accumulator
+            await producer.send_and_wait(topic, body(), headers=_headers())
+            return
         partitions = sorted(await producer.partitions_for(topic))
         partition = partitions[next(spread) % len(partitions)]  # Kafka's sticky partitioning
         batch = producer.create_batch()
         for _ in range(count):
-            # the same information tidings carries: an id for de-duplication, the event type
-            headers = [("id", str(next(_ids)).encode()), ("type", b"bench.b6.kafka")]
-            batch.append(key=None, value=body(), timestamp=None, headers=headers)
-        await (await producer.send_batch(batch, topic, partition=partition))
+            batch.append(key=None, value=body(), timestamp=None, headers=_headers())
+        # Two batches queued for one partition at once make send_batch spin until its timeout
+        # and then raise: each partition takes one at a time.
+        async with locks[partition]:
+            await (await producer.send_batch(batch, topic, partition=partition))
 
     stopping = False
 
@@ -110,6 +123,7 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items()})
 
     task = asyncio.create_task(consume())
+    counter.watch(task, "the aiokafka consumer loop")
 
     async def close() -> None:
         nonlocal stopping
@@ -118,7 +132,15 @@ async def raw(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
         await consumer.stop()
         await producer.stop()
 
+    if awaited:
+        one = functools.partial(producer.send_and_wait, topic)
+        return lambda count: each(count, lambda: one(body(), headers=_headers())), close
     return lambda count: windows(count, send), close
+
+
+def _headers() -> list[tuple[str, bytes]]:
+    """What tidings carries besides the payload: an id for de-duplication, the event type."""
+    return [("id", str(next(_ids)).encode()), ("type", b"bench.b6.kafka")]
 
 
 # -- tidings: the transport, then the Bus -------------------------------------------------------
@@ -154,13 +176,16 @@ async def bus(bootstrap: str, counter: Counter, **options: Any) -> tuple[Publish
     app = tidings.Bus(url(bootstrap))
     send = await start_bus(app, counter, group, topic, **options)
 
-    return lambda count: windows(count, send), app.aclose
+    return (send if options.get("tasks") else lambda count: windows(count, send)), app.aclose
 
 
 # -- FastStream ---------------------------------------------------------------------------------
 
 
-async def faststream(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
+async def faststream(
+    bootstrap: str, counter: Counter, awaited: bool = False
+) -> tuple[Publish, Close]:
+    """``awaited``: ``broker.publish`` awaited one by one."""
     from faststream import AckPolicy
     from faststream.kafka import KafkaBroker
 
@@ -185,6 +210,8 @@ async def faststream(bootstrap: str, counter: Counter) -> tuple[Publish, Close]:
     async def send(count: int) -> None:
         await asyncio.gather(*[broker.publish(body(), topic) for _ in range(count)])
 
+    if awaited:
+        return lambda count: each(count, lambda: broker.publish(body(), topic)), broker.stop
     return lambda count: windows(count, send), broker.stop
 
 
@@ -231,6 +258,12 @@ CONTENDERS: list[tuple[str, KafkaContender, str]] = [
     ("FastStream KafkaBroker", faststream, f"{BATCH} concurrent publishes, ack each"),
     ("FastStream KafkaBroker batches", faststream_batch, "publish_batch, batch subscriber"),
 ]
+BUS_AWAITED, CONCURRENT = awaited_bus_rows(bus)
+AWAITED: list[tuple[str, KafkaContender, str]] = [
+    ("raw: aiokafka send_and_wait", functools.partial(raw, awaited=True), "each awaited"),
+    BUS_AWAITED,
+    ("FastStream KafkaBroker", functools.partial(faststream, awaited=True), "each awaited"),
+]
 
 
 def on_a_fresh_broker(contender: KafkaContender) -> Contender:
@@ -259,11 +292,16 @@ def on_a_fresh_broker(contender: KafkaContender) -> Contender:
     return run
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+def main(argv: list[str] | None = None) -> object:
     args = parse_args(argv, __doc__)
+
+    def fresh(rows: list[tuple[str, KafkaContender, str]]) -> list[tuple[str, Contender, str]]:
+        return [(name, on_a_fresh_broker(run), note) for name, run, note in rows]
+
+    if args.awaited:
+        return awaited_report(args, "Kafka (tansu)", fresh(AWAITED), fresh(CONCURRENT))
     # the clock starts once the consumer joined its group (see the module docstring)
-    contenders = [(name, on_a_fresh_broker(run), note) for name, run, note in CONTENDERS]
-    return report(args, "Kafka (tansu)", contenders, warm_up=True)
+    return report(args, "Kafka (tansu)", fresh(CONTENDERS), warm_up=True)
 
 
 if __name__ == "__main__":

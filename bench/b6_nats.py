@@ -14,13 +14,16 @@ Publishers keep two batches of 1,000 in flight.
   ``broker.publish(..., stream=…)``
 
 Then publish-to-handler latency (p50/p99) at a steady 1,000 events/s, one publish per event.
-Run: ``python -m bench.b6_nats [--quick] [--json] [--only NAME]``.
+With ``--awaited``: the per-message tables of :mod:`bench.b6_awaited` (JetStreamContext.publish,
+the Bus and FastStream awaiting each publish; 64 Tasks against ``publish_many``).
+Run: ``python -m bench.b6_nats [--quick] [--json] [--only NAME] [--awaited [--rounds N]]``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -32,6 +35,8 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, StreamConfig
 
 import tidings
+from bench.b6_awaited import awaited_report
+from bench.b6_awaited import bus_rows as awaited_bus_rows
 from bench.b6_common import (
     BATCH,
     PREFETCH,
@@ -42,6 +47,7 @@ from bench.b6_common import (
     body,
     bus_rows,
     count_deliveries,
+    each,
     parse_args,
     report,
     since,
@@ -72,7 +78,8 @@ async def delete_streams(*streams: str) -> None:
 # -- the limit: nats-py's core API --------------------------------------------------------------
 
 
-async def raw(counter: Counter) -> tuple[Publish, Close]:
+async def raw(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """The limit; ``awaited``: ``JetStreamContext.publish`` awaited message by message."""
     stream, prefix = names("raw")
     subject = f"{prefix}.ping"
     nc = await nats.connect(URL)
@@ -133,12 +140,19 @@ async def raw(counter: Counter) -> tuple[Publish, Close]:
                 await nc.publish(msg.reply, b"+ACK")
 
     consumer = asyncio.create_task(consume())
+    counter.watch(consumer, "the nats-py pull loop")
 
     async def close() -> None:
         consumer.cancel()
         await nc.close()
         await delete_streams(stream)
 
+    if awaited:
+
+        async def one() -> None:
+            await js.publish(subject, body(), headers={"Nats-Msg-Id": str(next(_ids))})
+
+        return lambda count: each(count, one), close
     return lambda count: windows(count, send), close
 
 
@@ -173,13 +187,14 @@ async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
         await app.aclose()
         await delete_streams(stream, f"{stream}_DLQ")
 
-    return lambda count: windows(count, send), close
+    return (send if options.get("tasks") else lambda count: windows(count, send)), close
 
 
 # -- FastStream ---------------------------------------------------------------------------------
 
 
-async def faststream(counter: Counter) -> tuple[Publish, Close]:
+async def faststream(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """``awaited``: ``broker.publish`` awaited message by message."""
     from faststream.nats import JStream, NatsBroker, PullSub
 
     stream, prefix = names("fs")
@@ -202,6 +217,9 @@ async def faststream(counter: Counter) -> tuple[Publish, Close]:
         await broker.stop()
         await delete_streams(stream)
 
+    if awaited:
+        one = functools.partial(broker.publish, subject=subject, stream=stream)
+        return lambda count: each(count, lambda: one(body())), close
     return lambda count: windows(count, send), close
 
 
@@ -211,10 +229,19 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     *bus_rows(bus),
     ("FastStream NatsBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
+BUS_AWAITED, CONCURRENT = awaited_bus_rows(bus)
+AWAITED: list[tuple[str, Contender, str]] = [
+    ("raw: JetStreamContext.publish", functools.partial(raw, awaited=True), "each ack awaited"),
+    BUS_AWAITED,
+    ("FastStream NatsBroker", functools.partial(faststream, awaited=True), "each awaited"),
+]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    return report(parse_args(argv, __doc__), "NATS JetStream", CONTENDERS)
+def main(argv: list[str] | None = None) -> object:
+    args = parse_args(argv, __doc__)
+    if args.awaited:
+        return awaited_report(args, "NATS JetStream", AWAITED, CONCURRENT)
+    return report(args, "NATS JetStream", CONTENDERS)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,15 @@ a quorum queue, publisher confirms awaited, manual acks after the handler ran.
 * FastStream: ``RabbitBroker`` with a subscriber, 1,000 concurrent ``broker.publish`` at a time
 
 Then publish-to-handler latency (p50/p99) at a steady 1,000 events/s, one publish per event.
-Run: ``python -m bench.b6_rabbitmq [--quick] [--json] [--only NAME]``.
+With ``--awaited``: the per-message tables of :mod:`bench.b6_awaited` (the raw client, the Bus and
+FastStream awaiting each publish; 64 Tasks against ``publish_many``).
+Run: ``python -m bench.b6_rabbitmq [--quick] [--json] [--only NAME] [--awaited [--rounds N]]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections.abc import Awaitable
@@ -25,6 +28,8 @@ import aiormq
 from pamqp.commands import Basic
 
 import tidings
+from bench.b6_awaited import awaited_report
+from bench.b6_awaited import bus_rows as awaited_bus_rows
 from bench.b6_common import (
     BATCH,
     PREFETCH,
@@ -35,6 +40,7 @@ from bench.b6_common import (
     body,
     bus_rows,
     count_deliveries,
+    each,
     one_by_one,
     parse_args,
     report,
@@ -51,7 +57,8 @@ TOPIC = "bench.b6.ping"
 # -- the limit: aiormq --------------------------------------------------------------------------
 
 
-async def raw(counter: Counter) -> tuple[Publish, Close]:
+async def raw(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """The limit; ``awaited``: ``basic_publish`` awaited (its confirmation) one by one."""
     name = f"b6-raw-{uuid.uuid4().hex[:8]}"
     connection = await aiormq.connect(URL)
     pub = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
@@ -83,8 +90,8 @@ async def raw(counter: Counter) -> tuple[Publish, Close]:
         await asyncio.gather(*[one() for _ in range(count)])
 
     async def publish(count: int) -> None:
-        if count == 1:
-            await one()
+        if count == 1 or awaited:
+            await each(count, one)
         else:  # two windows in flight, like tidings does
             await windows(count, send, size=512)
 
@@ -128,13 +135,14 @@ async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
         await app.aclose()
         await _delete(queue_name(exchange, "b6", TOPIC), exchange)
 
-    return lambda count: one_by_one(count, send), close
+    return (send if options.get("tasks") else lambda count: one_by_one(count, send)), close
 
 
 # -- FastStream ---------------------------------------------------------------------------------
 
 
-async def faststream(counter: Counter) -> tuple[Publish, Close]:
+async def faststream(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """``awaited``: ``broker.publish`` awaited one by one."""
     from faststream.rabbit import (
         Channel,
         ExchangeType,
@@ -167,6 +175,8 @@ async def faststream(counter: Counter) -> tuple[Publish, Close]:
         await broker.stop()
         await _delete(name, name)
 
+    if awaited:
+        return lambda count: each(count, one), close
     return lambda count: one_by_one(count, send), close
 
 
@@ -184,10 +194,19 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     *bus_rows(bus),
     ("FastStream RabbitBroker", faststream, f"{BATCH} concurrent publishes"),
 ]
+BUS_AWAITED, CONCURRENT = awaited_bus_rows(bus)
+AWAITED: list[tuple[str, Contender, str]] = [
+    ("raw: aiormq basic_publish", functools.partial(raw, awaited=True), "each confirm awaited"),
+    BUS_AWAITED,
+    ("FastStream RabbitBroker", functools.partial(faststream, awaited=True), "each awaited"),
+]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    return report(parse_args(argv, __doc__), "RabbitMQ", CONTENDERS)
+def main(argv: list[str] | None = None) -> object:
+    args = parse_args(argv, __doc__)
+    if args.awaited:
+        return awaited_report(args, "RabbitMQ", AWAITED, CONCURRENT)
+    return report(args, "RabbitMQ", CONTENDERS)
 
 
 if __name__ == "__main__":

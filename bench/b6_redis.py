@@ -15,12 +15,15 @@ after the handler ran.
   parser needs
 
 Then publish-to-handler latency (p50/p99) at a steady 1,000 events/s, one publish per event.
-Run: ``python -m bench.b6_redis [--quick] [--json] [--only NAME]``.
+With ``--awaited``: the per-message tables of :mod:`bench.b6_awaited` (the raw client, the Bus and
+FastStream awaiting each publish; 64 Tasks against ``publish_many``).
+Run: ``python -m bench.b6_redis [--quick] [--json] [--only NAME] [--awaited [--rounds N]]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import uuid
@@ -29,6 +32,8 @@ from typing import Any
 import redis.asyncio as redis
 
 import tidings
+from bench.b6_awaited import awaited_report
+from bench.b6_awaited import bus_rows as awaited_bus_rows
 from bench.b6_common import (
     BATCH,
     PREFETCH,
@@ -38,6 +43,7 @@ from bench.b6_common import (
     Publish,
     bus_rows,
     count_deliveries,
+    each,
     one_by_one,
     parse_args,
     report,
@@ -72,7 +78,8 @@ async def delete_keys(pattern: str) -> None:
 # -- the limit: redis.asyncio -------------------------------------------------------------------
 
 
-async def raw(counter: Counter) -> tuple[Publish, Close]:
+async def raw(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
+    """The limit; ``awaited``: one ``XADD`` awaited after another."""
     stream = f"b6-raw-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(URL)
     await client.xgroup_create(stream, "b6", id="0", mkstream=True)
@@ -89,6 +96,7 @@ async def raw(counter: Counter) -> tuple[Publish, Close]:
                 await client.xack(stream, "b6", *ids)
 
     consumer = asyncio.create_task(consume())
+    counter.watch(consumer, "the redis.asyncio consumer loop")
 
     async def send(count: int) -> None:
         async with client.pipeline(transaction=False) as pipe:
@@ -97,8 +105,8 @@ async def raw(counter: Counter) -> tuple[Publish, Close]:
             await pipe.execute()
 
     async def publish(count: int) -> None:
-        if count == 1:
-            await client.xadd(stream, {"data": body()})
+        if count == 1 or awaited:
+            await each(count, lambda: client.xadd(stream, {"data": body()}))
         else:
             await one_by_one(count, send)
 
@@ -143,15 +151,16 @@ async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
         await app.aclose()
         await delete_keys(f"{prefix}:*")
 
-    return lambda count: one_by_one(count, send), close
+    return (send if options.get("tasks") else lambda count: one_by_one(count, send)), close
 
 
 # -- FastStream ---------------------------------------------------------------------------------
 
 
-def faststream(batch: bool) -> Contender:
+def faststream(batch: bool, awaited: bool = False) -> Contender:
     """FastStream's stream subscriber in a consumer group: one handler call per message, or
-    (``batch``) per batch of up to 500, its fastest way to consume."""
+    (``batch``) per batch of up to 500, its fastest way to consume; ``awaited``: publishes
+    awaited one by one."""
 
     async def contender(counter: Counter) -> tuple[Publish, Close]:
         from faststream.redis import RedisBroker, StreamSub
@@ -184,8 +193,8 @@ def faststream(batch: bool) -> Contender:
                 await pipe.execute()
 
         async def publish(count: int) -> None:
-            if count == 1:
-                await broker.publish(body().decode(), stream=stream)
+            if count == 1 or awaited:
+                await each(count, lambda: broker.publish(body().decode(), stream=stream))
             else:
                 await one_by_one(count, send)
 
@@ -206,10 +215,19 @@ CONTENDERS: list[tuple[str, Contender, str]] = [
     ("FastStream RedisBroker", faststream(False), "pipelined publishes, handler per message"),
     ("FastStream RedisBroker, batches", faststream(True), f"pipelined, handler per {READ}"),
 ]
+BUS_AWAITED, CONCURRENT = awaited_bus_rows(bus)
+AWAITED: list[tuple[str, Contender, str]] = [
+    ("raw: redis.asyncio XADD", functools.partial(raw, awaited=True), "each XADD awaited"),
+    BUS_AWAITED,
+    ("FastStream RedisBroker", faststream(False, awaited=True), "each publish awaited"),
+]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    return report(parse_args(argv, __doc__), "Redis", CONTENDERS)
+def main(argv: list[str] | None = None) -> object:
+    args = parse_args(argv, __doc__)
+    if args.awaited:
+        return awaited_report(args, "Redis", AWAITED, CONCURRENT)
+    return report(args, "Redis", CONTENDERS)
 
 
 if __name__ == "__main__":

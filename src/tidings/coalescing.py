@@ -61,7 +61,17 @@ class Coalescer:
         try:
             await self._publish(topic, (message,))
         finally:
-            self._next(topic, lane)
+            if lane.waiting:
+                self._after_release(topic, lane)
+            else:  # a lone caller: its next publish goes at once, alone again
+                lane.busy = False
+
+    def _after_release(self, topic: str, lane: _Lane) -> None:
+        """Send what waits on the next loop turn, after the callers a call just released, so
+        that those who publish again at once join the batch. With one call in flight at a
+        time, batches would otherwise alternate between nearly all the publishers and the
+        few released last."""
+        asyncio.get_running_loop().call_soon(self._next, topic, lane)
 
     def _next(self, topic: str, lane: _Lane) -> None:
         """Send what waits for ``topic`` in a Task of its own, or mark the lane free."""
@@ -93,4 +103,4 @@ class Coalescer:
                 if not accepted.done():
                     accepted.set_result(None)
         finally:
-            self._next(topic, lane)
+            self._after_release(topic, lane)

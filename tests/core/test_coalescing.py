@@ -99,3 +99,21 @@ async def test_one_call_carries_at_most_max_batch() -> None:
     gate.open.set()
     await asyncio.gather(first, *many)
     assert [len(call) for call in gate.calls] == [1, MAX_BATCH, 5]
+
+
+async def test_tasks_publishing_in_a_loop_all_join_the_next_batch() -> None:
+    sizes: list[int] = []
+
+    async def publish(topic: str, messages: Sequence[Message]) -> None:
+        sizes.append(len(messages))
+        await asyncio.sleep(0)  # the broker's round trip
+
+    coalescer = Coalescer(publish)
+
+    async def publisher(n: int) -> None:
+        for i in range(3):
+            await coalescer.send("t", Message("x", f"{n}-{i}"))
+
+    await asyncio.gather(*(publisher(n) for n in range(4)))
+    # The first goes alone; then each call carries every Task the previous one released.
+    assert sizes == [1, 4, 4, 3]

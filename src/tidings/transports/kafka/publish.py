@@ -90,14 +90,19 @@ class Publisher:
             ):  # full: it waits to be sent; an empty batch takes any one record
                 batch, done = self._open(batches)
                 waits.add(done)
-        for partition, lane in touched.items():
-            if not lane.sending:
-                lane.sending = True
-                sender = asyncio.create_task(self._send(topic, partition, lane))
-                self._senders.add(sender)
-                sender.add_done_callback(self._senders.discard)
-        # asyncio.wait, not gather: a cancelled publisher must not cancel batches others share
-        await asyncio.wait(waits)
+        idle = [(partition, lane) for partition, lane in touched.items() if not lane.sending]
+        for _, lane in idle:
+            lane.sending = True
+        if len(touched) == 1 and idle:
+            # An idle lane's oldest batch holds only this call's records: sent in this Task,
+            # not a new one, which is all a lone publish waits for.
+            await self._send_first(topic, *idle[0])
+        else:
+            for partition, lane in idle:
+                self._start(topic, partition, lane)
+        if not all(done.done() for done in waits):
+            # asyncio.wait, not gather: a cancelled publisher must not cancel shared batches
+            await asyncio.wait(waits)
         for done in waits:
             done.result()
 
@@ -106,18 +111,38 @@ class Publisher:
         batches.append(opened)
         return opened
 
+    def _start(self, topic: str, partition: int, lane: _Lane) -> None:
+        """Send the lane's batches in a Task of their own."""
+        sender = asyncio.create_task(self._send(topic, partition, lane))
+        self._senders.add(sender)
+        sender.add_done_callback(self._senders.discard)
+
+    async def _send_first(self, topic: str, partition: int, lane: _Lane) -> None:
+        """Send the lane's oldest batch, then leave those queued meanwhile to a sender Task."""
+        try:
+            await self._send_batch(topic, partition, *lane.batches.popleft())
+        finally:
+            if lane.batches:
+                self._start(topic, partition, lane)
+            else:
+                lane.sending = False
+
     async def _send(self, topic: str, partition: int, lane: _Lane) -> None:
         """Send the lane's batches one after another until none is left."""
-        producer = self._producer
         batches = lane.batches
         try:
             while batches:
-                batch, done = batches.popleft()
-                try:
-                    await (await producer.send_batch(batch, topic, partition=partition))
-                except Exception as exc:
-                    done.set_exception(exc)
-                else:
-                    done.set_result(None)
+                await self._send_batch(topic, partition, *batches.popleft())
         finally:
             lane.sending = False
+
+    async def _send_batch(
+        self, topic: str, partition: int, batch: Any, done: asyncio.Future[None]
+    ) -> None:
+        """Send ``batch`` and wait until it is stored; ``done`` tells its publishers."""
+        try:
+            await (await self._producer.send_batch(batch, topic, partition=partition))
+        except Exception as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)

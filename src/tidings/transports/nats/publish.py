@@ -70,15 +70,21 @@ class _Batch:
         if self.confirmed >= count:
             return True
         self.wake_at = count
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        # A plain timer, cheaper than asyncio.timeout on the path of every publish.
+        timer = loop.call_later(timeout, _expire, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await self.waiter
-        except TimeoutError:
-            return False
+            await waiter
         finally:
+            timer.cancel()
             self.waiter = None
-        return True
+        return self.confirmed >= count
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _describe(msg: Msg) -> str:

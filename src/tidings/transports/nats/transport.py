@@ -167,7 +167,8 @@ class NatsTransport:
             if key is not None:
                 prefix = f"{options.partition_prefix}.{partition_of(key, options.partitions)}"
             subjects.setdefault(f"{prefix}.{topic}", []).append(message)
-        await asyncio.gather(*(self._publish_subject(s, m) for s, m in subjects.items()))
+        calls = [self._publish_subject(s, m) for s, m in subjects.items()]
+        await (calls[0] if len(calls) == 1 else asyncio.gather(*calls))  # one: in this Task
 
     def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> PartitionedSubscription:
         """Deliveries of ``topic`` (a pattern is allowed) for ``group``; see the module doc.

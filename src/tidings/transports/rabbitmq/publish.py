@@ -196,7 +196,10 @@ async def _confirmed(
         confirmations, written = await fast_path.write(
             channel, exchange, routing_key, bodies, props, todo
         )
-        outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
+        if len(confirmations) == 1:  # gather would wake this Task through one more callback
+            outcomes = [await _outcome(confirmations[0])]
+        else:
+            outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
         return _unconfirmed(todo[:written], outcomes) + list(todo[written:])
     outcomes = await asyncio.gather(
         *[
@@ -213,6 +216,20 @@ async def _confirmed(
         return_exceptions=True,
     )
     return _unconfirmed(todo, outcomes)
+
+
+async def _outcome(confirmation: asyncio.Future[Any]) -> Any:
+    """The confirmation's result or error, as ``gather(..., return_exceptions=True)`` gives it;
+    cancelling the caller still cancels it."""
+    try:
+        return await confirmation
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the caller was cancelled, not the confirmation (the channel closed)
+        return exc
+    except Exception as exc:
+        return exc
 
 
 def _unconfirmed(todo: Sequence[int], outcomes: Sequence[Any]) -> list[int]:
