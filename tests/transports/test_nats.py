@@ -173,6 +173,13 @@ async def test_unsettled_messages_of_a_closed_subscription_come_again(
     assert all(attempts[d.message.id] == 2 for d in handed_out)
 
 
+async def _first_delivery(batches: AsyncIterator[list[NatsDelivery]]) -> list[NatsDelivery]:
+    """The first batch that holds a delivery: an empty one only says the subscription attached."""
+    while True:
+        if batch := await anext(batches):
+            return batch
+
+
 async def test_a_delivery_held_past_ack_wait_stays_with_its_live_subscription(
     transports: Factory,
 ) -> None:
@@ -183,8 +190,7 @@ async def test_a_delivery_held_past_ack_wait_stays_with_its_live_subscription(
 
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(3.5):  # past ack_wait three times over: nothing comes
-            while not await anext(other):  # an empty batch says it is attached: go on
-                pass
+            await _first_delivery(other)
     await holder.aclose()  # the holder is gone: now its delivery comes again
     (again,) = await take(other, 1)
     assert again.message.id == held.message.id
