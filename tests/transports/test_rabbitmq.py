@@ -34,6 +34,7 @@ from tidings.transports.rabbitmq import (
     fast_path,
     queue_name,
 )
+from tidings.transports.rabbitmq.wire import partitioned_exchange
 
 NAMESPACE = f"tidings-test-{uuid.uuid4().hex[:8]}"
 """Every exchange and queue of this session starts with it."""
@@ -218,12 +219,15 @@ async def test_groups_without_the_management_api_say_how_to_get_it(
 async def test_envelope_travels_in_native_properties(
     transport: RabbitMQTransport, amqp_url: str, exchange: str
 ) -> None:
-    """Other AMQP clients see the id and type as message properties, the message persistent."""
+    """Other AMQP clients see the id and type as message properties, the message persistent;
+    a keyed message comes through the exchange of keyed messages, after its partition."""
     connection = await aiormq.connect(amqp_url)
     channel = await connection.channel()
     declared = await channel.queue_declare(exclusive=True)
     assert declared.queue is not None
     await channel.queue_bind(declared.queue, exchange, routing_key="t.native")
+    keyed = partitioned_exchange(exchange)
+    await channel.queue_bind(declared.queue, keyed, routing_key="*.t.native")
     sent = Message("user.signed_up", b'{"id": 1}', {"tenant": "a"}, key="user-1")
     await transport.publish("t.native", [sent])
     got = await channel.basic_get(declared.queue, no_ack=True)

@@ -26,6 +26,11 @@ class TestRabbitMQTransport(TransportSuite):
         return lambda: RabbitMQTransport(options)
 
     @pytest.fixture
+    def scale_url(self, amqp_url: str, exchange: str) -> str:  # noqa: F811
+        # A short lease: the others count a killed worker out, and take its partitions, soon.
+        return f"{amqp_url}?exchange={exchange}&lease=2"
+
+    @pytest.fixture
     def restart_service(self) -> RestartService:
         return restart_rabbitmq
 
