@@ -10,10 +10,11 @@ subscription, kept with AMQP 0-9-1 alone (no plugin):
   dies (or loses its connection) frees its partitions at once; its unacknowledged messages go
   back to their queues at the same moment. A lease is released by deleting its queue.
 * **Presence**: every member binds its own exclusive, auto-deleted, server-named queue to the
-  group's fanout exchange (``…#members``) and announces its name there every round; a member
-  counts as live for ``lease`` seconds after its last announcement. A member hearing a name
-  for the first time announces itself at once, so a newcomer knows the others within a round
-  trip. One leaving says so; one that died is forgotten ``lease`` seconds later.
+  group's durable fanout exchange (``…#members``, kept after use) and announces its name there
+  every round; a member counts as live for ``lease`` seconds after its last announcement. A
+  member hearing a name for the first time announces itself at once, so a newcomer knows the
+  others within a round trip. One leaving says so; one that died is forgotten ``lease`` seconds
+  later.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ class RabbitMQLeases:
     async def _join(self) -> Channel:
         """A channel consuming this member's queue, bound to the members' exchange."""
         channel = await self._open_channel()
-        await channel.exchange_declare(self._members, exchange_type="fanout", auto_delete=True)
+        # Kept after use, never auto-deleted: deleting it as the last member's queue goes
+        # would race with a newcomer binding to it.
+        await channel.exchange_declare(self._members, exchange_type="fanout", durable=True)
         declared = await channel.queue_declare("", exclusive=True, auto_delete=True)
         assert declared.queue is not None
         await channel.queue_bind(declared.queue, self._members)
