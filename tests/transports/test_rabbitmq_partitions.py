@@ -97,7 +97,7 @@ async def test_a_lease_has_one_holder_until_released(transports: list[RabbitMQTr
 
 
 async def test_a_dead_connection_frees_its_leases_at_once(
-    transports: list[RabbitMQTransport], amqp_url: str
+    transports: list[RabbitMQTransport],
 ) -> None:
     """The broker deletes a holder's exclusive queues with its connection: another takes them
     at once; the holder, connected again, finds it holds none of them."""
@@ -107,7 +107,7 @@ async def test_a_dead_connection_frees_its_leases_at_once(
     connection = await holder.connection()
     reconnected = asyncio.Event()
     connection.reconnect_callbacks.add(lambda *_: reconnected.set())
-    await asyncio.to_thread(close_connection, amqp_url, holder.options.url)
+    await close_connection(holder.options)
     assert await b.hold([], [0, 1], limit=2) == {0, 1}
     await reconnected.wait()
     assert await a.hold([0, 1], [2], limit=3) == {2}, "the old connection's leases are gone"
@@ -156,21 +156,31 @@ async def test_a_silent_member_is_counted_out_after_its_lease(
     await short.aclose()
 
 
-def close_connection(amqp_url: str, url: str) -> None:
-    """Close the broker's side of the connection named in ``url`` (``?name=``), as a network
-    failure would, through the management API."""
-    name = url.rsplit("name=", 1)[1]
-    auth = base64.b64encode(b"guest:guest").decode()
-    api = "http://127.0.0.1:15672/api/connections"
+async def close_connection(settings: RabbitMQOptions) -> None:
+    """Close the broker's side of the connection named in ``settings.url`` (``?name=``), as a
+    network failure would, through the management API (which lists a connection with its
+    statistics: within ``collect_statistics_interval``, 5 s)."""
+    name = settings.url.rsplit("name=", 1)[1]
+    base, user, password, _ = settings.management()
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     headers = {"Authorization": f"Basic {auth}"}
-    with urllib.request.urlopen(urllib.request.Request(api, headers=headers)) as response:
-        found = [
-            c["name"]
-            for c in json.load(response)
-            if c.get("client_properties", {}).get("connection_name") == name
-        ]
-    assert len(found) == 1, f"the connection {name!r}"
-    request = urllib.request.Request(
-        f"{api}/{quote(found[0], safe='')}", headers=headers, method="DELETE"
-    )
-    urllib.request.urlopen(request).close()
+
+    def named() -> list[str]:
+        request = urllib.request.Request(f"{base}connections", headers=headers)
+        with urllib.request.urlopen(request) as response:
+            return [
+                c["name"]
+                for c in json.load(response)
+                if c.get("client_properties", {}).get("connection_name") == name
+            ]
+
+    def delete(connection: str) -> None:
+        url = f"{base}connections/{quote(connection, safe='')}"
+        urllib.request.urlopen(urllib.request.Request(url, headers=headers, method="DELETE"))
+
+    for _ in range(40):
+        if found := await asyncio.to_thread(named):
+            await asyncio.to_thread(delete, found[0])
+            return
+        await asyncio.sleep(0.25)  # the next statistics
+    raise AssertionError(f"the management API does not list the connection {name!r}")
