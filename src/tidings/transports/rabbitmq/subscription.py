@@ -47,6 +47,7 @@ from tidings.transports.rabbitmq.wire import (
     TOPIC,
     Binding,
     Received,
+    partitioned_exchange,
     received,
 )
 
@@ -180,6 +181,7 @@ class RabbitMQSubscription:
         self.group = group
         self.queue = bindings[0].queue
         self._bindings = bindings
+        self._keyed = partitioned_exchange(link.exchange)
         self._resume = resume
         self._finished = asyncio.Event()
         self.opening: asyncio.Future[None] | None = None
@@ -258,7 +260,8 @@ class RabbitMQSubscription:
         assert self._acks is not None
         if self._stopped:
             return  # never handed out: it goes back to the queue when the channel closes
-        self._ready.append(RabbitMQDelivery(self, self._acks, received(delivered)))
+        got = received(delivered, self._keyed)
+        self._ready.append(RabbitMQDelivery(self, self._acks, got))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

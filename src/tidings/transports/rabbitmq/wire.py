@@ -185,9 +185,11 @@ class Received:
         self.tag = tag
 
 
-def received(delivered: DeliveredMessage) -> Received:
+def received(delivered: DeliveredMessage, keyed: str) -> Received:
     """The message of an AMQP delivery, ours or another producer's: the envelope goes through
     :func:`~tidings.transports.kit.wire.from_wire`, so garbage in it falls back, never raises.
+    A delivery through ``keyed`` (the :func:`partitioned_exchange`) has its partition before
+    the topic in its routing key (:func:`partition_key`).
 
     The attempt adds the returns the quorum queue counted (``x-delivery-count``: a nack, or a
     consumer that went away holding it) to the attempt a delayed copy carries."""
@@ -195,6 +197,8 @@ def received(delivered: DeliveredMessage) -> Received:
     frame = cast(Basic.Deliver, delivered.delivery)
     headers: dict[str, Any] | None = props.headers
     topic = frame.routing_key or ""
+    if frame.exchange == keyed:
+        topic = topic.partition(".")[2]
     own = {k: v for k, v in headers.items() if k not in _BROKER} if headers else None
     message, attempt = from_wire(
         topic, delivered.body, own, kind=props.message_type, ident=props.message_id
