@@ -9,12 +9,18 @@ them at the end.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 import socket
-import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
 
 import aiormq
 import pytest
@@ -34,6 +40,7 @@ from tidings.transports.rabbitmq import (
     fast_path,
     queue_name,
 )
+from tidings.transports.rabbitmq.wire import partitioned_exchange
 
 NAMESPACE = f"tidings-test-{uuid.uuid4().hex[:8]}"
 """Every exchange and queue of this session starts with it."""
@@ -42,38 +49,41 @@ NAMESPACE = f"tidings-test-{uuid.uuid4().hex[:8]}"
 # -- fixtures and helpers (also used by the other RabbitMQ test modules) --------------------------
 
 
-def _listed(what: str) -> list[str]:
-    try:
-        out = subprocess.run(
-            ["rabbitmqctl", "-q", what, "name"], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []  # cleaning up is a courtesy; a broker elsewhere keeps the test objects
-    return [name for name in out.splitlines() if name.startswith(NAMESPACE)]
+def delete_objects(url: str, prefix: str) -> None:
+    """Delete the queues and exchanges whose names start with ``prefix``, through the management
+    API. A courtesy: without the API they stay. Each test cleans up after itself, because every
+    quorum queue holds file handles of the broker (the partition queues are many)."""
+    base, user, password, vhost = RabbitMQOptions(url).management()
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
+    where = quote(vhost, safe="")
 
+    def call(path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(base + path, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response) if method == "GET" else None
 
-async def delete_namespace(url: str) -> None:
-    """Delete the queues and exchanges this session declared."""
-    connection = await aiormq.connect(url)
     try:
-        channel = await connection.channel()
-        for queue in _listed("list_queues"):
-            await channel.queue_delete(queue)
-        for exchange in _listed("list_exchanges"):
-            await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
+        for kind in ("queues", "exchanges"):
+            for found in call(f"{kind}/{where}?columns=name"):
+                if found["name"].startswith(prefix):
+                    with contextlib.suppress(urllib.error.HTTPError):  # gone meanwhile
+                        call(f"{kind}/{where}/{quote(found['name'], safe='')}", "DELETE")
+    except (urllib.error.URLError, OSError):
+        pass  # no management API here
 
 
 @pytest.fixture(scope="session")
 def amqp_namespace(amqp_url: str) -> Iterator[str]:
     yield NAMESPACE
-    asyncio.run(delete_namespace(amqp_url))
+    delete_objects(amqp_url, NAMESPACE)
 
 
 @pytest.fixture
-def exchange(amqp_namespace: str) -> str:
-    return f"{amqp_namespace}-{uuid.uuid4().hex[:8]}"
+def exchange(amqp_namespace: str, amqp_url: str) -> Iterator[str]:
+    name = f"{amqp_namespace}-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_objects(amqp_url, name)
 
 
 @pytest.fixture
@@ -218,12 +228,15 @@ async def test_groups_without_the_management_api_say_how_to_get_it(
 async def test_envelope_travels_in_native_properties(
     transport: RabbitMQTransport, amqp_url: str, exchange: str
 ) -> None:
-    """Other AMQP clients see the id and type as message properties, the message persistent."""
+    """Other AMQP clients see the id and type as message properties, the message persistent;
+    a keyed message comes through the exchange of keyed messages, after its partition."""
     connection = await aiormq.connect(amqp_url)
     channel = await connection.channel()
     declared = await channel.queue_declare(exclusive=True)
     assert declared.queue is not None
     await channel.queue_bind(declared.queue, exchange, routing_key="t.native")
+    keyed = partitioned_exchange(exchange)
+    await channel.queue_bind(declared.queue, keyed, routing_key="*.t.native")
     sent = Message("user.signed_up", b'{"id": 1}', {"tenant": "a"}, key="user-1")
     await transport.publish("t.native", [sent])
     got = await channel.basic_get(declared.queue, no_ack=True)

@@ -22,8 +22,15 @@ def _text(value: bytes | None) -> str | None:
 class TestRabbitMQTransport(TransportSuite):
     @pytest.fixture
     def transport_factory(self, amqp_url: str, exchange: str) -> TransportFactory:  # noqa: F811
-        options = RabbitMQOptions(amqp_url, exchange=exchange)
+        # Four partitions, not sixteen: a subscription has a quorum queue per partition, each
+        # holding broker file handles, and some cases subscribe to twenty topics at once.
+        options = RabbitMQOptions(amqp_url, exchange=exchange, partitions=4)
         return lambda: RabbitMQTransport(options)
+
+    @pytest.fixture
+    def scale_url(self, amqp_url: str, exchange: str) -> str:  # noqa: F811
+        # A short lease: the others count a killed worker out, and take its partitions, soon.
+        return f"{amqp_url}?exchange={exchange}&lease=2"
 
     @pytest.fixture
     def restart_service(self) -> RestartService:

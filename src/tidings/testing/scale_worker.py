@@ -24,6 +24,7 @@ import time
 
 from tidings.bus import Bus
 from tidings.message import Message
+from tidings.testing.receiver import PROBE_HEADER
 
 __all__ = ["main"]
 
@@ -34,6 +35,8 @@ async def _work(
     out = sys.stdout
 
     async def handle(message: Message) -> None:
+        if PROBE_HEADER in message.headers:
+            return  # the publisher's probe for the group, left over (its receiver closed)
         start = time.time()
         await asyncio.sleep(delay)
         out.write(f"handled {name} {message.key} {message.headers.get('n')} {start:.6f}\n")

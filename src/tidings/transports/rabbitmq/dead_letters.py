@@ -88,13 +88,13 @@ class RabbitMQDeadLetterStore:
         )
         record = [_encode(letter)]
         try:
-            await self._publisher.send("", self.queue, record, [props], mandatory=True)
+            await self._publisher.send([("", self.queue)], record, [props], mandatory=True)
         except TransportError as exc:
             if isinstance(exc, ServiceUnavailable):
                 raise
             self._declared = False
             await self._declare()
-            await self._publisher.send("", self.queue, record, [props], mandatory=True)
+            await self._publisher.send([("", self.queue)], record, [props], mandatory=True)
 
     async def list(
         self, *, topic: str | None = None, limit: int = PAGE_SIZE, after: str | None = None

@@ -54,21 +54,21 @@ ENABLED = all(v in TESTED[name] for name, v in installed().items())
 
 async def write(
     channel: aiormq.Channel,
-    exchange: str,
-    routing_key: str,
+    routes: Sequence[tuple[str, str]],
     bodies: Sequence[bytes],
     props: Sequence[Basic.Properties],
     todo: Sequence[int],
 ) -> tuple[list[asyncio.Future[Any]], int]:
-    """Write the messages at indexes ``todo`` (not mandatory), a window per write; returns their
-    confirmation futures and how many of ``todo`` were written before the channel closed."""
-    method = Basic.Publish(exchange=exchange, routing_key=routing_key)
+    """Write the messages at indexes ``todo`` (not mandatory), each to its route (exchange,
+    routing key), a window per write; returns their confirmation futures and how many of
+    ``todo`` were written before the channel closed."""
+    methods: dict[tuple[str, str], bytes] = {}  # each route's method frame, marshalled once
     confirmations: list[asyncio.Future[Any]] = []
     written = 0
     try:
         for start in range(0, len(todo), WINDOW):
             chunk = todo[start : start + WINDOW]
-            confirmations += await _write(channel, method, bodies, props, chunk)
+            confirmations += await _write(channel, methods, routes, bodies, props, chunk)
             written += len(chunk)
     except (ChannelInvalidStateError, ConnectionError):
         pass  # the channel closed: what was not written is sent again
@@ -77,14 +77,14 @@ async def write(
 
 async def _write(
     channel: aiormq.Channel,
-    method: Basic.Publish,
+    methods: dict[tuple[str, str], bytes],
+    routes: Sequence[tuple[str, str]],
     bodies: Sequence[bytes],
     props: Sequence[Basic.Properties],
     chunk: Sequence[int],
 ) -> list[asyncio.Future[Any]]:
     """Marshal ``chunk`` into one write; returns the confirmation futures."""
     number = channel.number
-    publish = frame.marshal(method, number)  # the same method frame for every message
     limit = channel.max_content_size
     marshal = frame.marshal
     async with channel.lock:  # raises ChannelInvalidStateError once the channel closed
@@ -98,6 +98,11 @@ async def _write(
                 confirmation = channel.create_future()
                 channel.confirmations[channel.delivery_tag] = confirmation
                 confirmations.append(confirmation)
+                publish = methods.get(routes[i])
+                if publish is None:
+                    exchange, routing_key = routes[i]
+                    method = Basic.Publish(exchange=exchange, routing_key=routing_key)
+                    publish = methods[routes[i]] = frame.marshal(method, number)
                 parts.append(publish)
                 parts.append(marshal(ContentHeader(0, len(body), props[i]), number))
                 for offset in range(0, len(body), limit):

@@ -2,9 +2,10 @@
 
 AMQP cannot enumerate queues, so :func:`list_groups` asks the management HTTP API (the
 ``rabbitmq_management`` plugin; see ``RabbitMQOptions.management_url``) for the bindings of the
-transport's exchange: each group's binding names its group and topic (see
-:mod:`tidings.transports.rabbitmq.wire`). A queue bound before bindings carried those names is
-listed once a subscription of this version declared it again.
+transport's exchange and of its exchange of keyed messages: each group's binding names its
+group and topic (see :mod:`tidings.transports.rabbitmq.wire`), and a group's queues of one
+topic (the topic's and its partitions') are listed as one. A queue bound before bindings
+carried those names is listed once a subscription of this version declared it again.
 
 A group's lag is its queue's messages: those ready, counted exactly over AMQP, plus those handed
 out and not acknowledged, which only the management API's statistics know; RabbitMQ refreshes
@@ -12,7 +13,7 @@ them every few seconds (``collect_statistics_interval``, 5 s by default), so a f
 messages in flight may lag behind. Before the first statistics of a queue, ``in_flight`` is
 None. RabbitMQ keeps no time of a consumer's last fetch: ``last_active`` is None.
 
-Dropping deletes the group's queue, and only while nobody consumes from it: a running consumer
+Dropping deletes the group's queues, and only while nobody consumes from it: a running consumer
 would otherwise keep receiving nothing from a queue that no longer exists. (Quorum queues refuse
 ``if-unused`` deletes, so the consumers are counted just before: one that starts in between
 loses its queue and its subscription ends with a TransportError.)
@@ -34,8 +35,9 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from tidings.errors import NotFound, ServiceUnavailable, TransportError
 from tidings.transports.base import GroupInfo
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.partitions import merge_groups
 from tidings.transports.rabbitmq.options import RabbitMQOptions
-from tidings.transports.rabbitmq.wire import GROUP, TOPIC, queue_name
+from tidings.transports.rabbitmq.wire import GROUP, TOPIC, group_bindings, partitioned_exchange
 from tidings.urls import redact
 
 if TYPE_CHECKING:
@@ -91,12 +93,16 @@ async def list_groups(
 ) -> list[GroupInfo]:
     """Every group's subscription to a topic on ``exchange``, sorted by topic then group."""
     vhost = management.vhost
-    bindings = await management.get(f"exchanges/{vhost}/{quote(exchange, safe='')}/bindings/source")
     named: dict[str, tuple[str, str]] = {}  # queue -> (topic, group)
-    for binding in bindings or ():
-        arguments = binding.get("arguments") or {}
-        if binding.get("destination_type") == "queue" and GROUP in arguments:
-            named[binding["destination"]] = (str(arguments.get(TOPIC)), str(arguments[GROUP]))
+    for source in (exchange, partitioned_exchange(exchange)):
+        bindings = await management.get(
+            f"exchanges/{vhost}/{quote(source, safe='')}/bindings/source"
+        )
+        for binding in bindings or ():
+            arguments = binding.get("arguments") or {}
+            if binding.get("destination_type") == "queue" and GROUP in arguments:
+                topic, group = str(arguments.get(TOPIC)), str(arguments[GROUP])
+                named[binding["destination"]] = (topic, group)
     if not named:
         return []
     stats = await management.get(f"queues/{vhost}?columns=name,messages_unacknowledged")
@@ -107,7 +113,7 @@ async def list_groups(
         topic, group = named[queue]
         in_flight = unacked.get(queue)
         groups.append(GroupInfo(topic, group, count + (in_flight or 0), in_flight, None))
-    return sorted(groups, key=lambda info: (info.topic, info.group))
+    return merge_groups(groups)
 
 
 async def _ready_counts(
@@ -132,23 +138,37 @@ async def _ready_counts(
 
 
 async def drop_group(
-    exchange: str, topic: str, group: str, open_channel: OpenChannel, errors: ErrorMap
+    exchange: str,
+    topic: str,
+    group: str,
+    partitions: int,
+    open_channel: OpenChannel,
+    errors: ErrorMap,
 ) -> None:
-    """Delete the queue of ``group``'s subscription to ``topic``. Raises NotFound if there is
-    none, TransportError while it has consumers."""
-    queue = queue_name(exchange, group, topic)
+    """Delete the queues of ``group``'s subscription to ``topic`` (the topic's and each of
+    ``partitions``'). Raises NotFound if there are none, TransportError while they have
+    consumers."""
+    queues = [binding.queue for binding in group_bindings(exchange, group, topic, partitions)]
     channel = await open_channel()
     try:
         with errors.mapping(f"dropping {group!r}"):
-            try:
-                declared = await channel.queue_declare(queue, passive=True)
-            except ChannelNotFoundEntity:
-                raise NotFound(f"no group {group!r} on {topic!r}") from None
-            if declared.consumer_count:
-                raise TransportError(
-                    f"the group {group!r} on {topic!r} has {declared.consumer_count} "
-                    "consumers: stop them first"
-                )
-            await channel.queue_delete(queue)
+            existing = []
+            for queue in queues:
+                try:
+                    declared = await channel.queue_declare(queue, passive=True)
+                except ChannelNotFoundEntity:  # the broker closed the channel
+                    await channel.close()
+                    channel = await open_channel()
+                    continue
+                if declared.consumer_count:
+                    raise TransportError(
+                        f"the group {group!r} on {topic!r} has {declared.consumer_count} "
+                        "consumers: stop them first"
+                    )
+                existing.append(queue)
+            if not existing:
+                raise NotFound(f"no group {group!r} on {topic!r}")
+            for queue in existing:
+                await channel.queue_delete(queue)
     finally:
         await channel.close()

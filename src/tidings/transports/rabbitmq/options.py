@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tidings.transports.kit.options import query_options, redacted_repr
+from tidings.transports.kit.partitions import DEFAULT_PARTITIONS, check_partitions
 from tidings.transports.rabbitmq.wire import is_plain
 from tidings.urls import redact
 
@@ -31,6 +32,14 @@ class RabbitMQOptions:
     before raising ServiceUnavailable."""
     connect_timeout: float = 10.0
     """Seconds the first connection attempt may take."""
+    partitions: int = DEFAULT_PARTITIONS
+    """Partitions per topic for keyed messages (see :mod:`tidings.transports.kit.partitions`):
+    at most this many subscriptions of a group share a topic's keyed messages. Every process
+    publishing to or consuming a topic must use the same number."""
+    lease: float = 5.0
+    """Seconds a subscription counts as a member of its group after it last announced itself
+    (it does so every ``min(lease / 3, 1)`` seconds). A worker that dies frees its partitions at
+    once, but the others take them over only once they stop counting it: within this time."""
     management_url: str | None = None
     """The management HTTP API that ``groups()`` asks (AMQP cannot list queues). By default
     ``http://<host>:15672/`` (``https://<host>:15671/`` for ``amqps://``) with the broker URL's
@@ -38,6 +47,9 @@ class RabbitMQOptions:
 
     def __repr__(self) -> str:
         return redacted_repr(self)
+
+    def __post_init__(self) -> None:
+        check_partitions("amqp", self.partitions)
 
     @classmethod
     def from_url(cls, url: str) -> RabbitMQOptions:

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     import aiormq
     from aio_pika.abc import AbstractRobustChannel
 
-__all__ = ["Publisher", "lost"]
+__all__ = ["Publisher", "Route", "lost"]
+
+Route = tuple[str, str]
+"""Where a message goes: (exchange, routing key)."""
 
 
 def lost(exc: BaseException) -> bool:
@@ -87,14 +90,14 @@ class Publisher:
 
     async def send(
         self,
-        exchange: str,
-        routing_key: str,
+        routes: Sequence[Route],
         bodies: Sequence[bytes],
         props: Sequence[Basic.Properties],
         *,
         mandatory: bool,
     ) -> None:
-        """Publish with confirms, sending again what a lost connection left unconfirmed.
+        """Publish each of ``bodies`` to its route (exchange, routing key), in order, with
+        confirms; sends again what a lost connection left unconfirmed.
 
         Raises ServiceUnavailable when the broker stays away, TransportError when it nacks or
         returns a message."""
@@ -107,10 +110,8 @@ class Publisher:
                 if channel is None or channel.is_closed:
                     deadline = deadline or self._deadline()
                     channel = await self._ready(deadline)
-                with self._errors.mapping(f"publishing to {routing_key!r}"):
-                    todo = await _confirmed(
-                        channel, exchange, routing_key, bodies, props, todo, mandatory
-                    )
+                with self._errors.mapping(f"publishing to {routes[0][1]!r}"):
+                    todo = await _confirmed(channel, routes, bodies, props, todo, mandatory)
                 if not todo:
                     return
                 deadline = deadline or self._deadline()
@@ -141,7 +142,7 @@ class Publisher:
                 await self._declare_delay(name)
                 self._delays.add(bucket)
             try:
-                await self.send(name, queue, [message.data], [props], mandatory=True)
+                await self.send([(name, queue)], [message.data], [props], mandatory=True)
                 return
             except TransportError as exc:
                 self._delays.discard(bucket)
@@ -183,8 +184,7 @@ class Publisher:
 
 async def _confirmed(
     channel: aiormq.Channel,
-    exchange: str,
-    routing_key: str,
+    routes: Sequence[Route],
     bodies: Sequence[bytes],
     props: Sequence[Basic.Properties],
     todo: Sequence[int],
@@ -193,9 +193,7 @@ async def _confirmed(
     """Publish the messages at indexes ``todo`` concurrently and await their confirmations;
     returns the indexes a closed channel left unconfirmed. Raises the first final error."""
     if fast_path.ENABLED and not mandatory:
-        confirmations, written = await fast_path.write(
-            channel, exchange, routing_key, bodies, props, todo
-        )
+        confirmations, written = await fast_path.write(channel, routes, bodies, props, todo)
         if len(confirmations) == 1:  # gather would wake this Task through one more callback
             outcomes = [await _outcome(confirmations[0])]
         else:
@@ -205,8 +203,8 @@ async def _confirmed(
         *[
             channel.basic_publish(
                 bodies[i],
-                exchange=exchange,
-                routing_key=routing_key,
+                exchange=routes[i][0],
+                routing_key=routes[i][1],
                 properties=props[i],
                 mandatory=mandatory,
                 wait=False,  # do not wait for each write to drain: the confirmations tell

@@ -1,5 +1,9 @@
 """RabbitMQ subscriptions: a consumer on a group's quorum queue, its deliveries and bulk acks.
 
+A subscription consumes one queue: a group's queue of a topic, or one of its partitions (see
+:mod:`.partitioned`, which joins them). It declares that queue, and any others it is told to,
+with their bindings before it consumes.
+
 Each subscription has its own channel, so its prefetch (``basic.qos``) bounds exactly its own
 unsettled deliveries and its delivery tags are its own. Deliveries arrive pushed by the broker and
 are handed out in batches of whatever arrived since the last batch.
@@ -25,9 +29,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.commands import Basic
@@ -41,8 +45,9 @@ from tidings.transports.rabbitmq.wire import (
     GROUP,
     QUORUM,
     TOPIC,
+    Binding,
     Received,
-    binding_key,
+    partitioned_exchange,
     received,
 )
 
@@ -71,8 +76,6 @@ class Link:
     """Stores the delayed copies of ``nack(delay)``."""
     exchange: str
     errors: ErrorMap
-    forget: Callable[[RabbitMQSubscription], None]
-    """Called once the subscription's channel closed."""
 
 
 class Acks:
@@ -159,13 +162,28 @@ class RabbitMQDelivery:
 
 
 class RabbitMQSubscription:
-    """Batches of deliveries from the queue of (``topic``, ``group``) until :meth:`aclose`."""
+    """Batches of deliveries from a queue of (``topic``, ``group``) until :meth:`aclose`: the
+    first of ``bindings``, which are all declared. With ``resume`` it consumes again on a new
+    connection after a reconnect; without, its iteration ends then."""
 
-    def __init__(self, link: Link, topic: str, group: str, queue: str, prefetch: int) -> None:
+    def __init__(
+        self,
+        link: Link,
+        topic: str,
+        group: str,
+        bindings: Sequence[Binding],
+        prefetch: int,
+        *,
+        resume: bool = True,
+    ) -> None:
         self.link = link
         self.topic = topic
         self.group = group
-        self.queue = queue
+        self.queue = bindings[0].queue
+        self._bindings = bindings
+        self._keyed = partitioned_exchange(link.exchange)
+        self._resume = resume
+        self._finished = asyncio.Event()
         self.opening: asyncio.Future[None] | None = None
         self._prefetch = prefetch
         self._tag = f"tidings.{uuid.uuid4().hex}"
@@ -195,18 +213,20 @@ class RabbitMQSubscription:
         except BaseException:
             await channel.close()
             raise
+        if self._closed:  # closed while opening: nothing will consume
+            await channel.close()
+            return
         channel.reopen_callbacks.add(self._reopened)
         self._channel = channel
 
     async def _declare(self, channel: Channel) -> None:
-        """The queue, and its binding named by group and topic (for ``groups()``)."""
-        await channel.queue_declare(self.queue, durable=True, arguments=QUORUM)
-        await channel.queue_bind(
-            self.queue,
-            self.link.exchange,
-            routing_key=binding_key(self.topic),
-            arguments={GROUP: self.group, TOPIC: self.topic},
-        )
+        """The queues, and their bindings named by group and topic (for ``groups()``)."""
+        named: dict[str, Any] = {GROUP: self.group, TOPIC: self.topic}
+        for binding in self._bindings:
+            await channel.queue_declare(binding.queue, durable=True, arguments=QUORUM)
+            await channel.queue_bind(
+                binding.queue, binding.exchange, routing_key=binding.key, arguments=named
+            )
 
     async def _reopened(self, channel: AbstractRobustChannel | None) -> None:
         """Run by aio-pika on every new connection: declare again, consume again. A lost
@@ -218,7 +238,9 @@ class RabbitMQSubscription:
         try:
             underlay = await underlay_of(channel)
             await self._declare(underlay)
-            if self._consuming and not self._stopped:
+            if not self._resume:
+                self.stop()
+            elif self._consuming and not self._stopped:
                 await self._consume(underlay)
         except Exception as exc:
             if lost(exc):
@@ -238,7 +260,8 @@ class RabbitMQSubscription:
         assert self._acks is not None
         if self._stopped:
             return  # never handed out: it goes back to the queue when the channel closes
-        self._ready.append(RabbitMQDelivery(self, self._acks, received(delivered)))
+        got = received(delivered, self._keyed)
+        self._ready.append(RabbitMQDelivery(self, self._acks, got))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -306,7 +329,7 @@ class RabbitMQSubscription:
         self.stop()
         self._ready = []
         if self._channel is None:
-            self.link.forget(self)
+            self._finished.set()
         elif self._outstanding == 0 and self._closing is None:
             self._closing = asyncio.ensure_future(self._close_channel())
             await self._closing
@@ -336,4 +359,9 @@ class RabbitMQSubscription:
         except Exception:
             _log.exception("closing the channel of %r failed", self)
         finally:
-            self.link.forget(self)
+            self._finished.set()
+
+    async def finished(self) -> None:
+        """Return once the channel closed after :meth:`aclose` (what was handed out is settled
+        and its acks applied, or the channel was lost)."""
+        await self._finished.wait()

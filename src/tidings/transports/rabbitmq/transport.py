@@ -6,10 +6,15 @@ Topology
   routing key; patterns translate to AMQP bindings: ``*`` stays ``*`` and a trailing ``>`` (one or
   more tokens) becomes ``*.#``.
 * One durable **quorum queue per (group, pattern)**, named ``<exchange>:<group>:<pattern>`` and
-  bound with the pattern. Subscriptions of a group share it (competing consumers); every group has
-  its own queue, so every group gets every message published after its queue exists
-  (``subscribe()`` followed by ``publish()`` in the same transport is always in time: a publish
-  waits for the queues of earlier subscriptions). Nothing replays older history.
+  bound with the pattern, for messages without a key. Subscriptions of a group share it
+  (competing consumers); every group has its own queue, so every group gets every message
+  published after its queue exists (``subscribe()`` followed by ``publish()`` in the same
+  transport is always in time: a publish waits for the queues of earlier subscriptions).
+  Nothing replays older history.
+* **Keyed messages** go to the durable topic exchange ``<exchange>.partitioned`` with routing key
+  ``<partition>.<topic>`` (the key's partition among ``partitions``), and from there to one
+  quorum queue per (group, pattern, partition), each consumed by one subscription of the group
+  at a time (see :mod:`.partitioned` and :mod:`.leases`): a key's messages are handled in order.
 * **Delays** live in shared quorum queues ``<exchange>.delay.<ms>``, one per delay bucket (buckets
   grow by 2^(1/4), so each holds delays within ~19% of each other), each behind a fanout exchange
   of the same name. ``nack(delay)`` publishes a copy there with a per-message expiration and the
@@ -52,12 +57,22 @@ from tidings.message import Message
 from tidings.topics import validate_pattern, validate_topic
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.partitions import partition_of
 from tidings.transports.rabbitmq.dead_letters import RabbitMQDeadLetterStore
 from tidings.transports.rabbitmq.groups import Management, drop_group, list_groups
+from tidings.transports.rabbitmq.leases import RabbitMQLeases
 from tidings.transports.rabbitmq.options import RabbitMQOptions
-from tidings.transports.rabbitmq.publish import Publisher, underlay_of
+from tidings.transports.rabbitmq.partitioned import PartitionedSubscription
+from tidings.transports.rabbitmq.publish import Publisher, Route, underlay_of
 from tidings.transports.rabbitmq.subscription import Link, RabbitMQSubscription
-from tidings.transports.rabbitmq.wire import properties_of, queue_name
+from tidings.transports.rabbitmq.wire import (
+    group_bindings,
+    lease_queue,
+    members_exchange,
+    partition_key,
+    partitioned_exchange,
+    properties_of,
+)
 from tidings.urls import redact
 
 if TYPE_CHECKING:
@@ -67,7 +82,7 @@ __all__ = ["FEATURES", "RabbitMQTransport", "error_map", "from_url"]
 
 FEATURES = Features(
     persistent=True,
-    ordered_per_key=False,  # competing consumers of a queue and requeues interleave keys
+    ordered_per_key=True,  # a key's partition queue is consumed by one subscription at a time
     consumer_groups=True,
     native_delay=True,
     replays_history=False,
@@ -125,11 +140,9 @@ class RabbitMQTransport:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._publisher = Publisher(options, self.errors, self._robust_channel, self._check_open)
-        self._link = Link(
-            self.connection, self._publisher, options.exchange, self.errors, self._forget
-        )
+        self._link = Link(self.connection, self._publisher, options.exchange, self.errors)
         self._start_lock = asyncio.Lock()
-        self._subscriptions: set[RabbitMQSubscription] = set()
+        self._subscriptions: set[PartitionedSubscription] = set()
         self._setups: set[asyncio.Task[None]] = set()
         self._dead_letters: RabbitMQDeadLetterStore | None = None
         self._closed = False
@@ -180,7 +193,9 @@ class RabbitMQTransport:
         if channel is None:
             return
         underlay = await underlay_of(channel)
-        await underlay.exchange_declare(self.options.exchange, exchange_type="topic", durable=True)
+        exchange = self.options.exchange
+        for name in (exchange, partitioned_exchange(exchange)):
+            await underlay.exchange_declare(name, exchange_type="topic", durable=True)
         self._publisher.use(underlay)
 
     async def connection(self) -> AbstractRobustConnection:
@@ -247,32 +262,59 @@ class RabbitMQTransport:
         if not all(isinstance(body, bytes) for body in bodies):
             raise TypeError("RabbitMQ carries bytes: encode the events first (the Bus does)")
         props = [properties_of(m) for m in messages]
-        await self._publisher.send(self.options.exchange, topic, bodies, props, mandatory=False)
+        await self._publisher.send(self._routes(topic, messages), bodies, props, mandatory=False)
+
+    def _routes(self, topic: str, messages: Sequence[Message]) -> list[Route]:
+        """Where each message goes: to its key's partition, or to the topic if it has none."""
+        exchange, count = self.options.exchange, self.options.partitions
+        keyed = partitioned_exchange(exchange)
+        return [
+            (exchange, topic) if m.key is None
+            else (keyed, partition_key(partition_of(m.key, count), topic))
+            for m in messages
+        ]  # fmt: skip
 
     # -- consuming ----------------------------------------------------------------------------
 
-    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> RabbitMQSubscription:
-        """A subscription of ``group`` to ``topic`` (or a pattern). Its queue is declared right
-        away when the transport runs (or at :meth:`start`), so that messages published after
-        this call reach the group. ``prefetch`` bounds the deliveries not yet settled."""
+    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> PartitionedSubscription:
+        """A subscription of ``group`` to ``topic`` (or a pattern). Its queues are declared
+        right away when the transport runs (or at :meth:`start`), so that messages published
+        after this call reach the group. ``prefetch`` bounds the deliveries not yet settled of
+        each queue it consumes (the topic's, and each partition's it owns)."""
         self._check_open()
         validate_pattern(topic)
         if not 1 <= prefetch <= 65535:
             raise ValueError("prefetch must be between 1 and 65535")
-        queue = queue_name(self.options.exchange, group, topic)
-        subscription = RabbitMQSubscription(self._link, topic, group, queue, prefetch)
+        options, link = self.options, self._link
+        exchange = options.exchange
+        bindings = group_bindings(exchange, group, topic, options.partitions)
+
+        def partition(n: int) -> RabbitMQSubscription:
+            return RabbitMQSubscription(
+                link, topic, group, bindings[n + 1 : n + 2], prefetch, resume=False
+            )
+
+        leases = RabbitMQLeases(
+            self.open_channel, self.errors,
+            lease_queue=lambda n: lease_queue(exchange, group, topic, n),
+            members=members_exchange(exchange, group, topic), lease=options.lease,
+        )  # fmt: skip
+        subscription = PartitionedSubscription(
+            RabbitMQSubscription(link, topic, group, bindings, prefetch),
+            partition, leases, count=options.partitions, forget=self._forget,
+        )  # fmt: skip
         self._subscriptions.add(subscription)
         if self._connection is not None:
             self._set_up(subscription)
         return subscription
 
-    def _set_up(self, subscription: RabbitMQSubscription) -> None:
+    def _set_up(self, subscription: PartitionedSubscription) -> None:
         task = asyncio.ensure_future(subscription.open())
         subscription.opening = task
         self._setups.add(task)
         task.add_done_callback(self._setups.discard)
 
-    def _forget(self, subscription: RabbitMQSubscription) -> None:
+    def _forget(self, subscription: PartitionedSubscription) -> None:
         self._subscriptions.discard(subscription)
 
     # -- groups -------------------------------------------------------------------------------
@@ -286,9 +328,12 @@ class RabbitMQTransport:
         return await list_groups(management, self.options.exchange, self.open_channel, self.errors)
 
     async def drop_group(self, topic: str, group: str) -> None:
-        """Delete the queue of ``group``'s subscription to ``topic``; raises NotFound if there
-        is none, TransportError while it has consumers (stop them first)."""
-        await drop_group(self.options.exchange, topic, group, self.open_channel, self.errors)
+        """Delete the queues of ``group``'s subscription to ``topic``; raises NotFound if there
+        are none, TransportError while they have consumers (stop them first)."""
+        options = self.options
+        await drop_group(
+            options.exchange, topic, group, options.partitions, self.open_channel, self.errors
+        )
 
     # -- the rest -----------------------------------------------------------------------------
 
