@@ -10,9 +10,10 @@ With 8 handler calls of 2 ms at once, one worker handles at most 4,000 messages 
 workers N times that, as long as the database and the machine's cores keep up.
 
 On SQLite (a file in a temporary directory), PostgreSQL (``TIDINGS_PG_DSN``, default the
-local server, in a schema of its own), Redis Streams and NATS JetStream (the local servers, in
-a namespace of their own, 16 partitions); ``--kafka`` adds Kafka on a tansu broker of its own
-(12 partitions). Run: ``python -m bench.b7_scale_out [--quick] [--json] [--kafka]``.
+local server, in a schema of its own), Redis Streams, NATS JetStream and RabbitMQ (the local
+servers, in a namespace of their own, 16 partitions); ``--kafka`` adds Kafka on a tansu
+broker of its own (12 partitions).
+Run: ``python -m bench.b7_scale_out [--quick] [--json] [--kafka]``.
 """
 
 from __future__ import annotations
@@ -32,32 +33,39 @@ from tidings.testing.receiver import unique
 from tidings.testing.scale import Workers
 from tidings.testing.tansu import Tansu
 from tidings.transports import from_url
+from tidings.transports.base import Groups
 
 KEYS = 100
 DELAY = 0.002
 WORKERS = (1, 2, 4)
 PG_DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("TIDINGS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 async def run_once(url: str, processes: int, count: int) -> float:
     """Seconds from the first publish until ``count`` messages were handled by ``processes``
-    workers of one group."""
-    async with Workers(url, unique("b7"), unique("b7"), delay=DELAY, timeout=600.0) as workers:
-        await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
-        transport = from_url(url)
-        await transport.start()
-        try:
+    workers of one group. The group is dropped afterwards (on RabbitMQ its queues hold broker
+    file handles)."""
+    topic, group = unique("b7"), unique("b7")
+    transport = from_url(url)
+    await transport.start()
+    try:
+        async with Workers(url, topic, group, delay=DELAY, timeout=600.0) as workers:
+            await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
             started = time.perf_counter()
             for first in range(0, count, 500):
                 batch = [
                     Message("b7.job", b"{}", {"n": str(n)}, f"key-{n % KEYS}")
                     for n in range(first, min(first + 500, count))
                 ]
-                await transport.publish(workers.topic, batch)
+                await transport.publish(topic, batch)
             await workers.until(lambda: len(workers.handled) >= count, f"{count} handled")
-            return time.perf_counter() - started
-        finally:
-            await transport.aclose()
+            elapsed = time.perf_counter() - started
+        if isinstance(transport, Groups):
+            await transport.drop_group(topic, group)
+        return elapsed
+    finally:
+        await transport.aclose()
 
 
 def measure(title: str, url: str, count: int, repeat: int, as_json: bool) -> None:
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         measure("Redis Streams", url, count, repeat, args.json)
     with nats_stream() as url:
         measure("NATS JetStream", url, count, repeat, args.json)
+    exchange = f"b7{uuid.uuid4().hex[:10]}"
+    measure("RabbitMQ", f"{AMQP_URL}?exchange={exchange}&lease=2", count, repeat, args.json)
     if args.kafka:
         with Tansu() as broker:
             measure("Kafka (tansu)", f"{broker.url}?partitions=12", count, repeat, args.json)
