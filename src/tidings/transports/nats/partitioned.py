@@ -23,7 +23,6 @@ partition to expire.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -35,8 +34,8 @@ import msgspec
 import nats.js.errors
 from nats.js.kv import KeyValue
 
-from tidings.errors import TidingsError
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.fan_in import FanIn
 from tidings.transports.kit.ownership import Ownership
 from tidings.transports.nats.subscription import NatsDelivery, NatsSubscription
 
@@ -146,8 +145,7 @@ class PartitionedSubscription:
         self._shared = shared
         self._partition = partition
         self._parts: dict[int, NatsSubscription] = {}
-        self._readers: dict[NatsSubscription, asyncio.Task[None]] = {}
-        self._ready: asyncio.Queue[list[NatsDelivery] | BaseException] = asyncio.Queue()
+        self._batches: FanIn[NatsDelivery] = FanIn()
         self._ownership = Ownership(
             leases, count=count, lease=leases.lease, name=leases.name,
             start=self.start, stop=self.stop, drained=self.drained,
@@ -162,27 +160,13 @@ class PartitionedSubscription:
             raise StopAsyncIteration
         self._ownership.run()
         for subscription in (self._shared, *self._parts.values()):
-            self._read(subscription)  # again, if it ended on an error
-        item = await self._ready.get()
-        if isinstance(item, BaseException):
-            raise item  # StopAsyncIteration once closed
-        return item
-
-    def _read(self, subscription: NatsSubscription) -> None:
-        if subscription not in self._readers or self._readers[subscription].done():
-            self._readers[subscription] = asyncio.ensure_future(self._follow(subscription))
-
-    async def _follow(self, subscription: NatsSubscription) -> None:
-        try:
-            async for batch in subscription:
-                self._ready.put_nowait(batch)
-        except TidingsError as exc:
-            self._ready.put_nowait(exc)  # raised to the iterating task, which may go on
+            self._batches.follow(subscription)  # again, if it ended on an error
+        return await self._batches.next()  # StopAsyncIteration once closed
 
     async def start(self, partitions: set[int]) -> None:
         for n in partitions:
             self._parts[n] = self._partition(n)
-            self._read(self._parts[n])
+            self._batches.follow(self._parts[n])
 
     async def stop(self, partitions: set[int]) -> None:
         for n in partitions:
@@ -193,7 +177,7 @@ class PartitionedSubscription:
         for n in partitions:
             if (part := self._parts.pop(n, None)) is not None:
                 await part.settled()
-                self._readers.pop(part, None)
+                self._batches.forget(part)
 
     def reset(self) -> None:
         """The connection was re-established: see :meth:`NatsSubscription.reset`."""
@@ -205,7 +189,7 @@ class PartitionedSubscription:
         if self._closed:
             return
         self._closed = True
-        self._ready.put_nowait(StopAsyncIteration())  # the end, after the batches received before
+        self._batches.end()  # after the batches received before
         for subscription in (self._shared, *self._parts.values()):
             await subscription.aclose()
 
@@ -216,6 +200,5 @@ class PartitionedSubscription:
             for subscription in (self._shared, *self._parts.values()):
                 await subscription.shutdown()
         finally:
-            for reader in self._readers.values():
-                reader.cancel()
+            self._batches.cancel()
             await self._ownership.aclose()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tidings.errors import TidingsError
+from tidings.transports.kit.fan_in import FanIn
 from tidings.transports.kit.ownership import Ownership
 from tidings.transports.rabbitmq.leases import RabbitMQLeases
 from tidings.transports.rabbitmq.subscription import RabbitMQDelivery, RabbitMQSubscription
@@ -48,8 +48,7 @@ class PartitionedSubscription:
         self._partition = partition
         self._forget = forget
         self._parts: dict[int, RabbitMQSubscription] = {}
-        self._readers: dict[RabbitMQSubscription, asyncio.Task[None]] = {}
-        self._ready: asyncio.Queue[list[RabbitMQDelivery] | BaseException] = asyncio.Queue()
+        self._batches: FanIn[RabbitMQDelivery] = FanIn()
         self._ownership = Ownership(
             leases, count=count, lease=leases.lease, name=leases.name,
             start=self.start, stop=self.stop_reading, drained=self.drained,
@@ -81,24 +80,8 @@ class PartitionedSubscription:
             raise StopAsyncIteration
         self._ownership.run()
         for subscription in (self._shared, *self._parts.values()):
-            self._read(subscription)  # again, if it ended on an error
-        item = await self._ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        if item == []:
-            raise StopAsyncIteration  # closed
-        return item
-
-    def _read(self, subscription: RabbitMQSubscription) -> None:
-        if subscription not in self._readers or self._readers[subscription].done():
-            self._readers[subscription] = asyncio.ensure_future(self._follow(subscription))
-
-    async def _follow(self, subscription: RabbitMQSubscription) -> None:
-        try:
-            async for batch in subscription:
-                self._ready.put_nowait(batch)
-        except TidingsError as exc:
-            self._ready.put_nowait(exc)  # raised to the iterating task, which may go on
+            self._batches.follow(subscription)  # again, if it ended on an error
+        return await self._batches.next()  # StopAsyncIteration once closed
 
     # -- ownership ----------------------------------------------------------------------------
 
@@ -108,10 +91,10 @@ class PartitionedSubscription:
             return  # released when the ownership closes
         for n in partitions:
             if (lost := self._parts.get(n)) is not None:
-                self._readers.pop(lost, None)
+                self._batches.forget(lost)
             part = self._parts[n] = self._partition(n)
             part.opening = asyncio.ensure_future(part.open())
-            self._read(part)
+            self._batches.follow(part)
 
     async def stop_reading(self, partitions: set[int]) -> None:
         """Hand out nothing more of these partitions; what was prefetched goes back once what
@@ -125,7 +108,7 @@ class PartitionedSubscription:
         for n in partitions:
             if (part := self._parts.pop(n, None)) is not None:
                 await part.finished()
-                self._readers.pop(part, None)
+                self._batches.forget(part)
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -143,19 +126,16 @@ class PartitionedSubscription:
         self._closed = True
         for subscription in (self._shared, *self._parts.values()):
             await subscription.aclose()
-        while not self._ready.empty():  # received, never handed out: back to their queues
-            item = self._ready.get_nowait()
-            for delivery in item if isinstance(item, list) else ():
-                await delivery.nack()
-        self._ready.put_nowait([])  # the end
+        for delivery in self._batches.queued():  # received, never handed out: back to their queues
+            await delivery.nack()
+        self._batches.end()
         self._finishing = asyncio.ensure_future(self._finish())
 
     async def _finish(self) -> None:
         try:
             for subscription in [self._shared, *self._parts.values()]:
                 await subscription.finished()
-            for reader in self._readers.values():
-                reader.cancel()
+            self._batches.cancel()
             await self._ownership.aclose()
         finally:
             self._forget(self)
