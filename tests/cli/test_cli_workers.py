@@ -19,6 +19,7 @@ from tidings import Bus, Message
 
 APP = """
 import os
+import sys
 
 import tidings
 
@@ -27,7 +28,10 @@ bus = tidings.Bus(os.environ["WORKER_URL"])
 
 @bus.subscribe("jobs.run", group="jobs", concurrency=4, ordered=True)
 async def run_job(message: tidings.Message) -> None:
-    print("handled", tidings.worker_id(), message.key, flush=True)
+    # one write per line: workers share the supervisor's stdout, and print's separate writes of
+    # its parts interleave with other workers' lines
+    sys.stdout.write(f"handled {tidings.worker_id()} {message.key}\\n")
+    sys.stdout.flush()
 """
 
 
@@ -61,7 +65,10 @@ class Supervised:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}: {self.news[-20:]}") from None
+            raise AssertionError(
+                f"timed out waiting for {what}; handled by {sorted(self.handled_by)}: "
+                f"{self.news[-20:]}"
+            ) from None
 
     def pid_of(self, number: int) -> int:
         """The pid of worker ``number``, from the latest line saying it runs."""
