@@ -82,11 +82,10 @@ async def _publish(url: str, topic: str, group: str, count: int) -> None:
     transport = from_url(url)
     await transport.start()
     try:
-        if not transport.features.replays_history:
-            # The group must exist before publishing where new groups start at the end.
-            receiver = Receiver(transport.subscribe(topic, group=group))
-            await prime(transport, topic, [receiver])
-            await receiver.aclose()
+        # The group must exist before publishing (see prime).
+        receiver = Receiver(transport.subscribe(topic, group=group))
+        await prime(transport, topic, [receiver])
+        await receiver.aclose()
         for start in range(0, count, 500):
             batch = [
                 Message("crash.item", b'{"n":%d}' % n, key=f"key-{n % 32}")

@@ -174,8 +174,10 @@ async def until(receivers: Sequence[Receiver], condition: Callable[[], bool], wh
 
 async def prime(transport: Transport, topic: str, receivers: Sequence[Receiver]) -> int:
     """Publish probes to ``topic`` until every receiver got one: from then on they receive what
-    is published (needed where a new subscription starts at the end of the log, and where
-    joining a consumer group takes a while). Returns how many probes it published."""
+    is published. Needed wherever a subscription is made: a new one starts at the end of the
+    log on some brokers, joining a consumer group takes a while, and where a new group starts
+    with what the log still holds, that may be pruned before its first read. Returns how many
+    probes it published."""
     published = 0
     timeout = max(r.timeout for r in receivers)
     # a pattern is primed through a concrete topic it matches: brokers refuse to publish to one

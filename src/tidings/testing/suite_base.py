@@ -65,6 +65,5 @@ class TransportCases:
             )
             for _ in range(count)
         ]
-        if not transport.features.replays_history:
-            await prime(transport, topic, receivers)
+        await prime(transport, topic, receivers)
         return receivers

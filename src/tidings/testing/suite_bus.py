@@ -84,21 +84,20 @@ class BusCases:
         **subscribe: Any,
     ) -> AsyncIterator[tuple[Bus, WatchedDeadLetters]]:
         """A started Bus on a new transport with one subscription to ``topic``, able to receive
-        (probed where a new group starts at the end of the log)."""
+        (probed: see :func:`~tidings.testing.receiver.prime`)."""
         transport = factory()
         letters = WatchedDeadLetters(transport.dead_letters(), self.timeout)
         bus = Bus(transport, dead_letters=letters, telemetry=telemetry)
         subscribe.setdefault("group", unique("group"))
         bus.subscribe(topic, subscribe.pop("handler"), **subscribe)
         async with bus:
-            if not transport.features.replays_history:
-                async with waiting(self.timeout, f"the bus to receive on {topic!r}"):
-                    while not handled.probed.is_set():
-                        probe = Message("tidings.probe", b"{}", {PROBE_HEADER: "1"})
-                        await bus.publish(probe, topic=topic)
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(0.2):
-                                await handled.probed.wait()
+            async with waiting(self.timeout, f"the bus to receive on {topic!r}"):
+                while not handled.probed.is_set():
+                    probe = Message("tidings.probe", b"{}", {PROBE_HEADER: "1"})
+                    await bus.publish(probe, topic=topic)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):
+                            await handled.probed.wait()
             yield bus, letters
 
     async def test_continue_after_errors(self, transport_factory: TransportFactory) -> None:

@@ -12,8 +12,10 @@ group (``tidings-replay-group``: other groups skip it). The original stays uncom
 copy is stored, so a crash during the delay delivers the original again. The copy lands at the
 end of its partition: it comes after messages of the same key published meanwhile.
 
-Partitions taken away by a rebalance are committed as far as they are settled; their deliveries
-still in progress are delivered again to the partition's new owner.
+A rebalance that takes partitions away waits (up to ``drain_timeout``) until what this member
+handed out of them is settled, and commits it, before the group hands them on: their next owner
+starts where this one finished, so a key's messages keep their order across the move. What is
+still unsettled after that wait is delivered again to the next owner.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class KafkaDelivery:
         if not self.settled:
             self.settled = self.done = True
             partition = self._partition
-            partition.subscription.released()
+            partition.released()
             partition.advance()
 
     async def nack(self, delay: float = 0.0) -> None:
@@ -81,7 +83,7 @@ class KafkaDelivery:
             self.settled = True
             partition = self._partition
             subscription = partition.subscription
-            subscription.released()
+            partition.released()
             # a closing member gives the message back by leaving it uncommitted
             if partition.live and not subscription.closed:
                 partition.retry_later(self, delay)
@@ -90,7 +92,16 @@ class KafkaDelivery:
 class _Partition:
     """The deliveries of one assigned partition not yet committable, oldest first."""
 
-    __slots__ = ("committer", "live", "pending", "retries", "subscription", "tp")
+    __slots__ = (
+        "_idle",
+        "committer",
+        "live",
+        "pending",
+        "retries",
+        "subscription",
+        "tp",
+        "unsettled",
+    )
 
     def __init__(self, subscription: KafkaSubscription, tp: Any, committer: Committer) -> None:
         self.subscription = subscription
@@ -99,6 +110,23 @@ class _Partition:
         self.pending: deque[KafkaDelivery] = deque()
         self.retries: set[asyncio.Task[None]] = set()
         self.live = True
+        self.unsettled = 0
+        """Deliveries handed out and neither acked nor nacked."""
+        self._idle: asyncio.Future[None] | None = None
+
+    def released(self) -> None:
+        """One of its deliveries was settled."""
+        self.unsettled -= 1
+        self.subscription.released()
+        idle = self._idle
+        if idle is not None and self.unsettled <= 0 and not idle.done():
+            idle.set_result(None)
+
+    async def settled(self) -> None:
+        """Return once every delivery handed out of this partition is settled."""
+        if self.unsettled > 0:
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
 
     def advance(self) -> None:
         """Make the offset after the settled head of ``pending`` the next one to commit."""
@@ -261,6 +289,7 @@ class KafkaSubscription:
                 delivery = KafkaDelivery(partition, record.offset, message, attempt)
                 pending.append(delivery)
                 batch.append(delivery)
+            partition.unsettled += len(records)
         self._outstanding += len(batch)
         return batch
 
@@ -288,6 +317,8 @@ class KafkaSubscription:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=options.fetch_max_wait_ms,
             session_timeout_ms=options.session_timeout_ms,
+            # the group waits for a member finishing its revoked partitions' deliveries
+            rebalance_timeout_ms=options.session_timeout_ms + int(options.drain_timeout * 1000),
             heartbeat_interval_ms=options.heartbeat_interval_ms,
             **options.client_settings(),
         )
@@ -315,12 +346,16 @@ class KafkaSubscription:
             drained.set_result(None)
 
     async def revoked(self, tps: Any) -> None:
-        """Called by aiokafka before the group moves ``tps``: stop recording their settlements
-        and commit what was recorded while they are still ours."""
-        for tp in tps:
-            partition = self._partitions.pop(tp, None)
-            if partition is not None:
-                partition.revoke()
+        """Called by aiokafka before the group moves ``tps``: wait (up to ``drain_timeout``)
+        until what was handed out of them is settled, stop recording their settlements, and
+        commit what was recorded while they are still ours."""
+        leaving = [self._partitions.pop(tp) for tp in tps if tp in self._partitions]
+        if leaving:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self._options.drain_timeout):
+                    await asyncio.gather(*(partition.settled() for partition in leaving))
+        for partition in leaving:
+            partition.revoke()
         if self._committer is not None:
             await self._committer.flush(self._options.drain_timeout)
 
