@@ -13,7 +13,7 @@ On SQLite (a file in a temporary directory), PostgreSQL (``TIDINGS_PG_DSN``, def
 local server, in a schema of its own), Redis Streams, NATS JetStream and RabbitMQ (the local
 servers, in a namespace of their own, 16 partitions); ``--kafka`` adds Kafka on a tansu
 broker of its own (12 partitions).
-Run: ``python -m bench.b7_scale_out [--quick] [--json] [--kafka]``.
+Run: ``python -m bench.b7_scale_out [--quick] [--json] [--kafka | --only NAME]``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from bench.common import Row, print_table
+from tidings.errors import TransportError
 from tidings.message import Message
-from tidings.testing.receiver import unique
+from tidings.testing.receiver import Receiver, prime, unique
 from tidings.testing.scale import Workers
 from tidings.testing.tansu import Tansu
 from tidings.transports import from_url
@@ -50,6 +51,10 @@ async def run_once(url: str, processes: int, count: int) -> float:
     transport = from_url(url)
     await transport.start()
     try:
+        # the group exists before publishing: RabbitMQ, NATS and Redis start a new one at the end
+        receiver = Receiver(transport.subscribe(topic, group=group))
+        await prime(transport, topic, [receiver])
+        await receiver.aclose()
         async with Workers(url, topic, group, delay=DELAY, timeout=600.0) as workers:
             await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
             started = time.perf_counter()
@@ -62,10 +67,21 @@ async def run_once(url: str, processes: int, count: int) -> float:
             await workers.until(lambda: len(workers.handled) >= count, f"{count} handled")
             elapsed = time.perf_counter() - started
         if isinstance(transport, Groups):
-            await transport.drop_group(topic, group)
+            await drop_group(transport, topic, group)
         return elapsed
     finally:
         await transport.aclose()
+
+
+async def drop_group(transport: Groups, topic: str, group: str) -> None:
+    """Drop the group once the broker saw the workers' connections end (it refuses while the
+    group has consumers, and learns of a process's exit a moment after it)."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                return await transport.drop_group(topic, group)
+            except TransportError:
+                await asyncio.sleep(0.2)  # polling the broker's view, nothing to await
 
 
 def measure(title: str, url: str, count: int, repeat: int, as_json: bool) -> None:
@@ -126,22 +142,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
     parser.add_argument("--json", action="store_true", help="one JSON document per table")
     parser.add_argument("--kafka", action="store_true", help="also on Kafka (tansu)")
+    parser.add_argument("--only", choices=[*_RUNS, "kafka"], help="one transport only")
     args = parser.parse_args(argv)
     count, repeat = (2_000, 1) if args.quick else (10_000, 2)
-    with tempfile.TemporaryDirectory() as directory:
-        measure("SQLite", f"sqlite:///{directory}/b7.db", count, repeat, args.json)
-    with postgres_schema() as url:
-        measure("PostgreSQL", url, count, repeat, args.json)
-    with redis_prefix() as url:
-        measure("Redis Streams", url, count, repeat, args.json)
-    with nats_stream() as url:
-        measure("NATS JetStream", url, count, repeat, args.json)
-    exchange = f"b7{uuid.uuid4().hex[:10]}"
-    measure("RabbitMQ", f"{AMQP_URL}?exchange={exchange}&lease=2", count, repeat, args.json)
-    if args.kafka:
-        with Tansu() as broker:
-            measure("Kafka (tansu)", f"{broker.url}?partitions=12", count, repeat, args.json)
+    chosen = [args.only] if args.only else [*_RUNS, *(["kafka"] if args.kafka else [])]
+    for run in chosen:
+        name, place = _RUNS.get(run, ("Kafka (tansu)", kafka_broker))
+        with place() as url:
+            measure(name, url, count, repeat, args.json)
 
+
+@contextmanager
+def sqlite_file() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield f"sqlite:///{directory}/b7.db"
+
+
+@contextmanager
+def rabbitmq_exchange() -> Iterator[str]:
+    """A URL of an exchange of its own (each run drops its group's queues)."""
+    yield f"{AMQP_URL}?exchange=b7{uuid.uuid4().hex[:10]}&lease=2"
+
+
+@contextmanager
+def kafka_broker() -> Iterator[str]:
+    """A URL of a tansu broker of its own, stopped afterwards."""
+    with Tansu() as broker:
+        yield f"{broker.url}?partitions=12"
+
+
+_RUNS: dict[str, tuple[str, Callable[[], AbstractContextManager[str]]]] = {
+    "sqlite": ("SQLite", sqlite_file),
+    "postgres": ("PostgreSQL", postgres_schema),
+    "redis": ("Redis Streams", redis_prefix),
+    "nats": ("NATS JetStream", nats_stream),
+    "rabbitmq": ("RabbitMQ", rabbitmq_exchange),
+}
 
 if __name__ == "__main__":
     main()
