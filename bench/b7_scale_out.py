@@ -7,7 +7,9 @@ is published in batches of 500, and the clock stops once each was handled. Each 
 best of the runs, on a fresh topic and group; the ratio is to one worker (the speed-up).
 
 With 8 handler calls of 2 ms at once, one worker handles at most 4,000 messages a second; N
-workers N times that, as long as the database and the machine's cores keep up.
+workers N times that, as long as the database and the machine's cores keep up. Each row's
+note says how busy the machine's cores were meanwhile (all work on the machine counted): near
+100%, the cores are the limit; well below, the broker or the workers' waiting is.
 
 On SQLite (a file in a temporary directory), PostgreSQL (``TIDINGS_PG_DSN``, default the
 local server, in a schema of its own), Redis Streams, NATS JetStream and RabbitMQ (the local
@@ -43,10 +45,10 @@ PG_DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/
 AMQP_URL = os.environ.get("TIDINGS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-async def run_once(url: str, processes: int, count: int) -> float:
+async def run_once(url: str, processes: int, count: int) -> tuple[float, float]:
     """Seconds from the first publish until ``count`` messages were handled by ``processes``
-    workers of one group. The group is dropped afterwards (on RabbitMQ its queues hold broker
-    file handles)."""
+    workers of one group, and how busy the machine's cores were meanwhile (0 to 1). The group
+    is dropped afterwards (on RabbitMQ its queues hold broker file handles)."""
     topic, group = unique("b7"), unique("b7")
     transport = from_url(url)
     await transport.start()
@@ -57,7 +59,7 @@ async def run_once(url: str, processes: int, count: int) -> float:
         await receiver.aclose()
         async with Workers(url, topic, group, delay=DELAY, timeout=600.0) as workers:
             await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_times()
             for first in range(0, count, 500):
                 batch = [
                     Message("b7.job", b"{}", {"n": str(n)}, f"key-{n % KEYS}")
@@ -65,10 +67,10 @@ async def run_once(url: str, processes: int, count: int) -> float:
                 ]
                 await transport.publish(topic, batch)
             await workers.until(lambda: len(workers.handled) >= count, f"{count} handled")
-            elapsed = time.perf_counter() - started
+            elapsed, busy = time.perf_counter() - started, busy_since(cpu)
         if isinstance(transport, Groups):
             await drop_group(transport, topic, group)
-        return elapsed
+        return elapsed, busy
     finally:
         await transport.aclose()
 
@@ -84,11 +86,26 @@ async def drop_group(transport: Groups, topic: str, group: str) -> None:
                 await asyncio.sleep(0.2)  # polling the broker's view, nothing to await
 
 
+def cpu_times() -> tuple[int, int]:
+    """The machine's (busy, total) CPU time so far, in ticks (Linux ``/proc/stat``)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and waiting for I/O
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_since(before: tuple[int, int]) -> float:
+    """The part of the machine's CPU time that was busy since ``before`` (of :func:`cpu_times`):
+    the other work on the machine included."""
+    busy, total = cpu_times()
+    return (busy - before[0]) / max(total - before[1], 1)
+
+
 def measure(title: str, url: str, count: int, repeat: int, as_json: bool) -> None:
     rows = []
     for processes in WORKERS:
-        best = min(asyncio.run(run_once(url, processes, count)) for _ in range(repeat))
-        note = f"limit {processes * 8 / DELAY:,.0f}/s"
+        best, busy = min(asyncio.run(run_once(url, processes, count)) for _ in range(repeat))
+        note = f"limit {processes * 8 / DELAY:,.0f}/s, cores {busy:.0%} busy"
         rows.append(Row(f"{processes} worker{'s' if processes > 1 else ''}", count, best, note))
     print_table(f"B7 scale-out, {title}", rows, "1 worker", as_json)
 
