@@ -23,6 +23,7 @@ import redis.asyncio as redis
 from tidings.message import Message
 from tidings.testing.receiver import Receiver, opened
 from tidings.transports import from_url
+from tidings.transports.kit.partitions import partition_of
 from tidings.transports.nats import NatsOptions
 
 
@@ -198,3 +199,13 @@ class Numbers:
         self.handled.append(value["n"])
         if value["n"] == self.last:
             self.done.set()
+
+
+def one_per_partition(count: int) -> list[Message]:
+    """A keyed message for each of ``count`` partitions."""
+    keys: dict[int, str] = {}
+    n = 0
+    while len(keys) < count:
+        keys.setdefault(partition_of(f"key-{n}", count), f"key-{n}")
+        n += 1
+    return [Message("test.item", b"", key=key) for key in keys.values()]

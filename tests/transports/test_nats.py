@@ -12,7 +12,7 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
-from brokers import delete_streams
+from brokers import delete_streams, one_per_partition
 from nats.aio.msg import Msg
 
 from tidings.dead_letters import DeadLetter
@@ -384,3 +384,20 @@ async def test_settling_survives_errors_writing_acks(caplog: pytest.LogCaptureFi
         await subscription.shutdown()
     assert [payload for _, payload in connection.acks] == [b"+ACK", b'-NAK {"delay":1500000000}']
     assert caplog.text.count("could not settle") == 1
+
+
+async def test_a_closed_subscription_hands_its_partitions_on(
+    transports: Factory, options: NatsOptions
+) -> None:
+    """Closing a subscription (its transport staying open) ends its leases: another member of
+    the group takes every partition, not only its share beside a member that left."""
+    first, second = transports(ack_wait=1.0), transports(ack_wait=1.0)
+    await first.start()
+    await second.start()
+    closing = first.subscribe("items", group="g")
+    await first.publish("items", one_per_partition(options.partitions))
+    await take(closing, options.partitions, ack=True)  # it took every partition
+    await closing.aclose()
+    staying = second.subscribe("items", group="g")
+    await second.publish("items", one_per_partition(options.partitions))
+    await take(staying, options.partitions, ack=True)

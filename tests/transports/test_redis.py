@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import redis.asyncio as redis
-from brokers import REDIS, Numbers, delete_prefix, shell, wait_ready
+from brokers import REDIS, Numbers, delete_prefix, one_per_partition, shell, wait_ready
 from redis.exceptions import RedisError
 
 from tidings.bus import Bus
@@ -393,3 +393,21 @@ async def test_keyed_messages_go_to_their_partitions_stream(url: str, raw: redis
             await raw.xgroup_create(stream, "g", id="0")
         (info,) = [i for i in await transport.groups() if i.topic == "split"]
         assert (info.group, info.lag) == ("g", 3)
+
+
+async def test_a_closed_subscription_hands_its_partitions_on(url: str) -> None:
+    """Closing a subscription (its transport staying open) ends its leases once what it handed
+    out is settled: another member of the group takes every partition, not only its share."""
+    options = RedisOptions.from_url(url)
+    async with opened(lambda: RedisTransport(options)) as first:
+        closing = Receiver(first.subscribe("items", group="g"), timeout=TIMEOUT)
+        sent = one_per_partition(options.partitions)
+        await first.publish("items", sent)
+        await closing.until_ids([m.id for m in sent], "every partition to the first")
+        await closing.aclose()
+        async with opened(lambda: RedisTransport(options)) as second:
+            staying = Receiver(second.subscribe("items", group="g"), timeout=TIMEOUT)
+            sent = one_per_partition(options.partitions)
+            await second.publish("items", sent)
+            await staying.until_ids([m.id for m in sent], "every partition to the second")
+            await staying.aclose()

@@ -94,6 +94,7 @@ class Ownership:
         self._name = name
         self._running = False
         self._stopping = False
+        self._closing: asyncio.Future[None] | None = None
 
     def run(self) -> None:
         """Start the rounds in a supervised background task (once; later calls do nothing)."""
@@ -150,7 +151,13 @@ class Ownership:
 
     async def aclose(self) -> None:
         """Stop the rounds, release every lease and end the presence (each tried once: what
-        fails runs out with its lease). Call once nothing handed out is unsettled."""
+        fails runs out with its lease). Call once nothing handed out is unsettled. Idempotent:
+        a second call waits for the first."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:

@@ -23,6 +23,7 @@ partition to expire.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -151,6 +152,7 @@ class PartitionedSubscription:
             start=self.start, stop=self.stop, drained=self.drained,
         )  # fmt: skip
         self._closed = False
+        self._finishing: asyncio.Future[None] | None = None
 
     def __aiter__(self) -> PartitionedSubscription:
         return self
@@ -164,6 +166,8 @@ class PartitionedSubscription:
         return await self._batches.next()  # StopAsyncIteration once closed
 
     async def start(self, partitions: set[int]) -> None:
+        if self._closed:  # taken in a round that was running: released when the leases are
+            return
         for n in partitions:
             self._parts[n] = self._partition(n)
             self._batches.follow(self._parts[n])
@@ -192,6 +196,14 @@ class PartitionedSubscription:
         self._batches.end()  # after the batches received before
         for subscription in (self._shared, *self._parts.values()):
             await subscription.aclose()
+        self._finishing = asyncio.ensure_future(self._finish())
+
+    async def _finish(self) -> None:
+        """Release the leases once what was handed out is settled: the group's other members
+        take the partitions over from there (with the transport open or not)."""
+        for part in list(self._parts.values()):
+            await part.settled()
+        await self._ownership.aclose()
 
     async def shutdown(self) -> None:
         """For the transport's close: every consumer's shutdown, then the leases released."""
@@ -201,4 +213,6 @@ class PartitionedSubscription:
                 await subscription.shutdown()
         finally:
             self._batches.cancel()
+            if self._finishing is not None:
+                self._finishing.cancel()
             await self._ownership.aclose()

@@ -11,6 +11,7 @@ interaction of any of its consumers.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -21,7 +22,7 @@ from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.partitions import merge_groups
 from tidings.transports.redis.wire import Keys, command
 
-__all__ = ["drop_group", "list_groups"]
+__all__ = ["drop_group", "forget_consumer", "list_groups"]
 
 _GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -79,3 +80,22 @@ async def drop_group(client: Redis, keys: Keys, errors: ErrorMap, topic: str, gr
                 destroyed += await command(client, "XGROUP", "DESTROY", name, group)
     if not destroyed:
         raise NotFound(f"no group {group!r} on {topic!r}")
+
+
+async def forget_consumer(
+    client: Redis, streams: Iterable[bytes], group: str, consumer: str
+) -> None:
+    """Remove ``consumer`` from ``group`` on each of ``streams`` where it holds nothing."""
+    streams = list(streams)
+    if not streams:
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            pipe.execute_command("XPENDING", stream, group, "-", "+", 1, consumer)
+        pending = await pipe.execute(raise_on_error=False)
+    idle = [s for s, p in zip(streams, pending, strict=True) if p == []]
+    if idle:
+        async with client.pipeline(transaction=False) as pipe:
+            for stream in idle:
+                pipe.execute_command("XGROUP", "DELCONSUMER", stream, group, consumer)
+            await pipe.execute(raise_on_error=False)

@@ -35,6 +35,7 @@ from tidings.errors import ClosedError
 from tidings.topics import is_pattern, matches
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.ownership import Ownership
+from tidings.transports.redis.groups import forget_consumer
 from tidings.transports.redis.options import RedisOptions
 from tidings.transports.redis.partitioned import RedisLeases, StreamSet
 from tidings.transports.redis.settlement import RedisDelivery, Settlement
@@ -109,6 +110,7 @@ class RedisSubscription:
         self._stepped = asyncio.Event()
         self._closing = asyncio.Event()
         self._closed = False
+        self._releasing: asyncio.Future[None] | None = None
         self._failures = 0
 
     def __aiter__(self) -> RedisSubscription:
@@ -356,7 +358,8 @@ class RedisSubscription:
 
     async def aclose(self) -> None:
         """Stop fetching; the iteration ends. Deliveries handed out can still be settled until
-        the transport closes, which releases the rest to the group. Idempotent."""
+        the transport closes, which releases the rest to the group; once all are settled, the
+        partitions' leases are released for the group's other members. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -364,6 +367,11 @@ class RedisSubscription:
         self._settlement.freed.set()
         self._settlement.stop_keeping()
         await self._unblock()
+        self._releasing = asyncio.ensure_future(self._release_when_settled())
+
+    async def _release_when_settled(self) -> None:
+        await self._drained(set(self._ownership.owned))
+        await self._ownership.aclose()
 
     async def finish(self) -> None:
         """Close for good (the transport is closing): release unsettled deliveries so another
@@ -375,23 +383,11 @@ class RedisSubscription:
             await self._stepped.wait()
         await self._settlement.finish()
         await self._ownership.aclose()
+        if self._releasing is not None:
+            self._releasing.cancel()
         with contextlib.suppress(*self._errors.unreachable, RedisError, ClosedError):
-            await self._forget_consumer()
+            await forget_consumer(
+                await self._connected(), self._set.streams, self.group, self.consumer
+            )
         if self._reader is not None:
             await self._reader.aclose()
-
-    async def _forget_consumer(self) -> None:
-        streams = list(self._set.streams)
-        if not streams:
-            return
-        client = await self._connected()
-        async with client.pipeline(transaction=False) as pipe:
-            for stream in streams:
-                pipe.execute_command("XPENDING", stream, self.group, "-", "+", 1, self.consumer)
-            pending = await pipe.execute(raise_on_error=False)
-        idle = [s for s, p in zip(streams, pending, strict=True) if p == []]
-        if idle:
-            async with client.pipeline(transaction=False) as pipe:
-                for stream in idle:
-                    pipe.execute_command("XGROUP", "DELCONSUMER", stream, self.group, self.consumer)
-                await pipe.execute(raise_on_error=False)
