@@ -411,3 +411,20 @@ async def test_a_closed_subscription_hands_its_partitions_on(url: str) -> None:
             await second.publish("items", sent)
             await staying.until_ids([m.id for m in sent], "every partition to the second")
             await staying.aclose()
+
+
+async def test_a_topic_is_registered_again_after_a_lost_connection(
+    url: str, raw: redis.Redis
+) -> None:
+    """One message to a registered topic is a plain XADD; once the connection was lost (Redis
+    may have restarted empty) the next publish puts the topic in the topic set again, so
+    pattern subscriptions still find it."""
+    async with opened(lambda: RedisTransport(url)) as transport:
+        await transport.publish("items", _messages(1))
+        await transport.publish("items", _messages(1))
+        ident = await (await transport.connected()).client_id()
+        await raw.srem(transport.keys.topics, "items")  # as after Redis lost its data
+        await raw.client_kill_filter(_id=ident)
+        await transport.publish("items", _messages(1))
+        assert await raw.sismember(transport.keys.topics, "items")
+        assert await raw.xlen(transport.keys.stream("items")) == 3

@@ -79,9 +79,10 @@ LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 T = TypeVar("T")
 
 
-def connect(options: RedisOptions) -> Redis:
+def connect(options: RedisOptions, on_connect: Callable[[], None] | None = None) -> Redis:
     """A client for ``options`` (no I/O yet). Its replies are left unparsed (lists of bytes);
-    redis-py's own retries are off: the transport retries with one policy of its own."""
+    redis-py's own retries are off: the transport retries with one policy of its own.
+    ``on_connect()`` is called after each connection it makes (a reconnect included)."""
     settings: dict[str, Any] = {
         "host": options.host,
         "port": options.port,
@@ -102,6 +103,13 @@ def connect(options: RedisOptions) -> Redis:
         settings["ssl_ca_certs"] = options.tls_ca
         settings["ssl_certfile"] = options.tls_cert
         settings["ssl_keyfile"] = options.tls_key
+    if on_connect is not None:
+
+        async def connected(connection: Any) -> None:
+            await connection.on_connect()
+            on_connect()
+
+        settings["redis_connect_func"] = connected
     client = Redis.from_pool(ConnectionPool(**settings))
     client.response_callbacks.clear()  # every reply raw: the modules parse what they use
     return client
@@ -131,6 +139,8 @@ class RedisTransport:
         self._closed = False
         self._subscriptions: set[RedisSubscription] = set()
         self._publishing = 0
+        self._registered: set[str] = set()
+        """Topics this transport put in the topic set since it last made a connection."""
         self._published: asyncio.Event | None = None
         self._dead_letters: RedisDeadLetterStore | None = None
         self._shut = asyncio.Event()
@@ -152,7 +162,8 @@ class RedisTransport:
             return
         if self._closed:
             raise ClosedError("the Redis transport is closed")
-        client = connect(self.options)
+        # a new connection may be to a Redis that restarted empty: register topics again
+        client = connect(self.options, on_connect=self._registered.clear)
         try:
             with self._errors.mapping("connecting"):
                 await command(client, "PING")
@@ -203,8 +214,9 @@ class RedisTransport:
         try:
             options = self.options
             await append(
-                self._retrying, self.keys, options.maxlen, options.partitions, topic, messages
-            )
+                self._retrying, self.keys, options.maxlen, options.partitions, topic, messages,
+                self._registered,
+            )  # fmt: skip
         finally:
             self._publishing -= 1
             if not self._publishing and self._published is not None:
