@@ -419,7 +419,8 @@ async def test_a_topic_is_registered_again_after_a_lost_connection(
     """One message to a registered topic is a plain XADD; once the connection was lost (Redis
     may have restarted empty) the next publish puts the topic in the topic set again, so
     pattern subscriptions still find it."""
-    async with opened(lambda: RedisTransport(url)) as transport:
+    transport = RedisTransport(url)
+    async with opened(lambda: transport):
         await transport.publish("items", _messages(1))
         await transport.publish("items", _messages(1))
         ident = await (await transport.connected()).client_id()
