@@ -425,7 +425,7 @@ async def test_a_topic_is_registered_again_after_a_lost_connection(
         await transport.publish("items", _messages(1))
         ident = await (await transport.connected()).client_id()
         await raw.srem(transport.keys.topics, "items")  # as after Redis lost its data
-        await raw.client_kill_filter(_id=ident)
+        await raw.client_kill_filter(_id=str(ident))
         await transport.publish("items", _messages(1))
         assert await raw.sismember(transport.keys.topics, "items")
         assert await raw.xlen(transport.keys.stream("items")) == 3
