@@ -387,6 +387,7 @@ class KafkaSubscription:
                     await asyncio.wait_for(self._drained, self._options.drain_timeout)
             for partition in self._partitions.values():
                 partition.revoke()
+            self._partitions.clear()  # leaving revokes them again: nothing more to wait for
             assert self._committer is not None  # set with the consumer
             await self._committer.close()
             await self._consumer.stop()
