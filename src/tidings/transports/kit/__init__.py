@@ -7,6 +7,7 @@
 :mod:`.options`        URL query parameters as a transport's options dataclass
 :mod:`.tls`            client TLS settings
 :mod:`.leased`         subscriptions over a database queue with leases (the SQL transports)
+:mod:`.leased_transport`  the SQL transports' features, subscribing and closing
 :mod:`.dead_letter_rows`  dead letters as rows of a SQL table
 :mod:`.supervise`      a background task restarted after an unexpected error, logged once
 =====================  ===================================================================

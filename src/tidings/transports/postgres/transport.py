@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.sql.listen import Listener
 from tidings.sql.postgres import Postgres, where
-from tidings.transports.base import Features, GroupInfo
-from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
+from tidings.transports.base import GroupInfo
+from tidings.transports.kit.leased import LeasedSubscriptions
+from tidings.transports.kit.leased_transport import FEATURES, LeasedTransport
 from tidings.transports.postgres.dead_letters import PostgresDeadLetterStore
 from tidings.transports.postgres.groups import drop_group, list_groups
 from tidings.transports.postgres.options import PostgresOptions
@@ -42,25 +42,14 @@ from tidings.transports.postgres.wire import SETTINGS, Schema
 
 __all__ = ["FEATURES", "PostgresTransport", "from_url"]
 
-FEATURES = Features(
-    persistent=True,
-    ordered_per_key=True,
-    consumer_groups=True,
-    native_delay=True,
-    replays_history=True,
-    wildcards=True,
-)
-
 
 def from_url(url: str) -> PostgresTransport:
     return PostgresTransport(PostgresOptions.from_url(url))
 
 
-class PostgresTransport:
+class PostgresTransport(LeasedTransport):
     """The PostgreSQL transport. Constructing it does no I/O; :meth:`start` connects and creates
     the schema's tables if missing. Safe for concurrent use by tasks of one event loop."""
-
-    features = FEATURES
 
     def __init__(self, options: PostgresOptions | str) -> None:
         if isinstance(options, str):
@@ -80,12 +69,13 @@ class PostgresTransport:
             self._db, self._schema.channel, notified=self._notified, connected=self._connected
         )
         self._publisher = Publisher(self._db, self._schema)
-        self._subscriptions = LeasedSubscriptions(
-            partial(PostgresQueue, self._db, self._schema, self._watchers),
-            lease=options.lease,
-            poll=options.poll,
+        super().__init__(
+            LeasedSubscriptions(
+                partial(PostgresQueue, self._db, self._schema, self._watchers),
+                lease=options.lease,
+                poll=options.poll,
+            )
         )
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"PostgresTransport({self._db.where!r}, schema={self.options.schema!r})"
@@ -114,12 +104,6 @@ class PostgresTransport:
         self._check_open()
         await self._publisher.publish(topic, messages)
 
-    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> LeasedSubscription:
-        """A subscription of ``group`` to ``topic`` (or a wildcard pattern); at most ``prefetch``
-        deliveries are handed out and not yet acked or nacked at any time."""
-        self._check_open()
-        return self._subscriptions.open(topic, group, prefetch)
-
     async def groups(self) -> list[GroupInfo]:
         """Every group's subscription to a topic or pattern, with its lag: see
         :class:`~tidings.transports.base.Groups`."""
@@ -136,13 +120,7 @@ class PostgresTransport:
         """Dead letters in a table of the same schema."""
         return PostgresDeadLetterStore(self._db, self._schema)
 
-    async def aclose(self) -> None:
-        """End every subscription, write their acks and nacks, give back the leases of deliveries
-        never settled (they come again), then disconnect. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._subscriptions.shutdown()
+    async def _disconnect(self) -> None:
         await self._listener.aclose()
         await self._db.aclose()
 
@@ -157,10 +135,6 @@ class PostgresTransport:
 
     async def _connected(self) -> None:
         self._watchers.ring()  # notifications may have been missed while it was away
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError(f"{self!r} is closed")
 
 
 async def _select_one(connection: Any) -> None:

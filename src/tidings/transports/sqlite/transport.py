@@ -30,11 +30,12 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
-from tidings.errors import ClosedError, ServiceUnavailable, TransportError
+from tidings.errors import ServiceUnavailable, TransportError
 from tidings.message import Message
 from tidings.topics import validate_topic
-from tidings.transports.base import Features, GroupInfo
-from tidings.transports.kit.leased import LeasedSubscription, LeasedSubscriptions
+from tidings.transports.base import GroupInfo
+from tidings.transports.kit.leased import LeasedSubscriptions
+from tidings.transports.kit.leased_transport import FEATURES, LeasedTransport
 from tidings.transports.sqlite.dead_letters import SqliteDeadLetterStore
 from tidings.transports.sqlite.groups import drop_group, list_groups
 from tidings.transports.sqlite.options import SqliteOptions
@@ -44,28 +45,17 @@ from tidings.transports.sqlite.wire import open_file
 
 __all__ = ["FEATURES", "SqliteTransport", "from_url"]
 
-FEATURES = Features(
-    persistent=True,
-    ordered_per_key=True,
-    consumer_groups=True,
-    native_delay=True,
-    replays_history=True,
-    wildcards=True,
-)
-
 
 def from_url(url: str) -> SqliteTransport:
     return SqliteTransport(SqliteOptions.from_url(url))
 
 
-class SqliteTransport:
+class SqliteTransport(LeasedTransport):
     """The SQLite transport. Constructing it does no I/O; the file is opened by :meth:`start`
     (or the first call that needs it) and created with its tables if missing.
 
     Safe for concurrent use by tasks of one event loop; other processes may share the file.
     """
-
-    features = FEATURES
 
     def __init__(self, options: SqliteOptions | str) -> None:
         if isinstance(options, str):
@@ -77,10 +67,11 @@ class SqliteTransport:
             synchronous="FULL" if options.synchronous == "full" else "NORMAL",
         )
         spare = int(options.spare_mb * (1 << 20))
-        self._subscriptions = LeasedSubscriptions(
-            partial(SqliteQueue, self._db, spare), lease=options.lease, poll=options.poll
+        super().__init__(
+            LeasedSubscriptions(
+                partial(SqliteQueue, self._db, spare), lease=options.lease, poll=options.poll
+            )
         )
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"SqliteTransport({self.options.path!r})"
@@ -113,12 +104,6 @@ class SqliteTransport:
         if messages:
             await append(self._db, topic, messages)
 
-    def subscribe(self, topic: str, *, group: str, prefetch: int = 256) -> LeasedSubscription:
-        """A subscription of ``group`` to ``topic`` (or a wildcard pattern); at most ``prefetch``
-        deliveries are handed out and not yet acked or nacked at any time."""
-        self._check_open()
-        return self._subscriptions.open(topic, group, prefetch)
-
     async def groups(self) -> list[GroupInfo]:
         """Every group's subscription to a topic or pattern, with its lag: see
         :class:`~tidings.transports.base.Groups`."""
@@ -136,15 +121,5 @@ class SqliteTransport:
         """Dead letters in a table of the same file."""
         return SqliteDeadLetterStore(self._db)
 
-    async def aclose(self) -> None:
-        """End every subscription, write their acks and nacks, give back the leases of deliveries
-        never settled (they come again), then close the file. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._subscriptions.shutdown()
+    async def _disconnect(self) -> None:
         await self._db.aclose()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError(f"{self!r} is closed")
