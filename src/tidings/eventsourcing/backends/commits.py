@@ -23,7 +23,7 @@ positions; it never loads as a shorter or shifted stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,8 @@ __all__ = [
     "forward_page",
     "log_page",
     "pack",
+    "read_log",
+    "read_stream",
     "stream_info_of",
     "unpack",
 ]
@@ -50,6 +52,10 @@ iterates (on SQLite an open statement would pin its snapshot)."""
 
 ToTime = Callable[[Any], datetime]
 """Turns a row's ``recorded_at`` into an aware datetime (the identity where the driver does)."""
+
+Fetch = Callable[[int, int], Awaitable[Sequence[Any]]]
+"""``fetch(bound, rows)``: one query of a backend, up to ``rows`` commit rows from ``bound`` on
+(a stream's versions from it, or below it going backwards; the log's positions after it)."""
 
 _encoder = msgspec.msgpack.Encoder()
 # NewEvent is array_like: each event is [type, data, id, metadata, schema_version]. Decoding with
@@ -190,6 +196,54 @@ def log_page(
         if not left:
             break
     return out, after, left
+
+
+async def read_stream(
+    store: str,
+    stream: str,
+    *,
+    forward: Fetch,
+    backward: Fetch,
+    from_version: int | None,
+    backwards: bool,
+    limit: int | None,
+    to_time: ToTime,
+) -> AsyncIterator[RecordedEvent]:
+    """``EventStore.read`` over a backend's two stream queries, one PAGE of rows at a time."""
+    left = -1 if limit is None else limit
+    if backwards:
+        below = 2**62 if from_version is None else from_version
+        while left:
+            rows = await backward(below + 1, PAGE)
+            events, below, left = backward_page(store, stream, rows, below, left, to_time)
+            for event in events:
+                yield event
+            if len(rows) < PAGE:
+                return
+    else:
+        start = 1 if from_version is None else from_version
+        while left:
+            rows = await forward(start, PAGE)
+            events, start, left = forward_page(store, stream, rows, start, left, to_time)
+            for event in events:
+                yield event
+            if len(rows) < PAGE:
+                return
+
+
+async def read_log(
+    store: str, fetch: Fetch, *, after: int, limit: int | None, to_time: ToTime
+) -> AsyncIterator[RecordedEvent]:
+    """``EventStore.read_all`` over a backend's log query, one PAGE of rows at a time (fewer
+    when ``limit`` needs fewer)."""
+    left = -1 if limit is None else limit
+    while left:
+        rows = await fetch(after, PAGE if left < 0 else min(left, PAGE))
+        events, after, left = log_page(store, rows, after, left, to_time)
+        for event in events:
+            yield event
+        if len(rows) < PAGE:
+            return
 
 
 def stream_info_of(store: str, row: Sequence[Any]) -> StreamInfo:

@@ -45,14 +45,7 @@ import msgspec
 
 from tidings._waiters import Wakeup
 from tidings.errors import ConcurrencyError, NotFound, StreamDeleted
-from tidings.eventsourcing.backends.commits import (
-    PAGE,
-    backward_page,
-    forward_page,
-    log_page,
-    pack,
-    stream_info_of,
-)
+from tidings.eventsourcing.backends.commits import pack, read_log, read_stream, stream_info_of
 from tidings.eventsourcing.backends.postgres.batch import AppendBatcher
 from tidings.eventsourcing.backends.postgres.sql import (
     APPEND,
@@ -172,41 +165,32 @@ class PostgresEventStore:
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         pool = self._db.pool
-        left = -1 if limit is None else limit
-        if backwards:
-            below = 2**62 if from_version is None else from_version
-            while left:
-                with self._errors.mapping("reading"):
-                    rows = await pool.fetch(READ_BACKWARD, stream, below + 1, PAGE)
-                events, below, left = backward_page(self.name, stream, rows, below, left, _as_is)
-                for event in events:
-                    yield event
-                if len(rows) < PAGE:
-                    return
-        else:
-            start = 1 if from_version is None else from_version
-            while left:
-                with self._errors.mapping("reading"):
-                    rows = await pool.fetch(READ_FORWARD, stream, start, PAGE)
-                events, start, left = forward_page(self.name, stream, rows, start, left, _as_is)
-                for event in events:
-                    yield event
-                if len(rows) < PAGE:
-                    return
+
+        async def forward(start: int, page: int) -> Sequence[Any]:
+            with self._errors.mapping("reading"):
+                return await pool.fetch(READ_FORWARD, stream, start, page)
+
+        async def backward(below: int, page: int) -> Sequence[Any]:
+            with self._errors.mapping("reading"):
+                return await pool.fetch(READ_BACKWARD, stream, below, page)
+
+        async for event in read_stream(
+            self.name, stream, forward=forward, backward=backward, from_version=from_version,
+            backwards=backwards, limit=limit, to_time=_as_is,
+        ):  # fmt: skip
+            yield event
 
     async def read_all(
         self, *, after: int = 0, limit: int | None = None
     ) -> AsyncIterator[RecordedEvent]:
         pool = self._db.pool
-        left = -1 if limit is None else limit
-        while left:
+
+        async def fetch(after: int, page: int) -> Sequence[Any]:
             with self._errors.mapping("reading"):
-                rows = await pool.fetch(READ_ALL, after, PAGE if left < 0 else min(left, PAGE))
-            events, after, left = log_page(self.name, rows, after, left, _as_is)
-            for event in events:
-                yield event
-            if len(rows) < PAGE:
-                return
+                return await pool.fetch(READ_ALL, after, page)
+
+        async for event in read_log(self.name, fetch, after=after, limit=limit, to_time=_as_is):
+            yield event
 
     async def stream_info(self, stream: str) -> StreamInfo:
         with self._errors.mapping("reading"):

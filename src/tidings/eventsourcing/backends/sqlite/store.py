@@ -44,14 +44,7 @@ import msgspec
 
 from tidings._waiters import Wakeup
 from tidings.errors import ClosedError, NotFound
-from tidings.eventsourcing.backends.commits import (
-    PAGE,
-    backward_page,
-    forward_page,
-    log_page,
-    pack,
-    stream_info_of,
-)
+from tidings.eventsourcing.backends.commits import pack, read_log, read_stream, stream_info_of
 from tidings.eventsourcing.backends.sqlite import sql as _sql
 from tidings.eventsourcing.backends.sqlite.appends import Appends
 from tidings.eventsourcing.store import (
@@ -235,40 +228,29 @@ class SqliteEventStore:
         stream_id = self._stream_id(db, stream)
         if stream_id is None:
             return
-        left = -1 if limit is None else limit
-        if backwards:
-            below = 2**62 if from_version is None else from_version
-            while left:
-                rows = db.query(_sql.READ_BACKWARD, (stream_id, below + 1, PAGE))
-                events, below, left = backward_page(
-                    self.name, stream, rows, below, left, _timestamp
-                )
-                for event in events:
-                    yield event
-                if len(rows) < PAGE:
-                    return
-        else:
-            start = 1 if from_version is None else from_version
-            while left:
-                rows = db.query(_sql.READ_FORWARD, (stream_id, start, PAGE))
-                events, start, left = forward_page(self.name, stream, rows, start, left, _timestamp)
-                for event in events:
-                    yield event
-                if len(rows) < PAGE:
-                    return
+
+        async def forward(start: int, page: int) -> list[Any]:
+            return db.query(_sql.READ_FORWARD, (stream_id, start, page))
+
+        async def backward(below: int, page: int) -> list[Any]:
+            return db.query(_sql.READ_BACKWARD, (stream_id, below, page))
+
+        async for event in read_stream(
+            self.name, stream, forward=forward, backward=backward, from_version=from_version,
+            backwards=backwards, limit=limit, to_time=_timestamp,
+        ):  # fmt: skip
+            yield event
 
     async def read_all(
         self, *, after: int = 0, limit: int | None = None
     ) -> AsyncIterator[RecordedEvent]:
         db = self._db_or_closed()
-        left = -1 if limit is None else limit
-        while left:
-            rows = db.query(_sql.READ_ALL, (after, PAGE if left < 0 else min(left, PAGE)))
-            events, after, left = log_page(self.name, rows, after, left, _timestamp)
-            for event in events:
-                yield event
-            if len(rows) < PAGE:
-                return
+
+        async def fetch(after: int, page: int) -> list[Any]:
+            return db.query(_sql.READ_ALL, (after, page))
+
+        async for event in read_log(self.name, fetch, after=after, limit=limit, to_time=_timestamp):
+            yield event
 
     async def stream_info(self, stream: str) -> StreamInfo:
         rows = self._db_or_closed().query(
