@@ -14,19 +14,33 @@ would stall that loop; ``await`` the Bus's own methods instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tidings.bus import Bus
 from tidings.errors import ClosedError, SyncInAsyncError
-from tidings.message import Message
-from tidings.outcome import PublishResult
 
 __all__ = ["SyncBus"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _blocking(
+    method: Callable[Concatenate[Bus, P], Coroutine[Any, Any, T]], doc: str
+) -> Callable[Concatenate[SyncBus, P], T]:
+    """The bus's async ``method`` as a SyncBus method that blocks until it returns. It takes
+    ``method``'s own arguments (type checkers see them), so the facade repeats no signature."""
+
+    @functools.wraps(method)
+    def blocking(self: SyncBus, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._call(method(self.bus, *args, **kwargs))
+
+    blocking.__doc__ = doc
+    return blocking
 
 
 class SyncBus:
@@ -75,31 +89,11 @@ class SyncBus:
             self._loop = None
             self._thread = None
 
-    def publish(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> Message:
-        """``Bus.publish``, blocking until the message is accepted."""
-        return self._call(self.bus.publish(event, key=key, headers=headers, topic=topic))
-
-    def publish_and_wait(
-        self,
-        event: Any,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        topic: str | None = None,
-    ) -> PublishResult:
-        """``Bus.publish_and_wait``, blocking until every handler finished."""
-        return self._call(self.bus.publish_and_wait(event, key=key, headers=headers, topic=topic))
-
-    def drain(self) -> None:
-        """Block until every message published so far was handled."""
-        self._call(self.bus.drain())
+    publish = _blocking(Bus.publish, "``Bus.publish``, blocking until the message is accepted.")
+    publish_and_wait = _blocking(
+        Bus.publish_and_wait, "``Bus.publish_and_wait``, blocking until every handler finished."
+    )
+    drain = _blocking(Bus.drain, "Block until every message published so far was handled.")
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
