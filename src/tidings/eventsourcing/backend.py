@@ -15,7 +15,7 @@ from tidings.eventsourcing.records import (
     StreamInfo,
 )
 
-__all__ = ["EventStoreBackend", "StoreTransaction"]
+__all__ = ["Calls", "EventStoreBackend", "StoreTransaction"]
 
 
 class StoreTransaction(Protocol):
@@ -33,12 +33,9 @@ class StoreTransaction(Protocol):
     async def get_checkpoint(self, name: str) -> int: ...
 
 
-class EventStoreBackend(Protocol):
-    """The storage primitives of one database. See :class:`EventStore` for each contract."""
-
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
+class Calls(Protocol):
+    """The calls of a backend that telemetry can observe: a backend, or
+    :class:`~tidings.eventsourcing.observed.ObservedCalls` wrapping one."""
 
     async def append(
         self, stream: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion = ANY
@@ -52,6 +49,18 @@ class EventStoreBackend(Protocol):
         backwards: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]: ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def load_snapshot(self, stream: str) -> Snapshot | None: ...
+
+
+class EventStoreBackend(Calls, Protocol):
+    """The storage primitives of one database. See :class:`EventStore` for each contract."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
     def read_all(
         self, *, after: int = 0, limit: int | None = None
@@ -68,10 +77,6 @@ class EventStoreBackend(Protocol):
     async def head_position(self) -> int: ...
 
     async def wait_for_new(self, after: int, timeout: float) -> None: ...
-
-    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
-
-    async def load_snapshot(self, stream: str) -> Snapshot | None: ...
 
     async def get_checkpoint(self, name: str) -> int: ...
 

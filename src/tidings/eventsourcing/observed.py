@@ -5,7 +5,6 @@ configured; see :mod:`tidings.telemetry.store` for the spans and metrics."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
 
 import msgspec
 
@@ -13,28 +12,7 @@ from tidings.eventsourcing.backend import EventStoreBackend
 from tidings.eventsourcing.records import ANY, ExpectedVersion, NewEvent, RecordedEvent, Snapshot
 from tidings.telemetry.store import StoreObserver
 
-__all__ = ["Calls", "ObservedCalls"]
-
-
-class Calls(Protocol):
-    """The calls of a backend that can be observed: a backend, or :class:`ObservedCalls`."""
-
-    async def append(
-        self, stream: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion = ANY
-    ) -> int: ...
-
-    def read(
-        self,
-        stream: str,
-        *,
-        from_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]: ...
-
-    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
-
-    async def load_snapshot(self, stream: str) -> Snapshot | None: ...
+__all__ = ["ObservedCalls"]
 
 
 class ObservedCalls:

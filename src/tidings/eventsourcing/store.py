@@ -28,8 +28,8 @@ from types import TracebackType
 from typing import Any
 
 from tidings.errors import ClosedError, StreamDeleted
-from tidings.eventsourcing.backend import EventStoreBackend, StoreTransaction
-from tidings.eventsourcing.observed import Calls, ObservedCalls
+from tidings.eventsourcing.backend import Calls, EventStoreBackend, StoreTransaction
+from tidings.eventsourcing.observed import ObservedCalls
 from tidings.eventsourcing.open import open_backend
 from tidings.eventsourcing.records import (
     ANY,
