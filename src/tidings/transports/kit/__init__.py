@@ -8,6 +8,7 @@
 :mod:`.tls`            client TLS settings
 :mod:`.leased`         subscriptions over a database queue with leases (the SQL transports)
 :mod:`.leased_transport`  the SQL transports' features, subscribing and closing
+:mod:`.partitioned`    a group's shared subscription and its leased partitions, read as one
 :mod:`.dead_letter_rows`  dead letters as rows of a SQL table
 :mod:`.supervise`      a background task restarted after an unexpected error, logged once
 =====================  ===================================================================

@@ -36,8 +36,7 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from tidings.transports.kit.errors import ErrorMap
-from tidings.transports.kit.fan_in import FanIn
-from tidings.transports.kit.ownership import Ownership
+from tidings.transports.kit.partitioned import Partitioned
 from tidings.transports.nats.subscription import NatsDelivery, NatsSubscription
 
 __all__ = ["NatsLeases", "PartitionedSubscription"]
@@ -129,7 +128,7 @@ class NatsLeases:
         return members  # others kept writing: the next round tries again
 
 
-class PartitionedSubscription:
+class PartitionedSubscription(Partitioned[NatsSubscription, NatsDelivery]):
     """A group's subscription to a topic: its ``shared`` consumer's deliveries, and those of
     the consumer of each of ``count`` partitions it owns by ``leases`` (``partition(n)`` makes
     that one's subscription). Iterate it from one task."""
@@ -142,28 +141,8 @@ class PartitionedSubscription:
         *,
         count: int,
     ) -> None:
-        self.topic, self.group = shared.topic, shared.group
-        self._shared = shared
-        self._partition = partition
-        self._parts: dict[int, NatsSubscription] = {}
-        self._batches: FanIn[NatsDelivery] = FanIn()
-        self._ownership = Ownership(
-            leases, count=count, lease=leases.lease, name=leases.name,
-            start=self.start, stop=self.stop, drained=self.drained,
-        )  # fmt: skip
-        self._closed = False
+        super().__init__(shared, partition, leases, count=count)
         self._finishing: asyncio.Future[None] | None = None
-
-    def __aiter__(self) -> PartitionedSubscription:
-        return self
-
-    async def __anext__(self) -> list[NatsDelivery]:
-        if self._closed:
-            raise StopAsyncIteration
-        self._ownership.run()
-        for subscription in (self._shared, *self._parts.values()):
-            self._batches.follow(subscription)  # again, if it ended on an error
-        return await self._batches.next()  # StopAsyncIteration once closed
 
     async def start(self, partitions: set[int]) -> None:
         if self._closed:  # taken in a round that was running: released when the leases are
@@ -172,20 +151,12 @@ class PartitionedSubscription:
             self._parts[n] = self._partition(n)
             self._batches.follow(self._parts[n])
 
-    async def stop(self, partitions: set[int]) -> None:
-        for n in partitions:
-            if (part := self._parts.get(n)) is not None:
-                await part.aclose()  # what it received and did not hand out goes back now
-
-    async def drained(self, partitions: set[int]) -> None:
-        for n in partitions:
-            if (part := self._parts.pop(n, None)) is not None:
-                await part.settled()
-                self._batches.forget(part)
+    async def _settled(self, part: NatsSubscription) -> None:
+        await part.settled()
 
     def reset(self) -> None:
         """The connection was re-established: see :meth:`NatsSubscription.reset`."""
-        for subscription in (self._shared, *self._parts.values()):
+        for subscription in self._every():
             subscription.reset()
 
     async def aclose(self) -> None:
@@ -194,7 +165,7 @@ class PartitionedSubscription:
             return
         self._closed = True
         self._batches.end()  # after the batches received before
-        for subscription in (self._shared, *self._parts.values()):
+        for subscription in self._every():
             await subscription.aclose()
         self._finishing = asyncio.ensure_future(self._finish())
 
@@ -209,7 +180,7 @@ class PartitionedSubscription:
         """For the transport's close: every consumer's shutdown, then the leases released."""
         try:
             await self.aclose()
-            for subscription in (self._shared, *self._parts.values()):
+            for subscription in self._every():
                 await subscription.shutdown()
         finally:
             self._batches.cancel()

@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tidings.transports.kit.fan_in import FanIn
-from tidings.transports.kit.ownership import Ownership
+from tidings.transports.kit.partitioned import Partitioned
 from tidings.transports.rabbitmq.leases import RabbitMQLeases
 from tidings.transports.rabbitmq.subscription import RabbitMQDelivery, RabbitMQSubscription
 
 __all__ = ["PartitionedSubscription"]
 
 
-class PartitionedSubscription:
+class PartitionedSubscription(Partitioned[RabbitMQSubscription, RabbitMQDelivery]):
     """A group's subscription to a topic: the deliveries of its ``shared`` queue and of the
     queue of each of ``count`` partitions it owns by ``leases`` (``partition(n)`` makes that
     one's subscription); ``forget(self)`` is called once every channel of it closed. Iterate
@@ -43,17 +42,9 @@ class PartitionedSubscription:
         count: int,
         forget: Callable[[PartitionedSubscription], None],
     ) -> None:
-        self.topic, self.group, self.queue = shared.topic, shared.group, shared.queue
-        self._shared = shared
-        self._partition = partition
+        super().__init__(shared, partition, leases, count=count)
+        self.queue = shared.queue
         self._forget = forget
-        self._parts: dict[int, RabbitMQSubscription] = {}
-        self._batches: FanIn[RabbitMQDelivery] = FanIn()
-        self._ownership = Ownership(
-            leases, count=count, lease=leases.lease, name=leases.name,
-            start=self.start, stop=self.stop_reading, drained=self.drained,
-        )  # fmt: skip
-        self._closed = False
         self._finishing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -72,17 +63,6 @@ class PartitionedSubscription:
         """Declare the group's queues and bindings: the topic's and every partition's."""
         await self._shared.open()
 
-    def __aiter__(self) -> PartitionedSubscription:
-        return self
-
-    async def __anext__(self) -> list[RabbitMQDelivery]:
-        if self._closed:
-            raise StopAsyncIteration
-        self._ownership.run()
-        for subscription in (self._shared, *self._parts.values()):
-            self._batches.follow(subscription)  # again, if it ended on an error
-        return await self._batches.next()  # StopAsyncIteration once closed
-
     # -- ownership ----------------------------------------------------------------------------
 
     async def start(self, partitions: set[int]) -> None:
@@ -96,25 +76,14 @@ class PartitionedSubscription:
             part.opening = asyncio.ensure_future(part.open())
             self._batches.follow(part)
 
-    async def stop_reading(self, partitions: set[int]) -> None:
-        """Hand out nothing more of these partitions; what was prefetched goes back once what
-        was handed out is settled."""
-        for n in partitions:
-            if (part := self._parts.get(n)) is not None:
-                await part.aclose()
-
-    async def drained(self, partitions: set[int]) -> None:
-        """Return once the channels of these partitions closed (everything settled)."""
-        for n in partitions:
-            if (part := self._parts.pop(n, None)) is not None:
-                await part.finished()
-                self._batches.forget(part)
+    async def _settled(self, part: RabbitMQSubscription) -> None:
+        await part.finished()  # its channel closed: everything settled
 
     # -- closing ------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Hand out nothing more, from now on (for the transport's close)."""
-        for subscription in (self._shared, *self._parts.values()):
+        for subscription in self._every():
             subscription.stop()
 
     async def aclose(self) -> None:
@@ -124,7 +93,7 @@ class PartitionedSubscription:
         if self._closed:
             return
         self._closed = True
-        for subscription in (self._shared, *self._parts.values()):
+        for subscription in self._every():
             await subscription.aclose()
         for delivery in self._batches.queued():  # received, never handed out: back to their queues
             await delivery.nack()
@@ -133,7 +102,7 @@ class PartitionedSubscription:
 
     async def _finish(self) -> None:
         try:
-            for subscription in [self._shared, *self._parts.values()]:
+            for subscription in self._every():
                 await subscription.finished()
             self._batches.cancel()
             await self._ownership.aclose()
@@ -143,7 +112,7 @@ class PartitionedSubscription:
     async def shutdown(self) -> None:
         """For the transport's close: every channel's shutdown, then the leases released."""
         await self.aclose()
-        for subscription in (self._shared, *self._parts.values()):
+        for subscription in self._every():
             await subscription.shutdown()
         assert self._finishing is not None
         await self._finishing
