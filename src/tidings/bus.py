@@ -31,6 +31,7 @@ from tidings.middleware.retry import Retry
 from tidings.outcome_stream import OutcomeStream, StreamOptions
 from tidings.publishing import Publishing
 from tidings.requests import Replier, Requests
+from tidings.resource import Resource
 from tidings.route import Route, RouteOptions, new_route
 from tidings.route_table import RouteTable
 from tidings.running import Closing, Consumers
@@ -46,7 +47,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E")
 
 
-class Bus(Publishing):
+class Bus(Publishing, Resource):
     """Publish events and run handlers, in process or over a broker chosen by URL.
 
     ``Bus()`` runs in memory; ``Bus("sqlite:///app.db")`` is durable; broker URLs
@@ -297,13 +298,6 @@ class Bus(Publishing):
             if self._observer is not None:
                 self._observer.close()
             await self.transport.aclose()
-
-    async def __aenter__(self) -> Bus:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def routes(self) -> tuple[Route, ...]:

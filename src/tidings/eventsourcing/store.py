@@ -43,6 +43,7 @@ from tidings.eventsourcing.records import (
     validate_expected_version,
 )
 from tidings.eventsourcing.subscription import subscribe
+from tidings.resource import Resource
 from tidings.telemetry.providers import Telemetry
 from tidings.telemetry.store import StoreObserver, store_configured
 from tidings.telemetry.systems import db_system_of
@@ -67,7 +68,7 @@ __all__ = [
 _NO_METADATA: Mapping[str, str] = {}
 
 
-class EventStore:
+class EventStore(Resource):
     """An event store on the database named by ``url`` (or on a backend built directly).
 
     ``memory://`` (in process, for tests), ``sqlite:///path/events.db`` (the embedded default;
@@ -127,18 +128,6 @@ class EventStore:
             self._closed = True
             self._started = False
             await self._backend.aclose()
-
-    async def __aenter__(self) -> EventStore:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def append(
         self,

@@ -22,15 +22,16 @@ import asyncio
 import contextlib
 import socket
 import struct
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
+
+from tidings.resource import Resource
 
 __all__ = ["TcpProxy"]
 
 _CHUNK = 65536
 
 
-class TcpProxy:
+class TcpProxy(Resource):
     """Forwards connections made to ``127.0.0.1:port`` (a free port, chosen by :meth:`start`)
     to ``host``:``upstream_port``, byte for byte in both directions, until cut.
 
@@ -89,18 +90,6 @@ class TcpProxy:
         await self._drop_links()
         if server is not None:
             await server.wait_closed()
-
-    async def __aenter__(self) -> TcpProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _drop_links(self) -> None:
         links = set(self._links)

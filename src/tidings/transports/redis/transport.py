@@ -33,7 +33,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
@@ -45,6 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tidings.errors import ClosedError
 from tidings.message import Message
+from tidings.resource import Resource
 from tidings.topics import validate_pattern, validate_topic
 from tidings.transports.base import Features, GroupInfo
 from tidings.transports.kit.errors import ErrorMap
@@ -120,7 +120,7 @@ def from_url(url: str) -> RedisTransport:
     return RedisTransport(RedisOptions.from_url(url))
 
 
-class RedisTransport:
+class RedisTransport(Resource):
     """Messages on Redis Streams; see the module docstring for the layout and guarantees.
 
     Safe to use from many tasks of one event loop. ``publish`` returns once Redis stored every
@@ -178,18 +178,6 @@ class RedisTransport:
             return False
         self._client = client
         return True
-
-    async def __aenter__(self) -> RedisTransport:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def ping(self) -> None:
         """One PING to Redis (connecting first if needed); raises ServiceUnavailable when it
