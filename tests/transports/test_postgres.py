@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
 import asyncpg
 import pytest
 from brokers import held_messages_come_again
@@ -9,7 +13,8 @@ from brokers import held_messages_come_again
 from tidings.dead_letters import dead_letter_from
 from tidings.errors import ServiceUnavailable
 from tidings.message import Message
-from tidings.testing.receiver import Receiver, opened
+from tidings.testing.faults import TcpProxy
+from tidings.testing.receiver import Receiver, opened, waiting
 from tidings.topics import matches
 from tidings.transports import from_url
 from tidings.transports.base import Delivery
@@ -49,6 +54,46 @@ async def test_unreachable_server_is_named_without_password() -> None:
     assert "PostgreSQL is not reachable at 127.0.0.1:1/test" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     await transport.aclose()
+
+
+class _Unavailable(logging.Handler):
+    """Sets ``event`` when a subscription says it found the database unavailable."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        super().__init__(logging.WARNING)
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "is unavailable" in record.getMessage():
+            self.event.set()
+
+
+async def test_a_subscription_looks_again_as_soon_as_the_database_is_back(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    """A subscription that found the database unreachable tries again after a backoff (from
+    ``poll`` seconds, an hour here), or as soon as the database is back: its LISTEN connection
+    came back, or a notification came."""
+    found = asyncio.Event()
+    log = logging.getLogger("tidings.transports")
+    handler = _Unavailable(found)
+    log.addHandler(handler)
+    port = urlsplit(pg_dsn).port
+    assert port is not None
+    try:
+        async with TcpProxy("127.0.0.1", port) as proxy:
+            url = proxy.redirect(f"{pg_dsn}?schema={pg_schema}&poll=3600")
+            async with opened(lambda: PostgresTransport(url)) as transport:
+                await proxy.cut()
+                receiver = Receiver(transport.subscribe("back", group="g"))
+                async with waiting(60, "the subscription to find the database unreachable"):
+                    await found.wait()  # logged as its backoff begins
+                await proxy.restore()
+                sent = messages(1)
+                await transport.publish("back", sent)
+                await receiver.until_ids([m.id for m in sent], "the message sent once back")
+    finally:
+        log.removeHandler(handler)
 
 
 @pytest.mark.parametrize(

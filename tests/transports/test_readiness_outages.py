@@ -5,8 +5,9 @@ The outage is a :class:`~tidings.testing.faults.TcpProxy` between the bus and th
 broker, which other test runs share, keeps running. Each case: ready (200); the network is cut
 while the handler holds messages; not ready (503) naming the broker and the route; restored;
 ready again; every message accepted before the cut handled, and one published after the restore
-handled by the same consumer. On NATS and Kafka, whose consumers fail when the network is cut as
-they attach, the bus must also be ready again with no message coming to show it.
+handled by the same consumer. The bus must also be ready again with no message coming to show
+it when the network is cut as it starts: on NATS, Kafka and RabbitMQ, whose consumers fail then,
+and on Redis and PostgreSQL, whose consumers wait for the broker.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ HELD = 5
 
 outages = pytest.mark.parametrize("hold", [False, True], ids=["reset", "silent"])
 """Connections refused at once, or left unanswered (a probe must time out, not hang)."""
+routes = pytest.mark.parametrize("ordered", [False, True], ids=["plain", "ordered"])
+"""A route whose messages go through the topic, or one keeping keyed messages in order."""
 
 
 class Handler:
@@ -166,22 +169,39 @@ async def test_kafka_outage(kafka_behind_a_proxy: tuple[str, TcpProxy], hold: bo
     await across_an_outage(*kafka_behind_a_proxy, hold)
 
 
-async def idle_across_a_restart(url: str, proxy: TcpProxy) -> None:
-    """The network is cut as the bus starts, before its consumer reached the broker: the route is
-    ``restarting``. Once the broker answers, the consumer runs again, and the bus is ready,
-    although no message comes to show it."""
+async def restarting(bus: Bus) -> None:
+    """Return once the bus's one route reads ``restarting``: its consumer failed."""
+    async with waiting(60, "the consumer to fail and start again"):
+        while True:
+            if bus.health().routes[0].state == "restarting":
+                return
+            await asyncio.sleep(0.05)  # polling the health: nothing tells
+
+
+async def idle_across_an_outage(
+    url: str, proxy: TcpProxy, *, fails: bool = True, ordered: bool = False
+) -> None:
+    """The network is cut as the bus starts, before its consumer reached the broker. A consumer
+    that ``fails`` then (NATS, Kafka, RabbitMQ) reads ``restarting``; the others wait for the
+    broker (Redis, PostgreSQL), and the probe answers 503. Once the broker answers, the consumer
+    runs, and the bus is ready, although no message comes to show it. A message published then
+    is handled (on an ``ordered`` route a keyed one, which goes through the key's partition)."""
+    handler = Handler()
+    handler.release.set()
     bus = Bus(proxy.redirect(url))
-    bus.subscribe(TOPIC, Handler(), group=GROUP)
+    bus.subscribe(TOPIC, handler, group=GROUP, ordered=ordered)
     async with bus:
         await proxy.cut()
-        async with waiting(60, "the consumer to fail and start again"):
-            while True:
-                if bus.health().routes[0].state == "restarting":
-                    break
-                await asyncio.sleep(0.05)  # polling the health: nothing tells
+        if fails:
+            await restarting(bus)
+        else:
+            await readiness_until(bus, False)
         await proxy.restore()
         up = await readiness_until(bus, True)
         assert [r["state"] for r in up.routes] == ["running"], up
+        key = "k" if ordered else None
+        after = (await bus.publish({"n": 0}, topic=TOPIC, key=key)).id
+        await handler.until(lambda handled: after in handled, "the message sent after the restore")
 
 
 async def test_an_idle_nats_consumer_that_restarted_is_ready_once_nats_is_back(
@@ -191,7 +211,7 @@ async def test_an_idle_nats_consumer_that_restarted_is_ready_once_nats_is_back(
     url = f"{nats_url}?stream=O{tag}&prefix=o{tag}"
     try:
         async with TcpProxy("127.0.0.1", _port(nats_url)) as proxy:
-            await idle_across_a_restart(url, proxy)
+            await idle_across_an_outage(url, proxy)
     finally:
         await delete_streams(nats_url, NatsOptions.from_url(url))
 
@@ -199,7 +219,59 @@ async def test_an_idle_nats_consumer_that_restarted_is_ready_once_nats_is_back(
 async def test_an_idle_kafka_consumer_that_restarted_is_ready_once_kafka_is_back(
     kafka_behind_a_proxy: tuple[str, TcpProxy],
 ) -> None:
-    await idle_across_a_restart(*kafka_behind_a_proxy)
+    await idle_across_an_outage(*kafka_behind_a_proxy)
+
+
+@routes
+async def test_an_idle_rabbitmq_consumer_that_restarted_is_ready_once_rabbitmq_is_back(
+    amqp_url: str,
+    exchange: str,  # noqa: F811
+    ordered: bool,
+) -> None:
+    async with TcpProxy("127.0.0.1", _port(amqp_url)) as proxy:
+        await idle_across_an_outage(f"{amqp_url}?exchange={exchange}", proxy, ordered=ordered)
+
+
+async def test_a_rabbitmq_group_whose_queue_an_outage_kept_from_being_declared_gets_messages(
+    amqp_url: str,
+    exchange: str,  # noqa: F811
+) -> None:
+    """The network is cut as the bus starts, before the group's queue was declared. A message
+    published at once when the network is back (the consumer may still be waiting to start
+    again) reaches the group: its queue is declared before publishing goes on."""
+    handler = Handler()
+    handler.release.set()
+    async with TcpProxy("127.0.0.1", _port(amqp_url)) as proxy:
+        bus = Bus(proxy.redirect(f"{amqp_url}?exchange={exchange}"))
+        bus.subscribe(TOPIC, handler, group=GROUP)
+        async with bus:
+            await proxy.cut()
+            await restarting(bus)
+            await proxy.restore()
+            sent = (await bus.publish({"n": 0}, topic=TOPIC)).id
+            await handler.until(lambda handled: sent in handled, "the message sent once back")
+
+
+@routes
+async def test_an_idle_redis_consumer_is_ready_once_redis_is_back(
+    redis_url: str, ordered: bool
+) -> None:
+    prefix = f"outage{uuid.uuid4().hex[:8]}"
+    try:
+        async with TcpProxy("127.0.0.1", _port(redis_url)) as proxy:
+            url = f"{redis_url}?prefix={prefix}&lease=2"
+            await idle_across_an_outage(url, proxy, fails=False, ordered=ordered)
+    finally:
+        await delete_prefix(redis_url, prefix)
+
+
+@routes
+async def test_an_idle_postgres_consumer_is_ready_once_postgres_is_back(
+    pg_dsn: str, pg_schema: str, ordered: bool
+) -> None:
+    async with TcpProxy("127.0.0.1", _port(pg_dsn)) as proxy:
+        url = f"{pg_dsn}?schema={pg_schema}&lease=2"
+        await idle_across_an_outage(url, proxy, fails=False, ordered=ordered)
 
 
 def _port(url: str) -> int:

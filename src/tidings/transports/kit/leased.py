@@ -128,8 +128,9 @@ class LeasedSubscription:
     A database that is unavailable (:class:`ServiceUnavailable`: unreachable, restarting, or
     locked by another connection for long) never ends the subscription: opening, fetching and
     writing are tried again after ``poll`` seconds, doubling up to :data:`_RETRY_CAP`, with one
-    log record when the spell begins and one when it ends. Other errors are raised from the
-    iteration.
+    log record when the spell begins and one when it ends. Opening and fetching are tried again
+    at once when the wake-up event rings meanwhile (the transport rings it when its connection
+    to the database comes back). Other errors are raised from the iteration.
     """
 
     def __init__(
@@ -183,6 +184,7 @@ class LeasedSubscription:
 
     async def _next(self) -> list[LeasedDelivery]:
         while not self._opened and not self._closed:
+            self._wake.clear()
             try:
                 await self._open()
             except ServiceUnavailable as exc:
@@ -213,13 +215,16 @@ class LeasedSubscription:
         raise StopAsyncIteration
 
     async def _pause(self, error: ServiceUnavailable) -> None:
-        """Wait before trying again after ``error`` (less if the subscription closes)."""
+        """Wait before trying again after ``error``; less if the subscription closes or its
+        wake-up event rings (cleared before the try), which the transport also rings when its
+        connection to the database comes back."""
         delay = self._outage.failed(error)
+        waits = [asyncio.ensure_future(event.wait()) for event in (self._wake, self._stop)]
         try:
-            async with asyncio.timeout(delay):
-                await self._stop.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def aclose(self) -> None:
         """Stop fetching and write the recorded acks and nacks. Deliveries handed out keep their
@@ -273,10 +278,10 @@ class LeasedSubscription:
         self._kick.set()
 
     async def _open(self) -> None:
+        if not self._closed:
+            self._queue.watch(self._wake)  # from now on: it also ends a pause (see _pause)
         await self._queue.open()
         self._opened = True
-        if not self._closed:
-            self._queue.watch(self._wake)
         self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
     async def _keep(self) -> None:

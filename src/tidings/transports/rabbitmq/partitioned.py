@@ -73,8 +73,16 @@ class PartitionedSubscription(Partitioned[RabbitMQSubscription, RabbitMQDelivery
             if (lost := self._parts.get(n)) is not None:
                 self._batches.forget(lost)
             part = self._parts[n] = self._partition(n)
-            part.opening = asyncio.ensure_future(part.open())
+            part.opening = asyncio.ensure_future(self._open(part))
             self._batches.follow(part)
+
+    async def _open(self, part: RabbitMQSubscription) -> None:
+        """Open ``part`` once the group's queues are declared (again, after a reconnect): the
+        same binding declared on two channels at once can make RabbitMQ close the connection
+        (``INTERNAL_ERROR``)."""
+        if (declaring := self._shared.opening) is not None:
+            await asyncio.wait([declaring])
+        await part.open()
 
     async def _settled(self, part: RabbitMQSubscription) -> None:
         await part.finished()  # its channel closed: everything settled

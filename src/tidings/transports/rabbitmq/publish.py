@@ -68,13 +68,17 @@ class Publisher:
         self._robust = channel
         self._check_open = check_open
         self._current: aiormq.Channel | None = None
+        self._usable: aiormq.Channel | None = None  # the last channel the transport put to use
+        self._used = asyncio.Event()
         self._delays: set[int] = set()
         self._busy = 0
         self._idle: asyncio.Event | None = None
 
     def use(self, channel: aiormq.Channel) -> None:
-        """Publish on ``channel`` (the robust channel's new underlay after a reconnect)."""
-        self._current = channel
+        """Publish on ``channel``, the robust channel's underlay, once the transport declared
+        on its connection what publishing needs (at start, and again after a reconnect)."""
+        self._current = self._usable = channel
+        self._used.set()
 
     async def idle(self) -> None:
         """Return once no send is in progress."""
@@ -163,7 +167,8 @@ class Publisher:
             await channel.queue_bind(name, name, routing_key="")
 
     async def _ready(self, deadline: float) -> aiormq.Channel:
-        """The publishing channel, once (re)opened; ServiceUnavailable after ``deadline``."""
+        """The publishing channel, once (re)opened and put to use by the transport (see
+        :meth:`use`); ServiceUnavailable after ``deadline``."""
         robust = await self._robust()
         try:
             async with asyncio.timeout_at(deadline):
@@ -171,10 +176,14 @@ class Publisher:
                     self._check_open()
                     await robust.ready()
                     underlay = await underlay_of(robust)
-                    if not underlay.is_closed:
+                    if underlay.is_closed:
+                        await asyncio.sleep(0.05)  # closed again before we got to it: back off
+                    elif underlay is self._usable:
                         self._current = underlay
                         return underlay
-                    await asyncio.sleep(0.05)  # closed again before we got to it: back off
+                    else:  # a new connection, where the transport has yet to declare
+                        self._used.clear()
+                        await self._used.wait()
         except TimeoutError:
             raise self.gone() from None
 

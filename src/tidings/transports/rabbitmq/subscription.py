@@ -164,7 +164,10 @@ class RabbitMQDelivery:
 class RabbitMQSubscription:
     """Batches of deliveries from a queue of (``topic``, ``group``) until :meth:`aclose`: the
     first of ``bindings``, which are all declared. With ``resume`` it consumes again on a new
-    connection after a reconnect; without, its iteration ends then."""
+    connection after a reconnect; without, its iteration ends then.
+
+    Each iteration's first batch, once it consumes, is empty: it tells the iterating task that
+    fetching works (again, after an error) before any message comes."""
 
     def __init__(
         self,
@@ -202,11 +205,16 @@ class RabbitMQSubscription:
         return f"RabbitMQSubscription({self.queue!r})"
 
     async def open(self) -> None:
-        """Open the channel and declare the queue and its binding (before any iteration)."""
+        """Open the channel and declare the queue and its binding (before any iteration).
+        Raises ServiceUnavailable at once while the connection is down (aio-pika reconnecting)."""
         connection = await self.link.connection()
+        doing = f"declaring the queue {self.queue!r}"
+        if not connection.connected.is_set():
+            # A channel opened now fails on the closed connection with a bare RuntimeError.
+            raise self.link.errors.error(ConnectionError("reconnecting"), doing)
         channel = connection.channel(publisher_confirms=False)
         try:
-            with self.link.errors.mapping(f"declaring the queue {self.queue!r}"):
+            with self.link.errors.mapping(doing):
                 await channel.initialize()
                 await channel.set_qos(prefetch_count=self._prefetch)
                 await self._declare(await underlay_of(channel))
@@ -288,6 +296,9 @@ class RabbitMQSubscription:
         self._consuming = True
         with contextlib.suppress(*_GONE):  # reconnecting: _reopened consumes on the new channel
             await self._consume(await underlay_of(self._channel))
+        # Consuming: a consumer restarting after a failure runs again, though no message may
+        # come for a long while (or it would read as restarting until then).
+        yield []
         loop = asyncio.get_running_loop()
         while not self._stopped:
             if self._ready:

@@ -189,13 +189,22 @@ class RabbitMQTransport:
 
     async def _declare_exchange(self, channel: AbstractRobustChannel | None) -> None:
         """Run at start and by aio-pika on every new connection (an error here makes aio-pika
-        log it and connect again: this callback is retried, never lost)."""
+        log it and connect again: this callback is retried, never lost).
+
+        On a new connection it also declares again the queues of subscriptions whose
+        declaration failed (the broker went away meanwhile) before publishing goes on: a
+        group's queue must exist before a message it subscribed to is published."""
         if channel is None:
             return
         underlay = await underlay_of(channel)
         exchange = self.options.exchange
         for name in (exchange, partitioned_exchange(exchange)):
             await underlay.exchange_declare(name, exchange_type="topic", durable=True)
+        for subscription in self._subscriptions:
+            if _failed(subscription.opening):
+                self._set_up(subscription)
+        if self._setups:
+            await asyncio.wait(self._setups, timeout=self.options.reconnect_timeout)
         self._publisher.use(underlay)
 
     async def connection(self) -> AbstractRobustConnection:
@@ -373,3 +382,13 @@ class RabbitMQTransport:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
+
+
+def _failed(opening: asyncio.Future[None] | None) -> bool:
+    """Whether the declaration ``opening`` ended on an error."""
+    return (
+        opening is not None
+        and opening.done()
+        and not opening.cancelled()
+        and opening.exception() is not None
+    )
