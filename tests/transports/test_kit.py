@@ -1,14 +1,17 @@
-"""The kit every broker package is built from: error mapping, bulk settlement, supervision."""
+"""The kit every broker package is built from: error mapping, bulk settlement, supervision,
+the fan-in of partitioned subscriptions."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 
 import pytest
 
 from tidings.errors import ClosedError, ServiceUnavailable, TidingsError, TransportError
 from tidings.transports.kit.errors import ErrorMap
+from tidings.transports.kit.fan_in import FanIn
 from tidings.transports.kit.settle import Settler
 from tidings.transports.kit.supervise import supervise
 
@@ -161,3 +164,26 @@ async def test_cancelling_a_supervised_task_ends_it() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class _Failing:
+    """A subscription whose iteration fails with ``error`` after one batch."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def __aiter__(self) -> AsyncIterator[list[int]]:
+        yield [1]
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [TransportError("gone"), RuntimeError("a bug")])
+async def test_a_fan_in_passes_on_any_error_of_a_subscription(error: Exception) -> None:
+    """Whatever a followed subscription raises reaches the iterating task (which restarts the
+    consumer, visibly), instead of ending that subscription's reading silently."""
+    fan_in: FanIn[int] = FanIn()
+    fan_in.follow(_Failing(error))
+    assert await fan_in.next() == [1]
+    with pytest.raises(type(error)):
+        async with asyncio.timeout(10):  # not a hang: before, the reader ended silently
+            await fan_in.next()

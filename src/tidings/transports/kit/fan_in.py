@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import AsyncIterable
 from typing import Generic, TypeVar
 
-from tidings.errors import TidingsError
-
 __all__ = ["FanIn"]
 
 D = TypeVar("D")
@@ -66,5 +64,5 @@ class FanIn(Generic[D]):
         try:
             async for batch in subscription:
                 self._ready.put_nowait(batch)
-        except TidingsError as exc:
+        except Exception as exc:  # any: a reader must not end unseen, leaving its queue unread
             self._ready.put_nowait(exc)  # raised to the iterating task, which may go on
