@@ -50,13 +50,17 @@ async def run_once(url: str, processes: int, count: int) -> tuple[float, float]:
     workers of one group, and how busy the machine's cores were meanwhile (0 to 1). The group
     is dropped afterwards (on RabbitMQ its queues hold broker file handles)."""
     topic, group = unique("b7"), unique("b7")
+    # the group exists before publishing (RabbitMQ, NATS and Redis start a new one at the end);
+    # primed through a transport of its own, whose close frees the partitions the probes took
+    primer = from_url(url)
+    await primer.start()
+    try:
+        await prime(primer, topic, [Receiver(primer.subscribe(topic, group=group))])
+    finally:
+        await primer.aclose()
     transport = from_url(url)
     await transport.start()
     try:
-        # the group exists before publishing: RabbitMQ, NATS and Redis start a new one at the end
-        receiver = Receiver(transport.subscribe(topic, group=group))
-        await prime(transport, topic, [receiver])
-        await receiver.aclose()
         async with Workers(url, topic, group, delay=DELAY, timeout=600.0) as workers:
             await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
             started, cpu = time.perf_counter(), cpu_times()
