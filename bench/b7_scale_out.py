@@ -50,12 +50,14 @@ async def run_once(url: str, processes: int, count: int) -> tuple[float, float]:
     workers of one group, and how busy the machine's cores were meanwhile (0 to 1). The group
     is dropped afterwards (on RabbitMQ its queues hold broker file handles)."""
     topic, group = unique("b7"), unique("b7")
-    # the group exists before publishing (RabbitMQ, NATS and Redis start a new one at the end);
-    # primed through a transport of its own, whose close frees the partitions the probes took
+    # the group exists before publishing where a new one starts at the end (RabbitMQ, NATS);
+    # primed through a transport of its own, whose close frees the partitions the probes took.
+    # (On Kafka a member that left is waited for by the next join: nothing to prime there.)
     primer = from_url(url)
     await primer.start()
     try:
-        await prime(primer, topic, [Receiver(primer.subscribe(topic, group=group))])
+        if not primer.features.replays_history:
+            await prime(primer, topic, [Receiver(primer.subscribe(topic, group=group))])
     finally:
         await primer.aclose()
     transport = from_url(url)
