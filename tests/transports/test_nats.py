@@ -401,3 +401,28 @@ async def test_a_closed_subscription_hands_its_partitions_on(
     staying = second.subscribe("items", group="g")
     await second.publish("items", one_per_partition(options.partitions))
     await take(staying, options.partitions, ack=True)
+
+
+async def test_a_closed_subscription_gives_back_what_it_never_handed_out(
+    transports: Factory, options: NatsOptions
+) -> None:
+    """Messages its partitions received and the iteration never took are given back when the
+    subscription closes: they do not hold its partitions, and the next member handles them."""
+    first, second = transports(ack_wait=1.0), transports(ack_wait=1.0)
+    await first.start()
+    await second.start()
+    closing = first.subscribe("items", group="g")
+    await first.publish("items", one_per_partition(options.partitions))
+    await take(closing, options.partitions, ack=True)
+    untaken = one_per_partition(options.partitions)
+    await first.publish("items", untaken)  # fetched by its partitions, never taken
+    await closing.aclose()
+    staying = second.subscribe("items", group="g")
+    wanted, got = {m.id for m in untaken}, set[str]()
+    async with asyncio.timeout(WAIT):  # at least once: acks not yet sent may come again too
+        async for batch in staying:
+            for delivery in batch:
+                got.add(delivery.message.id)
+                await delivery.ack()
+            if wanted <= got:
+                break

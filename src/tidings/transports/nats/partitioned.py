@@ -164,9 +164,11 @@ class PartitionedSubscription(Partitioned[NatsSubscription, NatsDelivery]):
         if self._closed:
             return
         self._closed = True
-        self._batches.end()  # after the batches received before
         for subscription in self._every():
             await subscription.aclose()
+        for delivery in self._batches.queued():  # received, never handed out: given back now
+            await delivery.nack()
+        self._batches.end()
         self._finishing = asyncio.ensure_future(self._finish())
 
     async def _finish(self) -> None:
