@@ -4,16 +4,19 @@ A broker without pinned consumers gives each member of a group the same two kind
 the group's ``shared`` subscription (messages without a key, competed for by every member) and
 one subscription per partition this member owns (:mod:`.ownership`). :class:`Partitioned` reads
 them as one through a :class:`~tidings.transports.kit.fan_in.FanIn` and runs the ownership
-rounds from the first read on. A broker's subclass says how a gained partition starts being read,
-how to tell when a given-up one is drained, and how the whole closes.
+rounds from the first read on. Closing gives back what was received and not taken. A broker's
+subclass says how a gained partition starts being read, how to tell when a given-up one is
+drained, and how it finishes once closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, Self, TypeVar
 
+from tidings.transports.base import Delivery
 from tidings.transports.kit.fan_in import FanIn
 from tidings.transports.kit.ownership import Leases, Ownership
 
@@ -46,7 +49,7 @@ class NamedLeases(Leases, Protocol):
 
 
 S = TypeVar("S", bound=Part)
-D = TypeVar("D")
+D = TypeVar("D", bound=Delivery)
 
 
 class Partitioned(ABC, Generic[S, D]):
@@ -67,6 +70,7 @@ class Partitioned(ABC, Generic[S, D]):
             start=self.start, stop=self.stop_reading, drained=self.drained,
         )  # fmt: skip
         self._closed = False
+        self._finishing: asyncio.Future[None] | None = None
 
     def __aiter__(self) -> Self:
         return self
@@ -97,6 +101,24 @@ class Partitioned(ABC, Generic[S, D]):
             if (part := self._parts.pop(n, None)) is not None:
                 await self._settled(part)
                 self._batches.forget(part)
+
+    async def aclose(self) -> None:
+        """Stop handing out deliveries: every subscription closes (what it received and did not
+        hand out goes back), so do the batches received and not yet taken; then :meth:`_finish`
+        runs in the background. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in self._every():
+            await subscription.aclose()
+        for delivery in self._batches.queued():  # received, never handed out: given back now
+            await delivery.nack()
+        self._batches.end()
+        self._finishing = asyncio.ensure_future(self._finish())
+
+    @abstractmethod
+    async def _finish(self) -> None:
+        """Once closed: release the leases when what was handed out is settled."""
 
     @abstractmethod
     async def _settled(self, part: S) -> None:

@@ -23,7 +23,6 @@ partition to expire.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -142,7 +141,6 @@ class PartitionedSubscription(Partitioned[NatsSubscription, NatsDelivery]):
         count: int,
     ) -> None:
         super().__init__(shared, partition, leases, count=count)
-        self._finishing: asyncio.Future[None] | None = None
 
     async def start(self, partitions: set[int]) -> None:
         if self._closed:  # taken in a round that was running: released when the leases are
@@ -158,18 +156,6 @@ class PartitionedSubscription(Partitioned[NatsSubscription, NatsDelivery]):
         """The connection was re-established: see :meth:`NatsSubscription.reset`."""
         for subscription in self._every():
             subscription.reset()
-
-    async def aclose(self) -> None:
-        """Stop fetching from every consumer (see :meth:`NatsSubscription.aclose`)."""
-        if self._closed:
-            return
-        self._closed = True
-        for subscription in self._every():
-            await subscription.aclose()
-        for delivery in self._batches.queued():  # received, never handed out: given back now
-            await delivery.nack()
-        self._batches.end()
-        self._finishing = asyncio.ensure_future(self._finish())
 
     async def _finish(self) -> None:
         """Release the leases once what was handed out is settled: the group's other members

@@ -45,7 +45,6 @@ class PartitionedSubscription(Partitioned[RabbitMQSubscription, RabbitMQDelivery
         super().__init__(shared, partition, leases, count=count)
         self.queue = shared.queue
         self._forget = forget
-        self._finishing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"PartitionedSubscription({self.queue!r})"
@@ -94,21 +93,8 @@ class PartitionedSubscription(Partitioned[RabbitMQSubscription, RabbitMQDelivery
         for subscription in self._every():
             subscription.stop()
 
-    async def aclose(self) -> None:
-        """Stop handing out deliveries (see :meth:`RabbitMQSubscription.aclose`: those received
-        and not handed out go back to their queues); once every channel closed, the leases are
-        released and this member leaves its group."""
-        if self._closed:
-            return
-        self._closed = True
-        for subscription in self._every():
-            await subscription.aclose()
-        for delivery in self._batches.queued():  # received, never handed out: back to their queues
-            await delivery.nack()
-        self._batches.end()
-        self._finishing = asyncio.ensure_future(self._finish())
-
     async def _finish(self) -> None:
+        """Once every channel closed (everything settled), release the leases and leave."""
         try:
             for subscription in self._every():
                 await subscription.finished()
