@@ -140,7 +140,8 @@ class Consumer:
 
     async def stop(self, *, release_buffered: bool = False) -> None:
         """Stop fetching. What was fetched is still handled, or, with ``release_buffered``,
-        given back to the transport (nacked) unless a handler already started on it."""
+        given back to the transport (nacked) unless a handler already started on it (a message
+        waiting for its key counts as not started)."""
         self._fetching = False
         self.supervision.stopping.set()
         await self._subscription.aclose()
@@ -156,6 +157,11 @@ class Consumer:
             worker.cancel()
 
     async def _release_buffered(self) -> None:
+        """Give back what was fetched and what waits for its key's running message (its holder
+        then finishes only that one)."""
+        for parked in (self._keys or {}).values():  # first: they came before the buffered
+            while parked:
+                await parked.popleft().nack(0.0)
         buffer = self._buffer
         self._took(len(buffer))
         while buffer:
@@ -201,11 +207,11 @@ class Consumer:
             if batch_size:
                 batch = [buffer.popleft() for _ in range(min(batch_size, len(buffer)))]
                 self._took(len(batch))
-                for delivery in batch:
-                    _start(delivery)
+                batch = [delivery for delivery in batch if _start(delivery)]
                 if buffer and idle:
                     wake_one(idle)
-                await self._handling.handle_batch(batch, slot)
+                if batch:
+                    await self._handling.handle_batch(batch, slot)
                 continue
             delivery = buffer.popleft()
             head = arrivals[0]  # self._took(1), inlined: this runs per message
@@ -221,8 +227,8 @@ class Consumer:
                 keys[key].append(delivery)  # its holder runs it after the ones before it
                 continue  # still waiting: it keeps counting against the capacity
             start = getattr(delivery, "start", None)  # _start(delivery), inlined: per message
-            if start is not None:
-                start()
+            if start is not None and start() is False:
+                continue
             if keys is None or key is None:
                 await handle(delivery, slot)
                 continue
@@ -231,8 +237,8 @@ class Consumer:
                 await handle(delivery, slot)
                 while parked:
                     delivery = parked.popleft()
-                    _start(delivery)
-                    await handle(delivery, slot)
+                    if _start(delivery):
+                        await handle(delivery, slot)
             finally:
                 del keys[key]
                 for left in parked:  # only when stopped mid-way: give them back
@@ -275,9 +281,9 @@ class Consumer:
         )
 
 
-def _start(delivery: Delivery) -> None:
+def _start(delivery: Delivery) -> bool:
     """Tell a delivery that a handler takes it now, where the transport wants to know: in process
-    it then stops counting against its channel's capacity."""
+    it then stops counting against its channel's capacity. False when the transport took it back
+    before (a Kafka partition moved to another member): it is skipped, its next owner has it."""
     start = getattr(delivery, "start", None)
-    if start is not None:
-        start()
+    return start is None or start() is not False

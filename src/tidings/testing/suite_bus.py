@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import pytest
+
 from tidings.bus import Bus
 from tidings.codec import event
 from tidings.dead_letters import DeadLetterStore
@@ -229,6 +231,48 @@ class BusCases:
         }
         assert [received[n].headers["h"] for n in (10, 11)] == ["10", "11"]
 
+    async def test_close_gives_back_what_waits_behind_a_running_key(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        """Closing an ordered Bus while a key's message runs gives back the messages of that key
+        waiting behind it: the closing Bus does not run them, the group's next one does, in
+        order."""
+        if not transport_factory().features.persistent:
+            pytest.skip("in process, closing gracefully handles everything queued")
+        topic, group = unique("suite.close.parked"), unique("group")
+        first, second = _Handled(), _Handled()
+        order: list[int] = []
+        running, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_the_first(value: object) -> None:
+            n = first.saw(value)
+            if n == 0:
+                running.set()
+                await release.wait()
+
+        subscribe: dict[str, Any] = {"group": group, "ordered": True, "concurrency": 2}
+        async with self.running(
+            transport_factory, topic, first, handler=hold_the_first, **subscribe
+        ) as (bus, _):
+            events = [SuiteEvent(n) for n in range(10)]
+            await bus.publish_many(events, topic=topic, key=lambda _: "k")
+            await _until_in_flight(bus, 10, self.timeout)  # one running, nine waiting for it
+            assert running.is_set()
+            closing = asyncio.ensure_future(bus.aclose())
+            await _until_in_flight(bus, 1, self.timeout)  # the nine were given back
+            release.set()
+            await closing
+        assert set(first.calls) == {0}, "the closing Bus ran only the message it had started"
+
+        async def record(value: object) -> None:
+            n = second.saw(value)
+            if n is not None:
+                order.append(n)
+
+        async with self.running(transport_factory, topic, second, handler=record, **subscribe):
+            await second.until(lambda: len(second.calls) == 9, "the nine again", self.timeout)
+        assert order == list(range(1, 10)), "given back, then handled in order"
+
     async def test_concurrent_publishers_coalesce(
         self, transport_factory: TransportFactory
     ) -> None:
@@ -248,3 +292,11 @@ class BusCases:
             await asyncio.gather(*(publisher(task * 10) for task in range(64)))
             await handled.until(lambda: len(handled.calls) == 640, "all 640 events", self.timeout)
         assert set(handled.calls.values()) == {1}
+
+
+async def _until_in_flight(bus: Bus, count: int, timeout: float) -> None:
+    """Return once the Bus holds ``count`` messages (running, fetched or waiting for their key);
+    health tells no one when that changes, so it is read every few milliseconds."""
+    async with waiting(timeout, f"{count} messages in flight"):
+        while sum(route.in_flight for route in bus.health().routes) != count:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)

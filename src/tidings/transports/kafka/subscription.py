@@ -12,17 +12,18 @@ group (``tidings-replay-group``: other groups skip it). The original stays uncom
 copy is stored, so a crash during the delay delivers the original again. The copy lands at the
 end of its partition: it comes after messages of the same key published meanwhile.
 
-A rebalance that takes partitions away waits (up to ``drain_timeout``) until what this member
-handed out of them is settled, and commits it, before the group hands them on: their next owner
-starts where this one finished, so a key's messages keep their order across the move. What is
-still unsettled after that wait is delivered again to the next owner.
+A rebalance that takes partitions away withdraws what this member fetched from them and no
+handler took yet (the consume loop skips it: :meth:`KafkaDelivery.start`), waits (up to
+``drain_timeout``) until what handlers took is settled, and commits it, before the group hands
+them on: their next owner starts where this one finished, so a key's messages keep their order
+across the move and never run on two members at once. What is still unsettled after that wait is
+delivered again to the next owner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -30,155 +31,24 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import ConsumerStoppedError
 
-from tidings.dead_letters import REPLAY_GROUP_HEADER
-from tidings.errors import ClosedError
 from tidings.message import Message
 from tidings.transports.kafka.commits import Committer
 from tidings.transports.kafka.options import KafkaOptions
+from tidings.transports.kafka.partitions import KafkaDelivery, Partition
 from tidings.transports.kafka.topics import regex_for
 from tidings.transports.kafka.wire import from_record
 from tidings.transports.kit.errors import ErrorMap
-from tidings.transports.kit.wire import ATTEMPT
 
 __all__ = ["KafkaDelivery", "KafkaSubscription"]
 
 _log = logging.getLogger("tidings.transports.kafka")
 _POLL_MS = 1000
-_FIRST_BACKOFF = 0.1
-_BACKOFF_CAP = 5.0
-"""Most seconds between tries to publish a nacked message again."""
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
     """Mark an abandoned fetch's outcome as seen, so asyncio does not log it."""
     if not task.cancelled():
         task.exception()
-
-
-class KafkaDelivery:
-    """One record handed to one subscription. ``ack``/``nack`` are idempotent; only the first
-    call counts."""
-
-    __slots__ = ("_partition", "attempt", "done", "message", "offset", "settled")
-
-    def __init__(self, partition: _Partition, offset: int, message: Message, attempt: int) -> None:
-        self._partition = partition
-        self.offset = offset
-        self.message = message
-        self.attempt = attempt
-        self.settled = False
-        """Acked or nacked: no longer counted against the prefetch limit."""
-        self.done = False
-        """May be committed: acked, or nacked and published again."""
-
-    async def ack(self) -> None:
-        if not self.settled:
-            self.settled = self.done = True
-            partition = self._partition
-            partition.released()
-            partition.advance()
-
-    async def nack(self, delay: float = 0.0) -> None:
-        if not self.settled:
-            self.settled = True
-            partition = self._partition
-            subscription = partition.subscription
-            partition.released()
-            # a closing member gives the message back by leaving it uncommitted
-            if partition.live and not subscription.closed:
-                partition.retry_later(self, delay)
-
-
-class _Partition:
-    """The deliveries of one assigned partition not yet committable, oldest first."""
-
-    __slots__ = (
-        "_idle",
-        "committer",
-        "live",
-        "pending",
-        "retries",
-        "subscription",
-        "tp",
-        "unsettled",
-    )
-
-    def __init__(self, subscription: KafkaSubscription, tp: Any, committer: Committer) -> None:
-        self.subscription = subscription
-        self.tp = tp
-        self.committer = committer
-        self.pending: deque[KafkaDelivery] = deque()
-        self.retries: set[asyncio.Task[None]] = set()
-        self.live = True
-        self.unsettled = 0
-        """Deliveries handed out and neither acked nor nacked."""
-        self._idle: asyncio.Future[None] | None = None
-
-    def released(self) -> None:
-        """One of its deliveries was settled."""
-        self.unsettled -= 1
-        self.subscription.released()
-        idle = self._idle
-        if idle is not None and self.unsettled <= 0 and not idle.done():
-            idle.set_result(None)
-
-    async def settled(self) -> None:
-        """Return once every delivery handed out of this partition is settled."""
-        if self.unsettled > 0:
-            self._idle = asyncio.get_running_loop().create_future()
-            await self._idle
-
-    def advance(self) -> None:
-        """Make the offset after the settled head of ``pending`` the next one to commit."""
-        pending = self.pending
-        if not pending[0].done:
-            return
-        last = pending.popleft()
-        while pending and pending[0].done:
-            last = pending.popleft()
-        if self.live:
-            self.committer.record(self.tp, last.offset + 1)
-
-    def retry_later(self, delivery: KafkaDelivery, delay: float) -> None:
-        task = asyncio.create_task(self._retry(delivery, delay))
-        self.retries.add(task)
-        task.add_done_callback(self.retries.discard)
-
-    async def _retry(self, delivery: KafkaDelivery, delay: float) -> None:
-        """Publish ``delivery``'s message again after ``delay``, trying until it is stored (or
-        the transport closed), whatever goes wrong: until then its partition commits nothing
-        past it."""
-        await asyncio.sleep(delay)
-        group = self.subscription.group
-        again = delivery.message.with_headers(
-            {ATTEMPT: str(delivery.attempt + 1), REPLAY_GROUP_HEADER: group}
-        )
-        backoff = 0.0
-        while True:
-            try:
-                await self.subscription._publish(self.tp.topic, [again])
-                break
-            except ClosedError:
-                return  # the original stays uncommitted: the group gets it again
-            except Exception as exc:
-                if not backoff:
-                    _log.warning(
-                        "publishing %s again for group %r failed, trying again until it works: %r",
-                        again.id,
-                        group,
-                        exc,
-                    )
-                backoff = min(max(backoff * 2, _FIRST_BACKOFF), _BACKOFF_CAP)
-                await asyncio.sleep(backoff)
-        delivery.done = True
-        self.advance()
-
-    def revoke(self) -> None:
-        """Forget this partition: later settlements are not committed, retries are dropped (the
-        partition's next owner delivers those messages again)."""
-        self.live = False
-        for task in self.retries:
-            task.cancel()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -228,12 +98,12 @@ class KafkaSubscription:
         self._options = options
         self._errors = errors
         self._prepare = prepare
-        self._publish = publish
+        self.publish_again = publish
         self._forget = forget
         self._prefetch = prefetch
         self._consumer: Any = None
         self._committer: Committer | None = None
-        self._partitions: dict[Any, _Partition] = {}
+        self._partitions: dict[Any, Partition] = {}
         self._outstanding = 0
         self._room: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -259,7 +129,9 @@ class KafkaSubscription:
                 self._room = asyncio.get_running_loop().create_future()
                 await asyncio.wait((self._room, stopped), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=_POLL_MS, max_records=room))
+            fetch = asyncio.ensure_future(
+                consumer.getmany(*self._fetchable(consumer), timeout_ms=_POLL_MS, max_records=room)
+            )
             await asyncio.wait((fetch, stopped), return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():  # closed: what this fetch got stays uncommitted, it comes again
                 fetch.cancel()
@@ -274,6 +146,19 @@ class KafkaSubscription:
                 return self._deliveries(fetched)
         raise StopAsyncIteration
 
+    def _fetchable(self, consumer: Any) -> tuple[Any, ...]:
+        """The partitions to fetch from: all (``()``) while none holds its share of
+        ``prefetch`` unsettled, else the others. aiokafka fills a fetch from one partition
+        first, so a slow key's backlog would otherwise take all the room and keep every other
+        partition waiting for it."""
+        assigned = consumer.assignment()
+        share = -(-self._prefetch // max(len(assigned), 1))
+        partitions = self._partitions
+        full = {tp for tp, p in partitions.items() if p.unsettled >= share}
+        if not full:
+            return ()
+        return tuple(tp for tp in assigned if tp not in full)
+
     def _deliveries(self, fetched: dict[Any, list[Any]]) -> list[KafkaDelivery]:
         batch: list[KafkaDelivery] = []
         partitions = self._partitions
@@ -281,7 +166,7 @@ class KafkaSubscription:
             partition = partitions.get(tp)
             if partition is None:
                 assert self._committer is not None  # set when the consumer started
-                partition = partitions[tp] = _Partition(self, tp, self._committer)
+                partition = partitions[tp] = Partition(self, tp, self._committer)
             pending = partition.pending
             topic = tp.topic
             for record in records:
@@ -346,10 +231,13 @@ class KafkaSubscription:
             drained.set_result(None)
 
     async def revoked(self, tps: Any) -> None:
-        """Called by aiokafka before the group moves ``tps``: wait (up to ``drain_timeout``)
-        until what was handed out of them is settled, stop recording their settlements, and
-        commit what was recorded while they are still ours."""
+        """Called by aiokafka before the group moves ``tps``: withdraw what was handed out of
+        them and not started, wait (up to ``drain_timeout``) until what was started is settled,
+        stop recording their settlements, and commit what was recorded while they are still
+        ours."""
         leaving = [self._partitions.pop(tp) for tp in tps if tp in self._partitions]
+        for partition in leaving:
+            partition.withdraw()
         if leaving:
             with suppress(TimeoutError):
                 async with asyncio.timeout(self._options.drain_timeout):

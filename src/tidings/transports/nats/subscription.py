@@ -17,6 +17,11 @@ in progress (``+WPI``, which starts its ``ack_wait`` again) every third of ``ack
 is settled or the transport closes: a slow handler, or a key's messages queued behind it, never
 come again while their subscription lives. So ``ack_wait`` only says how soon the deliveries of
 a subscription that is gone (its process died) come again.
+
+What a closed subscription gives back (``-NAK``) is written only once its pull requests have
+expired, in stream order: the server would otherwise hand it at once to one of those requests,
+whose inbox no longer listens, and it would come again only after ``ack_wait``, behind the
+messages that followed it.
 """
 
 from __future__ import annotations
@@ -136,6 +141,9 @@ class NatsSubscription:
         self._gone = False
         """The group's consumer was deleted (``tidings groups drop``): create it again."""
         self._closed = False
+        self._given_back: list[tuple[Msg, bytes]] = []
+        """``-NAK``s of the closed subscription, written once its pull requests expired."""
+        self._giving_back: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> NatsSubscription:
         return self
@@ -178,7 +186,7 @@ class NatsSubscription:
             return
         with suppress(nats.errors.Error):  # already gone with its connection
             await inbox.unsubscribe()
-        self._settler.record_all((msg, _NAK) for msg in self._buffer if msg.reply)
+        self._give_back([(msg, _NAK) for msg in self._buffer if msg.reply])
         self._buffer.clear()
         await self._settler.drain()
 
@@ -186,8 +194,9 @@ class NatsSubscription:
         """For the transport's close: :meth:`aclose`, write what was settled, ignore later
         settlements (those deliveries come again)."""
         await self.aclose()
-        if self._keeping is not None:
-            self._keeping.cancel()
+        for task in (self._keeping, self._giving_back):  # what is left comes after ack_wait
+            if task is not None:
+                task.cancel()
         await self._settler.close()
 
     async def settle(self, delivery: NatsDelivery, payload: bytes) -> None:
@@ -198,7 +207,10 @@ class NatsSubscription:
         del self._unsettled[delivery]
         if not self._unsettled:
             self._all_settled.set()
-        self._settler.record((delivery._msg, payload))
+        if self._closed and payload[0] == _NAK[0]:
+            self._give_back([(delivery._msg, payload)])
+        else:
+            self._settler.record((delivery._msg, payload))
         if not self._closed and self._room() >= self._low_water:
             with suppress(TidingsError):  # the iterating task asks again
                 await self._pull()
@@ -212,6 +224,25 @@ class NatsSubscription:
             await self._all_settled.wait()
         if self._closed:
             await asyncio.sleep(max(self._expires_at + _GRACE - time.monotonic(), 0.0))
+            if self._giving_back is not None:
+                await asyncio.wait((self._giving_back,))
+
+    def _give_back(self, naks: list[tuple[Msg, bytes]]) -> None:
+        """Write ``naks`` (of the closed subscription) once its pull requests expired."""
+        if not naks:
+            return
+        self._given_back += naks
+        if self._giving_back is None:
+            self._giving_back = asyncio.ensure_future(self._give_back_later())
+
+    async def _give_back_later(self) -> None:
+        while self._given_back:
+            await asyncio.sleep(max(self._expires_at + _GRACE - time.monotonic(), 0.0))
+            naks, self._given_back = self._given_back, []
+            naks.sort(key=lambda nak: nak[0].metadata.sequence.stream)
+            self._settler.record_all(naks)
+            await self._settler.drain()
+        self._giving_back = None
 
     def reset(self) -> None:
         """The connection was re-established: pull requests made before are gone."""
