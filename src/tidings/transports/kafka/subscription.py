@@ -129,9 +129,7 @@ class KafkaSubscription:
                 self._room = asyncio.get_running_loop().create_future()
                 await asyncio.wait((self._room, stopped), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            fetch = asyncio.ensure_future(
-                consumer.getmany(*self._fetchable(consumer), timeout_ms=_POLL_MS, max_records=room)
-            )
+            fetch = asyncio.ensure_future(self._fetch(consumer, room))
             await asyncio.wait((fetch, stopped), return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():  # closed: what this fetch got stays uncommitted, it comes again
                 fetch.cancel()
@@ -146,18 +144,19 @@ class KafkaSubscription:
                 return self._deliveries(fetched)
         raise StopAsyncIteration
 
-    def _fetchable(self, consumer: Any) -> tuple[Any, ...]:
-        """The partitions to fetch from: all (``()``) while none holds its share of
-        ``prefetch`` unsettled, else the others. aiokafka fills a fetch from one partition
-        first, so a slow key's backlog would otherwise take all the room and keep every other
-        partition waiting for it."""
+    async def _fetch(self, consumer: Any, room: int) -> dict[Any, list[Any]]:
+        """At most ``room`` records, from the partitions below their share of ``prefetch`` if
+        they have any at hand. aiokafka fills a fetch from one partition first, so a slow key's
+        backlog would otherwise take all the room and keep the other partitions waiting."""
         assigned = consumer.assignment()
         share = -(-self._prefetch // max(len(assigned), 1))
-        partitions = self._partitions
-        full = {tp for tp, p in partitions.items() if p.unsettled >= share}
-        if not full:
-            return ()
-        return tuple(tp for tp in assigned if tp not in full)
+        full = {tp for tp, p in self._partitions.items() if p.unsettled >= share}
+        others = [tp for tp in assigned if tp not in full] if full else []
+        if others:
+            fetched: dict[Any, list[Any]] = await consumer.getmany(*others, max_records=room)
+            if fetched:
+                return fetched
+        return await consumer.getmany(timeout_ms=_POLL_MS, max_records=room)  # type: ignore[no-any-return]
 
     def _deliveries(self, fetched: dict[Any, list[Any]]) -> list[KafkaDelivery]:
         batch: list[KafkaDelivery] = []
