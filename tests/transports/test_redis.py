@@ -429,3 +429,20 @@ async def test_a_topic_is_registered_again_after_a_lost_connection(
         await transport.publish("items", _messages(1))
         assert await raw.sismember(transport.keys.topics, "items")
         assert await raw.xlen(transport.keys.stream("items")) == 3
+
+
+async def test_many_publishes_at_once_share_the_connections(url: str, raw: redis.Redis) -> None:
+    """300 publishes at once on ``connections=8`` all succeed, over at most eight connections
+    (redis-py's own pool fails a command once 100 are busy)."""
+    consumer = uuid.uuid4().hex
+    transport = RedisTransport(f"{url}&connections=8&consumer={consumer}")
+    await transport.start()
+    try:
+        await asyncio.gather(*(transport.publish("many", [m]) for m in _messages(300)))
+        clients = (await raw.execute_command("CLIENT", "LIST")).decode().splitlines()
+        opened = [c for c in clients if f"name=tidings:{consumer} " in c]
+    finally:
+        await transport.aclose()
+    assert 1 <= len(opened) <= 8
+    prefix = RedisOptions.from_url(url).prefix
+    assert await raw.xlen(f"{prefix}:topic:many") == 300

@@ -194,9 +194,10 @@ class NatsSubscription:
         """For the transport's close: :meth:`aclose`, write what was settled, ignore later
         settlements (those deliveries come again)."""
         await self.aclose()
-        for task in (self._keeping, self._giving_back):  # what is left comes after ack_wait
+        for task in (self._keeping, self._giving_back):
             if task is not None:
                 task.cancel()
+        self._write_given_back()  # now, while it can be written (it may wait for ack_wait)
         await self._settler.close()
 
     async def settle(self, delivery: NatsDelivery, payload: bytes) -> None:
@@ -238,11 +239,14 @@ class NatsSubscription:
     async def _give_back_later(self) -> None:
         while self._given_back:
             await asyncio.sleep(max(self._expires_at + _GRACE - time.monotonic(), 0.0))
-            naks, self._given_back = self._given_back, []
-            naks.sort(key=lambda nak: nak[0].metadata.sequence.stream)
-            self._settler.record_all(naks)
+            self._write_given_back()
             await self._settler.drain()
         self._giving_back = None
+
+    def _write_given_back(self) -> None:
+        naks, self._given_back = self._given_back, []
+        naks.sort(key=lambda nak: nak[0].metadata.sequence.stream)
+        self._settler.record_all(naks)
 
     def reset(self) -> None:
         """The connection was re-established: pull requests made before are gone."""

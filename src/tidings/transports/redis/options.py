@@ -60,6 +60,9 @@ class RedisOptions:
     """Seconds ``publish`` and the dead-letter store retry a lost connection before raising."""
     timeout: float = 10.0
     """Seconds to connect, and for any one command, before the connection counts as lost."""
+    connections: int = 1000
+    """Most connections open at once. Each subscription holds one; a command finding them all
+    busy waits for one (up to ``timeout``) instead of failing."""
     consumer: str = field(default_factory=_default_consumer)
     """Name stem of this process's consumers (host and pid by default); each subscription adds
     a random suffix."""
@@ -94,6 +97,8 @@ class RedisOptions:
             if not getattr(self, name) > 0:
                 raise ValueError(f"redis option {name} must be positive")
         check_partitions("redis", self.partitions)
+        if self.connections < 1:
+            raise ValueError("redis option connections must be positive")
         if self.maxlen is not None and self.maxlen < 1:
             raise ValueError("redis option maxlen must be positive")
         if not self.prefix or not self.consumer or any(c.isspace() for c in self.consumer):

@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -110,7 +110,12 @@ def connect(options: RedisOptions, on_connect: Callable[[], None] | None = None)
             on_connect()
 
         settings["redis_connect_func"] = connected
-    client = Redis.from_pool(ConnectionPool(**settings))
+    # redis-py's own pool fails a command once 100 connections are busy (since 6.x): concurrent
+    # publishes and subscriptions beyond that wait for one here
+    pool = BlockingConnectionPool(
+        max_connections=options.connections, timeout=options.timeout, **settings
+    )
+    client = Redis.from_pool(pool)
     client.response_callbacks.clear()  # every reply raw: the modules parse what they use
     return client
 
