@@ -439,8 +439,7 @@ async def test_many_publishes_at_once_share_the_connections(url: str, raw: redis
     await transport.start()
     try:
         await asyncio.gather(*(transport.publish("many", [m]) for m in _messages(300)))
-        clients = (await raw.execute_command("CLIENT", "LIST")).decode().splitlines()
-        opened = [c for c in clients if f"name=tidings:{consumer} " in c]
+        opened = [c for c in await raw.client_list() if c["name"] == f"tidings:{consumer}"]
     finally:
         await transport.aclose()
     assert 1 <= len(opened) <= 8
