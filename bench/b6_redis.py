@@ -81,7 +81,9 @@ async def delete_keys(pattern: str) -> None:
 async def raw(counter: Counter, awaited: bool = False) -> tuple[Publish, Close]:
     """The limit; ``awaited``: one ``XADD`` awaited after another."""
     stream = f"b6-raw-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(URL)
+    # redis-py's default pool fails a command once 100 connections are busy (since 6.x): the
+    # latency run's publishes, one Task each, may have more than that in flight
+    client = redis.Redis.from_url(URL, max_connections=1000)
     await client.xgroup_create(stream, "b6", id="0", mkstream=True)
     running = True
 
