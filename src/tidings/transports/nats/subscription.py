@@ -191,13 +191,14 @@ class NatsSubscription:
         await self._settler.drain()
 
     async def shutdown(self) -> None:
-        """For the transport's close: :meth:`aclose`, write what was settled, ignore later
-        settlements (those deliveries come again)."""
+        """For the transport's close: :meth:`aclose`, write what was settled (what was given
+        back once the pull requests expired), ignore later settlements (those deliveries come
+        again)."""
         await self.aclose()
-        for task in (self._keeping, self._giving_back):
-            if task is not None:
-                task.cancel()
-        self._write_given_back()  # now, while it can be written (it may wait for ack_wait)
+        if self._keeping is not None:
+            self._keeping.cancel()
+        if self._giving_back is not None:  # at most pull_expires: else it comes after ack_wait
+            await asyncio.wait((self._giving_back,))
         await self._settler.close()
 
     async def settle(self, delivery: NatsDelivery, payload: bytes) -> None:
