@@ -240,14 +240,11 @@ class NatsSubscription:
     async def _give_back_later(self) -> None:
         while self._given_back:
             await asyncio.sleep(max(self._expires_at + _GRACE - time.monotonic(), 0.0))
-            self._write_given_back()
+            naks, self._given_back = self._given_back, []
+            naks.sort(key=lambda nak: nak[0].metadata.sequence.stream)
+            self._settler.record_all(naks)
             await self._settler.drain()
         self._giving_back = None
-
-    def _write_given_back(self) -> None:
-        naks, self._given_back = self._given_back, []
-        naks.sort(key=lambda nak: nak[0].metadata.sequence.stream)
-        self._settler.record_all(naks)
 
     def reset(self) -> None:
         """The connection was re-established: pull requests made before are gone."""
