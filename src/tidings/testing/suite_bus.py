@@ -256,8 +256,9 @@ class BusCases:
         ) as (bus, _):
             events = [SuiteEvent(n) for n in range(10)]
             await bus.publish_many(events, topic=topic, key=lambda _: "k")
+            async with waiting(self.timeout, "the first message running"):
+                await running.wait()
             await _until_in_flight(bus, 10, self.timeout)  # one running, nine waiting for it
-            assert running.is_set()
             closing = asyncio.ensure_future(bus.aclose())
             await _until_in_flight(bus, 1, self.timeout)  # the nine were given back
             release.set()
