@@ -49,7 +49,8 @@ from bench.b6_common import (
     windows,
 )
 from tidings.message import Message
-from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport, queue_name
+from tidings.transports.rabbitmq import RabbitMQOptions, RabbitMQTransport
+from tidings.transports.rabbitmq.wire import members_exchange, partitioned_exchange
 
 URL = os.environ.get("TIDINGS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TOPIC = "bench.b6.ping"
@@ -121,7 +122,7 @@ async def transport(counter: Counter) -> tuple[Publish, Close]:
         await subscription.aclose()
         await consumer
         await rabbit.aclose()
-        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
+        await _drop(exchange)
 
     return lambda count: one_by_one(count, send), close
 
@@ -133,7 +134,7 @@ async def bus(counter: Counter, **options: Any) -> tuple[Publish, Close]:
 
     async def close() -> None:
         await app.aclose()
-        await _delete(queue_name(exchange, "b6", TOPIC), exchange)
+        await _drop(exchange)
 
     return (send if options.get("tasks") else lambda count: one_by_one(count, send)), close
 
@@ -186,6 +187,25 @@ async def _delete(queue: str, exchange: str) -> None:
     await channel.queue_delete(queue)
     await channel.exchange_delete(exchange)
     await connection.close()
+
+
+async def _drop(exchange: str) -> None:
+    """Delete what a tidings contender declared on ``exchange``: the group's queues (the
+    topic's and each partition's) and the exchanges. Quorum queues left behind run after run
+    slow the broker down until it stops answering."""
+    rabbit = RabbitMQTransport(RabbitMQOptions(URL, exchange=exchange))
+    try:
+        await rabbit.drop_group(TOPIC, "b6")
+        channel = await rabbit.open_channel()
+        for name in (
+            exchange,
+            partitioned_exchange(exchange),
+            members_exchange(exchange, "b6", TOPIC),
+        ):
+            await channel.exchange_delete(name)
+        await channel.close()
+    finally:
+        await rabbit.aclose()
 
 
 CONTENDERS: list[tuple[str, Contender, str]] = [
