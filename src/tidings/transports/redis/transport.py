@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,6 +52,7 @@ from tidings.transports.kit.tls import wants_tls
 from tidings.transports.redis.dead_letters import RedisDeadLetterStore
 from tidings.transports.redis.groups import drop_group, list_groups
 from tidings.transports.redis.options import RedisOptions
+from tidings.transports.redis.pool import WaitingPool
 from tidings.transports.redis.publish import append
 from tidings.transports.redis.subscription import MAX_BLOCK, RedisSubscription
 from tidings.transports.redis.wire import Keys, PackedConnection, PackedSSLConnection, command
@@ -110,11 +111,7 @@ def connect(options: RedisOptions, on_connect: Callable[[], None] | None = None)
             on_connect()
 
         settings["redis_connect_func"] = connected
-    # redis-py's own pool fails a command once 100 connections are busy (since 6.x): concurrent
-    # publishes and subscriptions beyond that wait for one here
-    pool = BlockingConnectionPool(
-        max_connections=options.connections, timeout=options.timeout, **settings
-    )
+    pool = WaitingPool(max_connections=options.connections, timeout=options.timeout, **settings)
     client = Redis.from_pool(pool)
     client.response_callbacks.clear()  # every reply raw: the modules parse what they use
     return client
