@@ -37,18 +37,24 @@ from tidings.testing.scale import Workers
 from tidings.testing.tansu import Tansu
 from tidings.transports import from_url
 from tidings.transports.base import Groups
+from tidings.transports.kit.partitions import DEFAULT_PARTITIONS
 
 KEYS = 100
 DELAY = 0.002
 WORKERS = (1, 2, 4)
+KAFKA_PARTITIONS = 12
 PG_DSN = os.environ.get("TIDINGS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("TIDINGS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-async def run_once(url: str, processes: int, count: int) -> tuple[float, float]:
+async def run_once(
+    url: str, processes: int, count: int, partitions: int | None
+) -> tuple[float, float, float]:
     """Seconds from the first publish until ``count`` messages were handled by ``processes``
-    workers of one group, and how busy the machine's cores were meanwhile (0 to 1). The group
-    is dropped afterwards (on RabbitMQ its queues hold broker file handles)."""
+    workers of one group, how busy the machine's cores were meanwhile (0 to 1), and how long
+    the group took to spread its ``partitions`` (None: keys shared without partitions) over the
+    workers once they ran, before the first publish. The group is dropped afterwards (on
+    RabbitMQ its queues hold broker file handles)."""
     topic, group = unique("b7"), unique("b7")
     # the group exists before publishing where a new one starts at the end (RabbitMQ, NATS);
     # primed through a transport of its own, whose close frees the partitions the probes took.
@@ -65,6 +71,10 @@ async def run_once(url: str, processes: int, count: int) -> tuple[float, float]:
     try:
         async with Workers(url, topic, group, delay=DELAY, timeout=600.0) as workers:
             await asyncio.gather(*(workers.start(f"w{n}") for n in range(processes)))
+            ready = time.perf_counter()
+            if partitions is not None:
+                spread = f"{partitions} partitions spread over the workers"
+                await workers.until(lambda: workers.spread(partitions), spread)
             started, cpu = time.perf_counter(), cpu_times()
             for first in range(0, count, 500):
                 batch = [
@@ -76,7 +86,7 @@ async def run_once(url: str, processes: int, count: int) -> tuple[float, float]:
             elapsed, busy = time.perf_counter() - started, busy_since(cpu)
         if isinstance(transport, Groups):
             await drop_group(transport, topic, group)
-        return elapsed, busy
+        return elapsed, busy, started - ready
     finally:
         await transport.aclose()
 
@@ -107,11 +117,16 @@ def busy_since(before: tuple[int, int]) -> float:
     return (busy - before[0]) / max(total - before[1], 1)
 
 
-def measure(title: str, url: str, count: int, repeat: int, as_json: bool) -> None:
+def measure(
+    title: str, url: str, count: int, repeat: int, as_json: bool, partitions: int | None
+) -> None:
     rows = []
     for processes in WORKERS:
-        best, busy = min(asyncio.run(run_once(url, processes, count)) for _ in range(repeat))
+        runs = [asyncio.run(run_once(url, processes, count, partitions)) for _ in range(repeat)]
+        best, busy, settling = min(runs)
         note = f"limit {processes * 8 / DELAY:,.0f}/s, cores {busy:.0%} busy"
+        if partitions is not None:
+            note += f", partitions spread in {settling:.1f} s"
         rows.append(Row(f"{processes} worker{'s' if processes > 1 else ''}", count, best, note))
     print_table(f"B7 scale-out, {title}", rows, "1 worker", as_json)
 
@@ -170,9 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     count, repeat = (2_000, 1) if args.quick else (10_000, 2)
     chosen = [args.only] if args.only else [*_RUNS, *(["kafka"] if args.kafka else [])]
     for run in chosen:
-        name, place = _RUNS.get(run, ("Kafka (tansu)", kafka_broker))
+        name, place, partitions = _RUNS.get(run, ("Kafka (tansu)", kafka_broker, KAFKA_PARTITIONS))
         with place() as url:
-            measure(name, url, count, repeat, args.json)
+            measure(name, url, count, repeat, args.json, partitions)
 
 
 @contextmanager
@@ -191,16 +206,18 @@ def rabbitmq_exchange() -> Iterator[str]:
 def kafka_broker() -> Iterator[str]:
     """A URL of a tansu broker of its own, stopped afterwards."""
     with Tansu() as broker:
-        yield f"{broker.url}?partitions=12"
+        yield f"{broker.url}?partitions={KAFKA_PARTITIONS}"
 
 
-_RUNS: dict[str, tuple[str, Callable[[], AbstractContextManager[str]]]] = {
-    "sqlite": ("SQLite", sqlite_file),
-    "postgres": ("PostgreSQL", postgres_schema),
-    "redis": ("Redis Streams", redis_prefix),
-    "nats": ("NATS JetStream", nats_stream),
-    "rabbitmq": ("RabbitMQ", rabbitmq_exchange),
+_RUNS: dict[str, tuple[str, Callable[[], AbstractContextManager[str]], int | None]] = {
+    "sqlite": ("SQLite", sqlite_file, None),
+    "postgres": ("PostgreSQL", postgres_schema, None),
+    "redis": ("Redis Streams", redis_prefix, DEFAULT_PARTITIONS),
+    "nats": ("NATS JetStream", nats_stream, DEFAULT_PARTITIONS),
+    "rabbitmq": ("RabbitMQ", rabbitmq_exchange, DEFAULT_PARTITIONS),
 }
+"""Name, the URL of a place of its own, and the partitions of keyed messages (None: the keys
+are shared without partitions)."""
 
 if __name__ == "__main__":
     main()

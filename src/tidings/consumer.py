@@ -33,7 +33,7 @@ from tidings.middleware.retry import Retry
 from tidings.outcome_stream import Outcomes
 from tidings.supervision import Supervision
 from tidings.telemetry import Observer
-from tidings.transports.base import Delivery, Subscription
+from tidings.transports.base import Delivery, OwnsPartitions, Subscription
 
 if TYPE_CHECKING:
     from tidings.clock import Clock
@@ -278,7 +278,14 @@ class Consumer:
             restarts=self.supervision.restarts,
             in_flight=len(self._buffer) + len(busy) + parked,
             oldest_age=now - min(held) if held else None,
+            partitions=_partitions(self._subscription),
         )
+
+
+def _partitions(subscription: Subscription) -> tuple[int, ...] | None:
+    if isinstance(subscription, OwnsPartitions):
+        return tuple(sorted(subscription.partitions()))
+    return None
 
 
 def _start(delivery: Delivery) -> bool:

@@ -32,6 +32,10 @@ class RouteHealth:
     """Messages the consumer holds: fetched ahead, waiting for their key, or being handled."""
     oldest_age: float | None
     """Seconds the longest-held of those has been held (None when it holds none)."""
+    partitions: tuple[int, ...] | None = None
+    """The partitions whose keyed messages this consumer reads now, the others being its group's
+    other consumers'; None where the transport shares keys without partitions (in process,
+    SQLite, PostgreSQL)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 
 import pytest
 
-from tidings.transports.kit.ownership import Ownership
+from tidings.transports.kit.ownership import CATCHING_UP, Ownership
 from tidings.transports.kit.partitions import check_partitions, partition_name, partition_of
 from tidings.transports.kit.sharing import key_hash
 
@@ -123,3 +123,22 @@ async def test_what_a_closed_subscription_held_goes_to_the_others() -> None:
     await b.ownership.round()
     assert a.reading | b.reading == set(range(16))
     assert a.reading.isdisjoint(b.reading)
+
+
+async def test_rounds_come_sooner_while_a_subscription_holds_less_than_its_share() -> None:
+    """A newcomer, or one waiting for partitions handed over to it, looks again after
+    CATCHING_UP seconds; one holding its share every period (a third of the lease, at most 1 s)."""
+    table = Table()
+    a, b = Reader(table, "a"), Reader(table, "b")
+    assert a.ownership.until_next_round() == CATCHING_UP, "before its first round"
+    await a.ownership.round()
+    assert a.ownership.until_next_round() == a.ownership.period == pytest.approx(1 / 3)
+    a.settled.clear()  # a holds unsettled deliveries: b's share is not free yet
+    await b.ownership.round()
+    await a.ownership.round()
+    assert a.ownership.until_next_round() == a.ownership.period, "giving up counts as given"
+    assert b.ownership.until_next_round() == CATCHING_UP, "b waits for its share"
+    a.settled.set()
+    await table.until_held(8)
+    await b.ownership.round()
+    assert b.ownership.until_next_round() == b.ownership.period

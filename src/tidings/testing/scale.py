@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class Workers:
         self.delay = delay
         self.timeout = timeout
         self.handled: list[Handled] = []
+        self.partitions: dict[str, list[int] | None] = {}
+        """What each worker said last of the partitions it reads."""
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Event] = {}
@@ -71,6 +74,8 @@ class Workers:
                     self.handled.append(record)
                 case [b"ready", _]:
                     self._ready[name].set()
+                case [b"partitions", worker, listed]:
+                    self.partitions[worker.decode()] = json.loads(listed)
             self._changed.set()
         self._changed.set()
 
@@ -106,6 +111,13 @@ class Workers:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):  # a worker's exit sets no line
                         await self._changed.wait()
+
+    def spread(self, count: int) -> bool:
+        """Whether the running workers read ``count`` partitions between them, each some and
+        none the same (a group settled after workers joined)."""
+        read = [self.partitions.get(name) or [] for name in self._processes]
+        every = [n for partitions in read for n in partitions]
+        return all(read) and sorted(every) == list(range(count))
 
     def share(self, name: str) -> float:
         """The part of the handler calls that worker ``name`` made."""

@@ -11,13 +11,17 @@ It runs a :class:`~tidings.Bus` on ``URL`` with one ordered handler (``concurren
 ``KEY`` is the message's key, ``N`` its ``n`` header and ``START`` when the handler began (Unix
 time, the same clock in every process of the machine), so that a test can check the order in
 which a key's messages were handled across processes. Once the bus runs it writes ``ready
-NAME``. SIGTERM or SIGINT drain the bus and end the process with status 0; SIGKILL is a crash.
+NAME``, and ``partitions NAME [0,1,…]`` (JSON; ``null`` where the transport has none) whenever
+the partitions its consumer reads change. SIGTERM or SIGINT drain the bus and end the process
+with status 0; SIGKILL is a crash.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import signal
 import sys
 import time
@@ -51,7 +55,16 @@ async def _work(
     async with bus:
         out.write(f"ready {name}\n")
         out.flush()
-        await stop.wait()
+        reported: object = ()
+        while not stop.is_set():
+            partitions = bus.health().routes[0].partitions
+            if partitions != reported:
+                reported = partitions
+                out.write(f"partitions {name} {json.dumps(partitions, separators=(',', ':'))}\n")
+                out.flush()
+            with contextlib.suppress(TimeoutError):  # health tells no one when they change
+                async with asyncio.timeout(0.02):
+                    await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

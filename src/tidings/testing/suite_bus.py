@@ -294,10 +294,51 @@ class BusCases:
             await handled.until(lambda: len(handled.calls) == 640, "all 640 events", self.timeout)
         assert set(handled.calls.values()) == {1}
 
+    async def test_health_shows_the_partitions_each_consumer_reads(
+        self, transport_factory: TransportFactory
+    ) -> None:
+        """A lone consumer of a group reads every partition; once a second one joins, each
+        reads its own part of them, and ``bus.health()`` says which."""
+        topic, group = unique("suite.partitions"), unique("group")
+
+        async def ignore(value: object) -> None:
+            pass
+
+        def bus() -> Bus:
+            made = Bus(transport_factory())
+            made.subscribe(topic, ignore, group=group, ordered=True)
+            return made
+
+        def reads(of: Bus) -> tuple[int, ...] | None:
+            return of.health().routes[0].partitions
+
+        async with bus() as one:
+            if reads(one) is None:
+                pytest.skip("the transport shares keys without partitions")
+            await _until(lambda: bool(reads(one)), "the first consumer's partitions", self.timeout)
+            every = reads(one)
+            assert every == tuple(range(len(every or ()))), "alone, it reads all of them"
+            async with bus() as two:
+
+                def spread() -> bool:
+                    a, b = set(reads(one) or ()), set(reads(two) or ())
+                    return bool(a and b) and not a & b and a | b == set(every or ())
+
+                await _until(spread, "the partitions spread over both", self.timeout)
+
 
 async def _until_in_flight(bus: Bus, count: int, timeout: float) -> None:
-    """Return once the Bus holds ``count`` messages (running, fetched or waiting for their key);
-    health tells no one when that changes, so it is read every few milliseconds."""
-    async with waiting(timeout, f"{count} messages in flight"):
-        while sum(route.in_flight for route in bus.health().routes) != count:  # noqa: ASYNC110
+    """Return once the Bus holds ``count`` messages (running, fetched or waiting for their key)."""
+
+    def held() -> bool:
+        return sum(route.in_flight for route in bus.health().routes) == count
+
+    await _until(held, f"{count} messages in flight", timeout)
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    """Return once ``condition()`` holds of what ``bus.health()`` shows; health tells no one
+    when it changes, so it is read every few milliseconds."""
+    async with waiting(timeout, what):
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.005)

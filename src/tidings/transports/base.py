@@ -45,6 +45,7 @@ __all__ = [
     "GroupInfo",
     "Groups",
     "LocalTransport",
+    "OwnsPartitions",
     "Pingable",
     "Subscription",
     "Transport",
@@ -176,6 +177,16 @@ class Groups(Protocol):
         Raises NotFound if there is no such group. Stop the group's consumers first: one still
         running subscribes again as a new group would (from the oldest message kept).
         """
+
+
+@runtime_checkable
+class OwnsPartitions(Protocol):
+    """A subscription that reads keyed messages of the partitions it owns, not of the others
+    (those its group's other subscriptions own)."""
+
+    def partitions(self) -> frozenset[int]:
+        """The partitions whose keyed messages it reads now."""
+        ...
 
 
 @runtime_checkable

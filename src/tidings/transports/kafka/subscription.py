@@ -219,6 +219,13 @@ class KafkaSubscription:
             raise self._errors.error(exc, f"subscribing to {self.topic!r}") from exc
         return consumer
 
+    def partitions(self) -> frozenset[int]:
+        """The partitions assigned to it now (of every topic, for a pattern)."""
+        consumer = self._consumer
+        if consumer is None or self.closed:
+            return frozenset()
+        return frozenset(tp.partition for tp in consumer.assignment())
+
     def released(self) -> None:
         """One delivery was settled: make room for the next fetch."""
         self._outstanding -= 1

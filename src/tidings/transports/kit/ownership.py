@@ -12,8 +12,11 @@ Every subscription of a group on a topic runs an :class:`Ownership` over the bro
    handed out of them is settled (renewing their leases meanwhile), then releases them.
 
 A new subscription takes nothing in its first round: subscriptions starting together count each
-other before any takes partitions. A worker that dies stops renewing; its partitions are free a
-lease later, and the others take them in their next round.
+other before any takes partitions. While a subscription holds less than its share (it is new,
+or another one still hands partitions over to it) its rounds come every :data:`CATCHING_UP`
+seconds instead of every period, so it takes a partition a moment after it is free. A worker
+that dies stops renewing; its partitions are free a lease later, and the others take them in
+their next round.
 
 Why order holds: only a partition's lease holder reads it. A partition changes hands either when
 released, after its owner settled everything it handed out, so the next owner starts where the
@@ -34,9 +37,13 @@ from typing import Protocol
 from tidings.errors import TidingsError
 from tidings.transports.kit.supervise import supervise
 
-__all__ = ["Leases", "Ownership"]
+__all__ = ["CATCHING_UP", "Leases", "Ownership"]
 
 Partitions = Callable[[set[int]], Awaitable[None]]
+
+CATCHING_UP = 0.2
+"""Seconds between the rounds of a subscription holding less than its share (the first round's
+wait included): long enough for workers started together to count each other first."""
 
 
 class Leases(Protocol):
@@ -92,6 +99,7 @@ class Ownership:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._name = name
+        self._share: int | None = None  # as of the last round
         self._running = False
         self._stopping = False
         self._closing: asyncio.Future[None] | None = None
@@ -106,14 +114,25 @@ class Ownership:
         with contextlib.suppress(TidingsError):
             await self._leases.announce()  # the first round only counts (module docstring)
         while not self._stopping:  # besides cancelling: a client may swallow a cancellation
-            await asyncio.sleep(self.period)  # the lease clock, not synchronisation
+            await asyncio.sleep(self.until_next_round())  # the lease clock, not synchronisation
             with contextlib.suppress(TidingsError):  # the broker is away: try next round
                 await self.round()
+
+    def reading(self) -> frozenset[int]:
+        """The partitions owned and not being given up."""
+        return frozenset(self.owned - self._leaving)
+
+    def until_next_round(self) -> float:
+        """Seconds to the next round: :data:`CATCHING_UP` while this subscription holds less
+        than its share (or has not had a round yet), else :attr:`period`."""
+        if self._share is None or len(self.reading()) < self._share:
+            return min(self.period, CATCHING_UP)
+        return self.period
 
     async def round(self) -> None:
         """Announce, renew, take up to the share, start giving up the excess."""
         async with self._lock:
-            share = self._share(await self._leases.announce())
+            share = self._share = self._share_of(await self._leases.announce())
             keep = sorted(self.owned - self._leaving, key=self._order.index)
             if len(keep) > share:
                 giving = set(keep[share:])  # the least preferred
@@ -130,7 +149,7 @@ class Ownership:
             if gained:
                 await self._start(gained)
 
-    def _share(self, live: list[str]) -> int:
+    def _share_of(self, live: list[str]) -> int:
         live = sorted(set(live) | {self._name})
         each, more = divmod(self._count, len(live))
         return each + (live.index(self._name) < more)

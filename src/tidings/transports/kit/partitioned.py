@@ -83,6 +83,10 @@ class Partitioned(ABC, Generic[S, D]):
             self._batches.follow(subscription)  # again, if it ended on an error
         return await self._batches.next()  # StopAsyncIteration once closed
 
+    def partitions(self) -> frozenset[int]:
+        """The partitions it reads now: those it owns and is not giving up."""
+        return self._ownership.reading()
+
     @abstractmethod
     async def start(self, partitions: set[int]) -> None:
         """Read these partitions too (their leases were just taken)."""

@@ -116,6 +116,10 @@ class RedisSubscription:
     def __aiter__(self) -> RedisSubscription:
         return self
 
+    def partitions(self) -> frozenset[int]:
+        """The partitions it reads now: those it owns and is not giving up."""
+        return self._ownership.reading()
+
     async def __anext__(self) -> list[RedisDelivery]:
         while self._open():
             self._stepping = True
