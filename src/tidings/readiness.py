@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tidings.errors import TidingsError
 from tidings.transports.base import Pingable
+from tidings.workers import worker_id
 
 if TYPE_CHECKING:
     from tidings.bus import Bus
@@ -32,6 +33,8 @@ class Readiness:
     time), or ``not checked`` for in-process transports."""
     routes: tuple[dict[str, Any], ...]
     """Each consumer's :class:`~tidings.health.RouteHealth` as a dictionary."""
+    worker: int | None = None
+    """This process's number among ``tidings run --workers N`` (:func:`tidings.worker_id`)."""
 
     @property
     def status(self) -> int:
@@ -44,6 +47,7 @@ class Readiness:
             "running": self.running,
             "broker": self.broker,
             "routes": list(self.routes),
+            "worker": self.worker,
         }
 
 
@@ -56,6 +60,7 @@ async def check(bus: Bus, *, timeout: float = 2.0) -> Readiness:
         running=health.running,
         broker=broker,
         routes=tuple(asdict(route) for route in health.routes),
+        worker=worker_id(),
     )
 
 

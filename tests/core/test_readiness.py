@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from events import UserSignedUp
 
 import tidings
@@ -72,3 +73,14 @@ async def test_a_faulty_transport_passes_the_ping_through() -> None:
     assert readiness.status == 503
     assert readiness.broker == "unreachable: connection refused"
     await FaultyTransport(MemoryTransport()).ping()  # nothing to ask in process
+
+
+async def test_the_report_names_the_worker_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``tidings run --workers N`` each process's report says which one it is."""
+    bus = Bus()
+    bus.subscribe(UserSignedUp, lambda e: None)
+    async with bus:
+        alone = await check(bus)
+        monkeypatch.setenv("TIDINGS_WORKER_ID", "3")
+        third = await check(bus)
+    assert (alone.as_json()["worker"], third.as_json()["worker"]) == (None, 3)
