@@ -187,3 +187,35 @@ async def test_a_fan_in_passes_on_any_error_of_a_subscription(error: Exception) 
     with pytest.raises(type(error)):
         async with asyncio.timeout(10):  # not a hang: before, the reader ended silently
             await fan_in.next()
+
+
+class _FailingFirst:
+    """A subscription whose first iteration fails at once with ``error``, later ones yield."""
+
+    def __init__(self, error: Exception, batch: list[int]) -> None:
+        self.error, self.batch, self.tries = error, batch, 0
+
+    async def __aiter__(self) -> AsyncIterator[list[int]]:
+        self.tries += 1
+        if self.tries == 1:
+            raise self.error
+        yield self.batch
+        await asyncio.Event().wait()
+
+
+async def test_a_fan_in_raises_one_error_for_subscriptions_that_failed_together() -> None:
+    """Sixteen partitions whose reading failed in one outage cost the consumer one restart, not
+    sixteen (each with a longer backoff): the iterating task gets one error, and following them
+    again reads them all anew."""
+    fan_in: FanIn[int] = FanIn()
+    parts = [_FailingFirst(ServiceUnavailable(f"part {n} lost"), [n]) for n in range(16)]
+    for part in parts:
+        fan_in.follow(part)
+    with pytest.raises(ServiceUnavailable):
+        await fan_in.next()
+    for part in parts:  # what the consumer's restart does
+        fan_in.follow(part)
+    async with asyncio.timeout(10):
+        batches = [await fan_in.next() for _ in parts]
+    assert sorted(n for batch in batches for n in batch) == list(range(16))
+    fan_in.cancel()

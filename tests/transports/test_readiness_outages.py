@@ -68,13 +68,18 @@ class Handler:
 async def readiness_until(bus: Bus, ready: bool) -> Readiness:
     """Probe ``bus`` as an orchestrator does until it answers ``ready``; each probe must answer
     within its own timeout, never hang."""
-    async with waiting(60, f"readiness {'200' if ready else '503'}"):
-        while True:
-            async with waiting(10, "a readiness probe to answer"):
-                report = await readiness.check(bus, timeout=2.0)
-            if report.ready == ready:
-                return report
-            await asyncio.sleep(0.1)  # the probe's period: nothing to await between probes
+    reports: list[Readiness] = []
+    try:
+        async with waiting(60, f"readiness {'200' if ready else '503'}"):
+            while True:
+                async with waiting(10, "a readiness probe to answer"):
+                    report = await readiness.check(bus, timeout=2.0)
+                if report.ready == ready:
+                    return report
+                reports.append(report)
+                await asyncio.sleep(0.1)  # the probe's period: nothing to await between probes
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; the last report: {reports[-1:]}") from None
 
 
 async def not_ready_while_cut(bus: Bus, proxy: TcpProxy) -> None:

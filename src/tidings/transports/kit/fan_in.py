@@ -36,11 +36,23 @@ class FanIn(Generic[D]):
         self._readers.pop(subscription, None)
 
     async def next(self) -> list[D]:
-        """The next batch; raises what a subscription raised, StopAsyncIteration after the end."""
+        """The next batch; raises what a subscription raised, StopAsyncIteration after the end.
+
+        Raising one error drops the others queued meanwhile: subscriptions that failed together
+        (every partition, in one outage) are followed again together by the next iteration,
+        and cost the consumer one restart instead of one each."""
         item = await self._ready.get()
         if isinstance(item, BaseException):
+            if not isinstance(item, StopAsyncIteration):
+                self._drop_errors()
             raise item
         return item
+
+    def _drop_errors(self) -> None:
+        kept = [self._ready.get_nowait() for _ in range(self._ready.qsize())]
+        for item in kept:
+            if not isinstance(item, Exception) or isinstance(item, StopAsyncIteration):
+                self._ready.put_nowait(item)
 
     def end(self) -> None:
         """Every batch taken after those queued now raises StopAsyncIteration."""
