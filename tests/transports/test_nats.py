@@ -27,6 +27,7 @@ from tidings.transports.nats import (
     NatsTransport,
     PartitionedSubscription,
     durable_name,
+    fast_path,
 )
 
 WAIT = 20.0
@@ -223,6 +224,7 @@ async def test_publishing_a_message_id_again_stores_it_once(transport: NatsTrans
         ("items", Message("t", b"", {"bad name": "v"})),
         ("items", Message("t\n", b"")),
         ("it ems", Message("t", b"")),
+        ("items", Message("t", b"x" * (1024 * 1024 - 50))),  # the server's limit, with headers
     ],
 )
 async def test_what_cannot_travel_is_refused_before_sending(
@@ -359,9 +361,12 @@ class FakeConnection:
         self.acks.append((subject, payload))
 
 
-async def test_settling_survives_errors_writing_acks(caplog: pytest.LogCaptureFixture) -> None:
+async def test_settling_survives_errors_writing_acks(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A failed write of acks is logged (the deliveries come again) and later acks still go;
     a full outgoing buffer (a reconnect in progress) is tried again."""
+    monkeypatch.setattr(fast_path, "reply_all", fast_path.public_reply_all)  # the fake's publish
     connection = FakeConnection(stored=3)
 
     async def attach(again: bool) -> tuple[Any, str]:

@@ -33,6 +33,7 @@ async def public_transport(
 ) -> AsyncIterator[NatsTransport]:
     """A transport on a stream of this test only, with the fast path switched off."""
     monkeypatch.setattr(fast_path, "send", fast_path.public_send)
+    monkeypatch.setattr(fast_path, "reply_all", fast_path.public_reply_all)
     monkeypatch.setattr(fast_path, "client", NATS)
     tag = uuid.uuid4().hex[:10]
     options = NatsOptions.from_url(f"{nats_url}?stream=P{tag}&prefix=p{tag}")

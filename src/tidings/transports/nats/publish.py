@@ -41,8 +41,8 @@ _WINDOW = 16_384
 _QUIET = 2.0
 """Seconds without any confirmation after which a call is sent again."""
 
-_Prepared = list[tuple[bytes, dict[str, str]]]
-"""Each message's payload and headers."""
+_Prepared = list[tuple[bytes, dict[str, str], bytes]]
+"""Each message's payload, headers and header block (:func:`.wire.headers_for`)."""
 
 
 class _Batch:
@@ -127,7 +127,7 @@ class Publisher:
         if not messages:
             return
         limit = self._nc.max_payload
-        prepared = [(message.data, headers_for(message, limit)) for message in messages]
+        prepared = [(message.data, *headers_for(message, limit)) for message in messages]
         deadline = time.monotonic() + self._timeout
         self._idle.clear()
         try:

@@ -39,6 +39,7 @@ from tidings.errors import ClosedError, TidingsError
 from tidings.message import Message
 from tidings.transports.kit.errors import ErrorMap
 from tidings.transports.kit.settle import Settler
+from tidings.transports.nats import fast_path
 from tidings.transports.nats.wire import decode
 
 if TYPE_CHECKING:
@@ -254,8 +255,7 @@ class NatsSubscription:
     async def _write(self, settled: list[tuple[Msg, bytes]]) -> None:
         nc = self._nc
         assert nc is not None  # a delivery exists only after _open
-        for msg, payload in settled:
-            await nc.publish(msg.reply, payload)
+        await fast_path.reply_all(nc, [(msg.reply, payload) for msg, payload in settled])
 
     async def _open(self) -> None:
         self._nc, self._pull_subject = await self._attach(False)

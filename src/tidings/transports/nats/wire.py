@@ -24,7 +24,6 @@ MSG_ID = "Nats-Msg-Id"
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An HTTP token (RFC 9110): the header names nats-py publishes."""
 _SUBJECT_TOKEN = re.compile(r"[^\s*>]+")
-_BLOCK = len(b"NATS/1.0\r\n\r\n")
 _checked_names: set[str] = set()
 
 
@@ -40,10 +39,11 @@ def subject_for(prefix: str, topic: str) -> str:
     return f"{prefix}.{topic}"
 
 
-def headers_for(message: Message, max_payload: int) -> dict[str, str]:
-    """The NATS headers of ``message``. Raises ValueError for a header name that is not an HTTP
-    token, a CR or LF in a name, value, type or key (nats-py would send a space instead), or a
-    message larger than ``max_payload`` with its headers."""
+def headers_for(message: Message, max_payload: int) -> tuple[dict[str, str], bytes]:
+    """The NATS headers of ``message``, and the same as the header block of an ``HPUB``
+    command. Raises ValueError for a header name that is not an HTTP token, a CR or LF in a
+    name, value, type or key (nats-py would send a space instead), or a message larger than
+    ``max_payload`` with its headers."""
     headers = to_wire(message)
     headers[MSG_ID] = headers.pop(ID)
     if message.headers:
@@ -52,12 +52,12 @@ def headers_for(message: Message, max_payload: int) -> dict[str, str]:
     # Each header line has one CR and one LF; any other would be a line break in a value.
     if text.count("\n") != len(headers) or text.count("\r") != len(headers):
         raise ValueError(f"a header, type or key of message {message.id} contains CR or LF")
-    size = _BLOCK + len(text) + len(message.data)
-    if size > max_payload and (size := size - len(text) + len(text.encode())) > max_payload:
+    block = f"NATS/1.0\r\n{text}\r\n".encode()
+    if (size := len(block) + len(message.data)) > max_payload:
         raise ValueError(
             f"message {message.id} has {size} bytes with headers; the limit is {max_payload}"
         )
-    return headers
+    return headers, block
 
 
 def _check_names(headers: Headers) -> None:
